@@ -1,0 +1,93 @@
+"""A backend over any local Hugging Face causal-LM directory (the embedded teacher included)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from datagen_gym.backends.base import BackendError
+
+EMBEDDED_TEACHER = Path(__file__).resolve().parent.parent / "world" / "teacher"
+
+
+class TransformersBackend:
+    """Batched, KV-cached sampling with ``model.generate``.
+
+    Args:
+        model_path: a local model directory (weights + tokenizer); nothing is downloaded.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; ignored when ``device_map`` is given.
+        dtype: ``"float32"``, ``"float16"`` or ``"bfloat16"`` (default: the checkpoint's).
+        device_map: passed to ``from_pretrained`` (e.g. ``"auto"`` to spread a large model).
+        max_batch_size: prompts per ``generate`` call; larger requests are split.
+
+    Temperature 0 decodes greedily; otherwise it samples with the given temperature and top_p.
+    Runs are repeatable for a given ``seed`` on the same machine and thread count.
+    """
+
+    deterministic = True
+
+    def __init__(self, model_path: Union[str, Path] = EMBEDDED_TEACHER, device: str = "cpu",
+                 dtype: Optional[str] = None, device_map: Optional[str] = None,
+                 max_batch_size: int = 128) -> None:
+        path = Path(model_path)
+        if not (path / "config.json").is_file():
+            raise BackendError(f"no Hugging Face model at {path} (expected config.json, "
+                               "weights and tokenizer files in that directory)")
+        kwargs = {"local_files_only": True}
+        if dtype is not None:
+            kwargs["dtype"] = getattr(torch, dtype)
+        if device_map is not None:
+            kwargs["device_map"] = device_map
+        self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        self.tokenizer.padding_side = "left"  # decoder-only models continue from the right edge
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+        if device_map is None:
+            self.model.to(device)
+        self.model.eval()
+        self.model_path = path
+        self.max_batch_size = max_batch_size
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @torch.inference_mode()
+    def generate(self, prompts: Sequence[str], *, temperature: float, top_p: float,
+                 max_new_tokens: int, seed: Optional[int] = None) -> list[str]:
+        if not prompts:
+            return []
+        if seed is not None:
+            torch.manual_seed(seed)
+        # Similar lengths in one batch waste less compute on padding.
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        out: list[str] = [""] * len(prompts)
+        for start in range(0, len(order), self.max_batch_size):
+            idx = order[start:start + self.max_batch_size]
+            texts = self._generate_batch([prompts[i] for i in idx], temperature, top_p,
+                                         max_new_tokens)
+            for i, text in zip(idx, texts):
+                out[i] = text
+        return out
+
+    def _generate_batch(self, prompts: list[str], temperature: float, top_p: float,
+                        max_new_tokens: int) -> list[str]:
+        enc = self.tokenizer(prompts, return_tensors="pt", padding=True).to(self.device)
+        sample = temperature > 0
+        gen_kwargs = dict(max_new_tokens=max_new_tokens, do_sample=sample,
+                          pad_token_id=self.tokenizer.pad_token_id,
+                          eos_token_id=self.tokenizer.eos_token_id)
+        if sample:
+            gen_kwargs.update(temperature=float(temperature), top_p=float(top_p), top_k=0)
+        else:
+            gen_kwargs.update(temperature=None, top_p=None, top_k=None)
+        try:
+            ids = self.model.generate(**enc, **gen_kwargs)
+        except (RuntimeError, ValueError) as exc:
+            raise BackendError(f"model.generate failed on {self.model_path}: {exc}") from exc
+        new = ids[:, enc["input_ids"].shape[1]:]
+        return self.tokenizer.batch_decode(new, skip_special_tokens=True)

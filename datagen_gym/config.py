@@ -1,0 +1,190 @@
+"""Configuration: one validated dataclass tree, loaded from and saved to YAML.
+
+Every field states its allowed range or choices in its metadata; :meth:`Config.from_dict`
+rejects unknown keys and out-of-range values with an error that names the field
+(``rl_tuning.batch_size``) and what is allowed, so a typo never passes silently.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration value or key is not allowed; the message names the field."""
+
+
+def _range(lo: float, hi: float, *, lo_open: bool = False) -> dict:
+    return {"range": (lo, hi, lo_open)}
+
+
+def _choices(*values: str) -> dict:
+    return {"choices": values}
+
+
+@dataclass
+class SamplingConfig:
+    """How the teacher LM samples. The env moves temperature and top_p within these bounds."""
+
+    temperature: float = field(default=1.0, metadata=_range(0.0, 2.0))
+    top_p: float = field(default=0.9, metadata=_range(0.05, 1.0))
+    max_new_tokens: int = field(default=128, metadata=_range(1, 4096))
+    backend: str = field(default="embedded", metadata=_choices("embedded", "transformers"))
+    # A local Hugging Face causal-LM directory, for backend "transformers".
+    model_path: Optional[str] = None
+    device: str = "cpu"
+    dtype: Optional[str] = field(default=None, metadata=_choices("float32", "float16", "bfloat16"))
+    max_batch_size: int = field(default=128, metadata=_range(1, 4096))
+
+
+@dataclass
+class GenerationConfig:
+    """What the generators write and the Self-Instruct / Evol-Instruct filters they apply."""
+
+    template: str = "self_instruct"  # checked against the template names at use
+    # Path to a JSONL file of human seed tasks; None uses the embedded world's seed tasks.
+    seed_tasks_path: Optional[str] = None
+    num_prompt_instructions: int = field(default=8, metadata=_range(1, 32))
+    num_machine_instructions: int = field(default=2, metadata=_range(0, 32))
+    rouge_threshold: float = field(default=0.7, metadata=_range(0.0, 1.0))
+    min_instruction_words: int = field(default=3, metadata=_range(0, 1000))
+    max_instruction_words: int = field(default=150, metadata=_range(1, 10000))
+    max_instances_per_task: int = field(default=3, metadata=_range(1, 64))
+    blacklist: list[str] = field(default_factory=lambda: [
+        "image", "images", "graph", "graphs", "picture", "pictures", "file", "files", "map",
+        "maps", "draw", "plot", "go to"])
+
+
+@dataclass
+class RLTuningConfig:
+    """The RL loop: the seed design's fields plus the env's options."""
+
+    enable_rl_tuning: bool = False
+    num_iterations: int = field(default=10, metadata=_range(1, 100000))
+    batch_size: int = field(default=64, metadata=_range(1, 100000))
+    rl_algorithm: str = "random_search"  # any name of agents.list_agents()
+    learning_rate: float = field(default=0.001, metadata=_range(0.0, 10.0, lo_open=True))
+    reward_metric: str = "accuracy"
+    target_model_path: Optional[str] = None
+    validation_data_path: Optional[str] = None
+    task: str = "sentiment"  # built-in target task when no target model is given
+    action_mode: str = field(default="discrete", metadata=_choices("discrete", "continuous"))
+    data_mode: str = field(default="episode", metadata=_choices("episode", "batch"))
+    action_delta: float = field(default=0.05, metadata=_range(0.0, 1.0, lo_open=True))
+    seed: Optional[int] = None
+
+
+@dataclass
+class Config:
+    """The whole configuration: ``sampling``, ``generation`` and ``rl_tuning`` sections."""
+
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    rl_tuning: RLTuningConfig = field(default_factory=RLTuningConfig)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> "Config":
+        """Build and validate a config; unknown keys and bad values raise :class:`ConfigError`."""
+        return _build(cls, data or {}, prefix="")
+
+    @classmethod
+    def load(cls, path: Union[str, Path]) -> "Config":
+        """Read a YAML file."""
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+        if data is not None and not isinstance(data, dict):
+            raise ConfigError(f"config file {path} must hold a mapping of sections, "
+                              f"got {type(data).__name__}")
+        return cls.from_dict(data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def save(self, path: Union[str, Path]) -> None:
+        """Write YAML that :meth:`load` reads back to an equal config."""
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+    def replace(self, **sections: dict[str, Any]) -> "Config":
+        """A copy with some fields changed, e.g. ``cfg.replace(sampling={"top_p": 0.5})``."""
+        data = self.to_dict()
+        for name, values in sections.items():
+            if name not in data:
+                raise ConfigError(f"unknown config section {name!r}; "
+                                  f"valid sections: {sorted(data)}")
+            data[name].update(values)
+        return Config.from_dict(data)
+
+    def validate(self) -> "Config":
+        """Re-check every field (after direct attribute assignment)."""
+        Config.from_dict(self.to_dict())
+        return self
+
+
+def _build(cls, data: dict[str, Any], prefix: str):
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be a mapping, "
+                          f"got {type(data).__name__}")
+    hints = get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        where = f"section '{prefix.rstrip('.')}'" if prefix else "the config"
+        raise ConfigError(f"unknown key '{prefix}{unknown[0]}' in {where}; "
+                          f"valid keys: {sorted(fields)}")
+    kwargs = {}
+    for name, value in data.items():
+        f, hint, full = fields[name], hints[name], prefix + name
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = _build(hint, value or {}, prefix=full + ".")
+        else:
+            kwargs[name] = _check(full, value, hint, f.metadata)
+    return cls(**kwargs)
+
+
+def _check(name: str, value: Any, hint: Any, meta: Any) -> Any:
+    optional = get_origin(hint) is Union and type(None) in get_args(hint)
+    base = next((a for a in get_args(hint) if a is not type(None)), hint) if optional else hint
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"{name} must not be empty")
+    origin = get_origin(base) or base
+    if origin is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name} must be true or false, got {value!r}")
+    elif origin is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{name} must be an integer, got {value!r}")
+    elif origin is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{name} must be a number, got {value!r}")
+        value = float(value)
+        if not math.isfinite(value):
+            raise ConfigError(f"{name} must be finite, got {value!r}")
+    elif origin is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{name} must be a string, got {value!r}")
+    elif origin is list:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{name} must be a list of strings, got {value!r}")
+    if "range" in meta:
+        lo, hi, lo_open = meta["range"]
+        if value > hi or value < lo or (lo_open and value == lo):
+            bracket = "(" if lo_open else "["
+            raise ConfigError(f"{name}={value!r} is out of range; allowed: {bracket}{lo}, {hi}]")
+    if "choices" in meta and value not in meta["choices"]:
+        raise ConfigError(f"{name}={value!r} is not allowed; choose one of "
+                          f"{list(meta['choices'])}")
+    return value

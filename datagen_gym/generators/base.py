@@ -1,0 +1,132 @@
+"""What every generator shares: the sampler, the template, the task pool and the RNG."""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from datagen_gym.config import Config, GenerationConfig
+from datagen_gym.generators import prompts
+from datagen_gym.generators.rouge_filter import RougeLFilter
+from datagen_gym.sampler import Sampler
+
+
+class TaskPool:
+    """Human seed tasks plus the machine tasks generated so far, and the ROUGE-L filter over
+    all their instructions (new instructions must differ from every one of them)."""
+
+    def __init__(self, seed_tasks: Sequence[dict[str, Any]], rouge_threshold: float = 0.7
+                 ) -> None:
+        if not seed_tasks:
+            raise ValueError("the seed task pool is empty; Self-Instruct needs human seed tasks")
+        for i, task in enumerate(seed_tasks):
+            if not str(task.get("instruction", "")).strip():
+                raise ValueError(f"seed task {i} has no 'instruction'")
+        self.human = [dict(t) for t in seed_tasks]
+        self.machine: list[dict[str, Any]] = []
+        self.rouge = RougeLFilter(threshold=rouge_threshold,
+                                  pool=[t["instruction"] for t in self.human])
+
+    def add_machine(self, tasks: Sequence[dict[str, Any]]) -> None:
+        """Tasks that passed the filters (their instructions are already in ``rouge``)."""
+        self.machine.extend(tasks)
+
+    def all_tasks(self) -> list[dict[str, Any]]:
+        return self.human + self.machine
+
+
+class BaseGenerator:
+    """Sampling parameters, template choice and the shared task pool.
+
+    Args:
+        config: the whole :class:`Config` (its ``generation`` and ``sampling`` sections are used).
+        sampler: the :class:`Sampler` to call; by default one over the configured backend.
+        seed_tasks: human seed tasks (dicts with ``instruction``, optional ``input``/``output``,
+            ``is_classification``, ``group``); by default the embedded world's.
+        seed: seeds the in-context sampling and the LM's sampling.
+        pool: share an existing :class:`TaskPool` (the :class:`Generator` facade does).
+    """
+
+    method = "base"
+
+    def __init__(self, config: Optional[Config] = None, sampler: Optional[Sampler] = None,
+                 seed_tasks: Optional[Sequence[dict[str, Any]]] = None,
+                 seed: Optional[int] = None, pool: Optional[TaskPool] = None) -> None:
+        self.config = config or Config()
+        self.gen_config: GenerationConfig = self.config.generation
+        self.sampler = sampler or Sampler.from_config(self.config.sampling)
+        if pool is None:
+            if seed_tasks is None:
+                seed_tasks = load_seed_tasks(self.gen_config.seed_tasks_path)
+            pool = TaskPool(seed_tasks, self.gen_config.rouge_threshold)
+        self.pool = pool
+        self.rng = np.random.default_rng(seed)
+        self.template = prompts.get_template(self.gen_config.template)
+
+    # ------------------------------------------------------------------ controls
+    def get_sampling_params(self) -> dict[str, float]:
+        return self.sampler.get_params()
+
+    def set_sampling_params(self, temperature: Optional[float] = None,
+                            top_p: Optional[float] = None) -> None:
+        self.sampler.set_params(temperature=temperature, top_p=top_p)
+
+    def select_template(self, name_or_index: str | int) -> prompts.Template:
+        """Choose a prompt template by name or index (see :data:`prompts.TEMPLATES`)."""
+        self.template = prompts.get_template(name_or_index)
+        return self.template
+
+    def reseed(self, seed: Optional[int]) -> None:
+        self.rng = np.random.default_rng(seed)
+
+    # ------------------------------------------------------------------ helpers
+    def _lm(self, prompt_list: list[str], max_new_tokens: int) -> list[str]:
+        # A fresh torch seed per call, drawn from our RNG, makes the whole run repeatable.
+        return self.sampler.generate(prompt_list, max_new_tokens=max_new_tokens,
+                                     seed=int(self.rng.integers(2**31 - 1)))
+
+    def _record(self, instruction: str, input_text: str, output: str, **meta: Any
+                ) -> dict[str, Any]:
+        params = self.sampler.get_params()
+        return {"instruction": instruction, "input": input_text, "output": output,
+                "method": self.method, "template": self.template.name,
+                "temperature": round(params["temperature"], 4),
+                "top_p": round(params["top_p"], 4), "step": None, **meta}
+
+    def _instances(self, tasks: list[dict[str, Any]]) -> list[list[tuple[str, str]]]:
+        """Self-Instruct instance generation: output-first for classification, else input-first.
+        """
+        from datagen_gym.generators.instruction_filters import keep_instance
+
+        if not tasks:
+            return []
+        prompt_list = [prompts.output_first_prompt(t["instruction"]) if t["is_classification"]
+                       else prompts.input_first_prompt(t["instruction"]) for t in tasks]
+        texts = self._lm(prompt_list, max_new_tokens=80)
+        out = []
+        for task, text in zip(tasks, texts):
+            pairs = (prompts.parse_output_first(text) if task["is_classification"]
+                     else prompts.parse_input_first(text))
+            seen, kept = set(), []
+            for x, y in pairs:
+                if (x, y) not in seen and keep_instance(task["instruction"], x, y):
+                    seen.add((x, y))
+                    kept.append((x, y))
+            out.append(kept[: self.gen_config.max_instances_per_task])
+        return out
+
+
+def load_seed_tasks(path: Optional[str]) -> list[dict[str, Any]]:
+    """Seed tasks from a JSONL file, or the embedded world's pool for ``None``."""
+    if path is None:
+        from datagen_gym.world.seed_tasks import make_seed_tasks
+        return make_seed_tasks()
+    from datagen_gym.results import read_jsonl
+    rows = read_jsonl(path)
+    for i, row in enumerate(rows, start=1):
+        if "instruction" not in row:
+            raise ValueError(f"{path}:{i}: a seed task needs an 'instruction' field")
+        row.setdefault("is_classification", False)
+        row.setdefault("group", None)
+    return rows

@@ -1,0 +1,66 @@
+"""Sampler: the temperature and top_p the agent controls, and the backend they are sent to."""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+from datagen_gym.backends.base import LLMBackend
+from datagen_gym.config import SamplingConfig
+
+TEMPERATURE_RANGE = (0.0, 2.0)
+TOP_P_RANGE = (0.05, 1.0)
+
+
+class Sampler:
+    """Holds the sampling parameters and calls an :class:`LLMBackend` with them.
+
+    Bounds: temperature in [0.0, 2.0] (0 is greedy decoding), top_p in [0.05, 1.0].
+    """
+
+    def __init__(self, backend: LLMBackend, temperature: float = 1.0, top_p: float = 0.9,
+                 max_new_tokens: int = 128) -> None:
+        self.backend = backend
+        self.max_new_tokens = max_new_tokens
+        self._temperature = self._top_p = 0.0
+        self.set_params(temperature=temperature, top_p=top_p)
+
+    @classmethod
+    def from_config(cls, config: SamplingConfig, backend: Optional[LLMBackend] = None
+                    ) -> "Sampler":
+        """A sampler over the configured backend (the embedded teacher by default)."""
+        if backend is None:
+            from datagen_gym.backends import make_backend
+            backend = make_backend(config)
+        return cls(backend, config.temperature, config.top_p, config.max_new_tokens)
+
+    @property
+    def temperature(self) -> float:
+        return self._temperature
+
+    @property
+    def top_p(self) -> float:
+        return self._top_p
+
+    def get_params(self) -> dict[str, float]:
+        return {"temperature": self._temperature, "top_p": self._top_p}
+
+    def set_params(self, temperature: Optional[float] = None, top_p: Optional[float] = None
+                   ) -> None:
+        """Set either parameter; a value out of bounds is an error naming the bound."""
+        if temperature is not None:
+            lo, hi = TEMPERATURE_RANGE
+            if not lo <= temperature <= hi:
+                raise ValueError(f"temperature={temperature} is out of range; allowed: [{lo}, {hi}]")
+            self._temperature = float(temperature)
+        if top_p is not None:
+            lo, hi = TOP_P_RANGE
+            if not lo <= top_p <= hi:
+                raise ValueError(f"top_p={top_p} is out of range; allowed: [{lo}, {hi}]")
+            self._top_p = float(top_p)
+
+    def generate(self, prompts: Sequence[str], max_new_tokens: Optional[int] = None,
+                 seed: Optional[int] = None) -> list[str]:
+        """Complete each prompt with the current temperature and top_p."""
+        return self.backend.generate(prompts, temperature=self._temperature, top_p=self._top_p,
+                                     max_new_tokens=max_new_tokens or self.max_new_tokens,
+                                     seed=seed)

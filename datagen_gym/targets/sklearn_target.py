@@ -16,13 +16,23 @@ def record_text(record: dict[str, Any]) -> str:
     return f"{record.get('instruction', '')} {record.get('input', '')}"
 
 
+OTHER = "__other__"
+
+
+def _label(record: dict[str, Any], label_set: set[str]) -> str:
+    out = str(record.get("output", "")).strip()
+    return out if out in label_set else OTHER
+
+
 class SklearnClassifierTarget:
     """``target(data) -> {"accuracy", "macro_f1", "num_train"}``: fit on ``data``, score on the
     validation set.
 
-    The classifier learns ``output`` from instruction + input, so every generated record is a
-    training example, whatever its task; records of the validation task with correct labels
-    help, wrong labels and off-task outputs compete with them. Deterministic for given data.
+    The classifier learns ``output`` from instruction + input over the validation set's labels
+    plus one ``other`` class: every generated record is a training example, whatever its task.
+    Records of the validation task with correct labels help; wrong labels, off-task records and
+    answers in another format (``POSITIVE``, ``Answer: positive``) teach the wrong class or
+    ``other``, which always counts as a miss. Deterministic for given data.
 
     Args:
         validation_dataset: records with ``instruction``, ``input`` and the gold ``output``.
@@ -37,11 +47,12 @@ class SklearnClassifierTarget:
         self.validation = list(validation_dataset)
         self.val_texts = [record_text(r) for r in self.validation]
         self.val_labels = np.array([str(r["output"]).strip() for r in self.validation])
+        self.label_set = set(self.val_labels.tolist())
         self.C = C
         self.max_features = max_features
 
     def __call__(self, data: Sequence[dict[str, Any]]) -> dict[str, float]:
-        labels = [str(r.get("output", "")).strip() for r in data]
+        labels = [_label(r, self.label_set) for r in data]
         if len(set(labels)) < 2:
             # Nothing to discriminate: the model can only answer its one label (or nothing).
             pred = np.array([labels[0] if labels else ""] * len(self.val_labels))
@@ -52,6 +63,7 @@ class SklearnClassifierTarget:
             clf = LogisticRegression(C=self.C, max_iter=300)
             clf.fit(x, labels)
             pred = clf.predict(vec.transform(self.val_texts))
+        pred = np.where(pred == OTHER, "", pred)  # an "other" answer never matches a gold label
         acc = float(accuracy_score(self.val_labels, pred))
         f1 = float(f1_score(self.val_labels, pred, average="macro", zero_division=0))
         return {"accuracy": acc, "macro_f1": f1 if math.isfinite(f1) else 0.0,

@@ -1,0 +1,255 @@
+"""One TensorBoard code path for every agent, so hand-rolled and SB3 curves overlay.
+
+:class:`DataGenTBWriter` turns an env step's ``info`` into the shared ``datagen/*`` tags and
+finished episodes into ``rollout/ep_rew_mean`` / ``rollout/ep_len_mean`` (SB3's own names, with
+SB3's 100-episode window). Hand-rolled agents give it their own ``SummaryWriter``;
+:class:`DataGenTensorboardCallback` gives it the ``SummaryWriter`` inside SB3's logger, so the
+same tags land in the same event file as SB3's ``rollout/*`` and ``train/*`` (SB3's ``Monitor``
+produces ``rollout/*`` there). Info keys that are absent, ``None`` or NaN are skipped, which
+keeps the writer usable on any gymnasium env.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import TensorBoardOutputFormat
+
+try:  # tensorboard is a hard dependency of the project, but keep the import error readable
+    from torch.utils.tensorboard import SummaryWriter
+except ImportError as exc:  # pragma: no cover
+    raise ImportError("TensorBoard logging needs `pip install tensorboard`") from exc
+
+from agents.common.wrappers import StepInfoRecorder
+
+# tag -> info key. ``datagen/reward`` comes from the step reward, not from ``info``.
+DATAGEN_SCALAR_TAGS: dict[str, str] = {
+    "datagen/metric": "metric",
+    "datagen/best_metric": "best_metric",
+    "datagen/baseline_metric": "baseline_metric",
+    "datagen/temperature": "temperature",
+    "datagen/top_p": "top_p",
+    "datagen/template": "template_index",
+    "datagen/kept_fraction": "kept_fraction",
+    "datagen/num_kept": "num_kept",
+    "datagen/unique_ratio": "unique_ratio",
+    "datagen/correctness": "correctness",
+    "datagen/all_filtered": "all_filtered",
+    "datagen/time_generation_s": "time_generation_s",
+    "datagen/time_target_s": "time_target_s",
+}
+REWARD_TAG = "datagen/reward"
+EXAMPLES_TAG = "datagen/examples"
+DATAGEN_INFO_KEYS = frozenset(DATAGEN_SCALAR_TAGS.values()) | {"examples", "template", "method"}
+
+
+def is_datagen_info(info: Mapping[str, Any] | None) -> bool:
+    """True when ``info`` carries at least one DataGen key (so ``datagen/*`` tags make sense)."""
+    return bool(info) and any(k in info for k in DATAGEN_INFO_KEYS)
+
+
+def _as_float(value: Any) -> float | None:
+    """A finite float, or None for missing / NaN / non-numeric values."""
+    if value is None or isinstance(value, (str, bytes)):
+        return None
+    try:
+        x = float(np.asarray(value).reshape(-1)[0]) if np.ndim(value) else float(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def datagen_scalars(
+    info: Mapping[str, Any] | None, reward: float | None = None
+) -> dict[str, float]:
+    """The ``datagen/*`` scalars of one step; empty for an info without DataGen keys."""
+    if not is_datagen_info(info):
+        return {}
+    assert info is not None
+    out = {
+        tag: v
+        for tag, key in DATAGEN_SCALAR_TAGS.items()
+        if (v := _as_float(info.get(key))) is not None
+    }
+    r = _as_float(reward)
+    if r is not None:
+        out[REWARD_TAG] = r
+    return out
+
+
+def _cell(value: Any, max_chars: int) -> str:
+    """Make one markdown table cell: no pipes or newlines, bounded length."""
+    text = "" if value is None else str(value)
+    if len(text) > max_chars:
+        text = text[: max_chars - 1] + "…"
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\r", "").replace("\n", "<br>")
+
+
+def examples_markdown(
+    info: Mapping[str, Any] | None, step: int | None = None, max_chars: int = 300
+) -> str | None:
+    """Render ``info["examples"]`` as a markdown table under a one-line header (None if none)."""
+    if not info:
+        return None
+    examples = info.get("examples")
+    if not examples:
+        return None
+    head = []
+    if step is not None:
+        head.append(f"step {step}")
+    if info.get("template") is not None:
+        head.append(
+            f"template `{info['template']}`"
+            + (f" ({info['method']})" if info.get("method") else "")
+        )
+    for key, label in (
+        ("temperature", "T"),
+        ("top_p", "top_p"),
+        ("metric", str(info.get("reward_metric") or "metric")),
+    ):
+        v = _as_float(info.get(key))
+        if v is not None:
+            head.append(f"{label}={v:.4g}")
+    lines = [" · ".join(head), ""] if head else []
+    lines += ["| # | instruction | input | output |", "|---|---|---|---|"]
+    for i, ex in enumerate(examples):
+        ex = ex if isinstance(ex, Mapping) else {"instruction": ex}
+        cells = [_cell(ex.get(k), max_chars) for k in ("instruction", "input", "output")]
+        lines.append(f"| {i + 1} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+class DataGenTBWriter:
+    """Write the shared ``datagen/*`` and ``rollout/*`` tags.
+
+    ``writer`` may be ``None`` (TensorBoard off): then only ``record`` (if given) is fed, which is
+    how the SB3 callback also shows the ``datagen/*`` means in SB3's stdout/CSV tables.
+    Several envs reporting at the same step (SB3 vec envs) are averaged into one point so the
+    curves do not zig-zag; the text summary shows the first env's examples.
+    """
+
+    def __init__(
+        self,
+        writer: SummaryWriter | None,
+        text_every: int = 10,
+        stats_window_size: int = 100,
+        record: Callable[[str, float], None] | None = None,
+    ) -> None:
+        self.writer = writer
+        self.text_every = int(text_every)
+        self.record = record
+        self.ep_returns: deque[float] = deque(maxlen=stats_window_size)
+        self.ep_lengths: deque[int] = deque(maxlen=stats_window_size)
+        self._last_text_step: int | None = None
+
+    def log_step(
+        self, infos: Sequence[Mapping[str, Any]], rewards: Sequence[float] | None, step: int
+    ) -> dict[str, float]:
+        """Log one (possibly vectorised) env step; returns the scalars written."""
+        rewards = list(rewards) if rewards is not None else [None] * len(infos)
+        sums: dict[str, float] = {}
+        counts: dict[str, int] = {}
+        for info, reward in zip(infos, rewards, strict=True):
+            for tag, value in datagen_scalars(info, reward).items():
+                sums[tag] = sums.get(tag, 0.0) + value
+                counts[tag] = counts.get(tag, 0) + 1
+        means = {tag: sums[tag] / counts[tag] for tag in sums}
+        for tag, value in means.items():
+            if self.writer is not None:
+                self.writer.add_scalar(tag, value, step)
+            if self.record is not None:
+                self.record(tag, value)
+        if (
+            self.writer is not None
+            and self.text_every > 0
+            and (self._last_text_step is None or step - self._last_text_step >= self.text_every)
+        ):
+            for info in infos:
+                text = examples_markdown(info, step)
+                if text is not None:
+                    self.writer.add_text(EXAMPLES_TAG, text, step)
+                    self._last_text_step = step
+                    break
+        return means
+
+    def log_episode(self, ep_return: float, ep_length: int, step: int) -> None:
+        """Record a finished episode and write the windowed means under SB3's tag names."""
+        self.ep_returns.append(float(ep_return))
+        self.ep_lengths.append(int(ep_length))
+        self.add_scalar("rollout/ep_rew_mean", float(np.mean(self.ep_returns)), step)
+        self.add_scalar("rollout/ep_len_mean", float(np.mean(self.ep_lengths)), step)
+
+    def add_scalar(self, tag: str, value: float, step: int) -> None:
+        """Write any other scalar (hand-rolled agents' ``train/*``) through the same writer."""
+        if self.writer is not None:
+            self.writer.add_scalar(tag, float(value), step)
+
+    def flush(self) -> None:
+        """Flush pending events to disk."""
+        if self.writer is not None:
+            self.writer.flush()
+
+    def close(self) -> None:
+        """Flush and close the underlying writer."""
+        if self.writer is not None:
+            self.writer.close()
+
+
+class DataGenTensorboardCallback(BaseCallback):
+    """SB3 callback that writes the shared ``datagen/*`` tags from ``self.locals["infos"]``.
+
+    The scalars go straight into the ``SummaryWriter`` of SB3's TensorBoard output at
+    ``num_timesteps`` (SB3's logger only keeps the last ``record`` before each ``dump``, which
+    would leave one point per rollout); their means are also ``record_mean``'ed, excluded from
+    TensorBoard, so SB3's console/CSV tables show them. ``recorders`` are drained when the
+    algorithm does not put ``infos`` in ``locals`` (ARS).
+    """
+
+    def __init__(
+        self, text_every: int = 10, recorders: Sequence[StepInfoRecorder] = (), verbose: int = 0
+    ) -> None:
+        super().__init__(verbose)
+        self.text_every = text_every
+        self.recorders = list(recorders)
+        self.tb: DataGenTBWriter | None = None
+
+    def _on_training_start(self) -> None:
+        writer = None
+        for fmt in self.logger.output_formats:
+            if isinstance(fmt, TensorBoardOutputFormat):
+                writer = fmt.writer
+                break
+
+        def record(tag: str, value: float) -> None:
+            self.logger.record_mean(tag, value, exclude="tensorboard")
+
+        self.tb = DataGenTBWriter(writer, text_every=self.text_every, record=record)
+
+    def _on_step(self) -> bool:
+        assert self.tb is not None, "the callback was not initialised by SB3"
+        infos = self.locals.get("infos")
+        rewards = self.locals.get("rewards")
+        if infos is not None:
+            self.tb.log_step(
+                list(infos),
+                None if rewards is None else np.asarray(rewards).reshape(-1).tolist(),
+                self.num_timesteps,
+            )
+            for rec in self.recorders:  # keep the fallback buffer from replaying old steps
+                rec.drain()
+            return True
+        drained = [item for rec in self.recorders for item in rec.drain()]
+        if drained:
+            self.tb.log_step(
+                [info for _, info in drained], [r for r, _ in drained], self.num_timesteps
+            )
+        return True
+
+    def _on_training_end(self) -> None:
+        if self.tb is not None:
+            self.tb.flush()

@@ -1,0 +1,52 @@
+"""Build any agent by name: ``make_agent("reinforce", env)``, ``make_agent("ppo", env)``, ..."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+
+from agents.common.base import META_FILE, BaseAgent
+from agents.common.checkpoint import PathLike, read_json
+from agents.random_search.random_search import RandomSearchAgent
+from agents.reinforce.reinforce import ReinforceAgent
+from agents.sb3.sb3_agent import SB3_NAMES, SB3Agent
+
+_HAND_ROLLED: dict[str, type[BaseAgent]] = {
+    "random": RandomSearchAgent,
+    "random_search": RandomSearchAgent,
+    "reinforce": ReinforceAgent,
+}
+
+
+def list_agents() -> list[str]:
+    """Every name :func:`make_agent` accepts (aliases included), sorted."""
+    return sorted(set(_HAND_ROLLED) | set(SB3_NAMES))
+
+
+def make_agent(name: str, env: gym.Env, **kwargs: Any) -> BaseAgent:
+    """Create the agent called ``name`` (case-insensitive) for ``env``.
+
+    ``kwargs`` go to the agent's constructor (for SB3 names: ``seed``, ``tensorboard_log``,
+    ``policy`` and any algorithm hyper-parameter).
+    """
+    key = name.strip().lower().replace("-", "_")
+    if key in _HAND_ROLLED:
+        return _HAND_ROLLED[key](env, **kwargs)
+    if key in SB3_NAMES:
+        return SB3Agent(key, env, **kwargs)
+    raise ValueError(f"unknown agent {name!r}; valid names: {', '.join(list_agents())}")
+
+
+def load_agent(path: PathLike, env: gym.Env | None = None, **kwargs: Any) -> BaseAgent:
+    """Load any agent saved with ``agent.save(path)``, dispatching on ``agent.json``."""
+    kind = read_json(Path(path) / META_FILE).get("agent")
+    classes: dict[str, type[BaseAgent]] = {
+        RandomSearchAgent.agent_name: RandomSearchAgent,
+        ReinforceAgent.agent_name: ReinforceAgent,
+        SB3Agent.agent_name: SB3Agent,
+    }
+    if kind not in classes:
+        raise ValueError(f"{path} does not hold a known agent checkpoint (agent={kind!r})")
+    return classes[kind].load(path, env=env, **kwargs)

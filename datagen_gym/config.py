@@ -41,6 +41,9 @@ class SamplingConfig:
     device: str = "cpu"
     dtype: Optional[str] = field(default=None, metadata=_choices("float32", "float16", "bfloat16"))
     max_batch_size: int = field(default=128, metadata=_range(1, 4096))
+    # torch CPU threads while generating; None: 1 for the embedded teacher, torch's default
+    # for other models.
+    num_threads: Optional[int] = field(default=None, metadata=_range(1, 1024))
 
 
 @dataclass

@@ -79,7 +79,7 @@ def test_instruction_rules():
 
 
 def test_self_instruct_prompt_uses_six_human_and_two_machine_tasks():
-    backend = ScriptedBackend(bootstrap=" Is this text message spam or not spam?\n"
+    backend = ScriptedBackend(bootstrap=" Would a careful reader call this note spam or not spam?\n"
                                         "10. Multiply each pair of integers and report it.\n")
     gen = SelfInstructGenerator(sampler=Sampler(backend), seed=0)
     human = {t["instruction"] for t in gen.pool.human}
@@ -96,14 +96,14 @@ def test_self_instruct_prompt_uses_six_human_and_two_machine_tasks():
 
 def test_self_instruct_filters_and_instance_order():
     backend = ScriptedBackend(bootstrap=(
-        " Is this text message spam or not spam?\n"
-        "10. Is this text message spam or not spam?\n"  # duplicate: ROUGE-L rejects
+        " Would a careful reader call this note spam or not spam?\n"
+        "10. Would a careful reader call this note spam or not spam?\n"  # duplicate: ROUGE-L rejects
         "11. Draw a map of the city streets.\n"         # blacklist
         "12. Multiply each pair of integers and report it.\n"))
     gen = SelfInstructGenerator(sampler=Sampler(backend), seed=0)
     res = gen.generate_from_seed(4)
     kinds = [r["instruction"] for r in res]
-    assert set(kinds) == {"Is this text message spam or not spam?",
+    assert set(kinds) == {"Would a careful reader call this note spam or not spam?",
                           "Multiply each pair of integers and report it."}
     assert res.num_candidates >= 4 and res.kept_fraction < 1.0
     spam = [r for r in res if "spam" in r["instruction"]]

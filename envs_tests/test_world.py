@@ -27,6 +27,11 @@ def test_family_examples_are_solvable(family):
             assert y in family.labels
     for label in family.labels:
         assert family.sample_example(rng, label=label)[1] == label
+    for _ in range(20):
+        inst, y = family.sample_inline(rng)
+        assert identify(inst)[0] is family
+        assert expected_output(inst, "") == y
+        assert expected_output(inst, "unexpected input") is None
 
 
 def test_solvers_on_known_answers():
@@ -43,6 +48,10 @@ def test_solvers_on_known_answers():
         "Let us think step by step. The answer is 1, 2, 3."
     assert expected_output("Write a poem about the sea.", "") is None
     assert expected_output("Add the two numbers.", "twelve and seven") is None
+    assert expected_output('Is the review "The food was awful." positive or negative?', "") == \
+        "negative"
+    assert expected_output('Make "red sky" all caps. Put the answer in double quotes.', "") == \
+        '"RED SKY"'
 
 
 def test_checker():
@@ -95,7 +104,7 @@ def test_corpus_documents_parse_back_with_the_generators_parsers():
         head, cont = _split(doc, "Class label:")
         inst = head.split("Task: ")[1].split("\n")[0]
         pairs = prompts.parse_output_first(cont)
-        assert len(pairs) >= 2 and all(expected_output(inst, x) == y for x, y in pairs)
+        assert pairs and all(expected_output(inst, x) == y for x, y in pairs)
 
         doc = make_document("classification_check", rng)
         inst, answer = doc.split("\n\nTask: ")[-1].split("\nIs it classification?")
@@ -115,7 +124,8 @@ def test_corpus_stream_is_reproducible():
 
 def test_seed_tasks():
     tasks = make_seed_tasks()
-    assert len(tasks) == 3 * len(FAMILIES)
+    assert len(tasks) == 4 * len(FAMILIES)
+    assert sum(t["input"] == "" for t in tasks) == 2 * len(FAMILIES)  # inline tasks
     assert all(checker.is_correct(t) for t in tasks)
     assert {t["group"] for t in tasks} == {"classification", "text", "math"}
     assert make_seed_tasks() == tasks

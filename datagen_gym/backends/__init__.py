@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Optional
 
 from datagen_gym.backends.base import BackendError, LLMBackend
 from datagen_gym.backends.transformers_backend import EMBEDDED_TEACHER, TransformersBackend
@@ -10,23 +11,24 @@ from datagen_gym.config import ConfigError, SamplingConfig
 
 
 @lru_cache(maxsize=4)
-def _cached_transformers(path: str, device: str, dtype, max_batch_size: int
-                         ) -> TransformersBackend:
+def _cached_transformers(path: str, device: str, dtype, max_batch_size: int,
+                         num_threads: Optional[int]) -> TransformersBackend:
     # Many envs in one process share one copy of the weights; generate() holds no state.
-    return TransformersBackend(path, device=device, dtype=dtype, max_batch_size=max_batch_size)
+    return TransformersBackend(path, device=device, dtype=dtype, max_batch_size=max_batch_size,
+                               num_threads=num_threads)
 
 
 def make_backend(config: SamplingConfig) -> LLMBackend:
     """The backend a sampling config names."""
     if config.backend == "embedded":
         return _cached_transformers(str(EMBEDDED_TEACHER), config.device, config.dtype,
-                                    config.max_batch_size)
+                                    config.max_batch_size, config.num_threads or 1)
     if config.backend == "transformers":
         if not config.model_path:
             raise ConfigError("sampling.model_path must name a local model directory when "
                               "sampling.backend is 'transformers'")
         return _cached_transformers(config.model_path, config.device, config.dtype,
-                                    config.max_batch_size)
+                                    config.max_batch_size, config.num_threads)
     raise ConfigError(f"sampling.backend={config.backend!r} is not supported")
 
 

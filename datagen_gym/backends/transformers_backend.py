@@ -22,6 +22,9 @@ class TransformersBackend:
         dtype: ``"float32"``, ``"float16"`` or ``"bfloat16"`` (default: the checkpoint's).
         device_map: passed to ``from_pretrained`` (e.g. ``"auto"`` to spread a large model).
         max_batch_size: prompts per ``generate`` call; larger requests are split.
+        num_threads: torch CPU threads while generating (restored afterwards); ``None`` keeps
+            torch's setting. A tiny model gains nothing from more threads, and threads that
+            share cores with other processes stall, so the embedded teacher uses 1.
 
     Temperature 0 decodes greedily; otherwise it samples with the given temperature and top_p.
     Runs are repeatable for a given ``seed`` on the same machine and thread count.
@@ -31,7 +34,7 @@ class TransformersBackend:
 
     def __init__(self, model_path: Union[str, Path] = EMBEDDED_TEACHER, device: str = "cpu",
                  dtype: Optional[str] = None, device_map: Optional[str] = None,
-                 max_batch_size: int = 128) -> None:
+                 max_batch_size: int = 128, num_threads: Optional[int] = None) -> None:
         path = Path(model_path)
         if not (path / "config.json").is_file():
             raise BackendError(f"no Hugging Face model at {path} (expected config.json, "
@@ -51,6 +54,7 @@ class TransformersBackend:
         self.model.eval()
         self.model_path = path
         self.max_batch_size = max_batch_size
+        self.num_threads = num_threads
 
     @property
     def device(self) -> torch.device:
@@ -63,16 +67,22 @@ class TransformersBackend:
             return []
         if seed is not None:
             torch.manual_seed(seed)
-        # Similar lengths in one batch waste less compute on padding.
-        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-        out: list[str] = [""] * len(prompts)
-        for start in range(0, len(order), self.max_batch_size):
-            idx = order[start:start + self.max_batch_size]
-            texts = self._generate_batch([prompts[i] for i in idx], temperature, top_p,
-                                         max_new_tokens)
-            for i, text in zip(idx, texts):
-                out[i] = text
-        return out
+        threads = torch.get_num_threads()
+        if self.num_threads:
+            torch.set_num_threads(self.num_threads)
+        try:
+            # Similar lengths in one batch waste less compute on padding.
+            order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+            out: list[str] = [""] * len(prompts)
+            for start in range(0, len(order), self.max_batch_size):
+                idx = order[start:start + self.max_batch_size]
+                texts = self._generate_batch([prompts[i] for i in idx], temperature, top_p,
+                                             max_new_tokens)
+                for i, text in zip(idx, texts):
+                    out[i] = text
+            return out
+        finally:
+            torch.set_num_threads(threads)
 
     def _generate_batch(self, prompts: list[str], temperature: float, top_p: float,
                         max_new_tokens: int) -> list[str]:

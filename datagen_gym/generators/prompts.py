@@ -148,11 +148,15 @@ def parse_input_first(continuation: str) -> list[tuple[str, str]]:
 
 
 def parse_output_first(continuation: str) -> list[tuple[str, str]]:
-    """Parse ``Class label: ...\\nInput: ...`` pairs; the prompt ends with ``Class label:``."""
+    """Parse ``Class label: ...\\nInput: ...`` pairs; the prompt ends with ``Class label:``.
+
+    A task without input gets just its label (``Class label: ...``), parsed with input "".
+    """
     text = "Class label:" + continuation
     pairs = []
-    for m in re.finditer(r"Class label:(.*?)\nInput:(.*?)(?=\nClass label:|$)", text, re.S):
-        label, x = m.group(1).strip(), m.group(2).strip()
+    for m in re.finditer(r"Class label:([^\n]*)(?:\nInput:(.*?))?(?=\nClass label:|$)", text,
+                         re.S):
+        label, x = m.group(1).strip(), (m.group(2) or "").strip()
         if label:
             pairs.append((x, label))
     return pairs

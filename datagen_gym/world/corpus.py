@@ -21,7 +21,9 @@ from datagen_gym.world.tasks import (
     MODIFIERS,
     TaskFamily,
     families_in,
+    expected_output,
     identify,
+    parse_instruction,
 )
 
 EOS = "<|endoftext|>"
@@ -50,10 +52,14 @@ def concretize(family: TaskFamily, instruction: str, rng: np.random.Generator) -
 
 
 def random_instruction(rng: np.random.Generator, family: TaskFamily | None = None,
-                       p_modified: float = 0.3) -> tuple[TaskFamily, str]:
-    """An instruction of a family, sometimes concretized or carrying modifiers."""
+                       p_modified: float = 0.3, p_inline: float = 0.5) -> tuple[TaskFamily, str]:
+    """An instruction of a family, sometimes with its input inline, concretized or carrying
+    modifiers."""
     family = family or _pick(rng, FAMILIES)
-    inst = family.sample_instruction(rng)
+    if rng.random() < p_inline:
+        inst, _ = family.sample_inline(rng, hard=bool(rng.random() < 0.2))
+    else:
+        inst = family.sample_instruction(rng)
     if rng.random() < 0.15:
         inst = concretize(family, inst, rng)
     if rng.random() < p_modified:
@@ -82,7 +88,9 @@ def evolve(operation: str, instruction: str, rng: np.random.Generator) -> str:
 
 def _examples(family: TaskFamily, instruction: str, rng: np.random.Generator,
               labels: list[str] | None = None) -> list[tuple[str, str]]:
-    _, mods = identify(instruction)
+    _, mods, inline = parse_instruction(instruction)
+    if inline is not None:  # the task carries its input: one answer, no input
+        return [("", expected_output(instruction, ""))]
     hard = any(m.hard_input for m in mods)
     out = []
     for label in labels or [None] * int(rng.integers(1, 4)):
@@ -99,14 +107,15 @@ def make_document(kind: str, rng: np.random.Generator) -> str:
         group = _pick(rng, (None,) + tuple(g for g in prompts.SELF_INSTRUCT_HEADERS if g))
         fams = families_in(group)
         context = [
-            random_instruction(rng, _pick(rng, fams), p_modified=0.1)[1]
+            random_instruction(rng, _pick(rng, fams), p_modified=0.1, p_inline=0.4)[1]
             for _ in range(prompts.NUM_PROMPT_TASKS)
         ]
         # Continuations favour families already in the list, as a real LM follows its context.
         seen = [f for f in fams if any(identify(c)[0] is f for c in context)]
         n_new = int(rng.integers(1, prompts.MAX_TASK_NUMBER - prompts.NUM_PROMPT_TASKS))
         new = [
-            _pick(rng, seen if seen and rng.random() < 0.5 else fams).sample_instruction(rng)
+            random_instruction(rng, _pick(rng, seen if seen and rng.random() < 0.5 else fams),
+                               p_modified=0.0, p_inline=0.6)[1]
             for _ in range(n_new)
         ]
         prompt = prompts.bootstrap_prompt(prompts.SELF_INSTRUCT_HEADERS[group], context)
@@ -119,7 +128,8 @@ def make_document(kind: str, rng: np.random.Generator) -> str:
         return prompts.classification_check_prompt(inst) + f" {answer}\n"
     if kind == "input_first":
         family, inst = random_instruction(rng)
-        blocks = [f"Input: {x}\nOutput: {y}" for x, y in _examples(family, inst, rng)]
+        blocks = [f"Input: {x}\nOutput: {y}" if x else f"Output: {y}"
+                  for x, y in _examples(family, inst, rng)]
         text = prompts.input_first_prompt(inst) + blocks[0]
         for k, block in enumerate(blocks[1:], start=2):
             text += f"\n\nExample {k}\n{block}"
@@ -130,7 +140,7 @@ def make_document(kind: str, rng: np.random.Generator) -> str:
         labels = list(family.labels)
         rng.shuffle(labels)
         pairs = _examples(family, inst, rng, labels=labels)
-        body = "\nClass label:".join(f" {y}\nInput: {x}" for x, y in pairs)
+        body = "\nClass label:".join(f" {y}\nInput: {x}" if x else f" {y}" for x, y in pairs)
         return prompts.output_first_prompt(inst) + body + "\n"
     if kind in ("evol_depth", "evol_breadth"):
         operation = "breadth" if kind == "evol_breadth" else _pick(

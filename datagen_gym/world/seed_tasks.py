@@ -11,19 +11,26 @@ from datagen_gym.world.tasks import FAMILIES
 SEED_POOL_SEED = 1234
 
 
-def make_seed_tasks(per_family: int = 3, seed: int = SEED_POOL_SEED) -> list[dict[str, Any]]:
+def make_seed_tasks(per_family: int = 4, seed: int = SEED_POOL_SEED) -> list[dict[str, Any]]:
     """A fixed pool of human-written tasks, each with one instance, as Self-Instruct starts from.
 
     Each task: ``instruction``, ``input``, ``output``, ``is_classification`` and ``group`` (the
-    family group, which focuses the group-specific Self-Instruct templates).
+    family group, which focuses the group-specific Self-Instruct templates). Half of each
+    family's tasks carry their input inside the instruction (``input`` is then empty).
     """
     rng = np.random.default_rng(seed)
     tasks = []
     for family in FAMILIES:
-        picks = rng.choice(len(family.all_instructions), size=per_family, replace=False)
-        for i in picks:
-            x, y = family.sample_example(rng)
-            tasks.append({"instruction": family.all_instructions[int(i)], "input": x, "output": y,
+        n_inline = per_family // 2
+        picks = rng.choice(len(family.all_instructions), size=per_family - n_inline,
+                           replace=False)
+        examples = [(family.all_instructions[int(i)],) + family.sample_example(rng)
+                    for i in picks]
+        for _ in range(n_inline):
+            inst, y = family.sample_inline(rng)
+            examples.append((inst, "", y))
+        for inst, x, y in examples:
+            tasks.append({"instruction": inst, "input": x, "output": y,
                           "is_classification": family.is_classification,
                           "group": family.group})
     return tasks

@@ -119,7 +119,11 @@ class TaskFamily:
     sample_input: Callable[[np.random.Generator, bool], str]
     solve: Callable[[str], str | None]  # None: the input is not a valid input of this family
     label_input: Callable[[np.random.Generator, str, bool], str] | None = None
+    # Phrasings that carry the input inside the instruction ({x}); Self-Instruct has many such
+    # tasks without a separate input, and their content makes them diverse.
+    inline_templates: tuple[str, ...] = ()
     all_instructions: tuple[str, ...] = field(default=(), compare=False)
+    all_inline: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def is_classification(self) -> bool:
@@ -127,6 +131,13 @@ class TaskFamily:
 
     def sample_instruction(self, rng: np.random.Generator) -> str:
         return self.all_instructions[int(rng.integers(len(self.all_instructions)))]
+
+    def sample_inline(self, rng: np.random.Generator, hard: bool = False,
+                      label: str | None = None) -> tuple[str, str]:
+        """An instruction with its input inside, and the answer."""
+        x, y = self.sample_example(rng, hard=hard, label=label)
+        frame = self.all_inline[int(rng.integers(len(self.all_inline)))]
+        return frame.replace("{x}", x), y
 
     def sample_example(self, rng: np.random.Generator, hard: bool = False,
                        label: str | None = None) -> tuple[str, str]:
@@ -141,11 +152,15 @@ class TaskFamily:
 
 
 def _expand(templates: Sequence[str], slots: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
+    """Every filling of the slots; ``{x}`` (the inline input) is left in place."""
     out: list[str] = []
     for t in templates:
-        names = re.findall(r"{(\w+)}", t)
+        names = list(dict.fromkeys(n for n in re.findall(r"{(\w+)}", t) if n != "x"))
         for values in itertools.product(*(slots[n] for n in names)):
-            out.append(t.format(**dict(zip(names, values))))
+            filled = t
+            for n, v in zip(names, values):
+                filled = filled.replace("{" + n + "}", v)
+            out.append(filled)
     return tuple(dict.fromkeys(out))
 
 
@@ -233,7 +248,7 @@ def _solve_parity(x: str) -> str | None:
 def _animal(rng: np.random.Generator, hard: bool, label: str | None = None) -> str:
     cls = label or _pick(rng, tuple(ANIMALS))
     name = _pick(rng, ANIMALS[cls])
-    return f"The {name}" if hard else name.capitalize()
+    return f"The {name}" if hard else name
 
 
 def _solve_animal(x: str) -> str | None:
@@ -298,6 +313,7 @@ def _solve_max(x: str) -> str | None:
 def _family(**kw) -> TaskFamily:
     fam = TaskFamily(**kw)
     object.__setattr__(fam, "all_instructions", _expand(fam.templates, fam.slots))
+    object.__setattr__(fam, "all_inline", _expand(fam.inline_templates, fam.slots))
     return fam
 
 
@@ -311,6 +327,12 @@ FAMILIES: tuple[TaskFamily, ...] = (
             "Read the {doc} and tell if the writer liked it. Answer positive or negative.",
             "Label the {doc} with its sentiment, positive or negative.",
             "Determine if the {doc} is positive or negative.",
+        ),
+        inline_templates=(
+            'Is the {doc} "{x}" positive or negative?',
+            'Classify the sentiment of "{x}" as positive or negative.',
+            'Someone wrote "{x}". Was that positive or negative?',
+            'Tell if "{x}" is a positive or a negative {doc}.',
         ),
         slots={"doc": ("review", "customer review", "comment", "feedback", "product review"),
                "expresses": ("expresses", "shows", "gives")},
@@ -331,6 +353,11 @@ FAMILIES: tuple[TaskFamily, ...] = (
             "What is the {doc} about? Choose sports, politics, science or business.",
             "Tag the {doc} with its category: sports, politics, science or business.",
         ),
+        inline_templates=(
+            'Is the {doc} "{x}" about sports, politics, science or business?',
+            'Classify "{x}" as sports, politics, science or business.',
+            'Which topic fits "{x}": sports, politics, science or business?',
+        ),
         slots={"doc": ("headline", "news headline", "news title", "title")},
         concretize={"headline": "newspaper headline", "title": "article title"},
         keywords=("topic", "sports", "politics", "science", "business", "section", "category"),
@@ -346,6 +373,11 @@ FAMILIES: tuple[TaskFamily, ...] = (
             "Classify the {doc} as spam or not spam.",
             "Tell if the {doc} below is an unwanted spam {doc} or not spam.",
             "Flag the {doc} as spam or not spam.",
+        ),
+        inline_templates=(
+            'Is the {doc} "{x}" spam or not spam?',
+            'Classify "{x}" as spam or not spam.',
+            'Someone sent "{x}". Is it spam or not spam?',
         ),
         slots={"doc": ("message", "email", "text message", "sms")},
         concretize={"message": "phone message", "email": "work email"},
@@ -363,6 +395,11 @@ FAMILIES: tuple[TaskFamily, ...] = (
             "Decide if the {num} below is an even {num} or an odd {num}.",
             "Label the {num} even or odd.",
         ),
+        inline_templates=(
+            'Is {x} even or odd?',
+            'Tell whether {x} is an even or an odd {num}.',
+            'Classify the {num} {x} as even or odd.',
+        ),
         slots={"num": ("number", "integer", "whole number")},
         concretize={"number": "positive number"},
         keywords=("even", "odd"),
@@ -378,6 +415,11 @@ FAMILIES: tuple[TaskFamily, ...] = (
             "Which class does the {animal} belong to: mammal, bird, fish or reptile?",
             "Name the group of the {animal}: mammal, bird, fish or reptile.",
             "Sort the {animal} into mammal, bird, fish or reptile.",
+        ),
+        inline_templates=(
+            'Is a {x} a mammal, bird, fish or reptile?',
+            'Classify the {x} as a mammal, bird, fish or reptile.',
+            'Which class does a {x} belong to: mammal, bird, fish or reptile?',
         ),
         slots={"animal": ("animal", "given animal", "creature")},
         concretize={"animal": "wild animal"},
@@ -395,6 +437,11 @@ FAMILIES: tuple[TaskFamily, ...] = (
             "Rewrite the {text} so that the last word comes first and the first word comes last.",
             "Flip the word order of the {text}.",
         ),
+        inline_templates=(
+            'Reverse the order of the words in "{x}".',
+            'Write "{x}" with its words backwards.',
+            'Flip the word order of "{x}".',
+        ),
         slots={"text": ("sentence", "phrase", "text", "given sentence")},
         concretize={"sentence": "short sentence", "phrase": "short phrase"},
         keywords=("reverse", "backwards", "flip", "last word"),
@@ -409,6 +456,11 @@ FAMILIES: tuple[TaskFamily, ...] = (
             "Change every letter of the {text} to a capital letter.",
             "Make the {text} all caps.",
             "Turn the {text} into uppercase.",
+        ),
+        inline_templates=(
+            'Convert "{x}" to uppercase.',
+            'Write "{x}" in capital letters.',
+            'Make "{x}" all caps.',
         ),
         slots={"text": ("sentence", "phrase", "text", "given words")},
         concretize={"sentence": "short sentence", "text": "lowercase text"},
@@ -425,6 +477,11 @@ FAMILIES: tuple[TaskFamily, ...] = (
             "Give the word count of the {text}.",
             "Find the number of words in the {text}.",
         ),
+        inline_templates=(
+            'How many words are in "{x}"?',
+            'Count the words of "{x}".',
+            'Give the word count of "{x}".',
+        ),
         slots={"text": ("sentence", "phrase", "text", "given sentence")},
         concretize={"sentence": "short sentence", "text": "short text"},
         keywords=("how many words", "number of words", "word count"),
@@ -439,6 +496,11 @@ FAMILIES: tuple[TaskFamily, ...] = (
             "Compute the sum of the {nums} below.",
             "Find the total of the two {nums}.",
             "Calculate the two {nums} added together.",
+        ),
+        inline_templates=(
+            'What is {x}? Add them.',
+            'Add {x}.',
+            'Compute the sum of {x}.',
         ),
         slots={"nums": ("numbers", "integers", "given numbers", "whole numbers")},
         concretize={"numbers": "positive numbers", "integers": "positive integers"},
@@ -455,6 +517,11 @@ FAMILIES: tuple[TaskFamily, ...] = (
             "Order the list of {nums} from low to high.",
             "Rewrite the {nums} sorted from the smallest to the largest.",
         ),
+        inline_templates=(
+            'Sort {x} in ascending order.',
+            'Arrange {x} from smallest to largest.',
+            'Put the {nums} {x} in increasing order.',
+        ),
         slots={"nums": ("numbers", "integers", "given numbers", "values")},
         concretize={"numbers": "positive numbers", "values": "integer values"},
         keywords=("ascending", "smallest to largest", "increasing", "low to high", "sorted"),
@@ -469,6 +536,11 @@ FAMILIES: tuple[TaskFamily, ...] = (
             "Return the maximum of the {nums}.",
             "Pick the highest value among the {nums}.",
             "Tell me the greatest of the {nums} in the list.",
+        ),
+        inline_templates=(
+            'Find the largest of {x}.',
+            'Which is the biggest of {x}?',
+            'Return the maximum of the {nums} {x}.',
         ),
         slots={"nums": ("numbers", "integers", "given numbers", "values")},
         concretize={"numbers": "positive numbers", "values": "integer values"},
@@ -488,13 +560,22 @@ def families_in(group: str | None) -> tuple[TaskFamily, ...]:
 
 
 # ---------------------------------------------------------------------------- parsing
-_INSTRUCTION_TO_FAMILY = {i: f for f in FAMILIES for i in f.all_instructions}
+def _with_concrete(family: TaskFamily, phrasings: Sequence[str]) -> list[str]:
+    out = list(phrasings)
+    for i in phrasings:
+        for general, specific in family.concretize.items():
+            if re.search(rf"\b{general}\b", i):
+                out.append(re.sub(rf"\b{general}\b", specific, i, count=1))
+    return out
+
+
+_INSTRUCTION_TO_FAMILY: dict[str, TaskFamily] = {}
+_INLINE_PATTERNS: list[tuple[re.Pattern, TaskFamily]] = []
 for _f in FAMILIES:  # concretized phrasings belong to the family too
-    for _i in _f.all_instructions:
-        for _general, _specific in _f.concretize.items():
-            if re.search(rf"\b{_general}\b", _i):
-                _INSTRUCTION_TO_FAMILY.setdefault(
-                    re.sub(rf"\b{_general}\b", _specific, _i, count=1), _f)
+    for _i in _with_concrete(_f, _f.all_instructions):
+        _INSTRUCTION_TO_FAMILY.setdefault(_i, _f)
+    for _i in dict.fromkeys(_with_concrete(_f, _f.all_inline)):
+        _INLINE_PATTERNS.append((re.compile(re.escape(_i).replace(r"\{x\}", "(.+?)")), _f))
 
 
 def split_modifiers(instruction: str) -> tuple[str, list[Modifier]]:
@@ -511,17 +592,38 @@ def split_modifiers(instruction: str) -> tuple[str, list[Modifier]]:
     return base, mods
 
 
-def identify(instruction: str) -> tuple[TaskFamily | None, list[Modifier]]:
-    """The family an instruction belongs to (exact phrasing of the grammar) and its modifiers."""
+def parse_instruction(instruction: str) -> tuple[TaskFamily | None, list[Modifier], str | None]:
+    """The family (exact phrasing of the grammar), the modifiers, and the inline input if the
+    instruction carries one."""
     base, mods = split_modifiers(instruction)
-    return _INSTRUCTION_TO_FAMILY.get(base), mods
+    family = _INSTRUCTION_TO_FAMILY.get(base)
+    if family is not None:
+        return family, mods, None
+    for pattern, fam in _INLINE_PATTERNS:
+        m = pattern.fullmatch(base)
+        if m:
+            return fam, mods, m.group(1)
+    return None, mods, None
+
+
+def identify(instruction: str) -> tuple[TaskFamily | None, list[Modifier]]:
+    """The family an instruction belongs to and its modifiers."""
+    family, mods, _ = parse_instruction(instruction)
+    return family, mods
 
 
 def expected_output(instruction: str, input_text: str) -> str | None:
-    """The ground-truth output for an (instruction, input) pair, or None if it has none."""
-    family, mods = identify(instruction)
+    """The ground-truth output for an (instruction, input) pair, or None if it has none.
+
+    An instruction that carries its input inline must come with an empty ``input_text``.
+    """
+    family, mods, inline = parse_instruction(instruction)
     if family is None:
         return None
+    if inline is not None:
+        if input_text.strip():
+            return None
+        input_text = inline
     y = family.solve(input_text)
     if y is None:
         return None

@@ -1,0 +1,44 @@
+"""Smoke test of ``python -m benchmarks.run`` on a tiny budget (same code path; < ~60 s).
+
+No thresholds on timings or metrics: it checks that every method ran within its budget,
+produced a row in the Markdown tables, and that the output files exist.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from benchmarks import methods, run, sample_efficiency
+
+TINY = ["--quick", "--tasks", "topic", "--seeds", "0", "--budget", "4", "--num-iterations", "2",
+        "--batch-size", "4", "--grid-temperatures", "0.7", "1.0", "--grid-top-ps", "1.0",
+        "--grid-templates", "self_instruct", "evol_deepen", "--workers", "1"]
+
+
+def test_best_so_far_and_first_reach() -> None:
+    eps = [{"evals": 2, "metric": 0.5}, {"evals": 4, "metric": 0.4}, {"evals": 6, "metric": 0.7}]
+    curve = methods.best_so_far(eps, baseline=0.45, budget=6)
+    assert curve == [0.45, 0.45, 0.5, 0.5, 0.5, 0.5, 0.7]
+    assert sample_efficiency.first_reach(curve, 0.5) == 2
+    assert sample_efficiency.first_reach(curve, 0.45) == 0
+    assert sample_efficiency.first_reach(curve, 0.8) is None
+
+
+def test_quick_mode_tiny_budget(tmp_path: Path) -> None:
+    result = run.run([*TINY, "--out", str(tmp_path), "--skip", "step_cost", "rouge"])
+    se = result["sample_efficiency"]
+    runs = se["raw"]["runs"]
+    assert {r["method"] for r in runs} == set(methods.ALL_METHODS)
+    for r in runs:
+        assert r["evals"] <= 4, r  # the budget is enforced for every method
+        assert len(r["curve"]) == 5
+        assert r["episodes"], f"{r['method']} finished no episode"
+    # every method has a row in the headline table (topic is not the tuning task)
+    for m in methods.ALL_METHODS:
+        assert f"| {sample_efficiency.LABELS[m]} |" in se["headline"], m
+    assert "QUICK MODE" in result["summary"]
+    oracle = se["raw"]["oracle"]["topic"]
+    assert oracle["cells"] == 2 * 1 * 2
+    for name in ("sample_efficiency.md", "sample_efficiency.png", "sample_efficiency.json",
+                 "summary.md"):
+        assert (tmp_path / name).is_file(), name

@@ -1,0 +1,169 @@
+"""The ``datagen`` CLI: rl-tune / generate end to end on tiny settings, resume, and errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from datagen_gym.cli import main
+from datagen_gym.results import read_jsonl
+
+REPO = Path(__file__).resolve().parents[1]
+
+TARGET_FILE = '''
+LABELS = {"positive", "negative"}
+
+def make_target_model(validation_dataset):
+    assert validation_dataset and "output" in validation_dataset[0]
+    def target_model(records):
+        hits = sum(str(r["output"]).strip() in LABELS for r in records)
+        return {"accuracy": (hits + 1) / (len(records) + 2)}
+    return target_model
+'''
+
+
+def write_setup(tmp_path: Path, *, target: str = TARGET_FILE, **rl) -> Path:
+    """A config in tmp/conf/ pointing at tmp/conf/target.py and tmp/data/val.jsonl (relative)."""
+    conf, data = tmp_path / "conf", tmp_path / "data"
+    conf.mkdir(exist_ok=True)
+    data.mkdir(exist_ok=True)
+    (conf / "target.py").write_text(target)
+    rows = [{"instruction": "Is this review positive or negative?", "input": f"text {i}",
+             "output": "positive" if i % 2 else "negative"} for i in range(10)]
+    (data / "val.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    settings = {"batch_size": 4, "num_iterations": 3, "seed": 0,
+                "target_model_path": "target.py", "validation_data_path": "../data/val.jsonl",
+                **rl}
+    lines = ["rl_tuning:"] + [f"  {k}: {json.dumps(v)}" for k, v in settings.items()]
+    path = conf / "rl.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def assert_one_line_error(err: str) -> None:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("datagen: error:"), err
+    assert "Traceback" not in err
+
+
+# ----------------------------------------------------------------------------- rl-tune
+def test_rl_tune_in_process_and_resume(tmp_path, capsys):
+    cfg = write_setup(tmp_path)
+    out, tb = tmp_path / "out", tmp_path / "runs"
+    rc = main(["rl-tune", "--config", str(cfg), "--output", str(out), "--tensorboard", str(tb),
+               "--timesteps", "3", "--n", "5", "--no-progress"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "best accuracy" in captured.out and "baseline" in captured.out
+    assert str(out / "data.jsonl") in captured.out and "tensorboard --logdir" in captured.out
+    history = read_jsonl(out / "history.jsonl")
+    assert [h["iteration"] for h in history] == [1, 2, 3]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps_done"] == 3 and summary["num_records"] == len(
+        read_jsonl(out / "data.jsonl")) > 0
+    best = summary["best_params"]
+    assert all(r["template"] == best["template"] for r in read_jsonl(out / "data.jsonl"))
+    assert (out / "checkpoint" / "tuner.json").is_file()
+    # relative paths were resolved against the config file's directory
+    assert summary["config"]["rl_tuning"]["validation_data_path"] == \
+        str((tmp_path / "data" / "val.jsonl").resolve())
+    assert list(tb.glob("random_search_*/events.out.tfevents.*"))
+
+    # --resume with a larger total continues the same run (rl_tune alias, config not needed).
+    rc = main(["rl_tune", "--output", str(out), "--resume", "--timesteps", "5",
+               "--no-tensorboard", "--n", "2", "--no-progress"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "resuming random_search" in captured.err
+    history = read_jsonl(out / "history.jsonl")
+    assert [h["iteration"] for h in history] == [1, 2, 3, 4, 5]
+    assert [h["episode"] for h in history] == [1, 1, 1, 2, 2]
+
+
+def test_rl_tune_subprocess(tmp_path):
+    cfg = write_setup(tmp_path)
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+           "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "datagen_gym.cli", "rl-tune", "--config", str(cfg),
+         "--algo", "reinforce", "--timesteps", "2", "--output", str(out), "--no-tensorboard",
+         "--checkpoint-every", "1", "--n", "3"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    for name in ("data.jsonl", "history.jsonl", "summary.json", "checkpoint/tuner.json",
+                 "checkpoint/agent/agent.json"):
+        assert (out / name).is_file(), name
+    assert len(read_jsonl(out / "history.jsonl")) == 2
+    assert json.loads((out / "summary.json").read_text())["algorithm"] == "reinforce"
+    assert "rl-tune [reinforce]" in proc.stderr  # the progress bar
+
+
+# ----------------------------------------------------------------------------- generate
+def test_generate_with_fixed_settings(tmp_path, capsys):
+    out = tmp_path / "gen.jsonl"
+    rc = main(["generate", "--n", "4", "--temperature", "0.7", "--top-p", "0.8",
+               "--template", "self_instruct_classification", "--seed", "3",
+               "--output", str(out), "--no-progress"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    rows = read_jsonl(out)
+    assert 0 < len(rows) <= 4 and "generated" in captured.out
+    for r in rows:
+        assert (r["temperature"], r["top_p"], r["template"]) == (
+            0.7, 0.8, "self_instruct_classification")
+
+
+# ----------------------------------------------------------------------------- errors
+def _errors_cases(tmp_path: Path) -> dict[str, list[str]]:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("rl_tuning:\n  batch_size: 0\n")
+    no_target = write_setup(tmp_path, target="x = 1\n")
+    return {
+        "bad config value": ["rl-tune", "--config", str(bad)],
+        "missing config": ["rl-tune", "--config", str(tmp_path / "missing.yaml")],
+        "no target_model": ["rl-tune", "--config", str(no_target)],
+        "unknown algo": ["rl-tune", "--algo", "alphazero"],
+        "bad template": ["generate", "--template", "poetry", "--output", "x.jsonl"],
+        "no subcommand": [],
+    }
+
+
+@pytest.mark.parametrize("case", ["bad config value", "missing config", "no target_model",
+                                  "unknown algo", "bad template", "no subcommand"])
+def test_errors_are_one_line(tmp_path, capsys, case):
+    args = _errors_cases(tmp_path)[case]
+    rc = main(args + ["--output", str(tmp_path / "out")] if args and args[0] == "rl-tune"
+              else args)
+    captured = capsys.readouterr()
+    assert rc == 2
+    assert_one_line_error(captured.err)
+    assert {"bad config value": "rl_tuning.batch_size", "missing config": "not found",
+            "no target_model": "defines neither", "unknown algo": "alphazero",
+            "bad template": "poetry", "no subcommand": "required"}[case] in captured.err
+
+
+def test_failing_target_is_a_runtime_error(tmp_path, capsys):
+    cfg = write_setup(tmp_path, target="def target_model(records):\n    return {'f1': 1.0}\n")
+    rc = main(["rl-tune", "--config", str(cfg), "--output", str(tmp_path / "out"),
+               "--no-tensorboard", "--no-progress"])
+    captured = capsys.readouterr()
+    assert rc == 1
+    assert_one_line_error(captured.err)
+    assert "TargetModelError" in captured.err and "'accuracy'" in captured.err
+
+
+def test_error_subprocess_has_no_traceback(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.run([sys.executable, "-m", "datagen_gym.cli", "rl-tune", "--algo",
+                           "alphazero"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2
+    assert_one_line_error(proc.stderr)

@@ -35,7 +35,8 @@ class SamplingConfig:
     temperature: float = field(default=1.0, metadata=_range(0.0, 2.0))
     top_p: float = field(default=0.9, metadata=_range(0.05, 1.0))
     max_new_tokens: int = field(default=128, metadata=_range(1, 4096))
-    backend: str = field(default="embedded", metadata=_choices("embedded", "transformers"))
+    backend: str = field(default="embedded",
+                         metadata=_choices("embedded", "transformers", "openai"))
     # A local Hugging Face causal-LM directory, for backend "transformers".
     model_path: Optional[str] = None
     device: str = "cpu"
@@ -44,6 +45,15 @@ class SamplingConfig:
     # torch CPU threads while generating; None: 1 for the embedded teacher, torch's default
     # for other models.
     num_threads: Optional[int] = field(default=None, metadata=_range(1, 1024))
+    # An OpenAI-compatible server, for backend "openai" (vLLM, Ollama /v1, llama.cpp, hosted).
+    base_url: Optional[str] = None  # the API root, e.g. http://localhost:8000/v1
+    model: Optional[str] = None
+    # The NAME of the environment variable holding the key; the key never goes in a config.
+    api_key_env: str = "OPENAI_API_KEY"
+    endpoint: str = field(default="completions", metadata=_choices("completions", "chat"))
+    max_concurrency: int = field(default=8, metadata=_range(1, 1024))
+    timeout_s: float = field(default=60.0, metadata=_range(0.0, 3600.0, lo_open=True))
+    max_retries: int = field(default=4, metadata=_range(0, 100))
 
 
 @dataclass

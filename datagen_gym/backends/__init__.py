@@ -6,6 +6,7 @@ from functools import lru_cache
 from typing import Optional
 
 from datagen_gym.backends.base import BackendError, LLMBackend
+from datagen_gym.backends.openai_backend import OpenAIBackend, PartialBatchError
 from datagen_gym.backends.transformers_backend import EMBEDDED_TEACHER, TransformersBackend
 from datagen_gym.config import ConfigError, SamplingConfig
 
@@ -29,8 +30,16 @@ def make_backend(config: SamplingConfig) -> LLMBackend:
                               "sampling.backend is 'transformers'")
         return _cached_transformers(config.model_path, config.device, config.dtype,
                                     config.max_batch_size, config.num_threads)
+    if config.backend == "openai":
+        if not config.base_url or not config.model:
+            raise ConfigError("sampling.base_url and sampling.model must be set when "
+                              "sampling.backend is 'openai'")
+        # Not cached: it holds no weights, and the key is read from the environment now.
+        return OpenAIBackend(config.base_url, config.model, api_key_env=config.api_key_env,
+                             endpoint=config.endpoint, max_concurrency=config.max_concurrency,
+                             timeout_s=config.timeout_s, max_retries=config.max_retries)
     raise ConfigError(f"sampling.backend={config.backend!r} is not supported")
 
 
-__all__ = ["BackendError", "LLMBackend", "TransformersBackend", "make_backend",
-           "EMBEDDED_TEACHER"]
+__all__ = ["BackendError", "LLMBackend", "TransformersBackend", "OpenAIBackend",
+           "PartialBatchError", "make_backend", "EMBEDDED_TEACHER"]

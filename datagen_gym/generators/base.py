@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from datagen_gym.backends.openai_backend import PartialBatchError
 from datagen_gym.config import Config, GenerationConfig
 from datagen_gym.generators import prompts
 from datagen_gym.generators.rouge_filter import RougeLFilter
 from datagen_gym.sampler import Sampler
+
+logger = logging.getLogger(__name__)
 
 
 class TaskPool:
@@ -83,8 +87,18 @@ class BaseGenerator:
     # ------------------------------------------------------------------ helpers
     def _lm(self, prompt_list: list[str], max_new_tokens: int) -> list[str]:
         # A fresh torch seed per call, drawn from our RNG, makes the whole run repeatable.
-        return self.sampler.generate(prompt_list, max_new_tokens=max_new_tokens,
-                                     seed=int(self.rng.integers(2**31 - 1)))
+        try:
+            return self.sampler.generate(prompt_list, max_new_tokens=max_new_tokens,
+                                         seed=int(self.rng.integers(2**31 - 1)))
+        except PartialBatchError as exc:
+            if exc.num_completed == 0:
+                raise
+            # Keep what a remote backend finished before the fault. A failed prompt reads as an
+            # empty continuation: the bootstrap, instance and evol parsers yield nothing from it
+            # (so it is dropped) and the classification check reads it as "not classification".
+            logger.warning("keeping %d/%d completions after a backend fault: %s",
+                           exc.num_completed, len(prompt_list), exc)
+            return [c if c is not None else "" for c in exc.completions]
 
     def _record(self, instruction: str, input_text: str, output: str, **meta: Any
                 ) -> dict[str, Any]:

@@ -34,7 +34,7 @@ class SamplingConfig:
 
     temperature: float = field(default=1.0, metadata=_range(0.0, 2.0))
     top_p: float = field(default=0.9, metadata=_range(0.05, 1.0))
-    max_new_tokens: int = field(default=128, metadata=_range(1, 4096))
+    max_new_tokens: int = field(default=96, metadata=_range(1, 4096))
     backend: str = field(default="embedded",
                          metadata=_choices("embedded", "transformers", "openai"))
     # A local Hugging Face causal-LM directory, for backend "transformers".

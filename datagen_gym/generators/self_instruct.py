@@ -17,16 +17,16 @@ from datagen_gym.generators.base import BaseGenerator
 from datagen_gym.generators.instruction_filters import instruction_rejection
 from datagen_gym.results import Results
 
-# New tasks the embedded teacher writes per prompt, and instances per task, on average.
-_TASKS_PER_PROMPT = 4
-_INSTANCES_PER_TASK = 2
+# Bootstrap prompts per requested record. Decoding cost grows with the number of new tokens,
+# hardly with the batch, so one wide round beats several narrow ones.
+_PROMPTS_PER_RECORD = 0.25
 
 
 class SelfInstructGenerator(BaseGenerator):
     """Self-Instruct's instruction bootstrap, filters and instance generation."""
 
     method = "self_instruct"
-    max_rounds = 2
+    max_rounds = 1
 
     def _check_template(self) -> prompts.Template:
         if self.template.method != self.method:
@@ -76,7 +76,7 @@ class SelfInstructGenerator(BaseGenerator):
             need = n - len(results)
             if need <= 0:
                 break
-            num_prompts = math.ceil(need / (_TASKS_PER_PROMPT * _INSTANCES_PER_TASK))
+            num_prompts = math.ceil(need * _PROMPTS_PER_RECORD)
             continuations = self._lm(self.bootstrap_prompts(num_prompts),
                                      max_new_tokens=self.sampler.max_new_tokens)
             candidates = [c for text in continuations for c in prompts.parse_bootstrap(text)]

@@ -2,18 +2,35 @@
 
 from __future__ import annotations
 
+import importlib
 from functools import lru_cache
+from pathlib import Path
 from typing import Optional
 
 from datagen_gym.backends.base import BackendError, LLMBackend
-from datagen_gym.backends.openai_backend import OpenAIBackend, PartialBatchError
-from datagen_gym.backends.transformers_backend import EMBEDDED_TEACHER, TransformersBackend
 from datagen_gym.config import ConfigError, SamplingConfig
+
+EMBEDDED_TEACHER = Path(__file__).resolve().parent.parent / "world" / "teacher"
+
+# Backends load their heavy dependencies (torch, transformers, vllm) on first use only.
+_LAZY = {
+    "TransformersBackend": "datagen_gym.backends.transformers_backend",
+    "OpenAIBackend": "datagen_gym.backends.openai_backend",
+    "PartialBatchError": "datagen_gym.backends.openai_backend",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'datagen_gym.backends' has no attribute {name!r}")
 
 
 @lru_cache(maxsize=4)
 def _cached_transformers(path: str, device: str, dtype, max_batch_size: int,
-                         num_threads: Optional[int]) -> TransformersBackend:
+                         num_threads: Optional[int]):
+    from datagen_gym.backends.transformers_backend import TransformersBackend
+
     # Many envs in one process share one copy of the weights; generate() holds no state.
     return TransformersBackend(path, device=device, dtype=dtype, max_batch_size=max_batch_size,
                                num_threads=num_threads)
@@ -35,6 +52,8 @@ def make_backend(config: SamplingConfig) -> LLMBackend:
             raise ConfigError("sampling.base_url and sampling.model must be set when "
                               "sampling.backend is 'openai'")
         # Not cached: it holds no weights, and the key is read from the environment now.
+        from datagen_gym.backends.openai_backend import OpenAIBackend
+
         return OpenAIBackend(config.base_url, config.model, api_key_env=config.api_key_env,
                              endpoint=config.endpoint, max_concurrency=config.max_concurrency,
                              timeout_s=config.timeout_s, max_retries=config.max_retries)

@@ -8,9 +8,8 @@ from typing import Optional, Sequence, Union
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from datagen_gym.backends import EMBEDDED_TEACHER
 from datagen_gym.backends.base import BackendError
-
-EMBEDDED_TEACHER = Path(__file__).resolve().parent.parent / "world" / "teacher"
 
 
 class TransformersBackend:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import os
 import statistics
 import time
@@ -128,6 +129,7 @@ def main(argv: list[str] | None = None) -> None:
                      f"{s['kept']:.2f} | {s['records']:.0f} |")
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "landscape.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / "landscape.json").write_text(json.dumps(rows, indent=1))
     print("\n".join(lines[:12]))
     plot(summary, args, baseline)
 
@@ -140,9 +142,10 @@ def plot(summary: list[dict], args, baseline: float) -> None:
 
     temps, tops = sorted(args.temperatures), sorted(args.top_ps)
     n = len(args.templates)
-    cols = min(5, n)
+    cols = min(3, n)
     rows = (n + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.9 * rows), squeeze=False,
+                             layout="constrained")
     lookup = {(s["temperature"], s["top_p"], s["template"]): s["mean"] for s in summary}
     vmin, vmax = min(lookup.values()), max(lookup.values())
     for ax, tpl in zip(axes.flat, args.templates):
@@ -159,7 +162,7 @@ def plot(summary: list[dict], args, baseline: float) -> None:
                         color="w")
     for ax in axes.flat[n:]:
         ax.axis("off")
-    fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8, label="final accuracy")
+    fig.colorbar(im, ax=axes, shrink=0.8, label="final accuracy")
     fig.suptitle(f"DataGen-v0 landscape, task {args.task} (baseline {baseline:.2f})")
     fig.savefig(RESULTS / "landscape.png", dpi=110)
 

@@ -18,6 +18,9 @@ __version__ = "0.1.0"
 
 if "DataGen-v0" not in registry:
     register(id="DataGen-v0", entry_point="datagen_gym.envs.datagen_env:DataGenEnv")
+if "DataGen-LM-v0" not in registry:
+    # DataGenEnv with a LoRA-fine-tuned causal LM as the target (needs peft).
+    register(id="DataGen-LM-v0", entry_point="datagen_gym.targets.lora_target:make_lm_env")
 
 
 def __getattr__(name):
@@ -30,6 +33,11 @@ def __getattr__(name):
         "EvolInstructGenerator": "datagen_gym.generators.evol_instruct",
         "TransformersBackend": "datagen_gym.backends.transformers_backend",
         "SklearnClassifierTarget": "datagen_gym.targets.sklearn_target",
+        "LoRATarget": "datagen_gym.targets.lora_target",
+        "make_lm_env": "datagen_gym.targets.lora_target",
+        "VLLMBackend": "datagen_gym.backends.vllm_backend",
+        "make_vec_env": "datagen_gym.envs.vector",
+        "RayVecEnv": "datagen_gym.envs.ray_vec_env",
         "RLTuner": "datagen_gym.rl_tuning.rl_tuner",
     }
     if name in lazy:
@@ -41,4 +49,5 @@ def __getattr__(name):
 __all__ = ["Config", "ConfigError", "GenerationConfig", "RLTuningConfig", "SamplingConfig",
            "Results", "Sampler", "DataGenEnv", "TargetModelError", "Generator",
            "SelfInstructGenerator", "EvolInstructGenerator", "TransformersBackend",
-           "SklearnClassifierTarget", "RLTuner"]
+           "SklearnClassifierTarget", "RLTuner", "LoRATarget", "make_lm_env", "VLLMBackend",
+           "make_vec_env", "RayVecEnv"]

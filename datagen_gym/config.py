@@ -36,7 +36,7 @@ class SamplingConfig:
     top_p: float = field(default=0.9, metadata=_range(0.05, 1.0))
     max_new_tokens: int = field(default=96, metadata=_range(1, 4096))
     backend: str = field(default="embedded",
-                         metadata=_choices("embedded", "transformers", "openai"))
+                         metadata=_choices("embedded", "transformers", "openai", "vllm"))
     # A local Hugging Face causal-LM directory, for backend "transformers".
     model_path: Optional[str] = None
     device: str = "cpu"
@@ -54,6 +54,11 @@ class SamplingConfig:
     max_concurrency: int = field(default=8, metadata=_range(1, 1024))
     timeout_s: float = field(default=60.0, metadata=_range(0.0, 3600.0, lo_open=True))
     max_retries: int = field(default=4, metadata=_range(0, 100))
+    # vLLM's offline engine, for backend "vllm" (CUDA GPU): the model is `model` (hub id or
+    # local directory; `model_path` when `model` is empty); dtype None means "auto".
+    tensor_parallel_size: int = field(default=1, metadata=_range(1, 1024))
+    gpu_memory_utilization: float = field(default=0.9, metadata=_range(0.0, 1.0, lo_open=True))
+    max_model_len: Optional[int] = field(default=None, metadata=_range(1, 10_000_000))
 
 
 @dataclass

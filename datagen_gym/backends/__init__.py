@@ -17,6 +17,7 @@ _LAZY = {
     "TransformersBackend": "datagen_gym.backends.transformers_backend",
     "OpenAIBackend": "datagen_gym.backends.openai_backend",
     "PartialBatchError": "datagen_gym.backends.openai_backend",
+    "VLLMBackend": "datagen_gym.backends.vllm_backend",
 }
 
 
@@ -34,6 +35,17 @@ def _cached_transformers(path: str, device: str, dtype, max_batch_size: int,
     # Many envs in one process share one copy of the weights; generate() holds no state.
     return TransformersBackend(path, device=device, dtype=dtype, max_batch_size=max_batch_size,
                                num_threads=num_threads)
+
+
+@lru_cache(maxsize=1)
+def _cached_vllm(model: str, dtype: str, tensor_parallel_size: int,
+                 gpu_memory_utilization: float, max_model_len: Optional[int]):
+    from datagen_gym.backends.vllm_backend import VLLMBackend
+
+    # One engine per process: it pre-allocates most of the GPU, so envs in a process share it.
+    return VLLMBackend(model, dtype=dtype, tensor_parallel_size=tensor_parallel_size,
+                       gpu_memory_utilization=gpu_memory_utilization,
+                       max_model_len=max_model_len)
 
 
 def make_backend(config: SamplingConfig) -> LLMBackend:
@@ -57,8 +69,15 @@ def make_backend(config: SamplingConfig) -> LLMBackend:
         return OpenAIBackend(config.base_url, config.model, api_key_env=config.api_key_env,
                              endpoint=config.endpoint, max_concurrency=config.max_concurrency,
                              timeout_s=config.timeout_s, max_retries=config.max_retries)
+    if config.backend == "vllm":
+        model = config.model or config.model_path
+        if not model:
+            raise ConfigError("sampling.model (a hub id or local directory) must be set when "
+                              "sampling.backend is 'vllm'")
+        return _cached_vllm(model, config.dtype or "auto", config.tensor_parallel_size,
+                            config.gpu_memory_utilization, config.max_model_len)
     raise ConfigError(f"sampling.backend={config.backend!r} is not supported")
 
 
 __all__ = ["BackendError", "LLMBackend", "TransformersBackend", "OpenAIBackend",
-           "PartialBatchError", "make_backend", "EMBEDDED_TEACHER"]
+           "PartialBatchError", "make_backend", "EMBEDDED_TEACHER", "VLLMBackend"]

@@ -9,6 +9,7 @@ import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score
+from threadpoolctl import threadpool_limits
 
 
 def record_text(record: dict[str, Any]) -> str:
@@ -52,6 +53,12 @@ class SklearnClassifierTarget:
         self.max_features = max_features
 
     def __call__(self, data: Sequence[dict[str, Any]]) -> dict[str, float]:
+        # Small fits gain nothing from BLAS threads, and threads that share cores with the
+        # teacher (or other envs) stall: one thread was ~5x faster under load here.
+        with threadpool_limits(limits=1):
+            return self._fit_and_score(data)
+
+    def _fit_and_score(self, data: Sequence[dict[str, Any]]) -> dict[str, float]:
         labels = [_label(r, self.label_set) for r in data]
         if len(set(labels)) < 2:
             # Nothing to discriminate: the model can only answer its one label (or nothing).

@@ -1,7 +1,8 @@
-"""Smoke test of ``python -m benchmarks.run`` on a tiny budget (same code path; < ~60 s).
+"""Smoke test of ``python -m benchmarks.run --quick`` on a tiny budget (same code path; ~60 s).
 
-No thresholds on timings or metrics: it checks that every method ran within its budget,
-produced a row in the Markdown tables, and that the output files exist.
+No thresholds on timings or metrics: it checks that every method ran within its budget and
+produced a row in the headline table, that the step-cost and filter tables were written, and
+that the output files exist.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from benchmarks import methods, run, sample_efficiency
 
 TINY = ["--quick", "--tasks", "topic", "--seeds", "0", "--budget", "4", "--num-iterations", "2",
         "--batch-size", "4", "--grid-temperatures", "0.7", "1.0", "--grid-top-ps", "1.0",
-        "--grid-templates", "self_instruct", "evol_deepen", "--workers", "1"]
+        "--grid-templates", "self_instruct", "evol_deepen", "--workers", "1",
+        "--cost-steps", "2", "--overhead-repeats", "1", "--vec-steps", "2", "--rss-steps", "4",
+        "--rss-every", "2", "--cost-batch-size", "4"]
 
 
 def test_best_so_far_and_first_reach() -> None:
@@ -25,7 +28,8 @@ def test_best_so_far_and_first_reach() -> None:
 
 
 def test_quick_mode_tiny_budget(tmp_path: Path) -> None:
-    result = run.run([*TINY, "--out", str(tmp_path), "--skip", "step_cost", "rouge"])
+    result = run.run([*TINY, "--out", str(tmp_path), "--rouge-args", "--n", "50", "--repeats",
+                      "1"])
     se = result["sample_efficiency"]
     runs = se["raw"]["runs"]
     assert {r["method"] for r in runs} == set(methods.ALL_METHODS)
@@ -39,6 +43,9 @@ def test_quick_mode_tiny_budget(tmp_path: Path) -> None:
     assert "QUICK MODE" in result["summary"]
     oracle = se["raw"]["oracle"]["topic"]
     assert oracle["cells"] == 2 * 1 * 2
+    assert "overhead: step / raw" in result["summary"]
+    assert "SubprocVecEnv" in result["summary"] and "peak RSS" in result["summary"]
+    assert result["rouge"]["rc"] == 0 and "| 50 |" in result["summary"]
     for name in ("sample_efficiency.md", "sample_efficiency.png", "sample_efficiency.json",
-                 "summary.md"):
+                 "step_cost.md", "step_cost.json", "rouge_filter_run.md", "summary.md"):
         assert (tmp_path / name).is_file(), name

@@ -139,14 +139,14 @@ def test_lm_env(student):
         register(id="DataGen-LM-v0", entry_point="datagen_gym.targets.lora_target:make_lm_env")
     env = gym.make("DataGen-LM-v0", task="uppercase", student_path=student, n_validation=10,
                    batch_size=4, num_iterations=1)
-    assert env.unwrapped.reward_metric == "accuracy"
+    assert env.unwrapped.reward_metric == "token_accuracy"
     obs, info = env.reset(seed=0)
     assert info["metric"] == info["baseline_metric"]
     obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
     assert truncated and env.observation_space.contains(obs)
     if not info["all_filtered"]:
         assert {"exact_match", "val_loss", "token_accuracy"} <= set(info["metrics"])
-        assert reward == pytest.approx(info["metrics"]["accuracy"] - info["baseline_metric"])
+        assert reward == pytest.approx(info["metrics"]["token_accuracy"] - info["baseline_metric"])
     env2 = make_lm_env("count_words", student_path=student, n_validation=5, batch_size=4,
                        num_iterations=1, reward_metric="token_accuracy")
     assert env2.reward_metric == "token_accuracy"

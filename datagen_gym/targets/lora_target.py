@@ -480,7 +480,7 @@ def make_lm_env(task: str = "uppercase", n_validation: int = 50,
                 validation_seed: int = VALIDATION_SEED,
                 student_path: Union[str, Path, None] = None, student_init: str = "teacher",
                 target_kwargs: Optional[dict[str, Any]] = None,
-                reward_metric: Optional[str] = "accuracy", **env_kwargs: Any):
+                reward_metric: Optional[str] = "token_accuracy", **env_kwargs: Any):
     """``DataGen-LM-v0``: :class:`~datagen_gym.envs.DataGenEnv` whose target is a
     :class:`LoRATarget` on the tiny student, scored on a generative task's validation set.
 
@@ -493,17 +493,16 @@ def make_lm_env(task: str = "uppercase", n_validation: int = 50,
             (:func:`make_tiny_student` with ``student_init``).
         target_kwargs: more :class:`LoRATarget` arguments (``epochs``, ``learning_rate``,
             ``device``...).
-        reward_metric: the target metric whose change is the reward: ``"accuracy"`` (=
-            validation exact match, the default) or ``"token_accuracy"`` (share of gold answer
-            tokens predicted first; partial credit); overrides ``config``'s
+        reward_metric: the target metric whose change is the reward: ``"token_accuracy"``
+            (share of gold answer tokens predicted first; partial credit; the default) or
+            ``"accuracy"`` (= validation exact match); overrides ``config``'s
             ``rl_tuning.reward_metric``; ``None`` keeps the config's.
         **env_kwargs: :class:`DataGenEnv` arguments (``batch_size``, ``num_iterations``,
             ``config``, ``data_mode``...).
 
     On the CPU's ~1M-parameter student, exact match stays near 0 on ``uppercase`` and
-    ``reverse`` (the student cannot spell the answers whatever the data), so their reward is
-    almost always 0; ``token_accuracy`` (or ``task="count_words"``) gives a usable signal
-    there. A real model on a GPU (``student_path=``, ``target_kwargs={"device": "cuda"}``)
+    ``reverse`` (the student cannot spell the answers whatever the data), so an exact-match
+    reward is almost always 0; that is why the default reward is ``token_accuracy``. A real model on a GPU (``student_path=``, ``target_kwargs={"device": "cuda"}``)
     makes exact match meaningful.
     """
     from datagen_gym.envs.datagen_env import DataGenEnv

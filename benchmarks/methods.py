@@ -14,7 +14,7 @@ Methods:
 * :func:`run_tpe`: Optuna's TPE over temperature x top_p x template, one episode per trial,
   objective = the episode's final metric;
 * :func:`run_agent`: an agent of :mod:`agents` (``make_agent(name, env, seed)``,
-  ``learn(budget)``) with its default hyper-parameters.
+  ``learn(budget)``) with the hyper-parameters of :data:`AGENT_HYPERPARAMS`.
 
 Episode noise is shared: a run resets with ``seed`` once and then without a seed, so episode
 ``k`` of every fixed-settings method and of every agent starts from the same generator seed.
@@ -44,6 +44,16 @@ def default_settings() -> Settings:
     cfg = Config()
     return (cfg.sampling.temperature, cfg.sampling.top_p, cfg.generation.template)
 
+
+# The agents' hyper-parameters in every benchmark, chosen on the tuning task (sentiment) with
+# 400-step exploratory runs of benchmarks.learning_curves. Expensive steps and small budgets
+# want fewer samples per update and larger steps than the libraries' defaults (PPO's default
+# rollout of 64 steps would not even finish once in a 30-evaluation budget).
+AGENT_HYPERPARAMS: dict[str, dict[str, Any]] = {
+    "random_search": {},
+    "reinforce": {"n_episodes": 4, "learning_rate": 0.05, "gamma": 0.9},
+    "ppo": {"n_steps": 20, "batch_size": 20, "learning_rate": 1e-3},
+}
 
 STATIC_METHODS = ("static_self_instruct", "static_alpaca", "static_default")
 AGENT_METHODS = ("random_search", "reinforce", "ppo")
@@ -207,15 +217,15 @@ def run_tpe(env: EvalBudget, space: dict[str, Any], seed: int) -> list[dict[str,
 
 
 def run_agent(env: EvalBudget, name: str, seed: int) -> str:
-    """An agent with its default hyper-parameters, ``learn(budget)``; returns a note."""
+    """An agent with :data:`AGENT_HYPERPARAMS`, ``learn(budget)``; returns a note."""
     from agents import make_agent
 
-    agent = make_agent(name, env, seed=seed)
+    agent = make_agent(name, env, seed=seed, **AGENT_HYPERPARAMS.get(name, {}))
     try:
         agent.learn(env.budget)
     except BudgetExhausted:
-        # SB3's on-policy algorithms collect whole rollouts (PPO: n_steps=64); the wrapper
-        # stops them at the budget, so everything after it is simply not run.
+        # SB3's on-policy algorithms collect whole rollouts; the wrapper stops them at the
+        # budget, so everything after it is simply not run.
         return "stopped at the budget mid-rollout"
     return ""
 

@@ -49,3 +49,22 @@ def test_quick_mode_tiny_budget(tmp_path: Path) -> None:
     for name in ("sample_efficiency.md", "sample_efficiency.png", "sample_efficiency.json",
                  "step_cost.md", "step_cost.json", "rouge_filter_run.md", "summary.md"):
         assert (tmp_path / name).is_file(), name
+
+
+def test_learning_curves_tiny(tmp_path: Path) -> None:
+    from benchmarks import learning_curves
+
+    learning_curves.main(["--algos", "uniform", "reinforce", "--timesteps", "4", "--batch-size",
+                          "4", "--num-iterations", "2", "--seeds", "0", "--workers", "1",
+                          "--out", str(tmp_path)])
+    import json
+
+    runs = json.loads((tmp_path / "learning_curves.json").read_text())
+    assert [r["algo"] for r in runs] == ["uniform", "reinforce"]
+    for r in runs:
+        assert len(r["steps"]) == 4 and len(r["episodes"]) == 2
+    values = learning_curves.template_values(runs)
+    assert values and all(t in {s["template"] for s in runs[0]["steps"]} for t in values)
+    md = (tmp_path / "learning_curves.md").read_text()
+    assert "| uniform | 0 |" in md and "| reinforce | 0 |" in md
+    assert (tmp_path / "learning_curves.png").stat().st_size > 0

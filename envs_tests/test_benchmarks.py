@@ -7,6 +7,7 @@ that the output files exist.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from benchmarks import methods, run, sample_efficiency
@@ -50,6 +51,19 @@ def test_quick_mode_tiny_budget(tmp_path: Path) -> None:
                  "step_cost.md", "step_cost.json", "rouge_filter_run.md", "summary.md"):
         assert (tmp_path / name).is_file(), name
 
+    # Re-running one method replaces its runs and keeps everything else.
+    saved = tmp_path / "sample_efficiency.json"
+    before = json.loads(saved.read_text())["raw"]
+    after = sample_efficiency.rerun_methods(saved, ["ppo"], workers=1, log=lambda m: None)["raw"]
+    assert sorted(r["method"] for r in after["runs"]) == sorted(r["method"]
+                                                                 for r in before["runs"])
+    keep = [r for r in before["runs"] if r["method"] != "ppo"]
+    assert [r for r in after["runs"] if r["method"] != "ppo"] == keep
+    assert after["grid"] == before["grid"] and after["oracle"] == before["oracle"]
+    assert json.loads(saved.read_text())["raw"]["rerun"] == after["rerun"]
+    summary = (tmp_path / "summary.md").read_text()
+    assert "ppo re-run with" in summary and "## Cost of a step" in summary
+
 
 def test_learning_curves_tiny(tmp_path: Path) -> None:
     from benchmarks import learning_curves
@@ -57,8 +71,6 @@ def test_learning_curves_tiny(tmp_path: Path) -> None:
     learning_curves.main(["--algos", "uniform", "reinforce", "--timesteps", "4", "--batch-size",
                           "4", "--num-iterations", "2", "--seeds", "0", "--workers", "1",
                           "--out", str(tmp_path)])
-    import json
-
     runs = json.loads((tmp_path / "learning_curves.json").read_text())
     assert [r["algo"] for r in runs] == ["uniform", "reinforce"]
     for r in runs:

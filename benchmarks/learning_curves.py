@@ -138,6 +138,7 @@ def report(runs: list[dict[str, Any]], args: argparse.Namespace) -> str:
 
 
 def plot(runs: list[dict[str, Any]], args: argparse.Namespace, path: Path) -> None:
+    """Two panels, each a thin line per run and a bold mean over an agent's seeds."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -145,24 +146,30 @@ def plot(runs: list[dict[str, Any]], args: argparse.Namespace, path: Path) -> No
     import numpy as np
 
     values = template_values(runs)
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.2))
-    colors: dict[str, Any] = {}
     w_ep, w_step = 10, 50
-    for r in runs:
-        color = colors.setdefault(r["algo"], f"C{len(colors)}")
-        label = r["algo"] if sum(x["algo"] == r["algo"] for x in runs) == 1 or r["seed"] == min(
-            x["seed"] for x in runs if x["algo"] == r["algo"]) else None
-        rets = np.array([e["return"] for e in r["episodes"]])
-        if len(rets) >= w_ep:
-            x = (np.arange(len(rets)) + 1) * args.num_iterations
-            ax1.plot(x[w_ep - 1:], np.convolve(rets, np.ones(w_ep) / w_ep, mode="valid"),
-                     color=color, label=label, alpha=0.85)
+
+    def smooth(xs: list[float], w: int) -> np.ndarray:
+        return np.convolve(np.asarray(xs, dtype=float), np.ones(w) / w, mode="valid")
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.2))
+    algos = list(dict.fromkeys(r["algo"] for r in runs))
+    for i, algo in enumerate(algos):
+        mine = [r for r in runs if r["algo"] == algo]
+        panels = [(ax1, [[e["return"] for e in r["episodes"]] for r in mine], w_ep,
+                   args.num_iterations)]
         if values:
-            tv = np.array([values.get(s["template"], np.nan) for s in r["steps"]])
-            if len(tv) >= w_step:
-                ax2.plot(np.arange(w_step, len(tv) + 1),
-                         np.convolve(tv, np.ones(w_step) / w_step, mode="valid"),
-                         color=color, label=label, alpha=0.85)
+            panels.append((ax2, [[values.get(s["template"], np.nan) for s in r["steps"]]
+                                 for r in mine], w_step, 1))
+        for ax, series, w, per in panels:
+            curves = [smooth(x, w) for x in series if len(x) >= w]
+            if not curves:
+                continue
+            n = min(len(c) for c in curves)
+            x = (np.arange(n) + w) * per
+            for c in curves:
+                ax.plot(x, c[:n], color=f"C{i}", alpha=0.3, linewidth=0.8)
+            ax.plot(x, np.mean([c[:n] for c in curves], axis=0), color=f"C{i}", linewidth=2,
+                    label=f"{algo} (mean of {len(curves)})")
     ax1.set_xlabel("env steps (target evaluations)")
     ax1.set_ylabel(f"episode return (moving mean of {w_ep} episodes)")
     ax1.set_title("Episode return = final accuracy - baseline")
@@ -172,8 +179,8 @@ def plot(runs: list[dict[str, Any]], args: argparse.Namespace, path: Path) -> No
     for ax in (ax1, ax2):
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
-    fig.suptitle(f"DataGen-v0 (sentiment): {args.timesteps} steps per run, "
-                 f"seeds {', '.join(map(str, args.seeds))}; one line per run")
+    fig.suptitle(f"DataGen-v0 (sentiment): {args.timesteps} steps per run, seeds "
+                 f"{', '.join(map(str, args.seeds))}; thin: one run, bold: mean over seeds")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -188,7 +195,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--report-only", action="store_true",
+                        help="re-render the report and plot from <out>/learning_curves.json")
     args = parser.parse_args(argv)
+    if args.report_only:
+        runs = json.loads((args.out / "learning_curves.json").read_text())
+        (args.out / "learning_curves.md").write_text(report(runs, args))
+        plot(runs, args, args.out / "learning_curves.png")
+        return
 
     jobs = [(a, s, args.timesteps, args.batch_size, args.num_iterations, str(args.out))
             for a in args.algos for s in args.seeds]

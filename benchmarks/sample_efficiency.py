@@ -32,6 +32,9 @@ from benchmarks.methods import (AGENT_HYPERPARAMS, ALL_METHODS, ALPACA, SELF_INS
 RESULTS = Path(__file__).resolve().parent / "results"
 TUNING_TASK = "sentiment"  # the agents' hyper-parameters (AGENT_HYPERPARAMS) were chosen on it
 GRID_SEED_OFFSET = 10_000  # oracle grid seeds never coincide with scoring seeds
+# A task whose oracle gains less than this over the baseline has no gain to share: a ratio to it
+# is a ratio of noise (animal's oracle gains ~0.01, which turned +0.02 into "177%").
+MIN_ORACLE_GAIN = 0.02
 LABELS = {"static_self_instruct": "static Self-Instruct (T=0.7, top_p=0.5)",
           "static_alpaca": "static Alpaca (T=1.0, top_p=1.0)",
           "static_default": "static default config", "oracle": "oracle (best grid config)",
@@ -187,7 +190,8 @@ def analyse(raw: dict[str, Any]) -> dict[str, Any]:
     for r in raw["runs"]:
         curve, base = r["curve"], r["baseline"]
         o = by_task_oracle.get(r["task"])
-        gain_thr = None if o is None or o <= base else base + 0.95 * (o - base)
+        has_gain = o is not None and o - base >= MIN_ORACLE_GAIN
+        gain_thr = base + 0.95 * (o - base) if has_gain else None
         scored.append({
             "method": r["method"], "task": r["task"], "seed": r["seed"], "baseline": base,
             "final": curve[-1], "gain": curve[-1] - base,
@@ -195,8 +199,7 @@ def analyse(raw: dict[str, Any]) -> dict[str, Any]:
             if r["episodes"] else None,
             "auc": statistics.mean(curve[1:]),
             "oracle": o,
-            "share_of_oracle_gain": None if o is None or o <= base
-            else (curve[-1] - base) / (o - base),
+            "share_of_oracle_gain": (curve[-1] - base) / (o - base) if has_gain else None,
             "to95": None if o is None else first_reach(curve, 0.95 * o),
             "to95_gain": None if gain_thr is None else first_reach(curve, gain_thr),
             "seconds": r["seconds"]})
@@ -345,7 +348,9 @@ def write_report(raw: dict[str, Any], res: dict[str, Any], out: Path, command: s
            if p.budget < _ppo_n_steps() else ""),
         "- Columns: final accuracy (mean over runs); ± sd = seed-to-seed standard deviation "
         "within a task, pooled over tasks; gain = final - baseline; share of oracle's gain = "
-        "(final - baseline) / (oracle - baseline), averaged over runs; evals to 95% = median "
+        "(final - baseline) / (oracle - baseline), averaged over runs, and like the gain-based "
+        f"evals column only over tasks whose oracle gains at least {MIN_ORACLE_GAIN} (else it "
+        "is a ratio of noise); evals to 95% = median "
         "evaluations until the score reaches 95% of the oracle's accuracy (or baseline + 95% of "
         "the oracle's gain), runs that never do count as infinite, (reached/runs) in brackets; "
         "0 means the baseline already qualifies; AUC = mean score over evaluations 1..budget; "
@@ -488,21 +493,46 @@ def rerun_methods(saved: Path, methods: list[str], workers: int,
            "rerun": old.get("rerun", []) + [{"methods": methods, "seconds": new["seconds"]}]}
     res = analyse(raw)
     out = saved.parent
-    old_cmd = next((ln.strip("`") for ln in (out / "sample_efficiency.md").read_text()
-                    .splitlines() if ln.startswith("`python -m")), "python -m benchmarks.run")
-    cmd = (f"{old_cmd}, then python -m benchmarks.sample_efficiency --rerun {saved} "
-           f"--methods {' '.join(methods)}")
+    cmd = _command(saved, raw)
     write_report(raw, res, out, cmd)
-    summary = out / "summary.md"
-    if summary.exists():
-        text = summary.read_text()
-        head, sep, rest = text.partition("## Sample efficiency\n")
-        tail = rest[rest.find("\n## "):] if "\n## " in rest else ""
-        block = "\n".join(["", *headline_markdown(raw, res), "",
-                           f"Details and per-task tables: `sample_efficiency.md`. "
-                           f"{', '.join(methods)} re-run with `{cmd}`.", ""])
-        if sep:
-            summary.write_text(head + sep + block + tail)
+    update_summary(out / "summary.md", raw, res,
+                   f"{', '.join(methods)} re-run with `{cmd}`.")
+    return {"raw": raw, "analysis": res}
+
+
+def _command(saved: Path, raw: dict[str, Any]) -> str:
+    """The command that made a saved run, followed by the re-runs recorded in it."""
+    first = next((ln for ln in (saved.parent / "sample_efficiency.md").read_text().splitlines()
+                  if ln.startswith("`python -m")), "`python -m benchmarks.run`")
+    cmd = first[1:first.index("`", 1)]
+    for r in raw.get("rerun", []):
+        cmd += (f"`, then `python -m benchmarks.sample_efficiency --rerun {saved.name} "
+                f"--methods {' '.join(r['methods'])}")
+    return cmd
+
+
+def update_summary(path: Path, raw: dict[str, Any], res: dict[str, Any], note: str) -> None:
+    """Replace the sample-efficiency section of a ``benchmarks.run`` summary, if there is one."""
+    if not path.exists():
+        return
+    head, sep, rest = path.read_text().partition("## Sample efficiency\n")
+    if not sep:
+        return
+    tail = rest[rest.find("\n## "):] if "\n## " in rest else ""
+    block = "\n".join(["", *headline_markdown(raw, res), "",
+                       f"Details and per-task tables: `sample_efficiency.md`. {note}", ""])
+    path.write_text(head + sep + block + tail)
+
+
+def render(saved: Path) -> dict[str, Any]:
+    """Re-analyse a saved ``sample_efficiency.json`` and rewrite the reports next to it (after a
+    change to the analysis or the report; nothing is run)."""
+    raw = json.loads(saved.read_text())["raw"]
+    res = analyse(raw)
+    out = saved.parent
+    write_report(raw, res, out, _command(saved, raw))
+    update_summary(out / "summary.md", raw, res,
+                   f"Runs: `{_command(saved, raw)}`; report re-rendered from the saved runs.")
     return {"raw": raw, "analysis": res}
 
 
@@ -513,7 +543,13 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--rerun", type=Path, metavar="JSON",
                         help="re-run --methods inside a saved sample_efficiency.json")
+    parser.add_argument("--render", type=Path, metavar="JSON",
+                        help="only re-render the reports of a saved sample_efficiency.json")
     args = parser.parse_args(argv)
+    if args.render is not None:
+        r = render(args.render)
+        print("\n".join(headline_markdown(r["raw"], r["analysis"])))
+        return
     if args.rerun is not None:
         if not args.methods:
             raise SystemExit("--rerun needs --methods")

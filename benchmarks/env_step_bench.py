@@ -3,9 +3,7 @@
     python -m benchmarks.env_step_bench [--steps 20] [--batch-size 64] [--repeats 5]
 
 Writes benchmarks/results/env_step.md. Figures are medians; the generation/target split comes
-from the env's own `info` timings. The default env (static KV cache) and the same env with the
-dynamic cache take the same actions from the same seed, step by step in turn, so their ratio is
-robust to other load on the machine, and their rewards must agree (same tokens).
+from the env's own `info` timings.
 """
 
 from __future__ import annotations
@@ -16,7 +14,6 @@ import platform
 import statistics
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -25,47 +22,25 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def bench_env(steps: int, batch_size: int, seed: int = 0) -> dict[str, float]:
-    """Median step time of the default env under random actions."""
-    return _paired_steps(steps, batch_size, seed, caches=("static",))["static"]
-
-
-def bench_cache(steps: int, batch_size: int, seed: int = 0) -> dict[str, Any]:
-    """The default env (static KV cache) against the same env with the dynamic cache."""
-    return _paired_steps(steps, batch_size, seed, caches=("static", "dynamic"))
-
-
-def _paired_steps(steps: int, batch_size: int, seed: int, caches: tuple[str, ...]
-                  ) -> dict[str, Any]:
     import gymnasium as gym
 
     import datagen_gym  # noqa: F401
 
-    envs = {}
-    for cache in caches:
-        envs[cache] = gym.make("DataGen-v0", batch_size=batch_size, num_iterations=10)
-        envs[cache].unwrapped.generator.sampler.backend.cache_implementation = \
-            None if cache == "dynamic" else cache
-        envs[cache].reset(seed=seed)
-    actions = envs[caches[0]].action_space
-    actions.seed(seed)
-    rec = {k: {"step": [], "generation": [], "target": [], "reward": []} for k in envs}
-    for i in range(steps):
-        action = actions.sample()
-        for name in (caches if i % 2 == 0 else caches[::-1]):  # alternate who goes first
-            t0 = time.perf_counter()
-            _, reward, _, done, info = envs[name].step(action)
-            rec[name]["step"].append(time.perf_counter() - t0)
-            rec[name]["generation"].append(info["time_generation_s"])
-            rec[name]["target"].append(info["time_target_s"])
-            rec[name]["reward"].append(reward)
-            if done:
-                envs[name].reset()
-    out: dict[str, Any] = {k: {m: statistics.median(v) for m, v in r.items() if m != "reward"}
-                           for k, r in rec.items()}
-    if "dynamic" in rec:
-        out["same_rewards"] = rec["static"]["reward"] == rec["dynamic"]["reward"]
-        out["ratios"] = [d / s for s, d in zip(rec["static"]["step"], rec["dynamic"]["step"])]
-    return out
+    env = gym.make("DataGen-v0", batch_size=batch_size, num_iterations=10)
+    env.action_space.seed(seed)
+    env.reset(seed=seed)
+    total, gen, tgt = [], [], []
+    done = False
+    for _ in range(steps):
+        if done:
+            env.reset()
+        t0 = time.perf_counter()
+        _, _, _, done, info = env.step(env.action_space.sample())
+        total.append(time.perf_counter() - t0)
+        gen.append(info["time_generation_s"])
+        tgt.append(info["time_target_s"])
+    return {"step": statistics.median(total), "generation": statistics.median(gen),
+            "target": statistics.median(tgt)}
 
 
 def bench_backend(repeats: int, batch_size: int) -> dict[str, float]:
@@ -78,10 +53,8 @@ def bench_backend(repeats: int, batch_size: int) -> dict[str, float]:
     gen = Generator(sampler=Sampler(backend), seed=0)
     prompts = gen.self_instruct.bootstrap_prompts(batch_size)
     tok, model = backend.tokenizer, backend.model
-    # The same cache as the backend, so the ratio is the backend's own overhead.
     kwargs = dict(max_new_tokens=96, do_sample=True, temperature=1.0, top_p=0.9, top_k=0,
-                  pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
-                  cache_implementation=backend.cache_implementation)
+                  pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
     ours, direct, tokens = [], [], []
     for r in range(repeats):
         torch.manual_seed(r)
@@ -110,8 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    pair = bench_cache(args.steps, args.batch_size)
-    env, dyn = pair["static"], pair["dynamic"]
+    env = bench_env(args.steps, args.batch_size)
     be = bench_backend(args.repeats, args.batch_size)
     ratio = be["ours"] / be["direct"]
     lines = [
@@ -128,14 +100,9 @@ def main(argv: list[str] | None = None) -> None:
         f"| env step, batch {args.batch_size} (random actions) | {env['step']:.3f} s |",
         f"| of which generation | {env['generation']:.3f} s |",
         f"| of which target fit + eval | {env['target']:.3f} s |",
-        f"| same env, dynamic KV cache (paired steps) | {dyn['step']:.3f} s "
-        f"(generation {dyn['generation']:.3f} s) |",
-        f"| dynamic / static, median of per-step ratios | "
-        f"{statistics.median(pair['ratios']):.2f}x; same rewards: "
-        f"{'yes' if pair['same_rewards'] else 'NO'} |",
         f"| teacher backend, {args.batch_size} bootstrap prompts x 96 new tokens | "
         f"{be['ours']:.3f} s ({be['tokens'] / be['ours']:.0f} tokens/s) |",
-        f"| `model.generate` directly, same batch and cache | {be['direct']:.3f} s |",
+        f"| `model.generate` directly, same batch | {be['direct']:.3f} s |",
         f"| backend / direct | {ratio:.3f} |",
         "",
     ]

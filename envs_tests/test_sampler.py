@@ -30,19 +30,6 @@ def test_greedy_and_seeded_sampling_repeat(teacher):
     assert a == b and len(set(a)) > 1
 
 
-def test_static_and_dynamic_kv_cache_give_the_same_tokens():
-    from datagen_gym.backends import EMBEDDED_TEACHER, TransformersBackend
-
-    static = TransformersBackend(EMBEDDED_TEACHER)
-    assert static.cache_implementation == "static"  # "auto" on a CPU
-    dynamic = TransformersBackend(EMBEDDED_TEACHER, cache_implementation=None)
-    prompts = [PROMPT, "Rewrite the sentence in upper case.\nInput: the cat sat\nOutput:",
-               PROMPT + " Is the review positive?\n3."]  # different lengths: left padding
-    for temperature in (0.0, 1.0):
-        kw = dict(temperature=temperature, top_p=0.9, max_new_tokens=32, seed=5)
-        assert static.generate(prompts, **kw) == dynamic.generate(prompts, **kw)
-
-
 def test_bounds_are_checked(teacher):
     s = Sampler(teacher)
     with pytest.raises(ValueError, match=r"temperature=2.5 is out of range; allowed: \[0.0, 2.0\]"):

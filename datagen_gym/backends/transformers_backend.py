@@ -24,14 +24,6 @@ class TransformersBackend:
         num_threads: torch CPU threads while generating (restored afterwards); ``None`` keeps
             torch's setting. A tiny model gains nothing from more threads, and threads that
             share cores with other processes stall, so the embedded teacher uses 1.
-        cache_implementation: the KV cache ``generate`` uses. ``"static"`` pre-allocates it
-            for the prompt plus ``max_new_tokens`` and writes in place; the dynamic cache
-            (``None``) grows by concatenation, copying every layer's keys and values at each
-            new token. Same tokens either way (``benchmarks/env_step_bench.py`` checks).
-            ``"auto"`` (default): static on a CPU, where the copies dominate a small model's
-            decoding; dynamic on an accelerator, where a static cache makes ``generate``
-            compile the model, once per new batch shape. A model whose architecture has no
-            static cache falls back to the dynamic one.
 
     Temperature 0 decodes greedily; otherwise it samples with the given temperature and top_p.
     Runs are repeatable for a given ``seed`` on the same machine and thread count.
@@ -41,8 +33,7 @@ class TransformersBackend:
 
     def __init__(self, model_path: Union[str, Path] = EMBEDDED_TEACHER, device: str = "cpu",
                  dtype: Optional[str] = None, device_map: Optional[str] = None,
-                 max_batch_size: int = 128, num_threads: Optional[int] = None,
-                 cache_implementation: Optional[str] = "auto") -> None:
+                 max_batch_size: int = 128, num_threads: Optional[int] = None) -> None:
         path = Path(model_path)
         if not (path / "config.json").is_file():
             raise BackendError(f"no Hugging Face model at {path} (expected config.json, "
@@ -63,9 +54,6 @@ class TransformersBackend:
         self.model_path = path
         self.max_batch_size = max_batch_size
         self.num_threads = num_threads
-        if cache_implementation == "auto":
-            cache_implementation = "static" if self.device.type == "cpu" else None
-        self.cache_implementation = cache_implementation
 
     @property
     def device(self) -> torch.device:
@@ -115,20 +103,8 @@ class TransformersBackend:
         else:
             gen_kwargs.update(temperature=None, top_p=None, top_k=None)
         try:
-            ids = self._generate_ids(enc, gen_kwargs)
+            ids = self.model.generate(**enc, **gen_kwargs)
         except (RuntimeError, ValueError) as exc:
             raise BackendError(f"model.generate failed on {self.model_path}: {exc}") from exc
         new = ids[:, enc["input_ids"].shape[1]:]
         return self.tokenizer.batch_decode(new, skip_special_tokens=True)
-
-    def _generate_ids(self, enc, gen_kwargs: dict) -> torch.Tensor:
-        if self.cache_implementation is None:
-            return self.model.generate(**enc, **gen_kwargs)
-        try:
-            return self.model.generate(**enc, **gen_kwargs,
-                                       cache_implementation=self.cache_implementation)
-        except (ValueError, NotImplementedError) as exc:
-            if "cache" not in str(exc).lower():
-                raise
-            self.cache_implementation = None  # this architecture has no such cache
-            return self.model.generate(**enc, **gen_kwargs)

@@ -115,6 +115,7 @@ def report(runs: list[dict[str, Any]], args: argparse.Namespace) -> str:
            f"--timesteps {args.timesteps} --batch-size {args.batch_size} --num-iterations "
            f"{args.num_iterations} --seeds {' '.join(map(str, args.seeds))}")
     lines = ["# Learning curves on DataGen-v0 (task `sentiment`)", "", f"`{cmd}`", "",
+             *([getattr(args, "note"), ""] if getattr(args, "note", None) else []),
              f"Budget per run: {args.timesteps} env steps (target evaluations), episodes of "
              f"{args.num_iterations} steps, batch {args.batch_size}. Episode return = final "
              "accuracy - baseline. *Template value* = mean step reward of the chosen templates, "
@@ -195,6 +196,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--merge", action="store_true",
+                        help="replace only these --algos' runs in <out>/learning_curves.json")
+    parser.add_argument("--note", help="a line for the report (e.g. what was re-run)")
     parser.add_argument("--report-only", action="store_true",
                         help="re-render the report and plot from <out>/learning_curves.json")
     args = parser.parse_args(argv)
@@ -212,6 +216,14 @@ def main(argv: list[str] | None = None) -> None:
         with ProcessPoolExecutor(args.workers) as pool:
             runs = list(pool.map(train_one, jobs))
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.merge:
+        old = json.loads((args.out / "learning_curves.json").read_text())
+        ran = set(args.algos)
+        runs = [r for r in old if r["algo"] not in ran] + runs
+        order = list(dict.fromkeys(r["algo"] for r in old))
+        runs.sort(key=lambda r: (order.index(r["algo"]) if r["algo"] in order else len(order),
+                                 r["seed"]))
+        args.algos = list(dict.fromkeys(r["algo"] for r in runs))
     (args.out / "learning_curves.json").write_text(json.dumps(runs))
     text = report(runs, args)
     (args.out / "learning_curves.md").write_text(text)

@@ -264,6 +264,19 @@ def test_random_search_reverts_a_worse_change() -> None:
     assert agent.incumbent["template_index"] == a[2][2]
 
 
+def test_random_search_carries_the_best_template_into_the_next_episode() -> None:
+    env = FakeDataGenEnv(num_iterations=3)
+    for carry, expected in ((True, 2), (False, 0)):
+        agent = RandomSearchAgent(env, seed=1, p_template=0.0, carry_template=carry)
+        agent.learn(3)  # one episode
+        agent.best.update(metric=2.0, template_index=2)  # as if template 2 had paid best
+        _, info = env.reset()  # every episode starts at template 0
+        agent.observe_reset(info)
+        # p_template=0: the first proposal keeps the incumbent's template
+        assert agent.incumbent["template_index"] == expected
+        assert int(agent.predict(None)[0][2]) == expected
+
+
 def test_random_search_revert_uses_actual_settings_at_a_bound() -> None:
     env = FakeDataGenEnv(num_iterations=50, reward_script=[-1.0])
     agent = RandomSearchAgent(env, seed=0, p_template=0.0)

@@ -6,6 +6,10 @@ every *proposal* moves temperature and top_p by +-d at random and, with probabil
 the target metric) is positive the new settings become the incumbent; otherwise the next
 action *reverts*: it takes the opposite deltas and the incumbent's template. The revert step's
 reward judges nothing (it only undoes), so the step after a revert is a fresh proposal.
+Across episodes the search keeps what it found: every episode restarts from the env's initial
+temperature / top_p, but the template of the best metric seen so far becomes the new episode's
+incumbent (``carry_template=True``), so the first proposal already builds on it. Without that
+each episode would start the search over from the env's initial template.
 
 Generic mode (any other action space): sample random actions and keep the best-rewarded one as
 the incumbent, which is what ``predict(deterministic=True)`` returns.
@@ -64,6 +68,8 @@ class RandomSearchAgent(BaseAgent):
     :param env: the env; its action space decides the mode when ``mode="auto"``.
     :param p_template: probability that a proposal also switches the template.
     :param mode: ``"auto"``, ``"datagen"`` or ``"generic"``.
+    :param carry_template: start each episode from the best template found so far (DataGen
+        mode) rather than from the env's initial one.
     """
 
     agent_name = "random_search"
@@ -73,6 +79,7 @@ class RandomSearchAgent(BaseAgent):
         env: gym.Env | None,
         p_template: float = 0.3,
         mode: Literal["auto", "datagen", "generic"] = "auto",
+        carry_template: bool = True,
         seed: int | None = None,
         tensorboard_log: PathLike | None = None,
         text_every: int = 10,
@@ -93,6 +100,7 @@ class RandomSearchAgent(BaseAgent):
         if not 0.0 <= p_template <= 1.0:
             raise ValueError("p_template must be in [0, 1]")
         self.p_template = float(p_template)
+        self.carry_template = bool(carry_template)
         if env_id is None and env is not None and env.spec is not None:
             env_id = env.spec.id
         self.env_id = env_id
@@ -239,9 +247,8 @@ class RandomSearchAgent(BaseAgent):
             self.current = {"temperature": None, "top_p": None, "template_index": None}
             self._read_settings(dict(info or {}), None)
             self.incumbent = dict(self.current)
-            if (
-                self.incumbent.get("template_index") is None
-                and self.best.get("template_index") is not None
+            if self.best.get("template_index") is not None and (
+                self.carry_template or self.incumbent.get("template_index") is None
             ):
                 self.incumbent["template_index"] = self.best["template_index"]
         self.phase = "propose"
@@ -359,6 +366,7 @@ class RandomSearchAgent(BaseAgent):
             "hyperparameters": {
                 "p_template": self.p_template,
                 "mode": self.mode,
+                "carry_template": self.carry_template,
                 "text_every": self.text_every,
             },
             "env_id": self.env_id,

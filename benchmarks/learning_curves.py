@@ -115,7 +115,7 @@ def report(runs: list[dict[str, Any]], args: argparse.Namespace) -> str:
            f"--timesteps {args.timesteps} --batch-size {args.batch_size} --num-iterations "
            f"{args.num_iterations} --seeds {' '.join(map(str, args.seeds))}")
     lines = ["# Learning curves on DataGen-v0 (task `sentiment`)", "", f"`{cmd}`", "",
-             *([getattr(args, "note"), ""] if getattr(args, "note", None) else []),
+             *([args.note, ""] if args.note else []),
              f"Budget per run: {args.timesteps} env steps (target evaluations), episodes of "
              f"{args.num_iterations} steps, batch {args.batch_size}. Episode return = final "
              "accuracy - baseline. *Template value* = mean step reward of the chosen templates, "
@@ -202,10 +202,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--report-only", action="store_true",
                         help="re-render the report and plot from <out>/learning_curves.json")
     args = parser.parse_args(argv)
+    saved = args.out / "learning_curves.json"
     if args.report_only:
-        runs = json.loads((args.out / "learning_curves.json").read_text())
-        (args.out / "learning_curves.md").write_text(report(runs, args))
-        plot(runs, args, args.out / "learning_curves.png")
+        write_outputs(json.loads(saved.read_text()), args)
         return
 
     jobs = [(a, s, args.timesteps, args.batch_size, args.num_iterations, str(args.out))
@@ -216,19 +215,22 @@ def main(argv: list[str] | None = None) -> None:
         with ProcessPoolExecutor(args.workers) as pool:
             runs = list(pool.map(train_one, jobs))
     args.out.mkdir(parents=True, exist_ok=True)
-    if args.merge:
-        old = json.loads((args.out / "learning_curves.json").read_text())
-        ran = set(args.algos)
-        runs = [r for r in old if r["algo"] not in ran] + runs
-        order = list(dict.fromkeys(r["algo"] for r in old))
-        runs.sort(key=lambda r: (order.index(r["algo"]) if r["algo"] in order else len(order),
-                                 r["seed"]))
+    if args.merge:  # the new runs take the place of the saved ones with the same agent
+        new = {(r["algo"], r["seed"]): r for r in runs}
+        old = [r for r in json.loads(saved.read_text())
+               if r["algo"] not in args.algos or (r["algo"], r["seed"]) in new]
+        runs = [new.pop((r["algo"], r["seed"]), r) for r in old] + list(new.values())
         args.algos = list(dict.fromkeys(r["algo"] for r in runs))
-    (args.out / "learning_curves.json").write_text(json.dumps(runs))
+    saved.write_text(json.dumps(runs))
+    print(write_outputs(runs, args))
+
+
+def write_outputs(runs: list[dict[str, Any]], args: argparse.Namespace) -> str:
+    """Write ``learning_curves.md`` and ``.png`` under ``args.out``; returns the Markdown."""
     text = report(runs, args)
     (args.out / "learning_curves.md").write_text(text)
     plot(runs, args, args.out / "learning_curves.png")
-    print(text)
+    return text
 
 
 if __name__ == "__main__":

@@ -491,13 +491,7 @@ def rerun_methods(saved: Path, methods: list[str], workers: int,
            "seconds": old["seconds"] + new["seconds"],
            "cpu_seconds": old["cpu_seconds"] + new["cpu_seconds"],
            "rerun": old.get("rerun", []) + [{"methods": methods, "seconds": new["seconds"]}]}
-    res = analyse(raw)
-    out = saved.parent
-    cmd = _command(saved, raw)
-    write_report(raw, res, out, cmd)
-    update_summary(out / "summary.md", raw, res,
-                   f"{', '.join(methods)} re-run with `{cmd}`.")
-    return {"raw": raw, "analysis": res}
+    return _write_saved(saved, raw, lambda cmd: f"{', '.join(methods)} re-run with `{cmd}`.")
 
 
 def _command(saved: Path, raw: dict[str, Any]) -> str:
@@ -528,11 +522,18 @@ def render(saved: Path) -> dict[str, Any]:
     """Re-analyse a saved ``sample_efficiency.json`` and rewrite the reports next to it (after a
     change to the analysis or the report; nothing is run)."""
     raw = json.loads(saved.read_text())["raw"]
+    return _write_saved(saved, raw,
+                        lambda cmd: f"Runs: `{cmd}`; report re-rendered from the saved runs.")
+
+
+def _write_saved(saved: Path, raw: dict[str, Any], note: Callable[[str], str]
+                 ) -> dict[str, Any]:
+    """Analyse ``raw`` and rewrite the reports next to ``saved`` (the JSON included) and the
+    summary's section; ``note(command)`` is the summary's line about how the runs were made."""
     res = analyse(raw)
-    out = saved.parent
-    write_report(raw, res, out, _command(saved, raw))
-    update_summary(out / "summary.md", raw, res,
-                   f"Runs: `{_command(saved, raw)}`; report re-rendered from the saved runs.")
+    cmd = _command(saved, raw)
+    write_report(raw, res, saved.parent, cmd)
+    update_summary(saved.parent / "summary.md", raw, res, note(cmd))
     return {"raw": raw, "analysis": res}
 
 

@@ -3,7 +3,9 @@
     python -m benchmarks.env_step_bench [--steps 20] [--batch-size 64] [--repeats 5]
 
 Writes benchmarks/results/env_step.md. Figures are medians; the generation/target split comes
-from the env's own `info` timings.
+from the env's own `info` timings. The env runs twice on the same seed and actions: with the
+default compact decoder and with `model.generate` (`sampling.decoder="generate"`), which must
+give the same rewards.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import platform
 import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,26 +24,32 @@ import torch
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def bench_env(steps: int, batch_size: int, seed: int = 0) -> dict[str, float]:
+def bench_env(steps: int, batch_size: int, decoder: str = "compact",
+              seed: int = 0) -> dict[str, Any]:
     import gymnasium as gym
 
     import datagen_gym  # noqa: F401
+    from datagen_gym.config import Config
 
-    env = gym.make("DataGen-v0", batch_size=batch_size, num_iterations=10)
+    config = Config()
+    config.sampling.decoder = decoder
+    env = gym.make("DataGen-v0", batch_size=batch_size, num_iterations=10, config=config)
     env.action_space.seed(seed)
     env.reset(seed=seed)
-    total, gen, tgt = [], [], []
+    total, gen, tgt, rewards = [], [], [], []
     done = False
     for _ in range(steps):
         if done:
             env.reset()
         t0 = time.perf_counter()
-        _, _, _, done, info = env.step(env.action_space.sample())
+        _, reward, _, done, info = env.step(env.action_space.sample())
         total.append(time.perf_counter() - t0)
         gen.append(info["time_generation_s"])
         tgt.append(info["time_target_s"])
+        rewards.append(reward)
+    env.close()
     return {"step": statistics.median(total), "generation": statistics.median(gen),
-            "target": statistics.median(tgt)}
+            "target": statistics.median(tgt), "rewards": rewards}
 
 
 def bench_backend(repeats: int, batch_size: int) -> dict[str, float]:
@@ -84,8 +93,10 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
 
     env = bench_env(args.steps, args.batch_size)
+    hf_env = bench_env(args.steps, args.batch_size, decoder="generate")
     be = bench_backend(args.repeats, args.batch_size)
     ratio = be["ours"] / be["direct"]
+    same = "yes" if env["rewards"] == hf_env["rewards"] else "NO"
     lines = [
         "# DataGen-v0 step cost",
         "",
@@ -100,7 +111,12 @@ def main(argv: list[str] | None = None) -> None:
         f"| env step, batch {args.batch_size} (random actions) | {env['step']:.3f} s |",
         f"| of which generation | {env['generation']:.3f} s |",
         f"| of which target fit + eval | {env['target']:.3f} s |",
-        f"| teacher backend, {args.batch_size} bootstrap prompts x 96 new tokens | "
+        f"| env step with `sampling.decoder=\"generate\"` (`model.generate`) | "
+        f"{hf_env['step']:.3f} s |",
+        f"| compact / generate, env step | {env['step'] / hf_env['step']:.3f} |",
+        f"| same rewards on all {args.steps} steps | {same} |",
+        f"| teacher backend (compact decoder), {args.batch_size} bootstrap prompts x 96 new "
+        f"tokens | "
         f"{be['ours']:.3f} s ({be['tokens'] / be['ours']:.0f} tokens/s) |",
         f"| `model.generate` directly, same batch | {be['direct']:.3f} s |",
         f"| backend / direct | {ratio:.3f} |",

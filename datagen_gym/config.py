@@ -45,6 +45,9 @@ class SamplingConfig:
     # torch CPU threads while generating; None: 1 for the embedded teacher, torch's default
     # for other models.
     num_threads: Optional[int] = field(default=None, metadata=_range(1, 1024))
+    # Local models: "compact" drops finished rows from the batch (the same tokens as
+    # model.generate, less work); "generate" calls model.generate (see TransformersBackend).
+    decoder: str = field(default="compact", metadata=_choices("compact", "generate"))
     # An OpenAI-compatible server, for backend "openai" (vLLM, Ollama /v1, llama.cpp, hosted).
     base_url: Optional[str] = None  # the API root, e.g. http://localhost:8000/v1
     model: Optional[str] = None

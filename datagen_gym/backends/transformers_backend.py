@@ -10,10 +10,13 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from datagen_gym.backends import EMBEDDED_TEACHER
 from datagen_gym.backends.base import BackendError
+from datagen_gym.backends.compact_decoding import sample
+
+DECODERS = ("compact", "generate")
 
 
 class TransformersBackend:
-    """Batched, KV-cached sampling with ``model.generate``.
+    """Batched, KV-cached sampling from a Hugging Face causal LM.
 
     Args:
         model_path: a local model directory (weights + tokenizer); nothing is downloaded.
@@ -24,6 +27,11 @@ class TransformersBackend:
         num_threads: torch CPU threads while generating (restored afterwards); ``None`` keeps
             torch's setting. A tiny model gains nothing from more threads, and threads that
             share cores with other processes stall, so the embedded teacher uses 1.
+        decoder: ``"compact"`` (default) samples with :func:`compact_decoding.sample`, which
+            returns the tokens ``model.generate`` returns for the same seed but stops computing
+            rows that have finished; ``"generate"`` calls ``model.generate``, for models it
+            does not serve (see that module) or to apply the model's own generation config
+            (repetition penalty, top-k...).
 
     Temperature 0 decodes greedily; otherwise it samples with the given temperature and top_p.
     Runs are repeatable for a given ``seed`` on the same machine and thread count.
@@ -33,7 +41,10 @@ class TransformersBackend:
 
     def __init__(self, model_path: Union[str, Path] = EMBEDDED_TEACHER, device: str = "cpu",
                  dtype: Optional[str] = None, device_map: Optional[str] = None,
-                 max_batch_size: int = 128, num_threads: Optional[int] = None) -> None:
+                 max_batch_size: int = 128, num_threads: Optional[int] = None,
+                 decoder: str = "compact") -> None:
+        if decoder not in DECODERS:
+            raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
         path = Path(model_path)
         if not (path / "config.json").is_file():
             raise BackendError(f"no Hugging Face model at {path} (expected config.json, "
@@ -54,6 +65,7 @@ class TransformersBackend:
         self.model_path = path
         self.max_batch_size = max_batch_size
         self.num_threads = num_threads
+        self.decoder = decoder
 
     @property
     def device(self) -> torch.device:
@@ -94,17 +106,28 @@ class TransformersBackend:
             trunc = {"truncation": True, "max_length": limit - max_new_tokens}
         self.tokenizer.truncation_side = "left"
         enc = self.tokenizer(prompts, return_tensors="pt", padding=True, **trunc).to(self.device)
-        sample = temperature > 0
-        gen_kwargs = dict(max_new_tokens=max_new_tokens, do_sample=sample,
+        try:
+            if self.decoder == "compact":
+                new = sample(self.model, enc["input_ids"], enc["attention_mask"],
+                             temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
+                             eos_token_id=self.tokenizer.eos_token_id,
+                             pad_token_id=self.tokenizer.pad_token_id)
+            else:
+                new = self._generate_hf(enc, temperature, top_p, max_new_tokens)
+        except (RuntimeError, ValueError, TypeError) as exc:
+            raise BackendError(f"{self.decoder!r} decoding failed on {self.model_path}: "
+                               f"{exc}") from exc
+        return self.tokenizer.batch_decode(new, skip_special_tokens=True)
+
+    def _generate_hf(self, enc, temperature: float, top_p: float,
+                     max_new_tokens: int) -> torch.Tensor:
+        sampled = temperature > 0
+        gen_kwargs = dict(max_new_tokens=max_new_tokens, do_sample=sampled,
                           pad_token_id=self.tokenizer.pad_token_id,
                           eos_token_id=self.tokenizer.eos_token_id)
-        if sample:
+        if sampled:
             gen_kwargs.update(temperature=float(temperature), top_p=float(top_p), top_k=0)
         else:
             gen_kwargs.update(temperature=None, top_p=None, top_k=None)
-        try:
-            ids = self.model.generate(**enc, **gen_kwargs)
-        except (RuntimeError, ValueError) as exc:
-            raise BackendError(f"model.generate failed on {self.model_path}: {exc}") from exc
-        new = ids[:, enc["input_ids"].shape[1]:]
-        return self.tokenizer.batch_decode(new, skip_special_tokens=True)
+        ids = self.model.generate(**enc, **gen_kwargs)
+        return ids[:, enc["input_ids"].shape[1]:]

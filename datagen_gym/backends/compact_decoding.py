@@ -1,0 +1,160 @@
+"""Batched sampling that stops computing a row once it has finished.
+
+``model.generate`` keeps every row of a batch in each forward pass until the last row emits
+EOS, and grows its KV cache with ``torch.cat`` (a copy of the whole cache per token and layer).
+On the embedded teacher the mean generation is a third of the longest one in its batch, so most
+of that work is thrown away. :func:`sample` decodes the same way, drops finished rows from the
+batch, and writes the cache into buffers that grow by doubling.
+
+It draws the same random numbers as ``model.generate``: ``torch.multinomial`` with one sample
+is an exponential race (``argmax(p / q)``, ``q ~ Exp(1)`` over the whole batch and vocabulary),
+and :func:`sample` draws ``q`` for the full original batch at every step, finished rows
+included. With the same seed it returns the tokens ``model.generate`` returns (a test checks
+this); only the work on finished rows is skipped.
+
+What it leaves out of ``generate``: beam search, the logits processors other than temperature
+and top-p (repetition penalty, top-k, ...), stop strings, and models whose forward takes no
+``cache``/``position_ids`` (encoder-decoders, state-space models). ``TransformersBackend`` uses
+``model.generate`` for those (``decoder="generate"``).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Optional, Sequence
+
+import torch
+from transformers.cache_utils import Cache, DynamicLayer
+from transformers.generation.logits_process import (LogitsProcessorList, TemperatureLogitsWarper,
+                                                    TopPLogitsWarper)
+
+# A finished row stays in the batch until this share of the batch has finished: dropping rows
+# copies the whole cache, so doing it for every single row would cost what it saves.
+COMPACT_FRACTION = 0.75
+
+
+class GrowingCacheLayer(DynamicLayer):
+    """A KV-cache layer over preallocated buffers: appending a token writes one slot.
+
+    ``keys``/``values`` are views of the filled part, so attention reads only real positions
+    (a static cache attends over its whole length). The buffers hold the prompt plus
+    ``reserve`` tokens and double when full.
+    """
+
+    def __init__(self, reserve: int = 0) -> None:
+        super().__init__()
+        self.reserve = reserve
+        self.length = 0
+
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        self.device = key_states.device
+        self.length = 0
+        capacity = key_states.shape[-2] + self.reserve
+        self._keys = key_states.new_empty(*key_states.shape[:-2], capacity, key_states.shape[-1])
+        self._values = value_states.new_empty(*value_states.shape[:-2], capacity,
+                                              value_states.shape[-1])
+        self.is_initialized = True
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args,
+               **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        end = self.length + key_states.shape[-2]
+        if end > self._keys.shape[-2]:
+            self._grow(max(end, 2 * self._keys.shape[-2]))
+        self._keys[..., self.length:end, :] = key_states
+        self._values[..., self.length:end, :] = value_states
+        self.length = end
+        self.keys = self._keys[..., :end, :]
+        self.values = self._values[..., :end, :]
+        return self.keys, self.values
+
+    def _grow(self, capacity: int) -> None:
+        for name in ("_keys", "_values"):
+            old = getattr(self, name)
+            new = old.new_empty(*old.shape[:-2], capacity, old.shape[-1])
+            new[..., :self.length, :] = old[..., :self.length, :]
+            setattr(self, name, new)
+
+    def get_seq_length(self) -> int:
+        return self.length if self.is_initialized else 0
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        if self.is_initialized:
+            self._keys = self._keys[indices]
+            self._values = self._values[indices]
+            self.keys = self._keys[..., :self.length, :]
+            self.values = self._values[..., :self.length, :]
+
+
+def growing_cache(reserve: int) -> Cache:
+    """A cache whose layers (created on first use, one per model layer) are GrowingCacheLayers."""
+    return Cache(layer_class_to_replicate=functools.partial(GrowingCacheLayer, reserve))
+
+
+def logits_warpers(temperature: float, top_p: float) -> LogitsProcessorList:
+    """The warpers ``model.generate`` applies for ``do_sample=True, temperature, top_p, top_k=0``."""
+    warpers = LogitsProcessorList()
+    if temperature != 1.0:
+        warpers.append(TemperatureLogitsWarper(temperature))
+    if top_p < 1.0:
+        warpers.append(TopPLogitsWarper(top_p))
+    return warpers
+
+
+@torch.inference_mode()
+def sample(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, *,
+           temperature: float, top_p: float, max_new_tokens: int,
+           eos_token_id: Optional[int | Sequence[int]], pad_token_id: int,
+           generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """New tokens for a left-padded batch, shape ``(batch, steps)``, padded after EOS.
+
+    ``temperature == 0`` decodes greedily. Decoding ends when every row has emitted an EOS
+    token or after ``max_new_tokens`` steps, as in ``model.generate``.
+    """
+    batch, prompt_len = input_ids.shape
+    device = input_ids.device
+    greedy = temperature == 0
+    warpers = None if greedy else logits_warpers(temperature, top_p)
+    eos = torch.tensor([] if eos_token_id is None else
+                       [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id),
+                       dtype=torch.long, device=device)
+    tokens = torch.full((batch, max_new_tokens), pad_token_id, dtype=torch.long, device=device)
+    if max_new_tokens == 0:
+        return tokens
+
+    # One mask buffer for the whole run; each step exposes one more column of it.
+    mask = torch.ones((batch, prompt_len + max_new_tokens), dtype=attention_mask.dtype,
+                      device=device)
+    mask[:, :prompt_len] = attention_mask
+    positions = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)
+    cache = growing_cache(max_new_tokens)
+    rows = torch.arange(batch, device=device)  # original index of each row in the batch
+    running = torch.ones(batch, dtype=torch.bool, device=device)
+    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
+                cache=cache, use_cache=True, logits_to_keep=1)
+    next_pos = positions[:, -1:] + 1
+    step = 0
+    while True:
+        logits = out.logits[:, -1].to(dtype=torch.float32)
+        if greedy:
+            next_tokens = logits.argmax(dim=-1)
+        else:
+            probs = torch.softmax(warpers(None, logits), dim=-1)
+            race = torch.empty((batch, probs.shape[-1]), dtype=probs.dtype, device=device)
+            race.exponential_(1, generator=generator)
+            next_tokens = (probs / race[rows]).argmax(dim=-1)
+        next_tokens = torch.where(running, next_tokens, pad_token_id)
+        tokens[rows, step] = next_tokens
+        running &= ~torch.isin(next_tokens, eos)
+        step += 1
+        if step == max_new_tokens or not bool(running.any()):
+            return tokens[:, :step]
+        if int((~running).sum()) >= max(1, int(COMPACT_FRACTION * len(rows))):
+            keep = running.nonzero().squeeze(1)
+            cache.batch_select_indices(keep)
+            rows, running = rows[keep], running[keep]
+            next_tokens, next_pos, mask = next_tokens[keep], next_pos[keep], mask[keep]
+        out = model(input_ids=next_tokens[:, None], attention_mask=mask[:, :prompt_len + step],
+                    position_ids=next_pos, cache=cache, use_cache=True)
+        next_pos = next_pos + 1

@@ -1,0 +1,93 @@
+"""The compact decoder returns model.generate's tokens while dropping finished rows."""
+
+import pytest
+import torch
+from transformers.cache_utils import DynamicCache
+
+from datagen_gym.backends import compact_decoding
+from datagen_gym.backends.compact_decoding import GrowingCacheLayer, sample
+from datagen_gym.config import Config, ConfigError
+from datagen_gym.generators import prompts
+
+# Prompts of different lengths (left padding) whose continuations end at different steps, so
+# rows finish early and the batch is compacted several times.
+TASKS = ["Is this email spam or not spam?", "Reverse the word.",
+         "Count the vowels in the sentence.", "What is the sum of the two numbers?",
+         "Convert the text to upper case.", "Classify the topic of the news headline.",
+         "Is the sentiment of the review positive or negative?", "Name the animal described."]
+
+
+def _instance_prompts():
+    return [prompts.classification_check_prompt(t) for t in TASKS] + TASKS
+
+
+def _hf(model, enc, temperature, top_p, max_new_tokens):
+    kwargs = dict(max_new_tokens=max_new_tokens, pad_token_id=0, eos_token_id=0)
+    if temperature > 0:
+        kwargs.update(do_sample=True, temperature=temperature, top_p=top_p, top_k=0)
+    else:
+        kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+    with torch.inference_mode():
+        ids = model.generate(**enc, **kwargs)
+    return ids[:, enc["input_ids"].shape[1]:]
+
+
+@pytest.mark.parametrize("temperature,top_p", [(1.0, 0.9), (0.7, 1.0), (1.4, 0.5), (0.0, 1.0)])
+def test_same_tokens_as_model_generate(teacher, temperature, top_p, monkeypatch):
+    tok, model = teacher.tokenizer, teacher.model
+    enc = tok(_instance_prompts(), return_tensors="pt", padding=True)
+    compactions = []
+    select = GrowingCacheLayer.batch_select_indices
+
+    def counting_select(self, indices):
+        compactions.append(len(indices))
+        return select(self, indices)
+
+    monkeypatch.setattr(GrowingCacheLayer, "batch_select_indices", counting_select)
+    for seed in range(3):
+        torch.manual_seed(seed)
+        ref = _hf(model, enc, temperature, top_p, 48)
+        torch.manual_seed(seed)
+        ours = sample(model, enc["input_ids"], enc["attention_mask"], temperature=temperature,
+                      top_p=top_p, max_new_tokens=48, eos_token_id=0, pad_token_id=0)
+        assert ours.shape == ref.shape
+        assert torch.equal(ours, ref)
+    assert compactions, "no row finished early: the test does not exercise compaction"
+
+
+def test_cache_grows_past_its_reserve(teacher):
+    """With no room reserved the buffers double while decoding; the logits do not change."""
+    tok, model = teacher.tokenizer, teacher.model
+    enc = tok(TASKS[:3], return_tensors="pt", padding=True)
+    growing = compact_decoding.Cache(layer_class_to_replicate=lambda: GrowingCacheLayer(0))
+    dynamic = DynamicCache()
+    ids, mask = enc["input_ids"], enc["attention_mask"]
+    with torch.inference_mode():
+        for _ in range(enc["input_ids"].shape[1] + 3):  # more than doubles the prompt length
+            a = model(input_ids=ids, attention_mask=mask, cache=growing, use_cache=True)
+            b = model(input_ids=ids, attention_mask=mask, cache=dynamic, use_cache=True)
+            assert torch.equal(a.logits, b.logits)
+            ids = a.logits[:, -1:].argmax(-1)
+            mask = torch.cat([mask, torch.ones_like(ids)], dim=1)
+    layer = growing.layers[0]
+    assert layer.get_seq_length() == dynamic.get_seq_length() == mask.shape[1] - 1
+    assert layer._keys.shape[-2] >= 2 * enc["input_ids"].shape[1]
+
+
+def test_backend_decoders_agree_and_generation_ends_at_max_tokens(teacher):
+    from datagen_gym.backends import TransformersBackend
+
+    hf = TransformersBackend(teacher.model_path, decoder="generate")
+    args = dict(temperature=1.0, top_p=0.9, max_new_tokens=40, seed=7)
+    assert teacher.generate(_instance_prompts(), **args) == hf.generate(_instance_prompts(), **args)
+    one = teacher.generate(["1."], temperature=1.0, top_p=1.0, max_new_tokens=5, seed=0)
+    assert 0 < len(tok_ids := teacher.tokenizer(one[0])["input_ids"]) <= 5, tok_ids
+
+
+def test_bad_decoder_is_refused(teacher):
+    from datagen_gym.backends import TransformersBackend
+
+    with pytest.raises(ValueError, match="decoder must be one of"):
+        TransformersBackend(teacher.model_path, decoder="beam")
+    with pytest.raises(ConfigError, match="sampling.decoder"):
+        Config.from_dict({"sampling": {"decoder": "beam"}})

@@ -4,8 +4,9 @@
 
 Writes benchmarks/results/env_step.md. Figures are medians; the generation/target split comes
 from the env's own `info` timings. The env runs twice on the same seed and actions: with the
-default compact decoder and with `model.generate` (`sampling.decoder="generate"`), which must
-give the same rewards.
+default compact decoder (finished rows leave the batch, a prompt prefix shared by the batch is
+computed once) and with `model.generate` (`sampling.decoder="generate"`). Their tokens can
+differ only by float rounding in the shared prefix, so the rewards should match.
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     hf_env = bench_env(args.steps, args.batch_size, decoder="generate")
     be = bench_backend(args.repeats, args.batch_size)
     ratio = be["ours"] / be["direct"]
-    same = "yes" if env["rewards"] == hf_env["rewards"] else "NO"
+    differ = sum(a != b for a, b in zip(env["rewards"], hf_env["rewards"]))
     lines = [
         "# DataGen-v0 step cost",
         "",
@@ -114,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
         f"| env step with `sampling.decoder=\"generate\"` (`model.generate`) | "
         f"{hf_env['step']:.3f} s |",
         f"| compact / generate, env step | {env['step'] / hf_env['step']:.3f} |",
-        f"| same rewards on all {args.steps} steps | {same} |",
+        f"| steps whose reward differs between the two decoders | {differ} of {args.steps} |",
         f"| teacher backend (compact decoder), {args.batch_size} bootstrap prompts x 96 new "
         f"tokens | "
         f"{be['ours']:.3f} s ({be['tokens'] / be['ours']:.0f} tokens/s) |",

@@ -48,6 +48,9 @@ class SamplingConfig:
     # Local models: "compact" drops finished rows from the batch (the same tokens as
     # model.generate, less work); "generate" calls model.generate (see TransformersBackend).
     decoder: str = field(default="compact", metadata=_choices("compact", "generate"))
+    # Compact decoder: compute the prompt prefix all prompts of a batch share once. Off, it
+    # returns exactly model.generate's tokens; on, its logits differ by float rounding only.
+    share_prefix: bool = True
     # An OpenAI-compatible server, for backend "openai" (vLLM, Ollama /v1, llama.cpp, hosted).
     base_url: Optional[str] = None  # the API root, e.g. http://localhost:8000/v1
     model: Optional[str] = None

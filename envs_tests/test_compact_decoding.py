@@ -5,7 +5,7 @@ import torch
 from transformers.cache_utils import DynamicCache
 
 from datagen_gym.backends import compact_decoding
-from datagen_gym.backends.compact_decoding import GrowingCacheLayer, sample
+from datagen_gym.backends.compact_decoding import GrowingCacheLayer, common_prefix_length, sample
 from datagen_gym.config import Config, ConfigError
 from datagen_gym.generators import prompts
 
@@ -49,10 +49,55 @@ def test_same_tokens_as_model_generate(teacher, temperature, top_p, monkeypatch)
         ref = _hf(model, enc, temperature, top_p, 48)
         torch.manual_seed(seed)
         ours = sample(model, enc["input_ids"], enc["attention_mask"], temperature=temperature,
-                      top_p=top_p, max_new_tokens=48, eos_token_id=0, pad_token_id=0)
+                      top_p=top_p, max_new_tokens=48, eos_token_id=0, pad_token_id=0,
+                      share_prefix=False)
         assert ours.shape == ref.shape
         assert torch.equal(ours, ref)
     assert compactions, "no row finished early: the test does not exercise compaction"
+
+
+def test_common_prefix_of_left_padded_rows():
+    ids = torch.tensor([[0, 0, 5, 6, 7, 8], [5, 6, 7, 9, 9, 9], [0, 5, 6, 7, 8, 1]])
+    mask = (torch.arange(6) >= torch.tensor([[2], [0], [1]])).long()
+    assert common_prefix_length(mask, ids) == 3
+    # Identical prompts keep one token of their own to predict from.
+    assert common_prefix_length(torch.ones(2, 4, dtype=torch.long),
+                                torch.tensor([[1, 2, 3, 4]] * 2)) == 3
+    assert common_prefix_length(mask, torch.tensor([[0, 0, 1, 2, 3, 4], [9, 2, 3, 4, 5, 6],
+                                                    [0, 1, 2, 3, 4, 5]])) == 0
+
+
+def test_shared_prefix_matches_a_full_prefill(teacher):
+    """Evol-Instruct prompts share a long header; computing it once changes only rounding."""
+    tok, model = teacher.tokenizer, teacher.model
+    evol = [prompts.evol_prompt("deepen", t) for t in TASKS]
+    enc = tok(evol, return_tensors="pt", padding=True)
+    assert common_prefix_length(enc["attention_mask"], enc["input_ids"]) >= 100
+    runs = {}
+    for share in (False, True):
+        calls = []
+        forward = model.forward
+
+        def counting_forward(*args, **kwargs):
+            calls.append(kwargs["input_ids"].shape)
+            out = forward(*args, **kwargs)
+            if len(calls) <= 3:
+                logits.append(out.logits[:, -1].clone())
+            return out
+
+        logits = []
+        model.forward = counting_forward
+        try:
+            torch.manual_seed(0)
+            runs[share] = (sample(model, enc["input_ids"], enc["attention_mask"], temperature=1.0,
+                                  top_p=0.9, max_new_tokens=32, eos_token_id=0, pad_token_id=0,
+                                  share_prefix=share), logits, calls)
+        finally:
+            del model.forward
+    (full, full_logits, full_calls), (shared, shared_logits, shared_calls) = runs[False], runs[True]
+    assert shared_calls[0][0] == 1 and shared_calls[1][1] < full_calls[0][1] // 2
+    torch.testing.assert_close(shared_logits[1], full_logits[0], rtol=1e-4, atol=1e-4)
+    assert (shared == full).all(dim=1).float().mean() >= 0.75
 
 
 def test_cache_grows_past_its_reserve(teacher):
@@ -91,3 +136,14 @@ def test_bad_decoder_is_refused(teacher):
         TransformersBackend(teacher.model_path, decoder="beam")
     with pytest.raises(ConfigError, match="sampling.decoder"):
         Config.from_dict({"sampling": {"decoder": "beam"}})
+
+
+def test_models_it_cannot_serve_fall_back_to_generate(teacher):
+    from types import SimpleNamespace
+
+    from transformers import MistralConfig, T5Config
+
+    assert compact_decoding.supports(teacher.model)
+    assert not compact_decoding.supports(SimpleNamespace(config=MistralConfig(sliding_window=8)))
+    assert compact_decoding.supports(SimpleNamespace(config=MistralConfig(sliding_window=None)))
+    assert not compact_decoding.supports(SimpleNamespace(config=T5Config()))

@@ -29,12 +29,13 @@ def __getattr__(name: str):
 
 @lru_cache(maxsize=4)
 def _cached_transformers(path: str, device: str, dtype, max_batch_size: int,
-                         num_threads: Optional[int], decoder: str):
+                         num_threads: Optional[int], decoder: str, share_prefix: bool):
     from datagen_gym.backends.transformers_backend import TransformersBackend
 
     # Many envs in one process share one copy of the weights; generate() holds no state.
     return TransformersBackend(path, device=device, dtype=dtype, max_batch_size=max_batch_size,
-                               num_threads=num_threads, decoder=decoder)
+                               num_threads=num_threads, decoder=decoder,
+                               share_prefix=share_prefix)
 
 
 @lru_cache(maxsize=1)
@@ -52,13 +53,15 @@ def make_backend(config: SamplingConfig) -> LLMBackend:
     """The backend a sampling config names."""
     if config.backend == "embedded":
         return _cached_transformers(str(EMBEDDED_TEACHER), config.device, config.dtype,
-                                    config.max_batch_size, config.num_threads or 1, config.decoder)
+                                    config.max_batch_size, config.num_threads or 1, config.decoder,
+                                    config.share_prefix)
     if config.backend == "transformers":
         if not config.model_path:
             raise ConfigError("sampling.model_path must name a local model directory when "
                               "sampling.backend is 'transformers'")
         return _cached_transformers(config.model_path, config.device, config.dtype,
-                                    config.max_batch_size, config.num_threads, config.decoder)
+                                    config.max_batch_size, config.num_threads, config.decoder,
+                                    config.share_prefix)
     if config.backend == "openai":
         if not config.base_url or not config.model:
             raise ConfigError("sampling.base_url and sampling.model must be set when "

@@ -10,7 +10,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from datagen_gym.backends import EMBEDDED_TEACHER
 from datagen_gym.backends.base import BackendError
-from datagen_gym.backends.compact_decoding import sample
+from datagen_gym.backends import compact_decoding
 
 DECODERS = ("compact", "generate")
 
@@ -32,6 +32,10 @@ class TransformersBackend:
             rows that have finished; ``"generate"`` calls ``model.generate``, for models it
             does not serve (see that module) or to apply the model's own generation config
             (repetition penalty, top-k...).
+        share_prefix: with the compact decoder, compute the prompt prefix that all prompts of
+            a batch share (the few-shot header of Evol-Instruct and classification prompts)
+            once instead of once per row. Off, the compact decoder returns exactly
+            ``model.generate``'s tokens; on, its logits differ by float rounding only.
 
     Temperature 0 decodes greedily; otherwise it samples with the given temperature and top_p.
     Runs are repeatable for a given ``seed`` on the same machine and thread count.
@@ -42,7 +46,7 @@ class TransformersBackend:
     def __init__(self, model_path: Union[str, Path] = EMBEDDED_TEACHER, device: str = "cpu",
                  dtype: Optional[str] = None, device_map: Optional[str] = None,
                  max_batch_size: int = 128, num_threads: Optional[int] = None,
-                 decoder: str = "compact") -> None:
+                 decoder: str = "compact", share_prefix: bool = True) -> None:
         if decoder not in DECODERS:
             raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
         path = Path(model_path)
@@ -65,7 +69,9 @@ class TransformersBackend:
         self.model_path = path
         self.max_batch_size = max_batch_size
         self.num_threads = num_threads
-        self.decoder = decoder
+        # Models the compact decoder cannot serve (sliding windows, encoder-decoders) fall back.
+        self.decoder = decoder if compact_decoding.supports(self.model) else "generate"
+        self.share_prefix = share_prefix
 
     @property
     def device(self) -> torch.device:
@@ -108,10 +114,11 @@ class TransformersBackend:
         enc = self.tokenizer(prompts, return_tensors="pt", padding=True, **trunc).to(self.device)
         try:
             if self.decoder == "compact":
-                new = sample(self.model, enc["input_ids"], enc["attention_mask"],
-                             temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
-                             eos_token_id=self.tokenizer.eos_token_id,
-                             pad_token_id=self.tokenizer.pad_token_id)
+                new = compact_decoding.sample(
+                    self.model, enc["input_ids"], enc["attention_mask"], temperature=temperature,
+                    top_p=top_p, max_new_tokens=max_new_tokens,
+                    eos_token_id=self.tokenizer.eos_token_id,
+                    pad_token_id=self.tokenizer.pad_token_id, share_prefix=self.share_prefix)
             else:
                 new = self._generate_hf(enc, temperature, top_p, max_new_tokens)
         except (RuntimeError, ValueError, TypeError) as exc:

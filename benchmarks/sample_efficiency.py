@@ -28,6 +28,7 @@ from typing import Any, Callable, Optional, Sequence
 from benchmarks.methods import (AGENT_HYPERPARAMS, ALL_METHODS, ALPACA, SELF_INSTRUCT, RunSpec,
                                 Settings, default_settings, run_grid_cell, run_method,
                                 tpe_startup_trials)
+from benchmarks.summary_file import replace_section
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TUNING_TASK = "sentiment"  # the agents' hyper-parameters (AGENT_HYPERPARAMS) were chosen on it
@@ -507,15 +508,9 @@ def _command(saved: Path, raw: dict[str, Any]) -> str:
 
 def update_summary(path: Path, raw: dict[str, Any], res: dict[str, Any], note: str) -> None:
     """Replace the sample-efficiency section of a ``benchmarks.run`` summary, if there is one."""
-    if not path.exists():
-        return
-    head, sep, rest = path.read_text().partition("## Sample efficiency\n")
-    if not sep:
-        return
-    tail = rest[rest.find("\n## "):] if "\n## " in rest else ""
-    block = "\n".join(["", *headline_markdown(raw, res), "",
-                       f"Details and per-task tables: `sample_efficiency.md`. {note}", ""])
-    path.write_text(head + sep + block + tail)
+    replace_section(path, "Sample efficiency", [
+        *headline_markdown(raw, res), "",
+        f"Details and per-task tables: `sample_efficiency.md`. {note}"])
 
 
 def render(saved: Path) -> dict[str, Any]:

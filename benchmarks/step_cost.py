@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import multiprocessing
 import os
 import platform
@@ -36,6 +37,8 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import numpy as np
+
+from benchmarks.summary_file import replace_section
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -206,13 +209,20 @@ def rss(p: StepCostParams) -> dict[str, Any]:
     pts = [s for s in r["series"] if s["step"] > 0]
     fit = pts[1:] if len(pts) >= 3 else pts
 
-    def slope(key: str) -> float:
-        if len(fit) < 2:
-            return float("nan")
-        return float(np.polyfit([s["step"] for s in fit], [s[key] for s in fit], 1)[0]) * 100
+    def fit_line(key: str) -> tuple[float, float]:
+        """Slope (MB per 100 steps) and residual standard deviation (MB) of ``key``."""
+        if len(fit) < 3:
+            return float("nan"), float("nan")
+        x = np.array([s["step"] for s in fit], dtype=float)
+        y = np.array([s[key] for s in fit], dtype=float)
+        coef = np.polyfit(x, y, 1)
+        return float(coef[0]) * 100, float(np.std(y - np.polyval(coef, x), ddof=2))
 
-    return {**r, "slope_mb_per_100_steps": slope("rss_mb"),
-            "peak_slope_mb_per_100_steps": slope("peak_mb"),
+    (rss_slope, rss_sd), (peak_slope, peak_sd) = fit_line("rss_mb"), fit_line("peak_mb")
+    window = (fit[-1]["step"] - fit[0]["step"]) / 100 if fit else float("nan")
+    return {**r, "slope_mb_per_100_steps": rss_slope, "residual_sd_mb": rss_sd,
+            "peak_slope_mb_per_100_steps": peak_slope, "peak_residual_sd_mb": peak_sd,
+            "window_100_steps": window,
             "growth_mb": fit[-1]["rss_mb"] - fit[0]["rss_mb"] if fit else float("nan"),
             "peak_growth_mb": fit[-1]["peak_mb"] - fit[0]["peak_mb"] if fit else float("nan"),
             "fit_from_step": fit[0]["step"] if fit else None}
@@ -236,8 +246,16 @@ def run_step_cost(p: StepCostParams, out: Path, command: str,
     elapsed = time.perf_counter() - t_start
     cores = os.cpu_count()
     dummy_1 = vec.get("dummy_1env_1thr", max(v for k, v in vec.items() if k.startswith("dummy")))
-    def verdict(slope: float) -> str:
-        return "flat" if abs(slope) < 1.0 else ("shrinking" if slope < 0 else "GROWING")
+    def verdict(slope: float, sd: float) -> str:
+        if math.isnan(slope):
+            return "too few samples to fit a line"
+        growth = slope * mem["window_100_steps"]
+        text = (f"{slope:+.1f} MB / 100 steps: {growth:+.0f} MB over the window, residual sd "
+                f"{sd:.0f} MB -> ")
+        if abs(growth) <= max(1.0, 2 * sd):
+            return text + "**flat within noise**"
+        return text + ("**shrinking**" if growth < 0 else "**GROWING**")
+
     lines = [
         "# Cost of a DataGen-v0 step" + (" (quick mode)" if p.quick else ""), "",
         f"`{command}` — {elapsed:.0f} s on {cores} CPU cores "
@@ -275,19 +293,21 @@ def run_step_cost(p: StepCostParams, out: Path, command: str,
         f"{mem['series'][1]['rss_mb'] if len(mem['series']) > 1 else float('nan'):.0f} MB -> "
         f"{mem['series'][-1]['rss_mb']:.0f} MB; peak {mem['series'][-1]['peak_mb']:.0f} MB |",
         f"| **peak RSS** (`ru_maxrss`) slope, least squares from step {mem['fit_from_step']} | "
-        f"**{mem['peak_slope_mb_per_100_steps']:+.2f} MB / 100 steps** "
-        f"({verdict(mem['peak_slope_mb_per_100_steps'])}; flat means |slope| < 1 MB / 100 "
-        "steps) |",
-        f"| current RSS (VmRSS) slope, same fit | {mem['slope_mb_per_100_steps']:+.2f} MB / 100 "
-        f"steps ({verdict(mem['slope_mb_per_100_steps'])}) |",
+        f"{verdict(mem['peak_slope_mb_per_100_steps'], mem['peak_residual_sd_mb'])} |",
+        f"| current RSS (VmRSS) slope, same fit | "
+        f"{verdict(mem['slope_mb_per_100_steps'], mem['residual_sd_mb'])} |",
         "", f"RSS series (MB, every {p.rss_every} steps, sampled right after an episode's reset "
         f"when {p.rss_every} is a multiple of the episode length {p.num_iterations}), "
         "step: current / peak: "
         + ", ".join(f"{s['step']}: {s['rss_mb']:.0f} / {s['peak_mb']:.0f}"
                     for s in mem["series"]), "",
         "The current RSS moves by tens of MB between samples (each episode's target is refitted "
-        "on a growing dataset, and the allocator keeps freed pages), so its slope over a short "
-        "run is noisy; the peak is the leak check.", "",
+        "on a growing dataset, and the allocator keeps freed pages). \"Flat within noise\" "
+        "means the growth the fitted line implies over the window is at most twice the "
+        "residual standard deviation (at least 1 MB). The peak is a running maximum: it moves "
+        "up, in steps, whenever one step (a long generation, a large episode dataset) sets a "
+        "new high-water mark, so it keeps rising slowly even without a leak; a leak shows as "
+        "the current RSS rising steadily too.", "",
         f"Vec envs: {p.vec_steps} env steps each after one warm-up step, random actions. With "
         f"{cores} cores, 2 worker processes are the ceiling; a single env whose teacher uses "
         f"{cores} threads (`sampling.num_threads`) is the other way to use both cores; 1 thread "
@@ -333,8 +353,10 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     p = params_from_args(args, StepCostParams())
-    r = run_step_cost(p, args.out, ("python -m benchmarks.step_cost " + " ".join(argv or []))
-                      .strip())
+    command = ("python -m benchmarks.step_cost " + " ".join(argv or [])).strip()
+    r = run_step_cost(p, args.out, command)
+    replace_section(args.out / "summary.md", "Cost of a step",
+                    [r["table"], "", f"Details: `step_cost.md` (`{command}`)."])
     print(r["markdown"])
 
 

@@ -100,7 +100,9 @@ def main(argv: list[str] | None = None) -> None:
     lines = [
         f"# Landscape of DataGen-v0 (task `{args.task}`)",
         "",
-        f"`python -m benchmarks.landscape --steps {args.steps} --batch-size {args.batch_size} "
+        f"`python -m benchmarks.landscape --temperatures {' '.join(map(str, args.temperatures))} "
+        f"--top-ps {' '.join(map(str, args.top_ps))} --templates {' '.join(args.templates)} "
+        f"--steps {args.steps} --batch-size {args.batch_size} --task {args.task} "
         f"--seeds {' '.join(map(str, args.seeds))} --workers {args.workers}` "
         f"({len(jobs)} episodes, {elapsed / 60:.1f} min on {os.cpu_count()} cores).",
         "",

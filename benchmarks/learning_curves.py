@@ -178,7 +178,11 @@ def plot(runs: list[dict[str, Any]], args: argparse.Namespace, path: Path) -> No
     ax2.set_ylabel(f"template value (moving mean of {w_step} steps)")
     ax2.set_title("Mean step reward of the chosen templates")
     for ax in (ax1, ax2):
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+        else:  # runs shorter than the smoothing window
+            ax.text(0.5, 0.5, "too few points to smooth", ha="center", va="center",
+                    transform=ax.transAxes)
         ax.grid(alpha=0.3)
     fig.suptitle(f"DataGen-v0 (sentiment): {args.timesteps} steps per run, seeds "
                  f"{', '.join(map(str, args.seeds))}; thin: one run, bold: mean over seeds")

@@ -144,7 +144,8 @@ def sample(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torc
     ``temperature == 0`` decodes greedily. Decoding ends when every row has emitted an EOS
     token or after ``max_new_tokens`` steps, as in ``model.generate``. ``share_prefix``
     computes the prompt prefix common to all rows (a few-shot header) once; see
-    :func:`_prefill_shared_prefix`.
+    :func:`_prefill_shared_prefix`. ``generator`` is the random source (default: torch's
+    global one, which ``model.generate`` uses).
     """
     batch, prompt_len = input_ids.shape
     device = input_ids.device

@@ -143,7 +143,12 @@ def test_models_it_cannot_serve_fall_back_to_generate(teacher):
 
     from transformers import MistralConfig, T5Config
 
+    def model(config, forward=teacher.model.forward):
+        return SimpleNamespace(config=config, forward=forward)
+
     assert compact_decoding.supports(teacher.model)
-    assert not compact_decoding.supports(SimpleNamespace(config=MistralConfig(sliding_window=8)))
-    assert compact_decoding.supports(SimpleNamespace(config=MistralConfig(sliding_window=None)))
-    assert not compact_decoding.supports(SimpleNamespace(config=T5Config()))
+    assert compact_decoding.supports(model(MistralConfig(sliding_window=None)))
+    assert not compact_decoding.supports(model(MistralConfig(sliding_window=8)))
+    assert not compact_decoding.supports(model(T5Config()))
+    assert not compact_decoding.supports(
+        model(MistralConfig(sliding_window=None), forward=lambda input_ids, past_key_values: 0))

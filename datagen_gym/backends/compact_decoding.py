@@ -25,6 +25,7 @@ and top-p (repetition penalty, top-k, ...), stop strings, and models whose forwa
 from __future__ import annotations
 
 import functools
+import inspect
 from typing import Optional, Sequence
 
 import torch
@@ -107,10 +108,14 @@ class GrowingCacheLayer(DynamicLayer):
 
 
 def supports(model: torch.nn.Module) -> bool:
-    """Whether :func:`sample` can decode with this model: a decoder-only model whose every layer
-    attends to the whole sequence (its cache holds all positions)."""
+    """Whether :func:`sample` can decode with this model: a decoder-only model whose forward
+    takes ``cache``, ``position_ids`` and ``logits_to_keep`` and whose every layer attends to
+    the whole sequence (its cache holds all positions)."""
     config = model.config
     if getattr(config, "is_encoder_decoder", False):
+        return False
+    params = inspect.signature(model.forward).parameters
+    if not {"cache", "position_ids", "logits_to_keep"} <= params.keys():
         return False
     text = config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
     layer_types = getattr(text, "layer_types", None) or []

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import os
+import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
@@ -229,12 +230,24 @@ class RayVecEnv(VecEnv):
         self._kill_actors()
         self.closed = True
 
-    def _kill_actors(self) -> None:
+    def _kill_actors(self, wait_s: float = 30.0) -> None:
         for a in self.actors:
             try:
                 self._ray.kill(a)
             except Exception:
                 pass
+        # ray.kill only sends the request: until the worker process is gone the actor still
+        # runs tasks and holds its CPUs/GPUs. Wait for that, so that resources are free (and
+        # nothing runs on the envs) once close() returns.
+        deadline = time.monotonic() + wait_s
+        for a in self.actors:
+            while time.monotonic() < deadline:
+                try:
+                    self._ray.get(a.__ray_ready__.remote(), timeout=max(0.1, deadline
+                                                                         - time.monotonic()))
+                except Exception:
+                    break  # dead (or unreachable): either way it no longer serves the env
+                time.sleep(0.05)
 
     # ------------------------------------------------------------------ attributes
     def _targets(self, indices: VecEnvIndices) -> list:

@@ -123,8 +123,11 @@ def test_backend_decoders_agree_and_generation_ends_at_max_tokens(teacher):
     from datagen_gym.backends import TransformersBackend
 
     hf = TransformersBackend(teacher.model_path, decoder="generate")
+    exact = TransformersBackend(teacher.model_path, share_prefix=False)
     args = dict(temperature=1.0, top_p=0.9, max_new_tokens=40, seed=7)
-    assert teacher.generate(_instance_prompts(), **args) == hf.generate(_instance_prompts(), **args)
+    # Two backend batches in one call: the random stream stays aligned across them.
+    exact.max_batch_size = hf.max_batch_size = 10
+    assert exact.generate(_instance_prompts(), **args) == hf.generate(_instance_prompts(), **args)
     one = teacher.generate(["1."], temperature=1.0, top_p=1.0, max_new_tokens=5, seed=0)
     assert 0 < len(tok_ids := teacher.tokenizer(one[0])["input_ids"]) <= 5, tok_ids
 
@@ -138,17 +141,98 @@ def test_bad_decoder_is_refused(teacher):
         Config.from_dict({"sampling": {"decoder": "beam"}})
 
 
-def test_models_it_cannot_serve_fall_back_to_generate(teacher):
+def test_models_it_cannot_serve_fall_back_to_generate(teacher, tmp_path):
+    import shutil
     from types import SimpleNamespace
 
-    from transformers import MistralConfig, T5Config
+    from transformers import GenerationConfig, GPTNeoConfig, MistralConfig, Qwen2MoeConfig, T5Config
 
-    def model(config, forward=teacher.model.forward):
-        return SimpleNamespace(config=config, forward=forward)
+    from datagen_gym.backends import TransformersBackend
 
-    assert compact_decoding.supports(teacher.model)
-    assert compact_decoding.supports(model(MistralConfig(sliding_window=None)))
-    assert not compact_decoding.supports(model(MistralConfig(sliding_window=8)))
-    assert not compact_decoding.supports(model(T5Config()))
-    assert not compact_decoding.supports(
-        model(MistralConfig(sliding_window=None), forward=lambda input_ids, past_key_values: 0))
+    def model(config, forward=teacher.model.forward, generation=GenerationConfig()):
+        return SimpleNamespace(config=config, forward=forward, generation_config=generation)
+
+    reason = compact_decoding.unsupported_reason
+    assert reason(teacher.model) is None
+    assert reason(model(MistralConfig(sliding_window=None))) is None
+    assert reason(model(Qwen2MoeConfig(use_sliding_window=False))) is None
+    assert "sliding_window=8" in reason(model(MistralConfig(sliding_window=8)))
+    assert "window_size=8" in reason(model(GPTNeoConfig(window_size=8)))
+    assert "encoder-decoder" in reason(model(T5Config()))
+    assert "cache" in reason(model(MistralConfig(sliding_window=None),
+                                   forward=lambda input_ids, past_key_values: 0))
+    assert "repetition_penalty=1.3" in reason(model(
+        MistralConfig(sliding_window=None), generation=GenerationConfig(repetition_penalty=1.3)))
+    assert reason(model(MistralConfig(sliding_window=None),
+                        generation=GenerationConfig(repetition_penalty=1.0, top_k=50))) is None
+
+    # A teacher whose generation config sets a repetition penalty is decoded by model.generate,
+    # which applies it.
+    penalised = tmp_path / "teacher"
+    shutil.copytree(teacher.model_path, penalised)
+    config = GenerationConfig.from_pretrained(penalised)
+    config.repetition_penalty = 1.5
+    config.save_pretrained(penalised)
+    backend = TransformersBackend(penalised)
+    assert backend.decoder == "generate"
+    args = dict(temperature=1.0, top_p=0.9, max_new_tokens=30, seed=0)
+    reference = TransformersBackend(penalised, decoder="generate")
+    assert backend.generate(TASKS, **args) == reference.generate(TASKS, **args)
+    assert backend.generate(TASKS, **args) != teacher.generate(TASKS, **args)
+
+
+@pytest.mark.parametrize("case", ["one_row", "eos_list", "no_eos", "one_token", "greedy_shared",
+                                  "identical_prompts"])
+def test_edge_cases_match_model_generate(teacher, case):
+    tok, model = teacher.tokenizer, teacher.model
+    texts = {"one_row": TASKS[:1], "identical_prompts": [TASKS[0]] * 4}.get(
+        case, _instance_prompts()[:6])
+    enc = tok(texts, return_tensors="pt", padding=True)
+    eos = {"eos_list": [0, 5], "no_eos": None}.get(case, 0)
+    temperature = 0.0 if case == "greedy_shared" else 1.0
+    new_tokens = 1 if case == "one_token" else 24
+    kwargs = dict(max_new_tokens=new_tokens, pad_token_id=0, eos_token_id=eos)
+    kwargs.update(dict(do_sample=True, temperature=1.0, top_p=0.9, top_k=0) if temperature
+                  else dict(do_sample=False, temperature=None, top_p=None, top_k=None))
+    torch.manual_seed(3)
+    with torch.inference_mode():
+        ref = model.generate(**enc, **kwargs)[:, enc["input_ids"].shape[1]:]
+    torch.manual_seed(3)
+    ours = sample(model, enc["input_ids"], enc["attention_mask"], temperature=temperature,
+                  top_p=0.9, max_new_tokens=new_tokens, eos_token_id=eos, pad_token_id=0,
+                  share_prefix=case in ("greedy_shared", "identical_prompts"))
+    assert torch.equal(ours, ref)
+
+
+def test_right_padding_is_refused(teacher):
+    ids = torch.tensor([[5, 6, 7], [5, 6, 0]])
+    mask = torch.tensor([[1, 1, 1], [1, 1, 0]])
+    with pytest.raises(ValueError, match="left-padded"):
+        sample(teacher.model, ids, mask, temperature=1.0, top_p=1.0, max_new_tokens=4,
+               eos_token_id=0, pad_token_id=0)
+
+
+def test_cache_layer_keeps_the_dynamic_layer_contract():
+    def filled(n_tokens):
+        layer = GrowingCacheLayer(reserve=2)
+        for t in range(n_tokens):
+            kv = torch.full((2, 1, 1, 3), float(t))
+            kv[1] += 100
+            layer.update(kv, kv.clone())
+        return layer
+
+    layer = filled(4)
+    layer.crop(-2)
+    assert layer.get_seq_length() == 2 and layer.keys.shape[-2] == 2
+    k, _ = layer.update(torch.full((2, 1, 1, 3), 9.0), torch.full((2, 1, 1, 3), 9.0))
+    assert k[0, 0, :, 0].tolist() == [0.0, 1.0, 9.0]
+    layer = filled(3)
+    layer.reorder_cache(torch.tensor([1, 0]))
+    k, _ = layer.update(torch.zeros(2, 1, 1, 3), torch.zeros(2, 1, 1, 3))
+    assert k[0, 0, :, 0].tolist() == [100.0, 101.0, 102.0, 0.0]
+    layer = filled(3)
+    layer.batch_repeat_interleave(2)
+    k, _ = layer.update(torch.zeros(4, 1, 1, 3), torch.zeros(4, 1, 1, 3))
+    assert k.shape == (4, 1, 4, 3) and k[1, 0, 0, 0] == 0.0 and k[2, 0, 0, 0] == 100.0
+    layer.reset()
+    assert layer.get_seq_length() == 0

@@ -15,11 +15,12 @@ included. Without prefix sharing it returns, for the same seed, the tokens ``mod
 returns (a test checks this). With it, the logits differ by float rounding, which changes a
 sampled token only when two candidates are within that rounding of each other.
 
-What it leaves out of ``generate``: beam search, the logits processors other than temperature
-and top-p (repetition penalty, top-k, ...), stop strings, and models whose forward takes no
-``cache``/``position_ids``, or whose layers do not all attend to the whole sequence
-(encoder-decoders, sliding-window and state-space models: :func:`supports` says which).
-``TransformersBackend`` calls ``model.generate`` for those.
+What it leaves out of ``generate``: beam search, stop strings, the logits processors other than
+temperature and top-p (a repetition penalty in the model's generation config, ...), and models
+whose forward takes no ``cache``/``position_ids`` or whose layers do not all attend to the
+whole sequence (encoder-decoders, sliding-window and state-space models).
+:func:`unsupported_reason` says which; ``TransformersBackend`` calls ``model.generate`` for
+those.
 """
 
 from __future__ import annotations
@@ -74,8 +75,7 @@ class GrowingCacheLayer(DynamicLayer):
         self._keys[..., self.length:end, :] = key_states
         self._values[..., self.length:end, :] = value_states
         self.length = end
-        self.keys = self._keys[..., :end, :]
-        self.values = self._values[..., :end, :]
+        self._refresh_views()
         return self.keys, self.values
 
     def _grow(self, capacity: int) -> None:
@@ -88,6 +88,10 @@ class GrowingCacheLayer(DynamicLayer):
     def get_seq_length(self) -> int:
         return self.length if self.is_initialized else 0
 
+    def _refresh_views(self) -> None:
+        self.keys = self._keys[..., :self.length, :]
+        self.values = self._values[..., :self.length, :]
+
     def expand_batch(self, batch: int, reserve: int) -> None:
         """Copy a one-row cache (a shared prompt prefix) into ``batch`` rows with room for more."""
         if self.is_initialized:
@@ -96,31 +100,101 @@ class GrowingCacheLayer(DynamicLayer):
                 new = old.new_empty(batch, *old.shape[1:-2], self.length + reserve, old.shape[-1])
                 new[..., :self.length, :] = old[..., :self.length, :]
                 setattr(self, name, new)
-            self.keys = self._keys[..., :self.length, :]
-            self.values = self._values[..., :self.length, :]
+            self._refresh_views()
 
+    # The rest of DynamicLayer's contract, applied to the buffers rather than the views.
     def batch_select_indices(self, indices: torch.Tensor) -> None:
         if self.is_initialized:
-            self._keys = self._keys[indices]
-            self._values = self._values[indices]
-            self.keys = self._keys[..., :self.length, :]
-            self.values = self._values[..., :self.length, :]
+            self._keys, self._values = self._keys[indices], self._values[indices]
+            self._refresh_views()
+
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        self.batch_select_indices(beam_idx.to(self.device))
+
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        if self.is_initialized:
+            self._keys = self._keys.repeat_interleave(repeats, dim=0)
+            self._values = self._values.repeat_interleave(repeats, dim=0)
+            self._refresh_views()
+
+    def crop(self, tokens_to_remove: int) -> None:
+        if tokens_to_remove > 0:
+            raise ValueError(f"crop takes a negative number of tokens to remove, got "
+                             f"{tokens_to_remove}")
+        if self.is_initialized:
+            self.length = max(0, self.length + tokens_to_remove)
+            self._refresh_views()
+
+    def offload(self) -> None:
+        if self.is_initialized:
+            self._keys = self._keys.to("cpu", non_blocking=True)
+            self._values = self._values.to("cpu", non_blocking=True)
+            self._refresh_views()
+
+    def prefetch(self) -> None:
+        if self.is_initialized and self._keys.device != self.device:
+            self._keys = self._keys.to(self.device, non_blocking=True)
+            self._values = self._values.to(self.device, non_blocking=True)
+            self._refresh_views()
+
+    def reset(self) -> None:
+        self.length = 0
+        super().reset()
+
+
+# Generation-config fields that make model.generate add a logits processor, with their neutral
+# values. The compact decoder applies temperature and top-p only (the env's sampler sets those,
+# and top_k=0 like the backend's generate call), so a model that sets any of these is served by
+# model.generate instead.
+_PROCESSOR_FIELDS: dict[str, tuple] = {
+    "repetition_penalty": (None, 1.0), "encoder_repetition_penalty": (None, 1.0),
+    "no_repeat_ngram_size": (None, 0), "encoder_no_repeat_ngram_size": (None, 0),
+    "min_p": (None, 0.0), "typical_p": (None, 1.0), "top_h": (None,),
+    "epsilon_cutoff": (None, 0.0), "eta_cutoff": (None, 0.0),
+    "suppress_tokens": (None, []), "begin_suppress_tokens": (None, []),
+    "bad_words_ids": (None, []), "sequence_bias": (None, {}),
+    "min_new_tokens": (None, 0), "min_length": (None, 0),
+    "forced_bos_token_id": (None,), "forced_eos_token_id": (None,),
+    "exponential_decay_length_penalty": (None,), "renormalize_logits": (None, False),
+    "guidance_scale": (None, 1.0), "watermarking_config": (None,),
+    "remove_invalid_values": (None, False),
+}
+
+
+def unsupported_reason(model: torch.nn.Module) -> Optional[str]:
+    """Why :func:`sample` cannot stand in for ``model.generate`` on this model, or None.
+
+    It needs a decoder-only model whose forward takes ``cache``, ``position_ids`` and
+    ``logits_to_keep``, whose every layer attends to the whole sequence (a windowed layer would
+    see the shared-prefix layout differently), and whose generation config adds no logits
+    processor beyond temperature and top-p.
+    """
+    config = model.config
+    if getattr(config, "is_encoder_decoder", False):
+        return "it is an encoder-decoder model"
+    params = inspect.signature(model.forward).parameters
+    missing = {"cache", "position_ids", "logits_to_keep"} - params.keys()
+    if missing:
+        return f"its forward takes no {', '.join(sorted(missing))}"
+    text = config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
+    layer_types = set(getattr(text, "layer_types", None) or []) - {"full_attention"}
+    if layer_types:
+        return f"it has {', '.join(sorted(layer_types))} layers"
+    if getattr(text, "use_sliding_window", None) is not False:
+        for name in ("sliding_window", "window_size"):  # Mistral-style, GPT-Neo's local layers
+            if getattr(text, name, None):
+                return f"it attends through a window ({name}={getattr(text, name)})"
+    generation = getattr(model, "generation_config", None)
+    for name, neutral in _PROCESSOR_FIELDS.items():
+        value = getattr(generation, name, None)
+        if value not in neutral:
+            return f"its generation config sets {name}={value!r}"
+    return None
 
 
 def supports(model: torch.nn.Module) -> bool:
-    """Whether :func:`sample` can decode with this model: a decoder-only model whose forward
-    takes ``cache``, ``position_ids`` and ``logits_to_keep`` and whose every layer attends to
-    the whole sequence (its cache holds all positions)."""
-    config = model.config
-    if getattr(config, "is_encoder_decoder", False):
-        return False
-    params = inspect.signature(model.forward).parameters
-    if not {"cache", "position_ids", "logits_to_keep"} <= params.keys():
-        return False
-    text = config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
-    layer_types = getattr(text, "layer_types", None) or []
-    return (getattr(text, "sliding_window", None) is None
-            and all(t == "full_attention" for t in layer_types))
+    """Whether :func:`sample` can decode with this model (see :func:`unsupported_reason`)."""
+    return unsupported_reason(model) is None
 
 
 def growing_cache(reserve: int) -> Cache:
@@ -153,6 +227,9 @@ def sample(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torc
     global one, which ``model.generate`` uses).
     """
     batch, prompt_len = input_ids.shape
+    if prompt_len and not bool(attention_mask[:, -1].all()):
+        raise ValueError("sample() needs left-padded prompts (padding_side='left'): the last "
+                         "column of attention_mask must be all ones")
     device = input_ids.device
     greedy = temperature == 0
     warpers = None if greedy else logits_warpers(temperature, top_p)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
@@ -13,6 +14,8 @@ from datagen_gym.backends.base import BackendError
 from datagen_gym.backends import compact_decoding
 
 DECODERS = ("compact", "generate")
+
+logger = logging.getLogger(__name__)
 
 
 class TransformersBackend:
@@ -29,9 +32,10 @@ class TransformersBackend:
             share cores with other processes stall, so the embedded teacher uses 1.
         decoder: ``"compact"`` (default) samples with :func:`compact_decoding.sample`, which
             returns the tokens ``model.generate`` returns for the same seed but stops computing
-            rows that have finished; ``"generate"`` calls ``model.generate``, for models it
-            does not serve (see that module) or to apply the model's own generation config
-            (repetition penalty, top-k...).
+            rows that have finished; ``"generate"`` calls ``model.generate``. Models the
+            compact decoder does not serve (``compact_decoding.unsupported_reason``: windowed
+            attention, a generation config with a repetition penalty, ...) use
+            ``model.generate`` automatically.
         share_prefix: with the compact decoder, compute the prompt prefix that all prompts of
             a batch share (the few-shot header of Evol-Instruct and classification prompts)
             once instead of once per row. Off, the compact decoder returns exactly
@@ -69,8 +73,12 @@ class TransformersBackend:
         self.model_path = path
         self.max_batch_size = max_batch_size
         self.num_threads = num_threads
-        # Models the compact decoder cannot serve (sliding windows, encoder-decoders) fall back.
-        self.decoder = decoder if compact_decoding.supports(self.model) else "generate"
+        self.decoder = decoder
+        reason = compact_decoding.unsupported_reason(self.model) if decoder == "compact" else None
+        if reason:
+            logger.info("%s: decoding with model.generate, not the compact decoder: %s",
+                        path, reason)
+            self.decoder = "generate"
         self.share_prefix = share_prefix
 
     @property

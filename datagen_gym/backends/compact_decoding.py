@@ -271,9 +271,10 @@ def sample(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torc
         tokens[rows, step] = next_tokens
         running &= ~torch.isin(next_tokens, eos)
         step += 1
-        if step == max_new_tokens or not bool(running.any()):
+        finished = int((~running).sum())  # the one device-to-host sync per token
+        if step == max_new_tokens or finished == len(rows):
             return tokens[:, :step]
-        if int((~running).sum()) >= max(1, int(COMPACT_FRACTION * len(rows))):
+        if finished >= max(1, int(COMPACT_FRACTION * len(rows))):
             keep = running.nonzero().squeeze(1)
             cache.batch_select_indices(keep)
             rows, running = rows[keep], running[keep]

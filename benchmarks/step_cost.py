@@ -30,6 +30,7 @@ import os
 import platform
 import resource
 import statistics
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
@@ -243,9 +244,32 @@ def run_step_cost(p: StepCostParams, out: Path, command: str,
     vec = vec_envs(p)
     log(f"  step cost: RSS over {p.rss_steps} steps")
     mem = rss(p)
-    elapsed = time.perf_counter() - t_start
-    cores = os.cpu_count()
+    run = {"command": command, "seconds": time.perf_counter() - t_start,
+           "cores": os.cpu_count(), "processor": platform.processor() or platform.machine(),
+           "torch": torch.__version__, "threads": torch.get_num_threads(),
+           "load_start": load_start, "load_end": os.getloadavg()[0]}
+    return write_report({"params": asdict(p), "run": run, "throughput": thr, "overhead": ovh,
+                         "vec": vec, "rss": mem}, out)
+
+
+def peak_halves(mem: dict[str, Any]) -> tuple[float, float]:
+    """How much the peak RSS rose in the first and in the second half of the fitted window."""
+    pts = [s for s in mem["series"] if mem["fit_from_step"] is not None
+           and s["step"] >= mem["fit_from_step"]]
+    if len(pts) < 3:
+        return float("nan"), float("nan")
+    mid = pts[len(pts) // 2]
+    return mid["peak_mb"] - pts[0]["peak_mb"], pts[-1]["peak_mb"] - mid["peak_mb"]
+
+
+def write_report(saved: dict[str, Any], out: Path) -> dict[str, Any]:
+    """Render ``step_cost.md`` from the measurements (also for ``--render``); write both files."""
+    p = StepCostParams(**{**saved["params"], "vec_dummy_threads":
+                          tuple(saved["params"]["vec_dummy_threads"])})
+    run, thr, ovh, vec, mem = (saved[k] for k in ("run", "throughput", "overhead", "vec", "rss"))
+    cores = run["cores"]
     dummy_1 = vec.get("dummy_1env_1thr", max(v for k, v in vec.items() if k.startswith("dummy")))
+
     def verdict(slope: float, sd: float) -> str:
         if math.isnan(slope):
             return "too few samples to fit a line"
@@ -256,16 +280,21 @@ def run_step_cost(p: StepCostParams, out: Path, command: str,
             return text + "**flat within noise**"
         return text + ("**shrinking**" if growth < 0 else "**GROWING**")
 
+    first, second = peak_halves(mem)
+    peak = ("too few samples" if math.isnan(first) else
+            f"{mem['peak_slope_mb_per_100_steps']:+.1f} MB / 100 steps fitted; {first:+.0f} MB "
+            f"in the window's first half, {second:+.0f} MB in its second -> "
+            + ("**levelled off**" if second <= 1.0 else "**still rising**"))
+    busy = max(run["load_start"], run["load_end"]) > (cores or 1) + 0.5
     lines = [
         "# Cost of a DataGen-v0 step" + (" (quick mode)" if p.quick else ""), "",
-        f"`{command}` — {elapsed:.0f} s on {cores} CPU cores "
-        f"({platform.processor() or platform.machine()}), torch {torch.__version__} "
-        f"({torch.get_num_threads()} threads in the main process), task `{p.task}`, batch "
-        f"{p.batch_size}. Timings are medians. Load average {load_start:.1f} at the start, "
-        f"{os.getloadavg()[0]:.1f} at the end"
+        f"`{run['command']}` — {run['seconds']:.0f} s on {cores} CPU cores "
+        f"({run['processor']}), torch {run['torch']} ({run['threads']} threads in the main "
+        f"process), task `{p.task}`, batch {p.batch_size}. Timings are medians. Load average "
+        f"{run['load_start']:.1f} at the start, {run['load_end']:.1f} at the end"
         + (" — **other jobs shared the CPU, so wall-clock rates are pessimistic**; the CPU-time "
-           "rows are not affected much" if max(load_start, os.getloadavg()[0]) > (cores or 1) + 0.5
-           else "") + "." + (" **Quick mode: small sample sizes.**" if p.quick else ""), "",
+           "rows are not affected much" if busy else "") + "."
+        + (" **Quick mode: small sample sizes.**" if p.quick else ""), "",
         "| measure | value |", "|---|---|",
         f"| env step (random actions, {p.steps} steps) | {thr['step']:.3f} s = "
         f"**{thr['steps_per_s']:.2f} steps/s** |",
@@ -292,22 +321,22 @@ def run_step_cost(p: StepCostParams, out: Path, command: str,
         f"| RSS over {p.rss_steps} steps (fresh process) | "
         f"{mem['series'][1]['rss_mb'] if len(mem['series']) > 1 else float('nan'):.0f} MB -> "
         f"{mem['series'][-1]['rss_mb']:.0f} MB; peak {mem['series'][-1]['peak_mb']:.0f} MB |",
-        f"| **peak RSS** (`ru_maxrss`) slope, least squares from step {mem['fit_from_step']} | "
-        f"{verdict(mem['peak_slope_mb_per_100_steps'], mem['peak_residual_sd_mb'])} |",
-        f"| current RSS (VmRSS) slope, same fit | "
+        f"| current RSS (VmRSS) slope, least squares from step {mem['fit_from_step']} | "
         f"{verdict(mem['slope_mb_per_100_steps'], mem['residual_sd_mb'])} |",
+        f"| peak RSS (`ru_maxrss`), same window | {peak} |",
         "", f"RSS series (MB, every {p.rss_every} steps, sampled right after an episode's reset "
         f"when {p.rss_every} is a multiple of the episode length {p.num_iterations}), "
         "step: current / peak: "
         + ", ".join(f"{s['step']}: {s['rss_mb']:.0f} / {s['peak_mb']:.0f}"
                     for s in mem["series"]), "",
-        "The current RSS moves by tens of MB between samples (each episode's target is refitted "
-        "on a growing dataset, and the allocator keeps freed pages). \"Flat within noise\" "
-        "means the growth the fitted line implies over the window is at most twice the "
-        "residual standard deviation (at least 1 MB). The peak is a running maximum: it moves "
-        "up, in steps, whenever one step (a long generation, a large episode dataset) sets a "
-        "new high-water mark, so it keeps rising slowly even without a leak; a leak shows as "
-        "the current RSS rising steadily too.", "",
+        "The current RSS is the leak check: a leak makes it rise steadily. It moves by tens of "
+        "MB between samples (each episode's target is refitted on a growing dataset, and the "
+        "allocator keeps freed pages). \"Flat within noise\" means the growth the fitted line "
+        "implies over the window is at most twice the residual standard deviation (at least "
+        "1 MB). The peak is a running maximum: it moves up, in steps, whenever one step (a long "
+        "generation, a large episode dataset) sets a new high-water mark, so a line fitted to it "
+        "rises even without a leak; \"levelled off\" means no new high-water mark in the second "
+        "half of the window.", "",
         f"Vec envs: {p.vec_steps} env steps each after one warm-up step, random actions. With "
         f"{cores} cores, 2 worker processes are the ceiling; a single env whose teacher uses "
         f"{cores} threads (`sampling.num_threads`) is the other way to use both cores; 1 thread "
@@ -317,9 +346,7 @@ def run_step_cost(p: StepCostParams, out: Path, command: str,
     md = "\n".join(lines) + "\n"
     out.mkdir(parents=True, exist_ok=True)
     (out / "step_cost.md").write_text(md)
-    (out / "step_cost.json").write_text(json.dumps(
-        {"params": asdict(p), "throughput": thr, "overhead": ovh, "vec": vec, "rss": mem},
-        indent=1))
+    (out / "step_cost.json").write_text(json.dumps(saved, indent=1))
     return {"markdown": md, "table": "\n".join(lines[4:lines.index("", 4)]),
             "throughput": thr, "overhead": ovh, "vec": vec, "rss": mem}
 
@@ -351,11 +378,21 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_arguments(parser)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--render", type=Path, metavar="JSON",
+                        help="only re-render the report of a saved step_cost.json")
     args = parser.parse_args(argv)
-    p = params_from_args(args, StepCostParams())
-    command = ("python -m benchmarks.step_cost " + " ".join(argv or [])).strip()
-    r = run_step_cost(p, args.out, command)
-    replace_section(args.out / "summary.md", "Cost of a step",
+    if args.render is not None:
+        saved = json.loads(args.render.read_text())
+        r = write_report(saved, args.render.parent)
+        command = saved["run"]["command"]
+        out = args.render.parent
+    else:
+        p = params_from_args(args, StepCostParams())
+        given = sys.argv[1:] if argv is None else argv
+        command = " ".join(["python -m benchmarks.step_cost", *given])
+        r = run_step_cost(p, args.out, command)
+        out = args.out
+    replace_section(out / "summary.md", "Cost of a step",
                     [r["table"], "", f"Details: `step_cost.md` (`{command}`)."])
     print(r["markdown"])
 

@@ -64,6 +64,13 @@ def test_quick_mode_tiny_budget(tmp_path: Path) -> None:
     summary = (tmp_path / "summary.md").read_text()
     assert "ppo re-run with" in summary and "## Cost of a step" in summary
 
+    # The step-cost report re-renders from its JSON alone, to the same text.
+    from benchmarks import step_cost
+    report = (tmp_path / "step_cost.md").read_text()
+    (tmp_path / "step_cost.md").unlink()
+    step_cost.main(["--render", str(tmp_path / "step_cost.json")])
+    assert (tmp_path / "step_cost.md").read_text() == report
+
 
 def test_learning_curves_tiny(tmp_path: Path) -> None:
     from benchmarks import learning_curves

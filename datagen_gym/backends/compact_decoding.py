@@ -71,19 +71,22 @@ class GrowingCacheLayer(DynamicLayer):
             self.lazy_initialization(key_states, value_states)
         end = self.length + key_states.shape[-2]
         if end > self._keys.shape[-2]:
-            self._grow(max(end, 2 * self._keys.shape[-2]))
+            self._reallocate(self._keys.shape[0], max(end, 2 * self._keys.shape[-2]))
         self._keys[..., self.length:end, :] = key_states
         self._values[..., self.length:end, :] = value_states
         self.length = end
         self._refresh_views()
         return self.keys, self.values
 
-    def _grow(self, capacity: int) -> None:
+    def _reallocate(self, batch: int, capacity: int) -> None:
+        """New buffers of ``batch`` rows and ``capacity`` positions holding the filled part (a
+        one-row cache is broadcast to every row)."""
         for name in ("_keys", "_values"):
             old = getattr(self, name)
-            new = old.new_empty(*old.shape[:-2], capacity, old.shape[-1])
+            new = old.new_empty(batch, *old.shape[1:-2], capacity, old.shape[-1])
             new[..., :self.length, :] = old[..., :self.length, :]
             setattr(self, name, new)
+        self._refresh_views()
 
     def get_seq_length(self) -> int:
         return self.length if self.is_initialized else 0
@@ -95,12 +98,7 @@ class GrowingCacheLayer(DynamicLayer):
     def expand_batch(self, batch: int, reserve: int) -> None:
         """Copy a one-row cache (a shared prompt prefix) into ``batch`` rows with room for more."""
         if self.is_initialized:
-            for name in ("_keys", "_values"):
-                old = getattr(self, name)
-                new = old.new_empty(batch, *old.shape[1:-2], self.length + reserve, old.shape[-1])
-                new[..., :self.length, :] = old[..., :self.length, :]
-                setattr(self, name, new)
-            self._refresh_views()
+            self._reallocate(batch, self.length + reserve)
 
     # The rest of DynamicLayer's contract, applied to the buffers rather than the views.
     def batch_select_indices(self, indices: torch.Tensor) -> None:
@@ -192,11 +190,6 @@ def unsupported_reason(model: torch.nn.Module) -> Optional[str]:
     return None
 
 
-def supports(model: torch.nn.Module) -> bool:
-    """Whether :func:`sample` can decode with this model (see :func:`unsupported_reason`)."""
-    return unsupported_reason(model) is None
-
-
 def growing_cache(reserve: int) -> Cache:
     """A cache whose layers (created on first use, one per model layer) are GrowingCacheLayers."""
     return Cache(layer_class_to_replicate=functools.partial(GrowingCacheLayer, reserve))
@@ -226,8 +219,8 @@ def sample(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torc
     :func:`_prefill_shared_prefix`. ``generator`` is the random source (default: torch's
     global one, which ``model.generate`` uses).
     """
-    batch, prompt_len = input_ids.shape
-    if prompt_len and not bool(attention_mask[:, -1].all()):
+    batch = input_ids.shape[0]
+    if input_ids.shape[1] and not bool(attention_mask[:, -1].all()):
         raise ValueError("sample() needs left-padded prompts (padding_side='left'): the last "
                          "column of attention_mask must be all ones")
     device = input_ids.device

@@ -9,9 +9,8 @@ from typing import Optional, Sequence, Union
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from datagen_gym.backends import EMBEDDED_TEACHER
+from datagen_gym.backends import EMBEDDED_TEACHER, compact_decoding
 from datagen_gym.backends.base import BackendError
-from datagen_gym.backends import compact_decoding
 
 DECODERS = ("compact", "generate")
 
@@ -64,6 +63,7 @@ class TransformersBackend:
             kwargs["device_map"] = device_map
         self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         self.tokenizer.padding_side = "left"  # decoder-only models continue from the right edge
+        self.tokenizer.truncation_side = "left"  # an over-long prompt keeps the end it continues
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
@@ -118,7 +118,6 @@ class TransformersBackend:
         if limit:
             max_new_tokens = min(max_new_tokens, limit // 2)
             trunc = {"truncation": True, "max_length": limit - max_new_tokens}
-        self.tokenizer.truncation_side = "left"
         enc = self.tokenizer(prompts, return_tensors="pt", padding=True, **trunc).to(self.device)
         try:
             if self.decoder == "compact":

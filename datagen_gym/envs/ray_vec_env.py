@@ -242,9 +242,9 @@ class RayVecEnv(VecEnv):
         deadline = time.monotonic() + wait_s
         for a in self.actors:
             while time.monotonic() < deadline:
+                remaining = max(0.1, deadline - time.monotonic())
                 try:
-                    self._ray.get(a.__ray_ready__.remote(), timeout=max(0.1, deadline
-                                                                         - time.monotonic()))
+                    self._ray.get(a.__ray_ready__.remote(), timeout=remaining)
                 except Exception:
                     break  # dead (or unreachable): either way it no longer serves the env
                 time.sleep(0.05)

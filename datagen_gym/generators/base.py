@@ -39,6 +39,18 @@ class TaskPool:
     def all_tasks(self) -> list[dict[str, Any]]:
         return self.human + self.machine
 
+    def skills(self) -> tuple[str, ...]:
+        """The skills the human seed tasks name (their ``skill`` field), sorted."""
+        return tuple(sorted({str(t["skill"]) for t in self.human if t.get("skill")}))
+
+    def of_skill(self, skill: Optional[str]) -> tuple[list[dict[str, Any]],
+                                                      list[dict[str, Any]]]:
+        """The human and machine tasks of ``skill`` (all tasks for ``None``)."""
+        if skill is None:
+            return self.human, self.machine
+        return ([t for t in self.human if t.get("skill") == skill],
+                [t for t in self.machine if t.get("skill") == skill])
+
 
 class BaseGenerator:
     """Sampling parameters, template choice and the shared task pool.
@@ -67,6 +79,7 @@ class BaseGenerator:
         self.pool = pool
         self.rng = np.random.default_rng(seed)
         self.template = prompts.get_template(self.gen_config.template)
+        self.focus: Optional[str] = None
 
     # ------------------------------------------------------------------ controls
     def get_sampling_params(self) -> dict[str, float]:
@@ -80,6 +93,17 @@ class BaseGenerator:
         """Choose a prompt template by name or index (see :data:`prompts.TEMPLATES`)."""
         self.template = prompts.get_template(name_or_index)
         return self.template
+
+    def set_focus(self, skill: Optional[str]) -> Optional[str]:
+        """Focus generation on one skill (``None``: any). Self-Instruct then draws its in-context
+        tasks from that skill's seed and machine tasks, Evol-Instruct evolves tasks of that
+        skill; the records are tagged with it. Skills are the ``skill`` fields of the seed tasks.
+        """
+        if skill is not None and skill not in self.pool.skills():
+            raise ValueError(f"unknown focus skill {skill!r}; the seed tasks name "
+                             f"{list(self.pool.skills()) or 'no skills'}")
+        self.focus = skill
+        return skill
 
     def reseed(self, seed: Optional[int]) -> None:
         self.rng = np.random.default_rng(seed)

@@ -90,9 +90,12 @@ class EvolInstructGenerator(BaseGenerator):
         """
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
-        pool = self.pool.all_tasks()
-        num_sources = min(len(pool), math.ceil(n / 2))
-        picks = self.rng.choice(len(pool), size=num_sources, replace=False)
+        humans, machine = self.pool.of_skill(self.focus)
+        pool = humans + machine
+        num_sources = math.ceil(n / 2)
+        # A focused skill may have fewer tasks than sources are needed: a task is then evolved
+        # more than once (the LM samples a different evolution each time).
+        picks = self.rng.choice(len(pool), size=num_sources, replace=len(pool) < num_sources)
         sources = [pool[i] for i in picks]
         evolutions = self.evolve_instructions([s["instruction"] for s in sources])
         results = Results(num_candidates=len(evolutions))
@@ -101,7 +104,10 @@ class EvolInstructGenerator(BaseGenerator):
             if evo.failure is None:
                 survivors.append({"instruction": evo.evolved,
                                   "is_classification": False,  # answered input-first
-                                  "group": src.get("group"), "source": src["instruction"]})
+                                  "group": src.get("group"), "source": src["instruction"],
+                                  # In-breadth writes a task of another kind: no skill carries.
+                                  "skill": None if self.template.operation == "breadth"
+                                  else src.get("skill")})
         answered = []
         for task, pairs in zip(survivors, self._instances(survivors)):
             pairs = [(x, y) for x, y in pairs if response_failure(y) is None]
@@ -111,7 +117,8 @@ class EvolInstructGenerator(BaseGenerator):
             for x, y in pairs:
                 results.data.append(self._record(task["instruction"], x, y, step=step,
                                                  evolved_from=task["source"],
-                                                 operation=self.template.operation))
+                                                 operation=self.template.operation,
+                                                 skill=task["skill"]))
         results.num_kept = len(answered)
         # Only evolutions with a usable response join the pool, where they can evolve again.
         self.pool.rouge.add([t["instruction"] for t in answered])

@@ -41,11 +41,17 @@ class Generator(BaseGenerator):
         for g in (self.self_instruct, self.evol_instruct):
             g.rng = self.rng
             g.template = self.template
+            g.focus = self.focus
 
     def select_template(self, name_or_index: str | int) -> prompts.Template:
         template = super().select_template(name_or_index)
         self._sync()
         return template
+
+    def set_focus(self, skill: Optional[str]) -> Optional[str]:
+        super().set_focus(skill)
+        self._sync()
+        return skill
 
     def set_method(self, method: str) -> prompts.Template:
         """Switch generator, keeping the current template if it belongs to ``method``."""

@@ -35,19 +35,21 @@ class SelfInstructGenerator(BaseGenerator):
         return self.template
 
     def bootstrap_prompts(self, num_prompts: int) -> list[str]:
-        """Prompts of ``num_prompt_instructions`` in-context tasks (2 of them machine tasks)."""
+        """Prompts of ``num_prompt_instructions`` in-context tasks (2 of them machine tasks), of
+        the focused skill's tasks when there is a focus (fewer if it has fewer tasks)."""
         template = self._check_template()
-        humans = [t for t in self.pool.human if template.group in (None, t.get("group"))]
-        humans = humans or self.pool.human
+        humans, machine = self.pool.of_skill(self.focus)
+        if self.focus is None:  # a focus is narrower than the template's group
+            humans = [t for t in humans if template.group in (None, t.get("group"))] or humans
         cfg = self.gen_config
         out = []
         for _ in range(num_prompts):
-            n_machine = min(cfg.num_machine_instructions, len(self.pool.machine))
+            n_machine = min(cfg.num_machine_instructions, len(machine))
             n_human = min(cfg.num_prompt_instructions - n_machine, len(humans))
             picked = [humans[i]["instruction"]
                       for i in self.rng.choice(len(humans), n_human, replace=False)]
-            picked += [self.pool.machine[i]["instruction"]
-                       for i in self.rng.choice(len(self.pool.machine), n_machine, replace=False)]
+            picked += [machine[i]["instruction"]
+                       for i in self.rng.choice(len(machine), n_machine, replace=False)]
             self.rng.shuffle(picked)
             out.append(prompts.bootstrap_prompt(template.header, picked))
         return out
@@ -85,14 +87,15 @@ class SelfInstructGenerator(BaseGenerator):
             results.num_kept += len(kept)
             flags = self.classify(kept) if kept else []
             tasks: list[dict[str, Any]] = [
-                {"instruction": inst, "is_classification": flag, "group": None}
+                {"instruction": inst, "is_classification": flag, "group": None,
+                 "skill": self.focus}
                 for inst, flag in zip(kept, flags)]
             self.pool.add_machine(tasks)
             for task, pairs in zip(tasks, self._instances(tasks)):
                 for x, y in pairs:
                     results.data.append(self._record(
                         task["instruction"], x, y, step=step,
-                        is_classification=task["is_classification"]))
+                        is_classification=task["is_classification"], skill=task["skill"]))
             if not candidates:
                 break
         results.data = results.data[:n]

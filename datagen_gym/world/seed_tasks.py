@@ -14,8 +14,9 @@ SEED_POOL_SEED = 1234
 def make_seed_tasks(per_family: int = 4, seed: int = SEED_POOL_SEED) -> list[dict[str, Any]]:
     """A fixed pool of human-written tasks, each with one instance, as Self-Instruct starts from.
 
-    Each task: ``instruction``, ``input``, ``output``, ``is_classification`` and ``group`` (the
-    family group, which focuses the group-specific Self-Instruct templates). Half of each
+    Each task: ``instruction``, ``input``, ``output``, ``is_classification``, ``group`` (the
+    family group, which focuses the group-specific Self-Instruct templates) and ``skill`` (the
+    family's name, which the env's focus action selects). Half of each
     family's tasks carry their input inside the instruction (``input`` is then empty).
     """
     rng = np.random.default_rng(seed)
@@ -32,5 +33,5 @@ def make_seed_tasks(per_family: int = 4, seed: int = SEED_POOL_SEED) -> list[dic
         for inst, x, y in examples:
             tasks.append({"instruction": inst, "input": x, "output": y,
                           "is_classification": family.is_classification,
-                          "group": family.group})
+                          "group": family.group, "skill": family.name})
     return tasks

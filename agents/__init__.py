@@ -1,4 +1,4 @@
-"""Agents for DataGen-v0 (and any gymnasium env): random search, REINFORCE and SB3 algorithms.
+"""Agents for DataGen-v0 (and any gymnasium env): random search, bandits, REINFORCE, SB3.
 
 All share the SB3-shaped :class:`~agents.common.base.BaseAgent` API and write the same
 ``datagen/*`` TensorBoard tags, so their curves overlay::
@@ -9,6 +9,7 @@ All share the SB3-shaped :class:`~agents.common.base.BaseAgent` API and write th
     action, _ = agent.predict(obs, deterministic=True)
 """
 
+from agents.bandit import EXP3Agent, ThompsonAgent, UCBAgent
 from agents.common.base import BaseAgent
 from agents.factory import list_agents, load_agent, make_agent
 from agents.random_search.random_search import RandomSearchAgent
@@ -17,9 +18,12 @@ from agents.sb3.sb3_agent import SB3Agent
 
 __all__ = [
     "BaseAgent",
+    "EXP3Agent",
     "RandomSearchAgent",
     "ReinforceAgent",
     "SB3Agent",
+    "ThompsonAgent",
+    "UCBAgent",
     "list_agents",
     "load_agent",
     "make_agent",

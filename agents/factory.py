@@ -7,6 +7,7 @@ from typing import Any
 
 import gymnasium as gym
 
+from agents.bandit import EXP3Agent, ThompsonAgent, UCBAgent
 from agents.common.base import META_FILE, BaseAgent
 from agents.common.checkpoint import PathLike, read_json
 from agents.random_search.random_search import RandomSearchAgent
@@ -17,6 +18,9 @@ _HAND_ROLLED: dict[str, type[BaseAgent]] = {
     "random": RandomSearchAgent,
     "random_search": RandomSearchAgent,
     "reinforce": ReinforceAgent,
+    "ucb": UCBAgent,
+    "thompson": ThompsonAgent,
+    "exp3": EXP3Agent,
 }
 
 
@@ -46,6 +50,9 @@ def load_agent(path: PathLike, env: gym.Env | None = None, **kwargs: Any) -> Bas
         RandomSearchAgent.agent_name: RandomSearchAgent,
         ReinforceAgent.agent_name: ReinforceAgent,
         SB3Agent.agent_name: SB3Agent,
+        UCBAgent.agent_name: UCBAgent,
+        ThompsonAgent.agent_name: ThompsonAgent,
+        EXP3Agent.agent_name: EXP3Agent,
     }
     if kind not in classes:
         raise ValueError(f"{path} does not hold a known agent checkpoint (agent={kind!r})")

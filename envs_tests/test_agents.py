@@ -17,7 +17,17 @@ import pytest
 import torch
 from gymnasium import spaces
 
-from agents import RandomSearchAgent, ReinforceAgent, SB3Agent, list_agents, load_agent, make_agent
+from agents import (
+    EXP3Agent,
+    RandomSearchAgent,
+    ReinforceAgent,
+    SB3Agent,
+    ThompsonAgent,
+    UCBAgent,
+    list_agents,
+    load_agent,
+    make_agent,
+)
 from agents.common.checkpoint import read_json
 from agents.common.tensorboard import datagen_scalars, examples_markdown
 from agents.common.wrappers import MultiDiscreteToDiscrete
@@ -329,6 +339,9 @@ def test_factory_builds_and_runs_every_agent(name: str) -> None:
         "random": RandomSearchAgent,
         "random_search": RandomSearchAgent,
         "reinforce": ReinforceAgent,
+        "ucb": UCBAgent,
+        "thompson": ThompsonAgent,
+        "exp3": EXP3Agent,
     }
     assert isinstance(agent, expected.get(name, SB3Agent))
     agent.learn(30)

@@ -114,19 +114,6 @@ def make_env(task: str, batch_size: int, num_iterations: int,
                     num_iterations=num_iterations, config=config)
 
 
-def set_start_settings(env: gym.Env, settings: Settings) -> None:
-    """Make the env's next ``reset`` start from ``settings`` (what a config would have set).
-
-    Used between episodes of one env (Optuna trials) so every trial shares the env's episode
-    seeds; :func:`run_fixed` checks after the reset that the settings took effect.
-    """
-    from datagen_gym.generators import prompts
-
-    base = env.unwrapped
-    base.start_params = {"temperature": float(settings[0]), "top_p": float(settings[1])}
-    base.start_template = prompts.get_template(settings[2])
-
-
 def keep_action(template: str) -> np.ndarray:
     """The action that changes nothing: ``[1, 1, template index]``."""
     from datagen_gym.generators.prompts import TEMPLATE_NAMES
@@ -135,14 +122,14 @@ def keep_action(template: str) -> np.ndarray:
 
 
 def run_episode(env: gym.Env, settings: Settings, seed: Optional[int] = None) -> float:
-    """One episode that starts from and keeps ``settings``; returns its final metric."""
-    set_start_settings(env, settings)
-    _, info = env.reset(seed=seed)
-    got = (info["temperature"], info["top_p"], info["template"])
-    if not (math.isclose(got[0], settings[0], abs_tol=1e-9)
-            and math.isclose(got[1], settings[1], abs_tol=1e-9) and got[2] == settings[2]):
-        raise RuntimeError(f"env started from {got}, expected {settings}: the env no longer "
-                           "reads start_params / start_template at reset")
+    """One episode that starts from and keeps ``settings``; returns its final metric.
+
+    The settings go through ``reset(options=...)``, so every episode of one env (Optuna trials
+    included) shares the env's episode seeds.
+    """
+    options = {"temperature": float(settings[0]), "top_p": float(settings[1]),
+               "template": settings[2]}
+    env.reset(seed=seed, options=options)
     action = keep_action(settings[2])
     while True:
         _, _, terminated, truncated, info = env.step(action)

@@ -1,6 +1,7 @@
 """datagen-gym: synthetic instruction-data generation as a reinforcement-learning environment.
 
-``import datagen_gym`` registers ``DataGen-v0`` with Gymnasium::
+``import datagen_gym`` registers ``DataGen-v0`` (and ``DataGen-Skills-v0``, ``DataGen-LM-v0``) with
+Gymnasium::
 
     import gymnasium as gym
     import datagen_gym
@@ -18,6 +19,10 @@ __version__ = "0.1.0"
 
 if "DataGen-v0" not in registry:
     register(id="DataGen-v0", entry_point="datagen_gym.envs.datagen_env:DataGenEnv")
+if "DataGen-Skills-v0" not in registry:
+    # Five skills (the classification families) in one target, and the focus action.
+    register(id="DataGen-Skills-v0", entry_point="datagen_gym.envs.datagen_env:DataGenEnv",
+             kwargs={"task": "classification", "focus": True})
 if "DataGen-LM-v0" not in registry:
     # DataGenEnv with a LoRA-fine-tuned causal LM as the target (needs peft).
     register(id="DataGen-LM-v0", entry_point="datagen_gym.targets.lora_target:make_lm_env")

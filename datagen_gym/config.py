@@ -97,7 +97,14 @@ class RLTuningConfig:
     reward_metric: str = "accuracy"
     target_model_path: Optional[str] = None
     validation_data_path: Optional[str] = None
-    task: str = "sentiment"  # built-in target task when no target model is given
+    # Built-in target task when no target model is given: a classification family, several
+    # joined by "+" (one skill each), or "classification" (all five).
+    task: str = "sentiment"
+    # The env's focus action (generate for one skill, or any) and its per-skill observation.
+    focus: bool = False
+    # The skill slots of the observation and the focus action; None: the built-in task's
+    # skills, else the `skill` fields of the validation data.
+    skills: Optional[list[str]] = None
     action_mode: str = field(default="discrete", metadata=_choices("discrete", "continuous"))
     data_mode: str = field(default="episode", metadata=_choices("episode", "batch"))
     action_delta: float = field(default=0.05, metadata=_range(0.0, 1.0, lo_open=True))

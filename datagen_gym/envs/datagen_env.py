@@ -22,6 +22,8 @@ from datagen_gym.world import checker
 TargetModel = Callable[[list[dict[str, Any]]], dict[str, float]]
 OBS_CLIP = 10.0  # metrics and rewards are clipped into the bounded observation box
 EMBED_DIM = 16
+SKILL_PREFIX = "skill/"  # target metric keys: skill/<name> is the metric on one skill
+TEST_PREFIX = "test/"  # test/<key>: scored on the held-out test split, never in the observation
 
 
 class Seconds(float):
@@ -46,59 +48,95 @@ class DataGenEnv(gym.Env):
     """Control a teacher LM's sampling and prompt template to generate data for a target model.
 
     ## Action space
-    ``action_mode="discrete"`` (default): ``MultiDiscrete([3, 3, n_templates])``.
+    ``action_mode="discrete"`` (default): ``MultiDiscrete([3, 3, n_templates])``, and with
+    ``focus=True`` ``MultiDiscrete([3, 3, n_templates, 1 + n_skills])``.
 
-    | dim | meaning | values |
-    |-----|---------|--------|
-    | 0 | temperature change | 0: -d, 1: keep, 2: +d |
-    | 1 | top_p change | 0: -d, 1: keep, 2: +d |
-    | 2 | prompt template | index into :data:`datagen_gym.generators.prompts.TEMPLATES` |
+    | dim | name | meaning | values |
+    |-----|------|---------|--------|
+    | 0 | temperature | temperature change | 0: -d, 1: keep, 2: +d |
+    | 1 | top_p | top_p change | 0: -d, 1: keep, 2: +d |
+    | 2 | template | prompt template | index into :data:`datagen_gym.generators.prompts.TEMPLATES` |
+    | 3 | focus | skill to generate for (``focus=True`` only) | 0: any, ``1 + i``: ``skills[i]`` |
 
     ``d`` is ``action_delta`` (0.05). Templates 0-3 are Self-Instruct prompts (general,
     classification, text editing, math), 4-9 Evol-Instruct operations (add constraints, deepen,
     concretize, reasoning, complicate input, in-breadth), so the template also picks the
-    generator. ``action_mode="continuous"``: ``Box(-1, 1, (2 + n_templates,))``; the first two
-    components times ``d`` are the changes, the template is the argmax of the rest (for
-    SAC / TD3). Temperature stays in [0, 2] and top_p in [0.05, 1] (changes are clipped).
+    generator. A focus makes Self-Instruct draw its in-context tasks from that skill's seed and
+    machine tasks and Evol-Instruct evolve that skill's tasks. ``action_dim_names`` names the
+    dimensions, ``action_dim_keep`` gives each one's "no change" value (``None``: a choice). ``action_mode="continuous"``: ``Box(-1, 1, (2 + n_templates [+ 1 + n_skills],))``;
+    the first two components times ``d`` are the changes, the template (and the focus) is the
+    argmax of its block (for SAC / TD3). Temperature stays in [0, 2] and top_p in [0.05, 1].
 
     ## Observation space
-    ``Box(float32)`` of ``11 + n_templates`` values (``+16`` with ``observe_embedding``):
-    temperature / 2, top_p, the template one-hot, last metric, last reward, moving-average
-    reward (5 steps), best metric, episode progress, and of the last batch: kept fraction,
-    unique ratio, mean length / 100, share of classification records. Metrics and rewards are
-    clipped to [-10, 10]. With ``observe_embedding`` a 16-d hashed bag-of-words mean of the last
-    batch follows.
+    ``Box(float32)``, clipped to [-10, 10]. ``T = n_templates`` (10), ``K = n_skills``:
+
+    | index | observation |
+    |-------|-------------|
+    | 0 | temperature / 2 |
+    | 1 | top_p |
+    | 2 .. 1+T | current template, one-hot |
+    | 2+T | last validation metric |
+    | 3+T | last reward |
+    | 4+T | mean reward over the last 5 steps |
+    | 5+T | best validation metric of the episode |
+    | 6+T | episode progress (step / num_iterations) |
+    | 7+T | last batch: kept fraction (kept / candidates) |
+    | 8+T | last batch: unique ratio |
+    | 9+T | last batch: mean record length / 100 |
+    | 10+T | last batch: share of classification records |
+    | next 1+K | current focus, one-hot (any, skills...) (``focus=True``) |
+    | next K | last validation metric of each skill (``observe_skills``) |
+    | next K+1 | records of each skill, then untagged, generated this episode / (batch_size * num_iterations) (``observe_skills``) |
+    | last 16 | hashed bag-of-words mean of the last batch (``observe_embedding``) |
+
+    The test split's metrics never enter the observation.
 
     ## Reward
-    The change of the target's ``reward_metric`` (``"accuracy"`` by default): this step's value
-    minus the previous step's; the first step compares with the baseline measured at ``reset``
-    (the target trained on the human seed tasks alone). The episode return telescopes to
-    ``final metric - baseline``.
+    The change of the target's ``reward_metric`` (``"accuracy"`` by default) on the validation
+    split: this step's value minus the previous step's; the first step compares with the
+    baseline measured at ``reset`` (the target trained on the human seed tasks alone). The
+    episode return telescopes to ``final metric - baseline``.
+
+    ## Target metrics: skills and the test split
+    A target returns a dict of floats. Besides ``reward_metric`` the env reads two documented
+    key families: ``skill/<name>`` (the metric on one skill) and ``test/<key>`` (any key scored
+    on a held-out test split, e.g. ``test/accuracy``, ``test/skill/<name>``). ``info`` reports
+    them as ``skill_metrics``, ``test_metric``, ``test_metrics`` and ``test_skill_metrics``.
+    Built-in targets return all of them (see :mod:`datagen_gym.targets.builtin_tasks`).
 
     ## Starting state
-    The configured sampling (temperature 1.0, top_p 0.9) and template (``self_instruct``), the
-    human seed pool only, and the baseline metric.
+    The configured sampling (temperature 1.0, top_p 0.9), template (``self_instruct``) and
+    focus ``any``, the human seed pool only, and the baseline metric. ``reset(options=...)``
+    overrides them for one episode: ``temperature``, ``top_p``, ``template`` (name or index),
+    ``focus`` (a skill name or ``None``), or ``randomize=True`` to draw temperature in
+    [0.2, 1.6], top_p in [0.5, 1.0], the template and the focus uniformly with ``np_random``
+    (explicit options win over the draw). ``remeasure_baseline=True`` re-trains the baseline.
 
     ## Episode end
     Truncated after ``num_iterations`` steps (10); never terminated.
 
     ## Step
-    Generate ``batch_size`` records (64) with the current settings, train the target on the
-    seed tasks plus every record of the episode so far (``data_mode="episode"``) or plus this
-    batch only (``data_mode="batch"``), read its metric. ``info`` holds the metrics, settings,
-    counts, the world checker's correctness of the batch (a diagnostic, never the reward), up to
-    3 example records and the time spent generating and in the target.
-
-    A batch whose every candidate is filtered out is a valid step: reward 0, the target is not
-    called, ``info["all_filtered"]`` is True.
+    Apply the action, generate ``batch_size`` records (64) with the new settings, train the
+    target on the seed tasks plus every record of the episode so far (``data_mode="episode"``)
+    or plus this batch only (``data_mode="batch"``), read its metrics. A step that raises
+    (backend or target failure) leaves the env's settings and episode as they were. ``info``
+    holds the metrics, settings, counts, the world checker's correctness of the batch (a
+    diagnostic, never the reward), up to 3 example records and the time spent generating and in
+    the target. A batch whose every candidate is filtered out is a valid step: reward 0, the
+    target is not called, ``info["all_filtered"]`` is True.
 
     ## Arguments
     ``gym.make("DataGen-v0", target_model=None, validation_dataset=None, config=None,
     task="sentiment", batch_size=64, num_iterations=10, action_mode="discrete",
-    data_mode="episode", action_delta=0.05, observe_embedding=False)``. ``config`` is a
-    :class:`Config`, a dict of its sections, or a YAML path; the keyword arguments override its
-    ``rl_tuning`` section. Without ``target_model`` the built-in scikit-learn target of
-    ``task`` is used (its validation set comes from the world's held-out seeds).
+    data_mode="episode", action_delta=0.05, focus=False, skills=None, observe_skills=None,
+    observe_embedding=False)``. ``config`` is a :class:`Config`, a dict of its sections, or a
+    YAML path; the keyword arguments override its ``rl_tuning`` section. Without
+    ``target_model`` the built-in scikit-learn target of ``task`` is used (its validation and
+    test sets come from the world's held-out seeds). ``skills`` are the skill slots of the focus
+    action and the observation (default: the built-in task's skills, else the ``skill`` fields
+    of ``validation_dataset``); with ``focus`` each must be a ``skill`` of the seed tasks.
+    ``observe_skills`` (default: ``focus``) adds the per-skill observation.
+    ``DataGen-Skills-v0`` is this env on the five-skill classification task with the focus.
 
     On the embedded teacher the env is deterministic: the same ``reset(seed=...)`` and actions
     give the same rewards on a given machine. A remote backend is not.
@@ -112,11 +150,14 @@ class DataGenEnv(gym.Env):
                  task: Optional[str] = None, batch_size: Optional[int] = None,
                  num_iterations: Optional[int] = None, action_mode: Optional[str] = None,
                  data_mode: Optional[str] = None, action_delta: Optional[float] = None,
-                 observe_embedding: bool = False, generator: Optional[Generator] = None,
+                 focus: Optional[bool] = None, skills: Optional[Sequence[str]] = None,
+                 observe_skills: Optional[bool] = None, observe_embedding: bool = False,
+                 generator: Optional[Generator] = None,
                  render_mode: Optional[str] = None) -> None:
-        self.config = self._merge_config(config, task=task, batch_size=batch_size,
-                                         num_iterations=num_iterations, action_mode=action_mode,
-                                         data_mode=data_mode, action_delta=action_delta)
+        self.config = self._merge_config(
+            config, task=task, batch_size=batch_size, num_iterations=num_iterations,
+            action_mode=action_mode, data_mode=data_mode, action_delta=action_delta,
+            focus=focus, skills=None if skills is None else list(skills))
         rl = self.config.rl_tuning
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, "
@@ -128,10 +169,12 @@ class DataGenEnv(gym.Env):
         self.reward_metric = rl.reward_metric
         self.observe_embedding = observe_embedding
 
+        builtin_skills: tuple[str, ...] = ()
         if target_model is None:
-            from datagen_gym.targets import make_builtin_target
+            from datagen_gym.targets import make_builtin_target, task_skills
             target_model, builtin_val = make_builtin_target(rl.task)
             validation_dataset = validation_dataset or builtin_val
+            builtin_skills = task_skills(rl.task)
         if not callable(target_model):
             raise TypeError(f"target_model must be callable as target_model(data) -> dict, "
                             f"got {type(target_model).__name__}")
@@ -139,25 +182,40 @@ class DataGenEnv(gym.Env):
         self.validation_dataset = list(validation_dataset or [])
 
         self.generator = generator or Generator(self.config)
-        self.start_params = {"temperature": self.config.sampling.temperature,
-                             "top_p": self.config.sampling.top_p}
-        self.start_template = prompts.get_template(self.config.generation.template)
         self.templates = prompts.TEMPLATES
+        self.focus_enabled = rl.focus
+        self.observe_skills = self.focus_enabled if observe_skills is None else observe_skills
+        self.skills = self._resolve_skills(rl.skills, builtin_skills)
+        self.start_settings = {"temperature": self.config.sampling.temperature,
+                               "top_p": self.config.sampling.top_p,
+                               "template": prompts.get_template(
+                                   self.config.generation.template).name,
+                               "focus": None}
         self.seed_records = [
             {"instruction": t["instruction"], "input": t.get("input", ""),
              "output": t["output"]}
             for t in self.generator.pool.human if t.get("output")]
         self.check_correctness = self.config.generation.seed_tasks_path is None
 
-        n_t = len(self.templates)
+        # Public action layout for generic agents (the bandits hold deltas at "keep" and pull
+        # arms over the dimensions whose keep value is None).
+        self.action_dim_names: tuple[str, ...] = ("temperature", "top_p", "template") + \
+            (("focus",) if self.focus_enabled else ())
+        self.action_dim_keep: tuple[Optional[int], ...] = (1, 1, None) + \
+            ((None,) if self.focus_enabled else ())
+        n_t, n_f = len(self.templates), 1 + len(self.skills)
         if self.action_mode == "discrete":
-            self.action_space = spaces.MultiDiscrete([3, 3, n_t])
+            self.action_space = spaces.MultiDiscrete(
+                [3, 3, n_t] + ([n_f] if self.focus_enabled else []))
         else:
-            self.action_space = spaces.Box(-1.0, 1.0, shape=(2 + n_t,), dtype=np.float32)
-        obs_dim = 11 + n_t + (EMBED_DIM if observe_embedding else 0)
+            n = 2 + n_t + (n_f if self.focus_enabled else 0)
+            self.action_space = spaces.Box(-1.0, 1.0, shape=(n,), dtype=np.float32)
+        obs_dim = (11 + n_t + (n_f if self.focus_enabled else 0)
+                   + (2 * len(self.skills) + 1 if self.observe_skills else 0)
+                   + (EMBED_DIM if observe_embedding else 0))
         self.observation_space = spaces.Box(-OBS_CLIP, OBS_CLIP, shape=(obs_dim,),
                                             dtype=np.float32)
-        self._baseline: Optional[float] = None
+        self._baseline: Optional[dict[str, Any]] = None
         self._needs_reset = True
 
     # ------------------------------------------------------------------ config
@@ -182,86 +240,146 @@ class DataGenEnv(gym.Env):
         given = {k: v for k, v in overrides.items() if v is not None}
         return cfg.replace(rl_tuning=given) if given else cfg.validate()
 
+    def _resolve_skills(self, configured: Optional[list[str]],
+                        builtin: tuple[str, ...]) -> tuple[str, ...]:
+        if configured is not None:
+            skills = tuple(configured)
+        elif builtin:
+            skills = builtin
+        else:
+            skills = tuple(dict.fromkeys(str(r["skill"]) for r in self.validation_dataset
+                                         if r.get("skill")))
+        if len(set(skills)) != len(skills):
+            raise ConfigError(f"rl_tuning.skills names a skill twice: {list(skills)}")
+        if self.focus_enabled:
+            known = self.generator.pool.skills()
+            missing = [s for s in skills if s not in known]
+            if missing or not skills:
+                raise ConfigError(
+                    f"rl_tuning.focus needs skills that the seed tasks name (their 'skill' "
+                    f"field); {'no skills given' if not skills else f'unknown: {missing}'}; "
+                    f"the seed tasks name {list(known)}")
+        return skills
+
     # ------------------------------------------------------------------ gym API
     def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None
               ) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)
+        options = dict(options or {})
+        start = self._start_settings(options)
         self.generator.reseed(int(self.np_random.integers(2**31 - 1)))
         self.generator.reset_pool()
-        self.generator.set_sampling_params(**self.start_params)
-        self.generator.select_template(self.start_template.name)
-        if self._baseline is None or (options or {}).get("remeasure_baseline"):
+        self._apply_settings(start)
+        if self._baseline is None or options.get("remeasure_baseline"):
             # The seed data never changes, so the baseline is measured once and reused.
-            self._baseline = self._evaluate(self.seed_records)[0]
+            self._baseline = self._evaluate(self.seed_records)
         self._step_count = 0
         self._episode_data: list[dict[str, Any]] = []
-        self._metric = self._best = self._baseline
+        self._scores = self._baseline
+        self._metric = self._best = self._baseline["metric"]
         self._last_reward = 0.0
         self._rewards: deque[float] = deque(maxlen=5)
         self._last_batch = Results()
         self._needs_reset = False
-        return self._obs(), {"metric": self._metric, "baseline_metric": self._baseline,
-                             "reward_metric": self.reward_metric, **self._settings()}
+        return self._obs(), {"baseline_metric": self._metric, "reward_metric": self.reward_metric,
+                             **self._score_info(self._baseline), **self._settings()}
 
     def step(self, action) -> tuple[np.ndarray, float, bool, bool, dict]:
         if self._needs_reset:
             raise RuntimeError("call reset() before step(): the episode has not started or "
                                "has ended")
-        d_temp, d_top_p, template_index = self._decode(action)
-        params = self.generator.get_sampling_params()
-        self.generator.set_sampling_params(
-            temperature=float(np.clip(params["temperature"] + d_temp, *TEMPERATURE_RANGE)),
-            top_p=float(np.clip(params["top_p"] + d_top_p, *TOP_P_RANGE)))
-        self.generator.select_template(template_index)
+        previous = self._settings()
+        try:
+            self._apply_settings(self._settings_after(action))
+            batch, t_gen = self._generate()
+            scores, t_target = self._train_and_score(batch)
+        except BaseException:
+            self._apply_settings(previous)  # a failed step changes nothing
+            raise
+        reward = self._record_step(batch, scores)
+        truncated = self._step_count >= self.num_iterations
+        self._needs_reset = truncated
+        return self._obs(), reward, False, truncated, self._step_info(
+            batch, scores, reward, t_gen, t_target)
 
+    def render(self) -> Optional[str]:
+        if self.render_mode != "ansi":
+            return None
+        s = self._settings()
+        focus = f" focus={s['focus'] or 'any'}" if self.focus_enabled else ""
+        return (f"step {self._step_count}/{self.num_iterations}  T={s['temperature']:.2f} "
+                f"top_p={s['top_p']:.2f} template={s['template']}{focus}  "
+                f"{self.reward_metric}={self._metric:.4f} (best {self._best:.4f})")
+
+    # ------------------------------------------------------------------ step hooks
+    def _settings_after(self, action) -> dict[str, Any]:
+        """The settings the action leads to (nothing is changed yet)."""
+        d_temp, d_top_p, template_index, focus_index = self._decode(action)
+        params = self.generator.get_sampling_params()
+        return {"temperature": float(np.clip(params["temperature"] + d_temp, *TEMPERATURE_RANGE)),
+                "top_p": float(np.clip(params["top_p"] + d_top_p, *TOP_P_RANGE)),
+                "template": self.templates[template_index].name,
+                "focus": self._focus_name(focus_index) if self.focus_enabled else None}
+
+    def _generate(self) -> tuple[Results, float]:
         t0 = time.perf_counter()
         batch = self.generator.generate(self.batch_size, step=self._step_count)
-        t_gen = time.perf_counter() - t0
-        all_filtered = len(batch) == 0
-        t0 = time.perf_counter()
-        if all_filtered:
-            metrics, metric = {self.reward_metric: self._metric}, self._metric
-        else:
-            train = self.seed_records + (self._episode_data if self.data_mode == "episode"
-                                         else []) + batch.data
-            metric, metrics = self._evaluate(train)
-            self._episode_data.extend(batch.data)
-        t_target = time.perf_counter() - t0
+        return batch, time.perf_counter() - t0
 
+    def _train_and_score(self, batch: Results) -> tuple[Optional[dict[str, Any]], float]:
+        """Train the target on the seed tasks and the step's data; ``None`` for an empty batch
+        (the target is not called)."""
+        if len(batch) == 0:
+            return None, 0.0
+        t0 = time.perf_counter()
+        episode = self._episode_data if self.data_mode == "episode" else []
+        scores = self._evaluate(self.seed_records + episode + batch.data)
+        return scores, time.perf_counter() - t0
+
+    def _record_step(self, batch: Results, scores: Optional[dict[str, Any]]) -> float:
+        """Commit a finished step to the episode; returns the reward."""
+        if scores is not None:
+            self._episode_data.extend(batch.data)
+            self._scores = scores
+        metric = self._scores["metric"]
         reward = float(metric - self._metric)
         self._metric, self._best = metric, max(self._best, metric)
         self._last_reward = reward
         self._rewards.append(reward)
         self._last_batch = batch
         self._step_count += 1
-        truncated = self._step_count >= self.num_iterations
-        self._needs_reset = truncated
-        info = {
-            "metric": metric, "metrics": metrics, "reward_metric": self.reward_metric,
-            "baseline_metric": self._baseline, "best_metric": self._best, "reward": reward,
-            **self._settings(),
+        return reward
+
+    def _step_info(self, batch: Results, scores: Optional[dict[str, Any]], reward: float,
+                   t_gen: float, t_target: float) -> dict[str, Any]:
+        return {
+            "baseline_metric": self._baseline["metric"], "best_metric": self._best,
+            "reward_metric": self.reward_metric, "reward": reward,
+            **self._score_info(self._scores), **self._settings(),
             "num_candidates": batch.num_candidates, "num_kept": batch.num_kept,
             "num_records": len(batch), "dataset_size": len(self._episode_data),
             "kept_fraction": batch.kept_fraction, "unique_ratio": batch.unique_ratio,
             "mean_length": batch.mean_length,
+            "skill_counts": self._skill_counts(),
             "correctness": checker.correctness(batch.data) if self.check_correctness
             else math.nan,
-            "all_filtered": all_filtered,
+            "all_filtered": scores is None,
             "time_generation_s": Seconds(t_gen), "time_target_s": Seconds(t_target),
             "examples": [{k: r[k] for k in ("instruction", "input", "output")}
                          for r in batch.data[:3]],
         }
-        return self._obs(), reward, False, truncated, info
-
-    def render(self) -> Optional[str]:
-        if self.render_mode != "ansi":
-            return None
-        s = self._settings()
-        return (f"step {self._step_count}/{self.num_iterations}  T={s['temperature']:.2f} "
-                f"top_p={s['top_p']:.2f} template={s['template']}  "
-                f"{self.reward_metric}={self._metric:.4f} (best {self._best:.4f})")
 
     # ------------------------------------------------------------------ pieces
+    @property
+    def start_params(self) -> dict[str, float]:
+        """The configured starting temperature and top_p (``reset(options=...)`` overrides)."""
+        return {k: self.start_settings[k] for k in ("temperature", "top_p")}
+
+    @property
+    def start_template(self) -> prompts.Template:
+        """The configured starting template (``reset(options=...)`` overrides)."""
+        return prompts.get_template(self.start_settings["template"])
+
     @property
     def dataset(self) -> list[dict[str, Any]]:
         """Every record generated in the current episode."""
@@ -270,22 +388,74 @@ class DataGenEnv(gym.Env):
     def _settings(self) -> dict[str, Any]:
         t = self.generator.template
         return {**self.generator.get_sampling_params(), "template": t.name,
-                "template_index": prompts.TEMPLATE_NAMES.index(t.name), "method": t.method}
+                "template_index": prompts.TEMPLATE_NAMES.index(t.name), "method": t.method,
+                "focus": self.generator.focus}
 
-    def _decode(self, action) -> tuple[float, float, int]:
-        a = np.asarray(action)
-        if not self.action_space.contains(a.astype(self.action_space.dtype)) or \
-                a.shape != self.action_space.shape or \
+    def _apply_settings(self, settings: dict[str, Any]) -> None:
+        self.generator.set_sampling_params(temperature=settings["temperature"],
+                                           top_p=settings["top_p"])
+        self.generator.select_template(settings["template"])
+        self.generator.set_focus(settings["focus"])
+
+    def _start_settings(self, options: dict[str, Any]) -> dict[str, Any]:
+        """The episode's first settings: the configured ones, randomised and/or overridden."""
+        allowed = {"temperature", "top_p", "template", "focus", "randomize", "remeasure_baseline"}
+        unknown = sorted(set(options) - allowed)
+        if unknown:
+            raise ValueError(f"unknown reset option {unknown[0]!r}; valid options: "
+                             f"{sorted(allowed)}")
+        start = dict(self.start_settings)
+        if options.get("randomize"):
+            rng = self.np_random
+            start["temperature"] = float(rng.uniform(0.2, 1.6))
+            start["top_p"] = float(rng.uniform(0.5, 1.0))
+            start["template"] = self.templates[int(rng.integers(len(self.templates)))].name
+            if self.focus_enabled:
+                start["focus"] = self._focus_name(int(rng.integers(1 + len(self.skills))))
+        for key, (lo, hi) in (("temperature", TEMPERATURE_RANGE), ("top_p", TOP_P_RANGE)):
+            if key in options:
+                value = options[key]
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                        not lo <= value <= hi:
+                    raise ValueError(f"reset option {key}={value!r}: expected a number in "
+                                     f"[{lo}, {hi}]")
+                start[key] = float(value)
+        if "template" in options:
+            start["template"] = prompts.get_template(options["template"]).name
+        if "focus" in options:
+            focus = options["focus"]
+            if focus is not None and (not self.focus_enabled or focus not in self.skills):
+                raise ValueError(f"reset option focus={focus!r}: expected None or one of "
+                                 f"{list(self.skills)} (and an env made with focus=True)")
+            start["focus"] = focus
+        return start
+
+    def _focus_name(self, index: int) -> Optional[str]:
+        return None if index == 0 else self.skills[index - 1]
+
+    def _decode(self, action) -> tuple[float, float, int, int]:
+        try:
+            a = np.asarray(action, dtype=np.float64)
+        except (TypeError, ValueError):
+            a = None
+        if a is None or a.shape != self.action_space.shape or not np.all(np.isfinite(a)) or \
+                not self.action_space.contains(a.astype(self.action_space.dtype)) or \
                 (self.action_mode == "discrete" and not np.all(a == np.round(a))):
             raise ValueError(f"invalid action {action!r}: expected an element of "
                              f"{self.action_space} (action_mode={self.action_mode!r})")
+        n_t = len(self.templates)
         if self.action_mode == "discrete":
             a = a.astype(int)
-            return (a[0] - 1) * self.delta, (a[1] - 1) * self.delta, int(a[2])
-        return float(a[0]) * self.delta, float(a[1]) * self.delta, int(np.argmax(a[2:]))
+            return ((a[0] - 1) * self.delta, (a[1] - 1) * self.delta, int(a[2]),
+                    int(a[3]) if self.focus_enabled else 0)
+        focus = int(np.argmax(a[2 + n_t:])) if self.focus_enabled else 0
+        return (float(a[0]) * self.delta, float(a[1]) * self.delta,
+                int(np.argmax(a[2:2 + n_t])), focus)
 
-    def _evaluate(self, data: list[dict[str, Any]]) -> tuple[float, dict[str, float]]:
-        """Call the target model and check what it returns."""
+    def _evaluate(self, data: list[dict[str, Any]]) -> dict[str, Any]:
+        """Call the target model, check what it returns and sort its metrics: ``metric``
+        (the reward metric), ``metrics`` (validation), ``skills`` (``skill/<name>``), ``test``
+        (``test/<key>``, prefix removed)."""
         try:
             result = self.target_model(data)
         except Exception as exc:
@@ -307,8 +477,29 @@ class DataGenEnv(gym.Env):
         if not math.isfinite(metric):
             raise TargetModelError(f"target_model returned {self.reward_metric}={metric}; "
                                    "expected a finite number")
-        return metric, {k: float(v) for k, v in result.items()
-                        if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        numeric = {str(k): float(v) for k, v in result.items()
+                   if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        test = {k[len(TEST_PREFIX):]: v for k, v in numeric.items() if k.startswith(TEST_PREFIX)}
+        metrics = {k: v for k, v in numeric.items() if not k.startswith(TEST_PREFIX)}
+        return {"metric": metric, "metrics": metrics, "skills": _skill_part(metrics),
+                "test": test}
+
+    def _score_info(self, scores: dict[str, Any]) -> dict[str, Any]:
+        test = scores["test"]  # copies: infos must not share objects between calls
+        return {"metric": scores["metric"], "metrics": dict(scores["metrics"]),
+                "skill_metrics": dict(scores["skills"]),
+                "test_metric": test.get(self.reward_metric, math.nan),
+                "test_metrics": dict(test), "test_skill_metrics": _skill_part(test)}
+
+    def _skill_counts(self) -> dict[str, int]:
+        """Records of the episode per skill tag (``"untagged"``: generated without a focus)."""
+        counts = {s: 0 for s in self.skills}
+        counts["untagged"] = 0
+        for r in self._episode_data:
+            tag = r.get("skill")
+            key = tag if tag in counts else "untagged"
+            counts[key] += 1
+        return counts
 
     def _obs(self) -> np.ndarray:
         p = self.generator.get_sampling_params()
@@ -323,10 +514,23 @@ class DataGenEnv(gym.Env):
              self._step_count / self.num_iterations, b.kept_fraction, b.unique_ratio,
              b.mean_length / 100.0, n_clf / len(b) if len(b) else 0.0],
         ]
+        if self.focus_enabled:
+            focus = np.zeros(1 + len(self.skills), dtype=np.float32)
+            focus[0 if self.generator.focus is None
+                  else 1 + self.skills.index(self.generator.focus)] = 1.0
+            parts.append(focus)
+        if self.observe_skills:
+            parts.append([self._scores["skills"].get(s, 0.0) for s in self.skills])
+            capacity = self.batch_size * self.num_iterations
+            parts.append([n / capacity for n in self._skill_counts().values()])
         if self.observe_embedding:
             parts.append(_embed(b.data))
         obs = np.concatenate([np.asarray(x, dtype=np.float32) for x in parts])
         return np.clip(obs, -OBS_CLIP, OBS_CLIP).astype(np.float32)
+
+
+def _skill_part(metrics: dict[str, float]) -> dict[str, float]:
+    return {k[len(SKILL_PREFIX):]: v for k, v in metrics.items() if k.startswith(SKILL_PREFIX)}
 
 
 def _embed(records: list[dict[str, Any]]) -> np.ndarray:

@@ -26,31 +26,43 @@ def _label(record: dict[str, Any], label_set: set[str]) -> str:
 
 
 class SklearnClassifierTarget:
-    """``target(data) -> {"accuracy", "macro_f1", "num_train"}``: fit on ``data``, score on the
-    validation set.
+    """``target(data) -> metrics``: fit on ``data``, score on the validation (and test) set.
 
-    The classifier learns ``output`` from instruction + input over the validation set's labels
-    plus one ``other`` class: every generated record is a training example, whatever its task.
+    The classifier learns ``output`` from instruction + input over the scored sets' labels plus
+    one ``other`` class: every generated record is a training example, whatever its task.
     Records of the validation task with correct labels help; wrong labels, off-task records and
     answers in another format (``POSITIVE``, ``Answer: positive``) teach the wrong class or
     ``other``, which always counts as a miss. Deterministic for given data.
 
+    Returned keys (the env's documented scheme): ``accuracy``, ``macro_f1``, ``num_train``,
+    ``skill/<name>`` (accuracy on the records of each skill, when the scored records carry a
+    ``skill`` field), and the same under ``test/`` for the test set. With skills, ``accuracy``
+    is the mean over skills, so every skill weighs the same whatever its number of records.
+
     Args:
-        validation_dataset: records with ``instruction``, ``input`` and the gold ``output``.
+        validation_dataset: records with ``instruction``, ``input``, the gold ``output`` and
+            optionally ``skill``.
+        test_dataset: the same for a held-out test split (scored, never the reward).
         C: inverse regularisation strength of the logistic regression.
         max_features: TF-IDF vocabulary cap (keeps the fit fast on large datasets).
     """
 
-    def __init__(self, validation_dataset: Sequence[dict[str, Any]], C: float = 10.0,
+    def __init__(self, validation_dataset: Sequence[dict[str, Any]],
+                 test_dataset: Sequence[dict[str, Any]] | None = None, C: float = 10.0,
                  max_features: int = 20000) -> None:
         if not validation_dataset:
             raise ValueError("validation_dataset is empty; the target needs records to score")
-        self.validation = list(validation_dataset)
-        self.val_texts = [record_text(r) for r in self.validation]
-        self.val_labels = np.array([str(r["output"]).strip() for r in self.validation])
-        self.label_set = set(self.val_labels.tolist())
+        self.splits = {"": _ScoredSet(validation_dataset)}
+        if test_dataset:
+            self.splits["test/"] = _ScoredSet(test_dataset)
+        self.label_set = set().union(*(s.labels.tolist() for s in self.splits.values()))
         self.C = C
         self.max_features = max_features
+
+    @property
+    def skills(self) -> tuple[str, ...]:
+        """The skills of the validation set, in first-seen order."""
+        return self.splits[""].skills
 
     def __call__(self, data: Sequence[dict[str, Any]]) -> dict[str, float]:
         # Small fits gain nothing from BLAS threads, and threads that share cores with the
@@ -62,16 +74,41 @@ class SklearnClassifierTarget:
         labels = [_label(r, self.label_set) for r in data]
         if len(set(labels)) < 2:
             # Nothing to discriminate: the model can only answer its one label (or nothing).
-            pred = np.array([labels[0] if labels else ""] * len(self.val_labels))
+            def predict(texts: list[str]) -> np.ndarray:
+                return np.array([labels[0] if labels else ""] * len(texts))
         else:
             vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True,
                                   max_features=self.max_features)
             x = vec.fit_transform([record_text(r) for r in data])
             clf = LogisticRegression(C=self.C, max_iter=300)
             clf.fit(x, labels)
-            pred = clf.predict(vec.transform(self.val_texts))
-        pred = np.where(pred == OTHER, "", pred)  # an "other" answer never matches a gold label
-        acc = float(accuracy_score(self.val_labels, pred))
-        f1 = float(f1_score(self.val_labels, pred, average="macro", zero_division=0))
-        return {"accuracy": acc, "macro_f1": f1 if math.isfinite(f1) else 0.0,
-                "num_train": float(len(data))}
+
+            def predict(texts: list[str]) -> np.ndarray:
+                return clf.predict(vec.transform(texts))
+        out = {"num_train": float(len(data))}
+        for prefix, scored in self.splits.items():
+            pred = np.where((p := predict(scored.texts)) == OTHER, "", p)  # "other" never matches
+            out.update({prefix + k: v for k, v in scored.score(pred).items()})
+        return out
+
+
+class _ScoredSet:
+    """One scored split: texts, gold labels and the skill of each record."""
+
+    def __init__(self, records: Sequence[dict[str, Any]]) -> None:
+        self.texts = [record_text(r) for r in records]
+        self.labels = np.array([str(r["output"]).strip() for r in records])
+        tags = [r.get("skill") for r in records]
+        self.skills = tuple(dict.fromkeys(str(t) for t in tags if t))
+        self.skill_of = np.array([str(t) if t else "" for t in tags])
+
+    def score(self, pred: np.ndarray) -> dict[str, float]:
+        f1 = float(f1_score(self.labels, pred, average="macro", zero_division=0))
+        out = {"accuracy": float(accuracy_score(self.labels, pred)),
+               "macro_f1": f1 if math.isfinite(f1) else 0.0}
+        if self.skills:
+            per_skill = {s: float(np.mean(pred[self.skill_of == s] == self.labels[
+                self.skill_of == s])) for s in self.skills}
+            out.update({f"skill/{s}": v for s, v in per_skill.items()})
+            out["accuracy"] = float(np.mean(list(per_skill.values())))
+        return out

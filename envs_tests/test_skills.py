@@ -186,6 +186,15 @@ def test_skills_from_a_users_validation_data():
     assert obs[21:23].tolist() == [0.25, 0.75]
 
 
+def test_skill_slots_the_target_does_not_report_read_minus_one():
+    env = DataGenEnv(task="topic+spam", skills=list(CLASSIFICATION_TASKS), focus=True, **SMALL)
+    obs, info = env.reset(seed=0)
+    k = len(CLASSIFICATION_TASKS)
+    skill_obs = dict(zip(CLASSIFICATION_TASKS, obs[22 + k:22 + 2 * k].tolist()))
+    assert skill_obs["sentiment"] == skill_obs["parity"] == skill_obs["animal"] == -1.0
+    assert skill_obs["topic"] == pytest.approx(info["skill_metrics"]["topic"])
+
+
 def test_focus_needs_skills_the_seed_tasks_name():
     with pytest.raises(ValueError, match="rl_tuning.focus.*unknown: \\['poetry'\\]"):
         DataGenEnv(focus=True, skills=["poetry"], **SMALL)

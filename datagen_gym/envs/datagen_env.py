@@ -85,7 +85,7 @@ class DataGenEnv(gym.Env):
     | 9+T | last batch: mean record length / 100 |
     | 10+T | last batch: share of classification records |
     | next 1+K | current focus, one-hot (any, skills...) (``focus=True``) |
-    | next K | last validation metric of each skill (``observe_skills``) |
+    | next K | last validation metric of each skill, -1 where the target reports none (``observe_skills``) |
     | next K+1 | records of each skill, then untagged, generated this episode / (batch_size * num_iterations) (``observe_skills``) |
     | last 16 | hashed bag-of-words mean of the last batch (``observe_embedding``) |
 
@@ -520,7 +520,8 @@ class DataGenEnv(gym.Env):
                   else 1 + self.skills.index(self.generator.focus)] = 1.0
             parts.append(focus)
         if self.observe_skills:
-            parts.append([self._scores["skills"].get(s, 0.0) for s in self.skills])
+            # -1: the target does not report this skill (a task without it).
+            parts.append([self._scores["skills"].get(s, -1.0) for s in self.skills])
             capacity = self.batch_size * self.num_iterations
             parts.append([n / capacity for n in self._skill_counts().values()])
         if self.observe_embedding:

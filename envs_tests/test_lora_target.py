@@ -4,6 +4,7 @@ trains only adapter weights, is deterministic per seed, and rejects bad input cl
 import pickle
 
 import gymnasium as gym
+import numpy as np
 import pytest
 import torch
 
@@ -50,9 +51,9 @@ def test_generative_validation_set():
         assert len(rows) == 10 and rows == make_generative_validation_set(task, 10, seed=3)
         fam = FAMILY_BY_NAME[task]
         for r in rows:
-            assert set(r) == {"instruction", "input", "output"}
+            assert set(r) == {"instruction", "input", "output", "skill"} and r["skill"] == task
             assert r["instruction"] in fam.all_instructions and fam.solve(r["input"]) == r["output"]
-    with pytest.raises(ValueError, match="unknown generative task 'sentiment'"):
+    with pytest.raises(ValueError, match="unknown built-in task 'sentiment'.*uppercase"):
         make_generative_validation_set("sentiment", 5)
     assert format_prompt({"instruction": "Do it.", "input": "x", "output": "y"}) == \
         "### Instruction:\nDo it.\n\n### Input:\nx\n\n### Response:\n"
@@ -150,3 +151,19 @@ def test_lm_env(student):
     env2 = make_lm_env("count_words", student_path=student, n_validation=5, batch_size=4,
                        num_iterations=1, reward_metric="token_accuracy")
     assert env2.reward_metric == "token_accuracy"
+
+
+def test_skills_and_test_split(student):
+    from datagen_gym.targets.lora_target import make_generative_test_set
+
+    task = "uppercase+count_words"
+    val, test = make_generative_validation_set(task, 4), make_generative_test_set(task, 4)
+    assert not {r["input"] for r in val} & {r["input"] for r in test}
+    target = LoRATarget(student, val, test_dataset=test, max_new_tokens=8)
+    m = target(make_generative_validation_set(task, 6, seed=5))
+    for prefix in ("", "test/"):
+        per_skill = [m[f"{prefix}skill/uppercase"], m[f"{prefix}skill/count_words"]]
+        assert all(0.0 <= v <= 1.0 for v in per_skill)
+        # skill/<name> reports token accuracy; the headline is the mean over skills
+        assert m[f"{prefix}token_accuracy"] == pytest.approx(np.mean(per_skill))
+    assert m["test/val_loss"] != m["val_loss"]  # scored on other records

@@ -28,18 +28,19 @@ ALL_CLASSIFICATION = "classification"
 SPLITS = ("validation", "test")
 
 
-def task_skills(task: str) -> tuple[str, ...]:
-    """The skills (classification families) of a built-in task name, in the order given."""
+def task_skills(task: str, families: tuple[str, ...] = CLASSIFICATION_TASKS,
+                all_name: str = ALL_CLASSIFICATION) -> tuple[str, ...]:
+    """The skills (families) of a task name: one of ``families``, several joined by ``+``, or
+    ``all_name`` for all of them; in the order given."""
     if not isinstance(task, str) or not task.strip():
         raise ValueError(f"task must be a non-empty string, got {task!r}")
-    if task.strip() == ALL_CLASSIFICATION:
-        return CLASSIFICATION_TASKS
+    if task.strip() == all_name:
+        return families
     names = tuple(s.strip() for s in task.split("+"))
     for name in names:
-        if name not in CLASSIFICATION_TASKS:
+        if name not in families:
             raise ValueError(f"unknown built-in task {name!r} in task={task!r}; choose one of "
-                             f"{list(CLASSIFICATION_TASKS)}, '{ALL_CLASSIFICATION}' or several "
-                             "joined by '+'")
+                             f"{list(families)}, '{all_name}' or several joined by '+'")
     if len(set(names)) != len(names):
         raise ValueError(f"task={task!r} names a skill twice")
     return names

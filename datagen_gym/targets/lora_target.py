@@ -31,10 +31,12 @@ from typing import Any, Iterator, Mapping, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from datagen_gym.targets.builtin_tasks import VALIDATION_SEED
+from datagen_gym.targets.builtin_tasks import (SPLITS, TEST_SEED, VALIDATION_SEED, split_of,
+                                                task_skills)
 from datagen_gym.world.tasks import FAMILIES, FAMILY_BY_NAME
 
 GENERATIVE_TASKS = tuple(f.name for f in FAMILIES if not f.is_classification)
+ALL_GENERATIVE = "generative"
 
 # An Alpaca-style instruction-tuning format; only the response is trained on.
 PROMPT_WITH_INPUT = "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
@@ -55,24 +57,39 @@ def format_prompt(record: Mapping[str, Any]) -> str:
 
 # ---------------------------------------------------------------------------- data
 def make_generative_validation_set(task: str, n: int = 50, seed: int = VALIDATION_SEED,
-                                   p_hard: float = 0.3) -> list[dict[str, Any]]:
-    """``n`` records of a generative family (``uppercase``, ``reverse``, ``addition``...) with
-    their exact gold outputs, in the env's record format.
+                                   p_hard: float = 0.3, split: str = "validation"
+                                   ) -> list[dict[str, Any]]:
+    """``n`` records per skill of a generative task (``uppercase``, ``reverse``, ``addition``...,
+    several joined by ``+``, or ``"generative"`` for all six) with their exact gold outputs and
+    their ``skill``, in the env's record format.
 
     ``p_hard`` is the share of hard inputs (longer sentences, larger numbers, longer lists).
+    ``split="test"`` draws from the other half of the input space, as the classification tasks
+    do (:mod:`datagen_gym.targets.builtin_tasks`); :func:`make_generative_test_set` uses it.
     """
-    if task not in GENERATIVE_TASKS:
-        raise ValueError(f"unknown generative task {task!r}; "
-                         f"choose one of {list(GENERATIVE_TASKS)}")
+    skills = task_skills(task, GENERATIVE_TASKS, ALL_GENERATIVE)
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
-    family = FAMILY_BY_NAME[task]
-    rng = np.random.default_rng([seed, GENERATIVE_TASKS.index(task), 1])
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     rows = []
-    for _ in range(n):
-        x, y = family.sample_example(rng, hard=bool(rng.random() < p_hard))
-        rows.append({"instruction": family.sample_instruction(rng), "input": x, "output": y})
+    for skill in skills:
+        family = FAMILY_BY_NAME[skill]
+        rng = np.random.default_rng([seed, GENERATIVE_TASKS.index(skill), 1])
+        drawn = 0
+        while drawn < n:
+            x, y = family.sample_example(rng, hard=bool(rng.random() < p_hard))
+            if split_of(x) == split:
+                rows.append({"instruction": family.sample_instruction(rng), "input": x,
+                             "output": y, "skill": skill})
+                drawn += 1
     return rows
+
+
+def make_generative_test_set(task: str, n: int = 50, seed: int = TEST_SEED,
+                             p_hard: float = 0.3) -> list[dict[str, Any]]:
+    """The test split of a generative task: no input shared with the validation split."""
+    return make_generative_validation_set(task, n, seed, p_hard, split="test")
 
 
 # ---------------------------------------------------------------------------- student
@@ -189,19 +206,27 @@ def _threads(n: Optional[int]) -> Iterator[None]:
 
 # ---------------------------------------------------------------------------- target
 class LoRATarget:
-    """LoRA-fine-tune a causal LM on ``data`` and score it on the validation set:
+    """LoRA-fine-tune a causal LM on ``data`` and score it on the validation (and test) set:
     ``target(data) -> {"exact_match", "accuracy", "val_loss", "token_accuracy", "train_loss",
-    "num_train", "time_s"}``.
+    "num_train", "time_s", "skill/<name>"..., "test/..."}``.
 
     Each record becomes ``format_prompt(record) + output + EOS``; the loss covers only the
     output tokens and the EOS. ``exact_match`` (= ``accuracy``, the env's default reward
     metric) is the share of validation records whose greedy generation, stripped, equals the
     gold output; ``val_loss`` is the mean cross-entropy per gold output token (+ EOS);
     ``token_accuracy`` the share of those tokens the model ranks first given the gold prefix.
+    When the scored records carry a ``skill``, these three are means over skills (every skill
+    weighs the same) and ``skill/<name>`` reports ``skill_metric`` on each skill. The test set,
+    when given, is scored the same way under ``test/`` keys (the env reports it, never rewards
+    it).
 
     Args:
         base_model_path: a Hugging Face causal-LM directory (or hub id when not offline).
-        validation_dataset: records with ``instruction``, ``input`` and the gold ``output``.
+        validation_dataset: records with ``instruction``, ``input``, the gold ``output`` and
+            optionally ``skill``.
+        test_dataset: the same for the held-out test split (None: no test metrics).
+        skill_metric: the metric ``skill/<name>`` reports (``"token_accuracy"``,
+            ``"exact_match"`` or ``"val_loss"``).
         lora_r, lora_alpha, lora_dropout: the adapter's rank, scale and dropout.
         target_modules: modules to adapt; ``None``: ``["c_attn"]`` for GPT-2, otherwise
             peft's default for the architecture.
@@ -222,7 +247,9 @@ class LoRATarget:
     """
 
     def __init__(self, base_model_path: Union[str, Path],
-                 validation_dataset: Sequence[Mapping[str, Any]], lora_r: int = 8,
+                 validation_dataset: Sequence[Mapping[str, Any]],
+                 test_dataset: Optional[Sequence[Mapping[str, Any]]] = None,
+                 skill_metric: str = "token_accuracy", lora_r: int = 8,
                  lora_alpha: int = 16, lora_dropout: float = 0.0,
                  target_modules: Optional[Sequence[str]] = None, epochs: int = 1,
                  learning_rate: float = 1e-2, batch_size: int = 8, max_length: int = 128,
@@ -237,6 +264,11 @@ class LoRATarget:
         if not validation_dataset:
             raise ValueError("validation_dataset is empty; the target needs records to score")
         self.validation = _check_records(validation_dataset, "validation_dataset")
+        self.test = _check_records(test_dataset, "test_dataset") if test_dataset else []
+        if skill_metric not in ("token_accuracy", "exact_match", "val_loss"):
+            raise ValueError(f"skill_metric must be token_accuracy, exact_match or val_loss, "
+                             f"got {skill_metric!r}")
+        self.skill_metric = skill_metric
         local = Path(base_model_path)
         if local.exists() and not (local / "config.json").is_file():
             raise FileNotFoundError(f"no Hugging Face model at {local} (expected config.json, "
@@ -268,6 +300,7 @@ class LoRATarget:
         state = dict(self.__dict__)
         state["_model"] = state["_tokenizer"] = None  # reloaded from base_model_path
         state.pop("_val_cache", None)
+        state.pop("_test_cache", None)
         return state
 
     # ------------------------------------------------------------------ loading
@@ -297,6 +330,7 @@ class LoRATarget:
             p.requires_grad_(False)
         self._model, self._tokenizer = model, tok
         self._val_cache = self._encode(self.validation)
+        self._test_cache = self._encode(self.test)
 
     @property
     def model(self):
@@ -374,23 +408,47 @@ class LoRATarget:
                                          if p.requires_grad]
             try:
                 train_loss = self._train(peft_model, self._encode(records))
-                val_loss, exact, token_acc = self._evaluate(peft_model)
+                metrics = self._score_splits(peft_model)
             finally:
                 # Remove the adapter: the base weights are back as they were for the next call.
                 self._model = peft_model.unload()
                 self._model.__dict__.pop("peft_config", None)
                 self._model.eval()
-        return {"exact_match": exact, "accuracy": exact, "val_loss": val_loss,
-                "token_accuracy": token_acc, "train_loss": train_loss,
-                "num_train": float(len(records)), "time_s": time.perf_counter() - t0}
+        return {**metrics, "train_loss": train_loss, "num_train": float(len(records)),
+                "time_s": time.perf_counter() - t0}
 
     def evaluate_base(self) -> dict[str, float]:
         """The metrics of the base model without any fine-tuning (the untrained reference)."""
         self._load()
         with _threads(self.num_threads):
-            val_loss, exact, token_acc = self._evaluate(self._model)
-        return {"exact_match": exact, "accuracy": exact, "val_loss": val_loss,
-                "token_accuracy": token_acc}
+            return self._score_splits(self._model)
+
+    def _score_splits(self, model) -> dict[str, float]:
+        out = self._aggregate(self.validation, self._evaluate(model, self._val_cache,
+                                                                 self.validation))
+        if self.test:
+            scores = self._evaluate(model, self._test_cache, self.test)
+            out.update({f"test/{k}": v for k, v in self._aggregate(self.test, scores).items()})
+        return out
+
+    def _aggregate(self, records: list[dict[str, Any]], per_record: np.ndarray
+                   ) -> dict[str, float]:
+        """Headline and per-skill metrics from per-record (loss sum, tokens, right, hit)."""
+        def metrics(rows: np.ndarray) -> dict[str, float]:
+            loss, tokens, right, hits = rows.sum(axis=0)
+            return {"val_loss": loss / max(tokens, 1), "token_accuracy": right / max(tokens, 1),
+                    "exact_match": hits / len(rows)}
+
+        skills = list(dict.fromkeys(r["skill"] for r in records if r.get("skill")))
+        if not skills:
+            head = metrics(per_record)
+            return {**head, "accuracy": head["exact_match"]}
+        tags = np.array([r.get("skill") or "" for r in records])
+        by_skill = {s: metrics(per_record[tags == s]) for s in skills}
+        head = {k: float(np.mean([m[k] for m in by_skill.values()]))
+                for k in ("val_loss", "token_accuracy", "exact_match")}
+        return {**head, "accuracy": head["exact_match"],
+                **{f"skill/{s}": m[self.skill_metric] for s, m in by_skill.items()}}
 
     def _train(self, model, pairs: list[tuple[list[int], list[int]]]) -> float:
         params = [p for p in model.parameters() if p.requires_grad]
@@ -413,12 +471,13 @@ class LoRATarget:
         return float(np.mean(losses)) if losses else math.nan
 
     @torch.no_grad()
-    def _evaluate(self, model) -> tuple[float, float, float]:
-        """Mean loss per gold output token, exact match of greedy generations, and the share of
-        gold output tokens the model ranks first given the gold prefix (teacher forcing)."""
+    def _evaluate(self, model, pairs: list[tuple[list[int], list[int]]],
+                  records: list[dict[str, Any]]) -> np.ndarray:
+        """Per record: the summed loss over its gold output tokens, their number, how many the
+        model ranks first given the gold prefix (teacher forcing), and whether its greedy
+        generation equals the gold output (1/0)."""
         tok = self._tokenizer
-        pairs = self._val_cache
-        loss_sum, n_tokens, n_right, hits = 0.0, 0, 0, 0
+        out_rows = np.zeros((len(pairs), 4))
         longest = max(len(a) for _, a in pairs)  # answer tokens incl. EOS
         max_new = min(self.max_new_tokens, longest + 1)
         dev = self._input_device()
@@ -427,12 +486,14 @@ class LoRATarget:
             ids, mask, labels = self._pad_train(chunk)
             logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
             target = labels[:, 1:]
-            loss_sum += float(torch.nn.functional.cross_entropy(
+            loss = torch.nn.functional.cross_entropy(
                 logits.reshape(-1, logits.shape[-1]), target.reshape(-1),
-                ignore_index=IGNORE_INDEX, reduction="sum"))
+                ignore_index=IGNORE_INDEX, reduction="none").view(target.shape)
             scored = target != IGNORE_INDEX
-            n_tokens += int(scored.sum())
-            n_right += int(((logits.argmax(-1) == target) & scored).sum())
+            rows = out_rows[start:start + len(chunk)]
+            rows[:, 0] = (loss * scored).sum(dim=1).cpu().numpy()
+            rows[:, 1] = scored.sum(dim=1).cpu().numpy()
+            rows[:, 2] = ((logits.argmax(-1) == target) & scored).sum(dim=1).cpu().numpy()
 
             # Greedy answers from left-padded prompts (decoder-only models continue on the right).
             n = max(len(p) for p, _ in chunk)
@@ -446,9 +507,9 @@ class LoRATarget:
                                  top_p=None, top_k=None, pad_token_id=tok.pad_token_id,
                                  eos_token_id=tok.eos_token_id)
             texts = tok.batch_decode(out[:, n:], skip_special_tokens=True)
-            for text, r in zip(texts, self.validation[start:start + self.eval_batch_size]):
-                hits += text.strip() == str(r["output"]).strip()
-        return loss_sum / max(n_tokens, 1), hits / len(pairs), n_right / max(n_tokens, 1)
+            for i, (text, r) in enumerate(zip(texts, records[start:start + len(chunk)])):
+                rows[i, 3] = text.strip() == str(r["output"]).strip()
+        return out_rows
 
     def __repr__(self) -> str:
         return (f"LoRATarget({self.base_model_path!r}, n_validation={len(self.validation)}, "
@@ -470,14 +531,17 @@ def _check_records(data: Any, what: str) -> list[dict[str, Any]]:
         for key in ("instruction", "output"):
             if not isinstance(r.get(key), str):
                 raise ValueError(f"{what}[{i}] needs a string {key!r}; got keys {sorted(r)}")
-        out.append({"instruction": r["instruction"], "input": str(r.get("input") or ""),
-                    "output": r["output"]})
+        record = {"instruction": r["instruction"], "input": str(r.get("input") or ""),
+                  "output": r["output"]}
+        if isinstance(r.get("skill"), str) and r["skill"]:
+            record["skill"] = r["skill"]
+        out.append(record)
     return out
 
 
 # ---------------------------------------------------------------------------- env
 def make_lm_env(task: str = "uppercase", n_validation: int = 50,
-                validation_seed: int = VALIDATION_SEED,
+                validation_seed: int = VALIDATION_SEED, n_test: int = 50,
                 student_path: Union[str, Path, None] = None, student_init: str = "teacher",
                 target_kwargs: Optional[dict[str, Any]] = None,
                 reward_metric: Optional[str] = "token_accuracy", **env_kwargs: Any):
@@ -486,9 +550,12 @@ def make_lm_env(task: str = "uppercase", n_validation: int = 50,
 
     Args:
         task: a generative family (``uppercase``, ``reverse``, ``count_words``, ``addition``,
-            ``sort_numbers``, ``max_number``).
-        n_validation, validation_seed: the validation set
+            ``sort_numbers``, ``max_number``), several joined by ``+`` (one skill each; the
+            headline is the mean over skills) or ``"generative"`` (all six).
+        n_validation, validation_seed: the validation set per skill
             (:func:`make_generative_validation_set`); ``validation_dataset=`` overrides it.
+        n_test: the test split per skill (:func:`make_generative_test_set`; 0: none); it
+            costs one more evaluation per step.
         student_path: a model directory (any causal LM); None builds/reuses the tiny student
             (:func:`make_tiny_student` with ``student_init``).
         target_kwargs: more :class:`LoRATarget` arguments (``epochs``, ``learning_rate``,
@@ -509,13 +576,19 @@ def make_lm_env(task: str = "uppercase", n_validation: int = 50,
 
     validation = env_kwargs.pop("validation_dataset", None) or \
         make_generative_validation_set(task, n_validation, validation_seed)
+    test = make_generative_test_set(task, n_test) if n_test else None
+    config = DataGenEnv._merge_config(env_kwargs.pop("config", None))
     if reward_metric is not None:
-        config = DataGenEnv._merge_config(env_kwargs.pop("config", None))
-        env_kwargs["config"] = config.replace(rl_tuning={"reward_metric": reward_metric})
+        config = config.replace(rl_tuning={"reward_metric": reward_metric})
+    metric = config.rl_tuning.reward_metric
+    kwargs = {"skill_metric": metric if metric in ("token_accuracy", "val_loss") else
+              "exact_match", **(target_kwargs or {})}
     path = student_path if student_path is not None else make_tiny_student(init=student_init)
-    target = LoRATarget(path, validation, **(target_kwargs or {}))
-    return DataGenEnv(target_model=target, validation_dataset=validation, task=task, **env_kwargs)
+    target = LoRATarget(path, validation, test_dataset=test, **kwargs)
+    return DataGenEnv(target_model=target, validation_dataset=validation, task=task,
+                      config=config, **env_kwargs)
 
 
-__all__ = ["LoRATarget", "make_tiny_student", "make_generative_validation_set", "make_lm_env",
+__all__ = ["LoRATarget", "make_tiny_student", "make_generative_validation_set",
+           "make_generative_test_set", "make_lm_env",
            "format_prompt", "default_student_path", "GENERATIVE_TASKS"]

@@ -3,23 +3,31 @@
 ::
 
     datagen rl-tune [--config FILE] [--algo NAME] [--timesteps N] [--tensorboard DIR]
-                    [--output DIR] [--checkpoint-every K] [--resume] [--n N]
+                    [--output DIR] [--checkpoint-every K] [--resume | --overwrite]
+                    [--set SECTION.KEY=VALUE ...] [--n N]
     datagen generate [--config FILE] [--checkpoint DIR] [--n N] [--temperature T] [--top-p P]
                      [--template NAME] [--seed S] --output FILE.jsonl
 
 ``rl_tune`` is accepted as an alias of ``rl-tune``. ``python -m datagen_gym.cli`` works too.
 Relative paths inside a config file are taken relative to the config file's directory.
 
-Exit codes: 0 success, 2 bad usage / config / input files, 1 a failure while running (the
-target model raised, the backend failed), 130 interrupted. Errors are one line on stderr,
-``datagen: error: ...``; set ``DATAGEN_DEBUG=1`` to get the traceback instead.
+Exit codes: 0 success, 2 bad usage / config / input files / output paths / checkpoints, 1 a
+failure while running (the target model raised, the backend failed), 130 interrupted. Errors
+are one line on stderr, ``datagen: error: ...``, naming the option, file or component; set
+``DATAGEN_DEBUG=1`` to get the traceback instead.
+
+``rl-tune`` checks its output and TensorBoard directories before the first step, refuses to
+replace a previous run's checkpoint unless ``--overwrite``, and when a run fails part-way still
+writes ``history.jsonl`` and ``summary.json`` (``"complete": false``) for the finished steps,
+plus the records generated since the last checkpoint, then says how to resume.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
+import shlex
+import shutil
 import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -27,6 +35,11 @@ from typing import Any, Optional, Sequence
 PROG = "datagen"
 DEFAULT_OUTPUT = "rl_tune_output"
 DEFAULT_TENSORBOARD = "runs"
+CHECKPOINT_DIR = "checkpoint"
+#: Records generated after the last checkpoint of a failed run (a resume redoes those steps).
+UNSAVED_RECORDS_FILE = "generated_since_checkpoint.jsonl"
+#: What ``--overwrite`` removes from the output directory: one run's outputs.
+RUN_OUTPUTS = ("data.jsonl", "history.jsonl", "summary.json", UNSAVED_RECORDS_FILE)
 
 
 class CLIError(Exception):
@@ -80,7 +93,16 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--checkpoint-every", type=_positive_int, metavar="K",
                       help="steps between checkpoints (default: one episode)")
     tune.add_argument("--resume", action="store_true",
-                      help="continue from OUTPUT/checkpoint if it exists")
+                      help="continue from OUTPUT/checkpoint if it exists; --timesteps, "
+                           "--checkpoint-every, --n and connection settings (--set "
+                           "sampling.base_url=...) may change, settings that change results "
+                           "may not")
+    tune.add_argument("--overwrite", action="store_true",
+                      help="replace the run already in OUTPUT (its checkpoint and outputs)")
+    tune.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                      dest="set_fields", type=_assignment,
+                      help="set a config field (YAML value), e.g. --set "
+                           "sampling.base_url=http://host:8000/v1; repeatable")
     tune.add_argument("--n", type=_positive_int, metavar="N",
                       help="records in the final data.jsonl (default: batch_size * "
                            "num_iterations)")
@@ -107,6 +129,22 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     gen.set_defaults(func=cmd_generate)
     return parser
+
+
+def _assignment(text: str) -> tuple[str, str, Any]:
+    """``section.key=value`` -> ``(section, key, value)``, the value parsed as YAML."""
+    import yaml
+
+    name, sep, raw = text.partition("=")
+    section, dot, key = name.strip().partition(".")
+    if not sep or not dot or not section or not key:
+        raise argparse.ArgumentTypeError(f"expected SECTION.KEY=VALUE (e.g. "
+                                         f"sampling.base_url=http://host:8000/v1), got {text!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw  # not YAML: take it as a string
+    return section, key, value
 
 
 def _positive_int(text: str) -> int:
@@ -145,56 +183,128 @@ def _write_json(path: Path, obj: Any) -> None:
     atomic_write_json(path, obj)
 
 
+def _sections(assignments: Sequence[tuple[str, str, Any]]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for section, key, value in assignments:
+        out.setdefault(section, {})[key] = value
+    return out
+
+
+def _check_writable_dir(option: str, path: Path) -> None:
+    """Create ``path`` if needed and prove it writable, or raise a one-line usage error.
+
+    Run before the first env step: a bad ``--output`` / ``--tensorboard`` must not cost a run.
+    Creating a probe file is the only reliable test (``os.access`` says yes to root on a
+    read-only mount, and cannot see that ``/proc`` refuses new entries).
+    """
+    from agents.common.checkpoint import create_temp_file
+
+    if path.exists() and not path.is_dir():
+        raise CLIError(f"{option} {path}: exists and is not a directory", 2)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CLIError(f"{option} {path}: cannot create the directory "
+                       f"({exc.strerror or exc})", 2) from exc
+    try:
+        create_temp_file(path, "write-test").unlink()
+    except OSError as exc:
+        raise CLIError(f"{option} {path}: the directory is not writable "
+                       f"({exc.strerror or exc})", 2) from exc
+
+
+def _existing_run(ckpt_dir: Path) -> Optional[str]:
+    """A description of the checkpoint in ``ckpt_dir``, or None if there is none."""
+    from datagen_gym.rl_tuning.rl_tuner import checkpoint_path, read_state
+
+    try:
+        found = checkpoint_path(ckpt_dir)
+    except FileNotFoundError:
+        return None
+    try:
+        state = read_state(found)
+        return f"{found}, {state['counters']['steps_done']} steps of {state['algorithm']}"
+    except ValueError:
+        return f"{found}, unreadable"
+
+
+def _remove_previous_run(output: Path, ckpt_dir: Path) -> None:
+    """``--overwrite``: delete the previous run's checkpoint and outputs (nothing else)."""
+    for stale in [ckpt_dir, *output.glob(f".{ckpt_dir.name}.old-*")]:
+        shutil.rmtree(stale, ignore_errors=True)
+    for name in RUN_OUTPUTS:
+        (output / name).unlink(missing_ok=True)
+
+
 # ---------------------------------------------------------------------------- rl-tune
 def cmd_rl_tune(args: argparse.Namespace) -> int:
     """``datagen rl-tune``: train, checkpoint, generate the final dataset, summarise."""
-    from agents.common.checkpoint import read_json
+    from datagen_gym.backends.base import BackendError
     from datagen_gym.config import Config
-    from datagen_gym.results import write_jsonl_atomic
     from datagen_gym.rl_tuning import RLTuner, build_target, check_algorithm
-    from datagen_gym.rl_tuning.rl_tuner import TUNER_FILE, checkpoint_path
+    from datagen_gym.rl_tuning.rl_tuner import checkpoint_path, read_state, resume_config
 
     output = Path(args.output)
-    ckpt_dir = output / "checkpoint"
+    ckpt_dir = output / CHECKPOINT_DIR
     tensorboard = None if args.no_tensorboard else args.tensorboard
+    if args.resume and args.overwrite:
+        raise CLIError("--resume and --overwrite exclude each other: continue the run in "
+                       f"{output}, or replace it", 2)
+
+    # ---- paths first: nothing below may run into a bad output path after a long run
+    _check_writable_dir("--output", output)
+    if tensorboard is not None:
+        _check_writable_dir("--tensorboard", Path(tensorboard))
+    previous = _existing_run(ckpt_dir)
     resume_from = None
     if args.resume:
-        try:
-            resume_from = checkpoint_path(ckpt_dir)
-        except FileNotFoundError:
+        if previous is None:
             print(f"{PROG}: no checkpoint in {ckpt_dir}; starting a new run", file=sys.stderr)
         else:
-            ignored = [flag for flag, value in (("--config", args.config), ("--algo", args.algo),
-                                                ("--seed", args.seed)) if value is not None]
-            if ignored:
-                print(f"{PROG}: note: {', '.join(ignored)} ignored: a resumed run keeps the "
-                      f"config it was started with", file=sys.stderr)
+            resume_from = checkpoint_path(ckpt_dir)
+    elif previous is not None and not args.overwrite:
+        raise CLIError(f"--output {output} already holds a run ({previous}); add --resume to "
+                       f"continue it or --overwrite to replace it", 2)
 
     # ---- setup: every failure here is a usage / input error (exit code 2)
+    applied: list[str] = []
     try:
+        requested = _sections(args.set_fields)
         if resume_from is not None:
-            # The run continues with the config it was started with (paths already resolved).
-            config = Config.from_dict(read_json(resume_from / TUNER_FILE)["config"])
+            saved = Config.from_dict(read_state(resume_from)["config"])
+            # What the command line asks for, in the same form as for a new run; only the
+            # fields it names are compared with the saved run (resume_config refuses those
+            # that would change the results).
+            if args.config:
+                requested = _merge(load_config(args.config).to_dict(), requested)
+            flags = {"rl_algorithm": args.algo and check_algorithm(args.algo),
+                     "seed": args.seed, "batch_size": args.batch_size,
+                     "num_iterations": args.num_iterations}
+            requested.setdefault("rl_tuning", {}).update(
+                {k: v for k, v in flags.items() if v is not None})
+            config, applied = resume_config(saved, requested)
         else:
             config = load_config(args.config)
             algo = check_algorithm(args.algo) if args.algo else \
                 check_algorithm(config.rl_tuning.rl_algorithm)
+            if requested:
+                config = config.replace(**requested)
             config = _override(config, rl_algorithm=algo, seed=args.seed,
                                batch_size=args.batch_size, num_iterations=args.num_iterations)
         target, validation = build_target(config)
     except (ValueError, TypeError, FileNotFoundError, IsADirectoryError) as exc:
         raise CLIError(str(exc), 2) from exc
 
-    from datagen_gym.backends.base import BackendError
+    if previous is not None and resume_from is None:
+        _remove_previous_run(output, ckpt_dir)
+        print(f"{PROG}: --overwrite: removed the previous run ({previous})", file=sys.stderr)
     try:
         if resume_from is not None:
-            tuner = RLTuner.load(resume_from, target, validation)
-            print(f"{PROG}: resuming {tuner.algorithm} from {resume_from} at step "
-                  f"{tuner.steps_done}/{tuner.total_planned}", file=sys.stderr)
+            tuner = RLTuner.load(resume_from, target, validation, config_changes=requested)
         else:
             tuner = RLTuner(config, target, validation)
     except BackendError as exc:
-        raise CLIError(str(exc), 1) from exc
+        raise CLIError(f"{_component(exc, config)} failed while starting: {exc}", 1) from exc
     except (ValueError, TypeError, FileNotFoundError) as exc:
         raise CLIError(str(exc), 2) from exc
 
@@ -202,45 +312,144 @@ def cmd_rl_tune(args: argparse.Namespace) -> int:
     every = args.checkpoint_every or tuner.num_iterations
     if resume_from is None:
         total: Optional[int] = args.timesteps or tuner.default_timesteps()
-    elif args.timesteps is not None:
-        total = args.timesteps - tuner.steps_done  # --timesteps is the run's total
-        total = total if total > 0 else 0
-    elif tuner.steps_done < tuner.total_planned:
-        total = None  # the unfinished run's remaining steps
     else:
-        total = 0  # the run had finished: only regenerate the outputs
+        total = _resume_budget(args, tuner, resume_from, applied)
+    resume_cmd = _resume_command(args)
     if total != 0:
-        tuner.train(num_iterations=args.num_iterations, batch_size=args.batch_size,
-                    total_timesteps=total, tensorboard_log=tensorboard,
-                    checkpoint_dir=ckpt_dir, checkpoint_every=every,
-                    progress=not args.no_progress)
-    elif resume_from is not None:
-        print(f"{PROG}: the run in {resume_from} is complete "
-              f"({tuner.steps_done} steps); writing its outputs", file=sys.stderr)
-        if Path(resume_from) != ckpt_dir:
-            tuner.save(ckpt_dir)
+        try:
+            tuner.train(total_timesteps=total, tensorboard_log=tensorboard,
+                        checkpoint_dir=ckpt_dir, checkpoint_every=every,
+                        progress=not args.no_progress)
+        except KeyboardInterrupt:
+            _write_partial(tuner, output, ckpt_dir, "interrupted", resume_cmd)
+            raise
+        except Exception as exc:  # noqa: BLE001 - report which component failed, keep the work
+            where = f"{_component(exc, tuner.config)} failed at step {tuner.steps_done + 1}"
+            message = f"{where}: {type(exc).__name__}: {_one_line(exc)}"
+            raise CLIError(_write_partial(tuner, output, ckpt_dir, message, resume_cmd),
+                           1) from exc
+    elif resume_from is not None and Path(resume_from) != ckpt_dir:
+        tuner.save(ckpt_dir)
 
     # ---- outputs
     n = args.n or tuner.batch_size * tuner.num_iterations
     data_path, history_path = output / "data.jsonl", output / "history.jsonl"
+    from agents.common.checkpoint import atomic_write_jsonl
+    atomic_write_jsonl(history_path, tuner.history)
     bar = _bar(n, "generate", args.no_progress)
-    data = tuner.generate_dataset(n, data_path, on_batch=lambda b: bar.update(len(b)))
+    try:
+        data = tuner.generate_dataset(n, data_path, on_batch=lambda b: bar.update(len(b)))
+    except Exception as exc:  # noqa: BLE001
+        bar.close()
+        message = (f"{_component(exc, tuner.config)} failed while generating the final "
+                   f"dataset: {type(exc).__name__}: {_one_line(exc)}")
+        raise CLIError(_write_partial(tuner, output, ckpt_dir, message, resume_cmd), 1) from exc
     bar.close()
     if len(data) < n:
         print(f"{PROG}: warning: only {len(data)} of {n} records passed the filters (the "
               f"teacher stopped producing new instructions)", file=sys.stderr)
-    write_jsonl_atomic(history_path, tuner.history)
     summary = tuner.summary()
     tb_dir = tuner.tensorboard_dir if tensorboard is not None else None
     summary.update({
         "data_path": str(data_path), "num_records": len(data),
         "checkpoint_path": str(ckpt_dir), "history_path": str(history_path),
         "tensorboard_log": tensorboard, "tensorboard_run": tb_dir,
-        "config": tuner.config.to_dict(),
+        "resume_changes": applied, "config": tuner.config.to_dict(),
     })
     _write_json(output / "summary.json", summary)
     _print_summary(summary, tuner.env.reward_metric, output)
     return 0
+
+
+def _merge(base: dict[str, dict[str, Any]], extra: dict[str, dict[str, Any]]
+           ) -> dict[str, dict[str, Any]]:
+    return {s: {**base.get(s, {}), **extra.get(s, {})} for s in {*base, *extra}}
+
+
+def _resume_budget(args: argparse.Namespace, tuner: Any, resume_from: Path,
+                   applied: list[str]) -> Optional[int]:
+    """Steps still to run on a resume (None: the saved plan's rest); reports what it applied."""
+    done, planned = tuner.steps_done, tuner.total_planned
+    if args.timesteps is not None and args.timesteps != planned:
+        applied.append(f"--timesteps {args.timesteps} (was {planned})")
+    notes = f"; applied: {', '.join(applied)}" if applied else ""
+    print(f"{PROG}: resuming {tuner.algorithm} from {resume_from} at step {done}/"
+          f"{args.timesteps if args.timesteps is not None else planned}{notes}",
+          file=sys.stderr)
+    if args.timesteps is not None:
+        if args.timesteps <= done:
+            print(f"{PROG}: --timesteps {args.timesteps}: the run already has {done} steps; "
+                  f"no training, writing its outputs", file=sys.stderr)
+            return 0
+        return args.timesteps - done  # --timesteps is the run's total
+    if done < planned:
+        return None  # the unfinished run's remaining steps
+    print(f"{PROG}: the run in {resume_from} is complete ({done} steps); writing its outputs "
+          f"(a larger --timesteps continues it)", file=sys.stderr)
+    return 0
+
+
+def _component(exc: BaseException, config: Any) -> str:
+    """Which part of the run ``exc`` came from, in the user's terms."""
+    from datagen_gym.backends.base import BackendError
+    from datagen_gym.envs.datagen_env import TargetModelError
+
+    seen: Optional[BaseException] = exc
+    while seen is not None:  # the cause chain: an env may wrap the backend's error
+        if isinstance(seen, TargetModelError):
+            path = config.rl_tuning.target_model_path
+            return f"the target model ({path})" if path else "the built-in target model"
+        if isinstance(seen, BackendError):
+            sampling = config.sampling
+            where = f" at {sampling.base_url}" if sampling.base_url else ""
+            return f"the teacher backend ({sampling.backend}{where})"
+        seen = seen.__cause__
+    return "the run"
+
+
+def _resume_command(args: argparse.Namespace) -> str:
+    parts = [PROG, "rl-tune", "--output", args.output, "--resume"]
+    if args.no_tensorboard:
+        parts.append("--no-tensorboard")
+    elif args.tensorboard != DEFAULT_TENSORBOARD:
+        parts += ["--tensorboard", args.tensorboard]
+    return " ".join(shlex.quote(str(p)) for p in parts)
+
+
+def _write_partial(tuner: Any, output: Path, ckpt_dir: Path, error: str,
+                   resume_cmd: str) -> str:
+    """After a failure: history, an incomplete summary and the unsaved records; returns the
+    one-line error for the user (what failed, what was kept, how to go on)."""
+    from agents.common.checkpoint import atomic_write_jsonl
+    from datagen_gym.rl_tuning.rl_tuner import checkpoint_path, read_state
+
+    history_path = output / "history.jsonl"
+    kept = [f"{len(tuner.history)} finished steps in {history_path}"]
+    try:
+        saved_steps: Optional[int] = read_state(checkpoint_path(ckpt_dir))["counters"][
+            "steps_done"]
+    except (FileNotFoundError, ValueError):
+        saved_steps = None
+    summary = {**tuner.summary(), "complete": False, "error": error,
+               "history_path": str(history_path), "config": tuner.config.to_dict(),
+               "checkpoint_path": str(ckpt_dir) if saved_steps is not None else None,
+               "checkpoint_steps": saved_steps}
+    try:
+        atomic_write_jsonl(history_path, tuner.history)
+        records = tuner.records_since_checkpoint()
+        if records:
+            atomic_write_jsonl(output / UNSAVED_RECORDS_FILE, records)
+            summary["records_since_checkpoint_path"] = str(output / UNSAVED_RECORDS_FILE)
+            kept.append(f"{len(records)} records generated since the checkpoint in "
+                        f"{output / UNSAVED_RECORDS_FILE}")
+        _write_json(output / "summary.json", summary)
+    except OSError as exc:  # the disk may be what failed: still report the original error
+        kept = [f"writing the partial outputs failed too ({exc.strerror or exc})"]
+    if saved_steps is None:
+        how = f"no checkpoint was reached; rerun the command (with --overwrite) to start over"
+    else:
+        how = f"resume from the checkpoint at step {saved_steps} with: {resume_cmd}"
+    return f"{error}; kept: {', '.join(kept)}; {how}"
 
 
 def _bar(total: int, desc: str, disabled: bool) -> Any:
@@ -274,17 +483,16 @@ def _print_summary(s: dict[str, Any], metric: str, output: Path) -> None:
 # ---------------------------------------------------------------------------- generate
 def cmd_generate(args: argparse.Namespace) -> int:
     """``datagen generate``: records with fixed settings, saved as JSONL."""
-    from agents.common.checkpoint import read_json
     from datagen_gym.config import Config
     from datagen_gym.generators import prompts
-    from datagen_gym.rl_tuning.rl_tuner import TUNER_FILE, checkpoint_path, \
-        generate_with_settings
+    from datagen_gym.rl_tuning.rl_tuner import checkpoint_path, generate_with_settings, \
+        read_state
     from datagen_gym.sampler import TEMPERATURE_RANGE, TOP_P_RANGE
 
     try:
         settings: dict[str, Any] = {}
         if args.checkpoint:
-            state = read_json(checkpoint_path(args.checkpoint) / TUNER_FILE)
+            state = read_state(checkpoint_path(args.checkpoint))
             config = load_config(args.config) if args.config else \
                 Config.from_dict(state["config"])
             best = state.get("best") or {}
@@ -309,12 +517,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
             raise ValueError(f"--output {output} is a directory; expected a .jsonl file path")
     except (ValueError, TypeError, FileNotFoundError) as exc:
         raise CLIError(str(exc), 2) from exc
+    _check_writable_dir("--output", output.parent)  # before the generation, not after
 
+    from agents.common.checkpoint import atomic_write_jsonl
     bar = _bar(n, "generate", args.no_progress)
     results = generate_with_settings(config, n, temperature, top_p, template, seed=seed,
                                      on_batch=lambda b: bar.update(len(b)))
     bar.close()
-    results.save(output)
+    atomic_write_jsonl(output, results.data)
     print(f"generated {len(results)} records (temperature={temperature:.2f} top_p={top_p:.2f} "
           f"template={template}; {results.num_kept} of {results.num_candidates} candidate "
           f"instructions passed the filters) -> {output}")

@@ -193,7 +193,10 @@ class BaseAgent(abc.ABC):
         if not reset_num_timesteps:
             run_id = max(run_id - 1, 0)
         self.tensorboard_dir = os.path.join(self.tensorboard_log, f"{tb_log_name}_{run_id + 1}")
-        return SummaryWriter(log_dir=self.tensorboard_dir)
+        # A continued run (e.g. resumed from a checkpoint) redoes the steps after it: make
+        # TensorBoard drop the points an interrupted process wrote for them.
+        purge = None if reset_num_timesteps else self.num_timesteps + 1
+        return SummaryWriter(log_dir=self.tensorboard_dir, purge_step=purge)
 
     @staticmethod
     def _as_callbacks(callback: MaybeCallback) -> list[StepCallback]:

@@ -1,11 +1,15 @@
-"""Crash-safe checkpoint files: JSON for metadata, safetensors for tensors, never pickle.
+"""Crash-safe checkpoint and output files: JSON for metadata, safetensors for tensors, never
+pickle. This is the project's one atomic-I/O module (the RL tuner and the CLI write through it).
 
 Every write goes to a temporary file in the destination's own directory, is fsync'ed and then
 ``os.replace``'d over the destination. ``os.replace`` is atomic on POSIX and Windows when both
 paths are on the same filesystem (hence the same directory), so a reader - or a run resumed
 after a crash or a pre-emption - sees either the old file or the new one, never a torn one.
+Temporary files and directories are created with mode 0666 / 0777 minus the umask, like any
+ordinary file (``tempfile.mkstemp`` / ``mkdtemp`` would make them private: 0600 / 0700, and the
+rename would keep that, so teammates could not read the outputs).
 Pickle is avoided because loading a pickle executes code; checkpoints get shared between runs
-and machines.
+and machines. Readers raise :class:`CheckpointError` naming the file and what is wrong.
 """
 
 from __future__ import annotations
@@ -13,8 +17,8 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
-from collections.abc import Callable, Mapping
+import secrets
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +28,47 @@ from safetensors.torch import load_file, save
 PathLike = str | os.PathLike
 
 
-def _fsync_dir(directory: Path) -> None:
+class CheckpointError(ValueError):
+    """A checkpoint (or output) file is unreadable, corrupt or incompatible; the message names
+    the file and what is wrong, on one line."""
+
+
+def _temp_name(directory: Path, name: str, suffix: str = "") -> Path:
+    """A fresh hidden sibling name for ``name`` in ``directory`` (not created)."""
+    return directory / f".{name}.{secrets.token_hex(6)}.tmp{suffix}"
+
+
+def create_temp_file(directory: Path, name: str, suffix: str = "") -> Path:
+    """Create an empty, unique temporary file next to ``directory/name``.
+
+    ``O_EXCL`` makes the creation race-free like ``mkstemp``; mode 0666 lets the umask decide
+    the final permissions (the file keeps them through the rename).
+    """
+    for _ in range(100):
+        tmp = _temp_name(directory, name, suffix)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return tmp
+    raise FileExistsError(f"cannot create a temporary file in {directory}")  # pragma: no cover
+
+
+def create_temp_dir(directory: PathLike, name: str) -> Path:
+    """Create a unique temporary directory next to ``directory/name`` (mode 0777 minus umask)."""
+    directory = Path(directory)
+    for _ in range(100):
+        tmp = _temp_name(directory, name)
+        try:
+            os.mkdir(tmp, 0o777)
+        except FileExistsError:
+            continue
+        return tmp
+    raise FileExistsError(f"cannot create a temporary directory in {directory}")  # pragma: no cover
+
+
+def fsync_dir(directory: PathLike) -> None:
     """Persist the rename itself; without it a power cut can lose the new directory entry."""
     if os.name != "posix":  # directories cannot be opened for fsync on Windows
         return
@@ -43,8 +87,7 @@ def atomic_write_with(path: PathLike, write: Callable[[str], None], suffix: str 
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
-    os.close(fd)
+    tmp = os.fspath(create_temp_file(path.parent, path.name, suffix))
     try:
         write(tmp)
         # Reopen to fsync: ``write`` may have used its own file handle.
@@ -55,7 +98,7 @@ def atomic_write_with(path: PathLike, write: Callable[[str], None], suffix: str 
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     return path
 
 
@@ -96,10 +139,66 @@ def atomic_write_json(path: PathLike, obj: Any) -> Path:
     return atomic_write_bytes(path, (text + "\n").encode("utf-8"))
 
 
+def atomic_write_jsonl(path: PathLike, rows: Iterable[Mapping[str, Any]]) -> Path:
+    """Atomically write ``rows`` as JSON Lines (one strict JSON object per line)."""
+    lines = [json.dumps(to_jsonable(row), ensure_ascii=False, allow_nan=False) + "\n"
+             for row in rows]
+    return atomic_write_bytes(path, "".join(lines).encode("utf-8"))
+
+
 def read_json(path: PathLike) -> Any:
-    """Read a JSON file written by :func:`atomic_write_json`."""
-    with open(path, encoding="utf-8") as fh:
-        return json.load(fh)
+    """Read a JSON file written by :func:`atomic_write_json`.
+
+    A missing file raises ``FileNotFoundError``; a file that is not UTF-8 JSON (truncated,
+    binary, a planted pickle) raises :class:`CheckpointError` naming it. ``json`` never runs
+    code, whatever the bytes.
+    """
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path} not found") from None
+    except IsADirectoryError:
+        raise CheckpointError(f"{path} is a directory, expected a JSON file") from None
+    except UnicodeDecodeError:
+        raise CheckpointError(f"{path} is not a JSON text file (not UTF-8)") from None
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno} "
+                              f"column {exc.colno}; truncated or corrupt?)") from None
+
+
+def read_json_object(path: PathLike, required: Mapping[str, type | tuple[type, ...]] = {}
+                     ) -> dict[str, Any]:
+    """:func:`read_json` of a file that must hold an object with ``required`` keys and types."""
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} holds a JSON {_json_kind(data)}, expected an object")
+    for key, types in required.items():
+        if key not in data:
+            raise CheckpointError(f"{path} lacks the key {key!r}; it is not a complete "
+                                  f"checkpoint of this version")
+        if not isinstance(data[key], types) or (isinstance(data[key], bool)
+                                                 and bool not in _as_tuple(types)):
+            raise CheckpointError(f"{path}: {key!r} is a JSON {_json_kind(data[key])}, "
+                                  f"expected {_kinds(types)}")
+    return data
+
+
+def _as_tuple(types: type | tuple[type, ...]) -> tuple[type, ...]:
+    return types if isinstance(types, tuple) else (types,)
+
+
+_KIND = {dict: "object", list: "array", str: "string", int: "integer", float: "number",
+         bool: "boolean", type(None): "null"}
+
+
+def _json_kind(value: Any) -> str:
+    return _KIND.get(type(value), type(value).__name__)
+
+
+def _kinds(types: type | tuple[type, ...]) -> str:
+    return " or ".join(dict.fromkeys(_KIND.get(t, t.__name__) for t in _as_tuple(types)))
 
 
 def atomic_save_safetensors(
@@ -113,8 +212,17 @@ def atomic_save_safetensors(
 
 
 def load_safetensors(path: PathLike) -> dict[str, torch.Tensor]:
-    """Load a safetensors file onto the CPU."""
-    return load_file(os.fspath(path), device="cpu")
+    """Load a safetensors file onto the CPU (the format holds raw tensors only: no code).
+
+    A file that is not safetensors raises :class:`CheckpointError` naming it.
+    """
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path} not found")
+    try:
+        return load_file(os.fspath(path), device="cpu")
+    except Exception as exc:  # SafetensorError has no stable import path across versions
+        detail = " ".join(str(exc).split())
+        raise CheckpointError(f"{path} is not a valid safetensors file ({detail})") from None
 
 
 def flatten_state(prefix: str, state: Mapping[str, Any]) -> dict[str, torch.Tensor]:

@@ -48,6 +48,23 @@ EXAMPLES_TAG = "datagen/examples"
 DATAGEN_INFO_KEYS = frozenset(DATAGEN_SCALAR_TAGS.values()) | {"examples", "template", "method"}
 
 
+def purge_from(writer: Any, step: int) -> None:
+    """Make TensorBoard drop the events of ``writer``'s run at ``step`` and later that an
+    earlier process wrote (what ``SummaryWriter(purge_step=...)`` does, for a writer that
+    already exists, such as the one inside SB3's logger).
+
+    A run resumed from a checkpoint redoes the steps after it; without this their points
+    would appear twice. Readers that honour it: TensorBoard, ``EventAccumulator``.
+    """
+    if writer is None:
+        return
+    from tensorboard.compat.proto.event_pb2 import Event, SessionLog
+
+    writer._get_file_writer().add_event(
+        Event(step=int(step), session_log=SessionLog(status=SessionLog.START))
+    )
+
+
 def is_datagen_info(info: Mapping[str, Any] | None) -> bool:
     """True when ``info`` carries at least one DataGen key (so ``datagen/*`` tags make sense)."""
     return bool(info) and any(k in info for k in DATAGEN_INFO_KEYS)
@@ -211,11 +228,16 @@ class DataGenTensorboardCallback(BaseCallback):
     """
 
     def __init__(
-        self, text_every: int = 10, recorders: Sequence[StepInfoRecorder] = (), verbose: int = 0
+        self,
+        text_every: int = 10,
+        recorders: Sequence[StepInfoRecorder] = (),
+        verbose: int = 0,
+        purge: bool = False,
     ) -> None:
         super().__init__(verbose)
         self.text_every = text_every
         self.recorders = list(recorders)
+        self.purge = purge  # a continued run: drop points an interrupted process left after now
         self.tb: DataGenTBWriter | None = None
 
     def _on_training_start(self) -> None:
@@ -224,6 +246,9 @@ class DataGenTensorboardCallback(BaseCallback):
             if isinstance(fmt, TensorBoardOutputFormat):
                 writer = fmt.writer
                 break
+
+        if self.purge:
+            purge_from(writer, self.num_timesteps + 1)
 
         def record(tag: str, value: float) -> None:
             self.logger.record_mean(tag, value, exclude="tensorboard")

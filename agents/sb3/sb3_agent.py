@@ -9,31 +9,55 @@ always in the *user's* env action space, whatever wrapper the algorithm needed.
 Defaults are sized for DataGen's short, expensive episodes (~10 steps, each a generation plus
 a target evaluation): small rollouts and replay warm-ups so that learning starts within a few
 episodes. Every default can be overridden through keyword arguments.
+
+Checkpoints never unpickle. SB3's ``model.zip`` stores every attribute that is not plain JSON
+(``lr_schedule``, the spaces, ``policy_class``, ...) as a base64 cloudpickle in its ``data``
+entry, and ``BaseAlgorithm.load`` deserialises them - ``custom_objects`` only replaces the
+entries it names, so a planted pickle under any other key still runs. :meth:`SB3Agent.load`
+therefore never calls SB3's loader: it rebuilds the model from the constructor arguments we
+store ourselves in ``agent.json`` (plain JSON, or a small JSON encoding for action noise) and
+the spaces, reads from the zip only the plain counters of ``data`` (a whitelist, each type
+checked; ``:serialized:`` entries are never decoded) and the ``*.pth`` tensors through
+``torch.load(weights_only=True)``, PyTorch's restricted unpickler that admits tensors and
+containers only.
 """
 
 from __future__ import annotations
 
 import copy
 import importlib
+import io
+import json
+import math
+import zipfile
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch
 from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList, ConvertCallback
 from stable_baselines3.common.env_util import is_wrapped
 from stable_baselines3.common.monitor import Monitor
-from stable_baselines3.common.noise import NormalActionNoise
+from stable_baselines3.common.noise import (
+    ActionNoise,
+    NormalActionNoise,
+    OrnsteinUhlenbeckActionNoise,
+)
+from stable_baselines3.common.save_util import recursive_setattr
 from stable_baselines3.common.vec_env import VecEnv
 
 from agents.common.base import META_FILE, BaseAgent
 from agents.common.checkpoint import (
+    CheckpointError,
     PathLike,
     atomic_write_json,
     atomic_write_with,
+    read_json_object,
     space_from_dict,
     space_to_dict,
     to_jsonable,
@@ -42,7 +66,22 @@ from agents.common.tensorboard import DataGenTensorboardCallback
 from agents.common.wrappers import MultiDiscreteToDiscrete, StepInfoRecorder, unflatten_discrete
 
 MODEL_FILE = "model.zip"
-FORMAT_VERSION = 1
+#: 2: ``algo_kwargs`` are authoritative (the model is rebuilt from them, never unpickled) and
+#: ``unstored_kwargs`` lists those that could not be stored. 1 is read the same way.
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+#: Plain counters of SB3's ``data`` entry that a resumed model needs, with their JSON types.
+#: Nothing else of ``data`` is read (hyper-parameters come from ``agent.json``).
+ZIP_COUNTERS: dict[str, type | tuple[type, ...]] = {
+    "num_timesteps": int,
+    "_total_timesteps": int,
+    "_num_timesteps_at_start": int,
+    "_episode_num": int,
+    "_n_updates": int,
+    "_n_calls": int,
+    "_current_progress_remaining": (int, float),
+    "exploration_rate": (int, float),
+}
 
 _ON_POLICY = {"n_steps": 64, "batch_size": 32}
 _OFF_POLICY = {"buffer_size": 10_000, "learning_starts": 32, "batch_size": 32}
@@ -274,7 +313,9 @@ class SB3Agent(BaseAgent):
         if self.model.get_env() is None:
             raise ValueError("this agent has no env: pass one to load(...)")
         callbacks: list[BaseCallback] = [
-            DataGenTensorboardCallback(self.text_every, self.recorders)
+            DataGenTensorboardCallback(
+                self.text_every, self.recorders, purge=not reset_num_timesteps
+            )
         ]
         for cb in callback if isinstance(callback, (list, tuple)) else [callback]:
             if cb is None:
@@ -321,6 +362,11 @@ class SB3Agent(BaseAgent):
         path.mkdir(parents=True, exist_ok=True)
         model = self.model
         atomic_write_with(path / MODEL_FILE, lambda tmp: model.save(tmp), suffix=".zip")
+        stored = {}
+        for key, value in self.algo_kwargs.items():
+            encoded = _encode_kwarg(value)
+            if encoded is not _UNSTORABLE:
+                stored[key] = encoded
         meta = {
             "agent": self.agent_name,
             "format_version": FORMAT_VERSION,
@@ -333,41 +379,239 @@ class SB3Agent(BaseAgent):
             "action_space": space_to_dict(self.action_space),
             "num_timesteps": int(model.num_timesteps),
             "seed": self.seed,
-            # Informational only: the zip holds the authoritative values.
-            "algo_kwargs": {k: to_jsonable(v) for k, v in self.algo_kwargs.items() if _jsonable(v)},
+            # The constructor arguments load() rebuilds the model from (the zip's pickled
+            # copies are never read); what JSON cannot hold must be passed to load() again.
+            "algo_kwargs": stored,
+            "unstored_kwargs": sorted(set(self.algo_kwargs) - set(stored)),
+            # SB3 pickles these deques; kept here so rollout/ep_rew_mean continues smoothly.
+            "ep_info_buffer": [_plain_episode(e) for e in (model.ep_info_buffer or [])],
         }
         atomic_write_json(path / META_FILE, meta)
 
     @classmethod
     def load(cls, path: PathLike, env: gym.Env | VecEnv | None = None, **kwargs: Any) -> SB3Agent:
-        """Load ``<path>/model.zip``, wrapping ``env`` (if given) exactly as at training time."""
+        """Rebuild the agent of ``<path>`` without unpickling anything (see the module docstring).
+
+        ``env`` (if given) is wrapped exactly as at training time. ``kwargs``: ``device``,
+        ``tensorboard_log``, ``text_every``, ``policy`` (required if a custom policy class was
+        used) and constructor arguments that override the stored ones (required for those listed
+        in ``unstored_kwargs``, e.g. a custom learning-rate schedule). A corrupt, incompatible or
+        tampered checkpoint raises :class:`CheckpointError` naming the file.
+        """
         path = Path(path)
-        meta = cls._read_meta(path, cls.agent_name)
+        meta_path = path / META_FILE
+        meta = read_json_object(meta_path, {
+            "agent": str, "algo": str, "observation_space": dict, "action_space": dict,
+            "algo_kwargs": dict})
+        if meta["agent"] != cls.agent_name:
+            raise CheckpointError(f"{meta_path} holds a {meta['agent']!r} agent, not "
+                                  f"{cls.agent_name!r}")
+        if meta.get("format_version") not in READABLE_VERSIONS:
+            raise CheckpointError(f"{meta_path} has format_version "
+                                  f"{meta.get('format_version')!r}; this version reads "
+                                  f"{list(READABLE_VERSIONS)}")
+        try:
+            algo = resolve_algo(meta["algo"])
+            obs_space = space_from_dict(meta["observation_space"])
+            act_space = space_from_dict(meta["action_space"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"{meta_path}: bad algo or space description ({exc})") from None
+        device = kwargs.pop("device", "auto")
         tensorboard_log = kwargs.pop("tensorboard_log", None)
+        text_every = kwargs.pop("text_every", meta.get("text_every", 10))
+        policy = kwargs.pop("policy", None) or meta.get("policy")
+        if kwargs.pop("custom_objects", None) is not None:
+            raise TypeError("custom_objects is not supported: SB3Agent.load never unpickles; "
+                            "pass constructor arguments instead")
+        if policy is None:
+            raise ValueError(f"{meta_path}: the model used a custom policy class; pass it as "
+                             f"SB3Agent.load(..., policy=YourPolicy)")
+        algo_kwargs = {k: _decode_kwarg(meta_path, k, v) for k, v in meta["algo_kwargs"].items()}
+        missing = [k for k in meta.get("unstored_kwargs", []) if k not in kwargs]
+        if missing:
+            raise ValueError(f"{meta_path}: the arguments {missing} could not be stored as JSON; "
+                             f"pass them to SB3Agent.load(...)")
+        algo_kwargs.update(kwargs)
+        seed = meta.get("seed")
         agent = cls(
-            meta["algo"],
+            algo,
             env,
-            policy=meta.get("policy"),
+            policy=policy,
+            seed=seed,
             tensorboard_log=tensorboard_log,
-            text_every=kwargs.pop("text_every", meta.get("text_every", 10)),
-            observation_space=space_from_dict(meta["observation_space"]),
-            action_space=space_from_dict(meta["action_space"]),
+            text_every=text_every,
+            observation_space=obs_space,
+            action_space=act_space,
             _build_model=False,
+            **algo_kwargs,
         )
         if env is not None and not isinstance(env, VecEnv):
             agent._check_spaces(env)
-        extra = {"tensorboard_log": tensorboard_log} if tensorboard_log is not None else {}
-        agent.model = algo_class(meta["algo"]).load(
-            path / meta.get("model", MODEL_FILE), env=agent.env, **extra, **kwargs
-        )
-        agent.seed = meta.get("seed")
+        agent.model = agent._rebuild_model(path / meta.get("model", MODEL_FILE), device)
+        episodes = meta.get("ep_info_buffer")
+        if isinstance(episodes, list) and episodes:
+            # learn(reset_num_timesteps=False) keeps non-None buffers (both, or it asserts).
+            window = agent.model._stats_window_size
+            agent.model.ep_info_buffer = deque(
+                (_plain_episode(e) for e in episodes if isinstance(e, dict)), maxlen=window
+            )
+            agent.model.ep_success_buffer = deque(maxlen=window)
+        agent.seed = seed
         agent.num_timesteps = int(agent.model.num_timesteps)
         return agent
 
+    def _rebuild_model(self, zip_path: Path, device: Any) -> BaseAlgorithm:
+        """A fresh model from the stored arguments, with the zip's tensors and counters."""
+        counters, params, variables = read_sb3_zip(zip_path)
+        model_cls = algo_class(self.algo)
+        # SB3's own load path: construct without set-up, fill in what it needs, set up.
+        model = model_cls(
+            self.policy,
+            self.env,
+            seed=self.seed,
+            verbose=self.verbose,
+            tensorboard_log=self.tensorboard_log,
+            device=device,
+            _init_setup_model=False,
+            **self.algo_kwargs,
+        )
+        if self.env is None:  # predict-only: the spaces come from agent.json
+            model.observation_space = self.observation_space
+            model.action_space = (
+                spaces.Discrete(int(np.prod(self.action_space.nvec)))
+                if self.flatten
+                else self.action_space
+            )
+            model.n_envs = 1
+        model._setup_model()
+        try:
+            model.set_parameters(params, exact_match=True, device=model.device)
+            for name, value in (variables or {}).items():
+                if value is not None:
+                    # As SB3 does: set .data so optimisers keep their reference to the tensor.
+                    recursive_setattr(model, f"{name}.data", value.data)
+        except (RuntimeError, ValueError, KeyError, AttributeError) as exc:
+            detail = " ".join(str(exc).split())[:300]
+            raise CheckpointError(f"{zip_path}: its tensors do not fit a {self.algo} model built "
+                                  f"from agent.json ({detail})") from None
+        if hasattr(model, "weights") and hasattr(model.policy, "load_from_vector"):
+            # ARS keeps a flat copy of the policy weights that it updates; recompute it from
+            # the loaded policy (SB3's own loader leaves it at the fresh initialisation).
+            model.weights = torch.nn.utils.parameters_to_vector(model.policy.parameters()).detach()
+        for key, value in counters.items():
+            if hasattr(model, key):
+                setattr(model, key, value)
+        if model.use_sde:
+            model.policy.reset_noise()
+        return model
 
-def _jsonable(value: Any) -> bool:
+
+# ---------------------------------------------------------------------------- zip reading
+def read_sb3_zip(
+    zip_path: PathLike,
+) -> tuple[dict[str, int | float], dict[str, Any], dict[str, Any] | None]:
+    """``(counters, state_dicts, pytorch_variables)`` of an SB3 ``model.zip``, with no unpickling.
+
+    ``counters``: the :data:`ZIP_COUNTERS` found in the ``data`` JSON with the right type (any
+    ``:serialized:`` entry is skipped unread). ``state_dicts``: every ``*.pth`` member but
+    ``pytorch_variables.pth``, read with ``torch.load(weights_only=True)``. A member that is not
+    a plain tensor file raises :class:`CheckpointError` naming the zip and the member.
+    """
+    zip_path = Path(zip_path)
+    if not zip_path.is_file():
+        raise FileNotFoundError(f"{zip_path} not found")
     try:
-        to_jsonable(value)
-        return True
+        with zipfile.ZipFile(zip_path) as archive:
+            names = archive.namelist()
+            if "data" not in names:
+                raise CheckpointError(f"{zip_path} has no 'data' member: not an SB3 model zip")
+            try:
+                data = json.loads(archive.read("data").decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise CheckpointError(f"{zip_path}: member 'data' is not JSON ({exc})") from None
+            if not isinstance(data, dict):
+                raise CheckpointError(f"{zip_path}: member 'data' is not a JSON object")
+            counters = {}
+            for key, types in ZIP_COUNTERS.items():
+                value = data.get(key)
+                if isinstance(value, types) and not isinstance(value, bool) and (
+                        not isinstance(value, float) or math.isfinite(value)):
+                    counters[key] = value
+            params: dict[str, Any] = {}
+            variables: dict[str, Any] | None = None
+            for name in names:
+                if not name.endswith(".pth"):
+                    continue  # system_info.txt, the version: informational
+                loaded = _weights_only_load(zip_path, name, archive.read(name))
+                if name in ("pytorch_variables.pth", "tensors.pth"):
+                    variables = loaded
+                else:
+                    params[name[: -len(".pth")]] = loaded
+    except zipfile.BadZipFile as exc:
+        raise CheckpointError(f"{zip_path} is not a valid zip file ({exc})") from None
+    if not params:
+        raise CheckpointError(f"{zip_path} holds no *.pth state dicts: not an SB3 model zip")
+    return counters, params, variables
+
+
+def _weights_only_load(zip_path: Path, name: str, raw: bytes) -> Any:
+    try:
+        return torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+    except Exception as exc:  # UnpicklingError, RuntimeError ...: all mean "not plain tensors"
+        first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        raise CheckpointError(f"{zip_path}: member {name!r} is not a plain tensor file; refused "
+                              f"to load it ({first.strip()[:200]})") from None
+
+
+# ---------------------------------------------------------------------------- kwargs <-> JSON
+_UNSTORABLE = object()
+_NOISES: dict[str, type[ActionNoise]] = {
+    "NormalActionNoise": NormalActionNoise,
+    "OrnsteinUhlenbeckActionNoise": OrnsteinUhlenbeckActionNoise,
+}
+
+
+def _encode_kwarg(value: Any) -> Any:
+    """A JSON form of a constructor argument, or ``_UNSTORABLE``."""
+    if type(value) in _NOISES.values():
+        noise = {"mean": value._mu, "sigma": value._sigma}
+        if isinstance(value, OrnsteinUhlenbeckActionNoise):
+            noise.update(theta=value._theta, dt=value._dt, initial_noise=value.initial_noise)
+        return {":action_noise:": type(value).__name__, **to_jsonable(noise)}
+    try:
+        encoded = to_jsonable(value)
     except TypeError:
-        return False
+        return _UNSTORABLE
+    # A key of ours inside user data would be decoded as noise; refuse to store it.
+    return _UNSTORABLE if ":action_noise:" in json.dumps(encoded) else encoded
+
+
+def _decode_kwarg(meta_path: Path, key: str, value: Any) -> Any:
+    if isinstance(value, dict) and ":action_noise:" in value:
+        noise_cls = _NOISES.get(value[":action_noise:"])
+        if noise_cls is None:
+            raise CheckpointError(f"{meta_path}: algo_kwargs.{key} names an unknown action "
+                                  f"noise {value[':action_noise:']!r}")
+        try:
+            args = {k: np.asarray(v, dtype=np.float64) if k in ("mean", "sigma") else v
+                    for k, v in value.items() if k != ":action_noise:"}
+            if args.get("initial_noise") is not None:
+                args["initial_noise"] = np.asarray(args["initial_noise"], dtype=np.float64)
+            return noise_cls(**args)
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(f"{meta_path}: algo_kwargs.{key} is not a valid action noise "
+                                  f"({exc})") from None
+    return value
+
+
+def _plain_episode(entry: Any) -> dict[str, float]:
+    """An ``ep_info_buffer`` entry reduced to its JSON numbers (``r``, ``l``, ``t``)."""
+    out = {}
+    for key in ("r", "l", "t"):
+        try:
+            value = float(entry[key])
+        except (KeyError, TypeError, ValueError):
+            continue
+        if math.isfinite(value):
+            out[key] = value
+    return out

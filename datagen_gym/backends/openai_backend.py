@@ -414,7 +414,7 @@ class OpenAIBackend:
         msg = (f"POST {self.url} failed for prompt {first} after {attempts.get(first, 0)} "
                f"attempt(s) (max {self.max_retries + 1}): {errors[first]}; "
                f"{len(failed)} prompt(s) failed, {len(skipped)} not sent or stopped, "
-               f"{done}/{len(results)} completions kept in .completions")
+               f"{done}/{len(results)} completions kept")
         return PartialBatchError(self._scrub(msg), list(results), dict(errors), dict(attempts))
 
 

@@ -14,7 +14,14 @@ Checkpoints (:meth:`RLTuner.save`) are directories::
 
 They are written to a temporary sibling directory and swapped in with two renames, so a crash
 mid-save leaves the previous checkpoint readable (:meth:`RLTuner.load` also finds it if the crash
-fell between the two renames).
+fell between the two renames). All file I/O goes through :mod:`agents.common.checkpoint` (atomic,
+fsync'ed, umask-respecting). Loading never unpickles, and a corrupt or incompatible checkpoint
+raises :class:`CheckpointError` naming the file and what is wrong.
+
+Resuming with other settings: :func:`resume_config` applies changes that cannot change results
+(run length is a ``train`` argument; :data:`RESUME_SAFE_FIELDS` are connection settings such as
+``sampling.base_url``) and refuses the others (seed, templates, target, ...) with a message
+naming the fields.
 
 Resuming mid-episode: the env's state (task pool, episode data, RNGs) is not stored; the
 checkpoint records the reset seed / RNG state of the current episode and the actions taken in
@@ -31,7 +38,6 @@ import logging
 import math
 import os
 import shutil
-import tempfile
 import uuid
 import warnings
 from pathlib import Path
@@ -49,9 +55,22 @@ from datagen_gym.sampler import Sampler
 
 logger = logging.getLogger(__name__)
 
+from agents.common.checkpoint import CheckpointError, create_temp_dir, fsync_dir
+
 TUNER_FILE = "tuner.json"
 AGENT_DIR = "agent"
 FORMAT_VERSION = 1
+#: Decimals of temperature / top_p in history, summaries and outputs: the env's repeated
+#: +-0.05 steps leave float noise (0.7999999999999999) that means nothing to a reader.
+SETTING_DECIMALS = 6
+#: Config fields a resumed run may change: where and how the teacher is reached, not what it
+#: generates. Everything else (seed, templates, target, sizes, ...) would change the results.
+RESUME_SAFE_FIELDS = frozenset({
+    ("sampling", "base_url"), ("sampling", "model"), ("sampling", "api_key_env"),
+    ("sampling", "max_concurrency"), ("sampling", "timeout_s"), ("sampling", "max_retries"),
+    ("sampling", "num_threads"), ("rl_tuning", "enable_rl_tuning"),
+})
+_BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
 #: Episodes a learning agent gets by default (random search gets one episode).
 DEFAULT_LEARNING_EPISODES = 20
 RANDOM_SEARCH_NAMES = ("random", "random_search")
@@ -105,9 +124,20 @@ def _rng_state(rng: np.random.Generator) -> dict[str, Any]:
 
 
 def _rng_from_state(state: dict[str, Any]) -> np.random.Generator:
-    bit_generator = getattr(np.random, state["bit_generator"])()
+    # The name comes from a file: only numpy's bit generators, never any other attribute.
+    name = state.get("bit_generator") if isinstance(state, dict) else None
+    if name not in _BIT_GENERATORS:
+        raise ValueError(f"unknown bit generator {name!r}")
+    bit_generator = getattr(np.random, name)()
     bit_generator.state = state
     return np.random.Generator(bit_generator)
+
+
+def round_setting(value: Any) -> Any:
+    """``value`` rounded to :data:`SETTING_DECIMALS` if it is a number (else unchanged)."""
+    if isinstance(value, (int, float, np.floating)) and not isinstance(value, bool):
+        return round(float(value), SETTING_DECIMALS)
+    return value
 
 
 def _fixed_action(space: spaces.Space) -> Any:
@@ -119,16 +149,6 @@ def _fixed_action(space: spaces.Space) -> Any:
     if isinstance(space, spaces.Box):
         return np.clip(np.zeros(space.shape, dtype=space.dtype), space.low, space.high)
     return space.sample()
-
-
-def _fsync_dir(directory: Path) -> None:
-    if os.name != "posix":
-        return
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _agent_accepts(name: str, parameter: str) -> bool:
@@ -172,6 +192,101 @@ def checkpoint_path(path: PathLike) -> Path:
     raise FileNotFoundError(f"no RLTuner checkpoint at {path} (expected {path / TUNER_FILE})")
 
 
+#: tuner.json's keys and JSON types (the structure :meth:`RLTuner.load` relies on).
+_STATE_KEYS: dict[str, Any] = {
+    "format_version": int, "config": dict, "algorithm": str, "agent": dict, "history": list,
+    "best": (dict, type(None)), "baseline_metric": (int, float, type(None)),
+    "generator": dict, "counters": dict, "env": dict,
+}
+_GENERATOR_KEYS = {"temperature": (int, float), "top_p": (int, float), "template": str}
+_COUNTER_KEYS = {"steps_done": int, "total_planned": int, "learn_calls": int}
+_ENV_KEYS = {"episode": int, "episode_step": int, "episode_done": bool, "reset_done": bool,
+             "episode_seed": (int, type(None)), "episode_rng_state": (dict, type(None)),
+             "rng_state": dict, "actions": list}
+
+
+def read_state(path: PathLike) -> dict[str, Any]:
+    """The validated ``tuner.json`` of the checkpoint directory ``path``.
+
+    Raises :class:`CheckpointError` naming the file and the first thing wrong (not JSON, a
+    missing key, a wrong type, another format version, an invalid config), so a truncated or
+    foreign file never surfaces as a ``KeyError`` deep in :meth:`RLTuner.load`.
+    """
+    from agents.common.checkpoint import read_json_object
+
+    file = Path(path) / TUNER_FILE
+    state = read_json_object(file, {"format_version": (int, float, str, type(None))})
+    if state["format_version"] != FORMAT_VERSION:
+        raise CheckpointError(f"{file} has format_version {state['format_version']!r}; this "
+                              f"version of datagen-gym reads {FORMAT_VERSION}")
+    read_json_object(file, _STATE_KEYS)  # key presence and types, one message per problem
+    for key, spec in (("generator", _GENERATOR_KEYS), ("counters", _COUNTER_KEYS),
+                      ("env", _ENV_KEYS)):
+        _check_section(file, key, state[key], spec)
+    if not all(isinstance(h, dict) for h in state["history"]):
+        raise CheckpointError(f"{file}: 'history' must be a list of objects")
+    counters = state["counters"]
+    if not 0 <= counters["steps_done"] == len(state["history"]) or \
+            counters["total_planned"] < 0:
+        raise CheckpointError(f"{file}: counters.steps_done={counters['steps_done']} does not "
+                              f"match the {len(state['history'])} history entries")
+    try:
+        state["config"] = Config.from_dict(state["config"]).to_dict()
+    except ConfigError as exc:
+        raise CheckpointError(f"{file}: its config is invalid: {exc}") from None
+    return state
+
+
+def _check_section(file: Path, name: str, value: dict[str, Any],
+                   spec: dict[str, Any]) -> None:
+    for key, types in spec.items():
+        if key not in value:
+            raise CheckpointError(f"{file}: {name!r} lacks the key {key!r}")
+        item = value[key]
+        if not isinstance(item, types) or (isinstance(item, bool) and types is not bool):
+            raise CheckpointError(f"{file}: {name}.{key} has the wrong type "
+                                  f"({type(item).__name__})")
+
+
+def resume_config(saved: Config, changes: Optional[dict[str, dict[str, Any]]]
+                  ) -> tuple[Config, list[str]]:
+    """``saved`` with ``changes`` (``{"sampling": {"base_url": ...}}``) applied for a resume.
+
+    Returns the new config and what changed, as ``"sampling.base_url=new (was old)"``. Fields
+    outside :data:`RESUME_SAFE_FIELDS` whose value differs raise ``ValueError`` naming them: a
+    resumed run must produce what the uninterrupted one would have.
+    """
+    if not changes:
+        return saved, []
+    current = saved.to_dict()
+    refused, applied = [], []
+    for section, values in changes.items():
+        if section not in current:
+            raise ConfigError(f"unknown config section {section!r}; valid sections: "
+                              f"{sorted(current)}")
+        for key, value in values.items():
+            if key not in current[section]:
+                raise ConfigError(f"unknown key '{section}.{key}' in section '{section}'; "
+                                  f"valid keys: {sorted(current[section])}")
+            old = current[section][key]
+            if value == old:
+                continue
+            if (section, key) in RESUME_SAFE_FIELDS:
+                applied.append((section, key, value, old))
+            else:
+                refused.append(f"{section}.{key} ({old!r} -> {value!r})")
+    if refused:
+        safe = ", ".join(sorted(f"{s}.{k}" for s, k in RESUME_SAFE_FIELDS))
+        raise ValueError(f"a resumed run cannot change {', '.join(refused)}: that would change "
+                         f"its results; start a new run (another --output) instead. A resume "
+                         f"may change the run length and {safe}")
+    if not applied:
+        return saved, []
+    new = saved.replace(**{s: {k: v for s2, k, v, _ in applied if s2 == s}
+                           for s in {a[0] for a in applied}})
+    return new, [f"{s}.{k}={v!r} (was {old!r})" for s, k, v, old in applied]
+
+
 def generate_with_settings(config: Config, n: int, temperature: float, top_p: float,
                            template: Union[str, int], seed: int = 0,
                            sampler: Optional[Sampler] = None,
@@ -198,7 +313,9 @@ def generate_with_settings(config: Config, n: int, temperature: float, top_p: fl
         batch = generator.generate(n - len(results), step=None)
         rounds += 1
         empty = empty + 1 if len(batch) == 0 else 0
-        batch.data = batch.data[: n - len(results)]
+        # No env step produced these records: drop the generator's "step": null.
+        batch.data = [{k: v for k, v in r.items() if k != "step"}
+                      for r in batch.data[: n - len(results)]]
         results.extend(batch)
         if on_batch is not None:
             on_batch(batch)
@@ -231,7 +348,8 @@ class EpisodeRecorder(gym.Wrapper):
         self.episode_seed: Optional[int] = None
         self.episode_rng_state: Optional[dict[str, Any]] = None
         self.actions: list[Any] = []
-        self.pending: list[tuple[int, int, float, dict[str, Any]]] = []
+        # (episode, episode_step, reward, info, records generated by the step)
+        self.pending: list[tuple[int, int, float, dict[str, Any], list[dict[str, Any]]]] = []
         self.steps_taken = 0        # non-replayed steps in this process
         self.stop_at: Optional[int] = None  # refuse to step once steps_taken reaches it
         self._replay: Optional[list[Any]] = None
@@ -255,6 +373,8 @@ class EpisodeRecorder(gym.Wrapper):
             action = self._replay.pop(0)
         elif self.stop_at is not None and self.steps_taken >= self.stop_at:
             raise _BudgetReached()
+        inner = self.env.unwrapped
+        kept_before = len(inner.dataset)
         obs, reward, terminated, truncated, info = self.env.step(np.asarray(action))
         if not replaying:
             self.steps_taken += 1
@@ -262,7 +382,9 @@ class EpisodeRecorder(gym.Wrapper):
         self.actions.append(_jsonable(np.asarray(action)))
         self.episode_done = bool(terminated or truncated)
         if not replaying:
-            self.pending.append((self.episode, self.episode_step, float(reward), info))
+            # The env keeps the episode's records; the new ones are this step's batch.
+            self.pending.append((self.episode, self.episode_step, float(reward), info,
+                                 inner.dataset[kept_before:]))
         return obs, reward, terminated, truncated, info
 
     def state_dict(self) -> dict[str, Any]:
@@ -324,8 +446,13 @@ class RLTuner:
         self._planned = 0
         self._learn_calls = 0
         self._checkpoint_dir: Optional[Path] = None
+        #: What :meth:`load` changed in the saved config (``"sampling.base_url=... (was ...)"``).
+        self.resume_changes: list[str] = []
         self._checkpoint_every: Optional[int] = None
         self._last_checkpoint_step = 0
+        #: Records generated by the steps since the last checkpoint (lost on a resume, which
+        #: redoes those steps): :meth:`records_since_checkpoint`.
+        self._unsaved_records: list[dict[str, Any]] = []
         self._pbar: Any = None
         self.agent: Any = None
         self.algorithm = _normalize_name(rl.rl_algorithm)
@@ -381,8 +508,8 @@ class RLTuner:
         Before any step: the configured start settings with ``metric`` None.
         """
         if self._best is None:
-            return {"temperature": self.env.start_params["temperature"],
-                    "top_p": self.env.start_params["top_p"],
+            return {"temperature": round_setting(self.env.start_params["temperature"]),
+                    "top_p": round_setting(self.env.start_params["top_p"]),
                     "template": self.env.start_template.name, "metric": None, "iteration": None}
         return {k: self._best[k] for k in ("temperature", "top_p", "template", "metric",
                                            "iteration")}
@@ -485,6 +612,11 @@ class RLTuner:
                 if hasattr(self.agent, "_teardown_learn"):
                     self.agent._teardown_learn()
             self._drain()
+        except BaseException:
+            # Steps that finished before a failure belong to the history (the caller writes
+            # the partial outputs from it).
+            self._drain()
+            raise
         finally:
             self.recorder.stop_at = None
             self._pbar.close()
@@ -519,9 +651,11 @@ class RLTuner:
 
     def _drain(self) -> None:
         """Turn the recorder's queued steps into history entries (in order)."""
-        for episode, episode_step, reward, info in self.recorder.pending:
+        for episode, episode_step, reward, info, records in self.recorder.pending:
             self._steps_done += 1
             self._record(episode, episode_step, reward, info)
+            self._unsaved_records.extend(
+                {**r, "step": self._steps_done, "episode": episode} for r in records)
         self.recorder.pending.clear()
 
     def _record(self, episode: int, episode_step: int, reward: float,
@@ -531,7 +665,8 @@ class RLTuner:
         metric = _float(info.get("metric"))
         entry = _jsonable({
             "iteration": self._steps_done, "episode": episode, "episode_step": episode_step,
-            "temperature": info.get("temperature"), "top_p": info.get("top_p"),
+            "temperature": round_setting(info.get("temperature")),
+            "top_p": round_setting(info.get("top_p")),
             "template": info.get("template"), "template_index": info.get("template_index"),
             "method": info.get("method"), "metric": metric, "metrics": info.get("metrics", {}),
             "reward": reward, "best_metric": None,
@@ -589,8 +724,15 @@ class RLTuner:
                                          seed=seed, sampler=sampler, seed_tasks=base.pool.human,
                                          max_rounds=max_rounds, on_batch=on_batch)
         if path is not None:
-            results.save(path)
+            from agents.common.checkpoint import atomic_write_jsonl
+            atomic_write_jsonl(path, results.data)
         return results
+
+    def records_since_checkpoint(self) -> list[dict[str, Any]]:
+        """The records generated by the steps taken since the last checkpoint was saved (each
+        with its ``step`` and ``episode``). A resume redoes those steps, so after a failure
+        these are the only copy of that generation work."""
+        return list(self._unsaved_records)
 
     # ------------------------------------------------------------------ persistence
     def state_dict(self) -> dict[str, Any]:
@@ -624,7 +766,7 @@ class RLTuner:
         if path.exists() and not path.is_dir():
             raise NotADirectoryError(f"checkpoint path {path} exists and is not a directory")
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+        tmp = create_temp_dir(path.parent, path.name)
         try:
             self.agent.save(tmp / AGENT_DIR)
             # tuner.json last: its presence marks a complete checkpoint.
@@ -633,6 +775,7 @@ class RLTuner:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+        self._unsaved_records.clear()
         return path
 
     @staticmethod
@@ -648,7 +791,7 @@ class RLTuner:
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.rename(tmp, path)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
         # Leftovers of saves that crashed earlier (their directories were never swapped in).
         for stale in path.parent.glob(f".{path.name}.old-*"):
             shutil.rmtree(stale, ignore_errors=True)
@@ -656,26 +799,35 @@ class RLTuner:
     @classmethod
     def load(cls, path: PathLike, target_model: Optional[TargetModel] = None,
              validation_dataset: Optional[Sequence[dict[str, Any]]] = None,
-             generator: Optional[Generator] = None) -> "RLTuner":
+             generator: Optional[Generator] = None,
+             config_changes: Optional[dict[str, dict[str, Any]]] = None) -> "RLTuner":
         """Rebuild a tuner from :meth:`save`: config, history, best, counters, agent, and the
         env's position (mid-episode checkpoints are replayed, see the module docstring).
 
         ``target_model`` / ``validation_dataset`` / ``generator`` are the same objects the
         saved tuner was built with (they are code, not stored); ``None`` target uses the
-        built-in one, as in the constructor.
+        built-in one, as in the constructor. ``config_changes`` (``{"sampling": {"base_url":
+        ...}}``) go through :func:`resume_config`: connection settings are applied (see
+        :attr:`resume_changes`), changes that would alter the results raise ``ValueError``.
+        Nothing is unpickled; a corrupt checkpoint raises :class:`CheckpointError`.
         """
         from agents import load_agent
-        from agents.common.checkpoint import read_json
 
         path = checkpoint_path(path)
-        state = read_json(path / TUNER_FILE)
-        if state.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{path / TUNER_FILE} has format_version "
-                             f"{state.get('format_version')!r}; this version reads "
-                             f"{FORMAT_VERSION}")
-        tuner = cls(Config.from_dict(state["config"]), target_model, validation_dataset,
-                    generator, rl_agent=_LOADING)
-        tuner.agent = load_agent(path / AGENT_DIR, env=tuner.recorder)
+        state = read_state(path)
+        config, applied = resume_config(Config.from_dict(state["config"]), config_changes)
+        tuner = cls(config, target_model, validation_dataset, generator, rl_agent=_LOADING)
+        tuner.resume_changes = applied
+        try:
+            tuner.agent = load_agent(path / AGENT_DIR, env=tuner.recorder)
+        except FileNotFoundError as exc:
+            raise CheckpointError(f"{path / AGENT_DIR}: incomplete checkpoint ({exc})") from None
+        except CheckpointError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - whatever a tampered file triggers, say which
+            detail = " ".join(str(exc).split())[:300] or type(exc).__name__
+            raise CheckpointError(f"{path / AGENT_DIR}: cannot load the agent checkpoint "
+                                  f"({type(exc).__name__}: {detail})") from exc
         tuner.algorithm = state["algorithm"]
         tuner.history = list(state["history"])
         tuner._best = state["best"]
@@ -684,8 +836,33 @@ class RLTuner:
         tuner._steps_done = int(counters["steps_done"])
         tuner._planned = int(counters["total_planned"])
         tuner._learn_calls = int(counters["learn_calls"])
+        tuner._check_env_state(path / TUNER_FILE, state["env"], state["generator"])
         tuner._restore_env(state["env"], state["generator"])
         return tuner
+
+    def _check_env_state(self, file: Path, env_state: dict[str, Any],
+                         gen_state: dict[str, Any]) -> None:
+        """Reject env positions the replay cannot use, before any env step runs."""
+        space = self.recorder.action_space
+        for i, action in enumerate(env_state["actions"]):
+            try:
+                ok = space.contains(np.asarray(action, dtype=space.dtype))
+            except (TypeError, ValueError):
+                ok = False
+            if not ok:
+                raise CheckpointError(f"{file}: env.actions[{i}]={action!r} is not an action "
+                                      f"of this env ({space})")
+        for key in ("rng_state", "episode_rng_state"):
+            if env_state[key] is not None:
+                try:
+                    _rng_from_state(env_state[key])
+                except (TypeError, ValueError, KeyError) as exc:
+                    raise CheckpointError(f"{file}: env.{key} is not a numpy RNG state "
+                                          f"({exc})") from None
+        from datagen_gym.generators import prompts
+        if gen_state["template"] not in prompts.TEMPLATE_NAMES:
+            raise CheckpointError(f"{file}: generator.template {gen_state['template']!r} is "
+                                  f"not a template of this version")
 
     def _restore_env(self, env_state: dict[str, Any], gen_state: dict[str, Any]) -> None:
         """Put the env (and the agent's view of it) where the checkpoint left it."""
@@ -761,6 +938,7 @@ class RLTuner:
             "baseline_metric": self._baseline, "best_metric": best["metric"],
             "improvement": improvement, "best_params": best,
             "steps_done": self._steps_done, "total_planned": self._planned,
+            "complete": self._steps_done >= self._planned,
             "episodes": len({h["episode"] for h in self.history}),
             "num_iterations": self.num_iterations, "batch_size": self.batch_size,
         })

@@ -109,6 +109,9 @@ class RLTuningConfig:
     data_mode: str = field(default="episode", metadata=_choices("episode", "batch"))
     action_delta: float = field(default=0.05, metadata=_range(0.0, 1.0, lo_open=True))
     seed: Optional[int] = None
+    # A replay cache file (SQLite, see datagen_gym.replay): steps replay cached teacher batches
+    # of the current settings and generate (and store) live only on a miss. None: always live.
+    replay_cache: Optional[str] = None
 
 
 @dataclass

@@ -129,14 +129,19 @@ class DataGenEnv(gym.Env):
     ``gym.make("DataGen-v0", target_model=None, validation_dataset=None, config=None,
     task="sentiment", batch_size=64, num_iterations=10, action_mode="discrete",
     data_mode="episode", action_delta=0.05, focus=False, skills=None, observe_skills=None,
-    observe_embedding=False)``. ``config`` is a :class:`Config`, a dict of its sections, or a
-    YAML path; the keyword arguments override its ``rl_tuning`` section. Without
-    ``target_model`` the built-in scikit-learn target of ``task`` is used (its validation and
+    observe_embedding=False, replay_cache=None)``. ``config`` is a :class:`Config`, a dict of
+    its sections, or a YAML path; the keyword arguments override its ``rl_tuning`` section.
+    Without ``target_model`` the built-in scikit-learn target of ``task`` is used (its validation and
     test sets come from the world's held-out seeds). ``skills`` are the skill slots of the focus
     action and the observation (default: the built-in task's skills, else the ``skill`` fields
     of ``validation_dataset``); with ``focus`` each must be a ``skill`` of the seed tasks.
     ``observe_skills`` (default: ``focus``) adds the per-skill observation.
     ``DataGen-Skills-v0`` is this env on the five-skill classification task with the focus.
+    ``replay_cache`` (a SQLite file path, :mod:`datagen_gym.replay`) replays cached teacher
+    batches of the current settings (rounded to the cache's grid) instead of generating, and
+    generates and stores live only when the key has no replica left unused in the episode; the
+    target still trains for real. Replay does not reproduce the episode's task pool; see
+    :mod:`datagen_gym.replay` for what differs.
 
     On the embedded teacher the env is deterministic: the same ``reset(seed=...)`` and actions
     give the same rewards on a given machine. A remote backend is not.
@@ -152,12 +157,13 @@ class DataGenEnv(gym.Env):
                  data_mode: Optional[str] = None, action_delta: Optional[float] = None,
                  focus: Optional[bool] = None, skills: Optional[Sequence[str]] = None,
                  observe_skills: Optional[bool] = None, observe_embedding: bool = False,
-                 generator: Optional[Generator] = None,
+                 generator: Optional[Generator] = None, replay_cache: Optional[str] = None,
                  render_mode: Optional[str] = None) -> None:
         self.config = self._merge_config(
             config, task=task, batch_size=batch_size, num_iterations=num_iterations,
             action_mode=action_mode, data_mode=data_mode, action_delta=action_delta,
-            focus=focus, skills=None if skills is None else list(skills))
+            focus=focus, skills=None if skills is None else list(skills),
+            replay_cache=None if replay_cache is None else str(replay_cache))
         rl = self.config.rl_tuning
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, "
@@ -182,6 +188,11 @@ class DataGenEnv(gym.Env):
         self.validation_dataset = list(validation_dataset or [])
 
         self.generator = generator or Generator(self.config)
+        if rl.replay_cache is not None:
+            # The replay tier: cached teacher batches of the current settings, live on a miss.
+            from datagen_gym.replay import ReplayGenerator
+            if not isinstance(self.generator, ReplayGenerator):
+                self.generator = ReplayGenerator(self.generator, rl.replay_cache)
         self.templates = prompts.TEMPLATES
         self.focus_enabled = rl.focus
         self.observe_skills = self.focus_enabled if observe_skills is None else observe_skills

@@ -1,0 +1,181 @@
+"""ReplayGenerator: the env's generator, answered from a replay cache when it can be."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import numpy as np
+
+from datagen_gym.generators import prompts
+from datagen_gym.generators.generator import Generator
+from datagen_gym.replay.cache import CacheKey, Replica, ReplayCache
+from datagen_gym.replay.identity import generator_identity
+from datagen_gym.results import Results
+from datagen_gym.sampler import TEMPERATURE_RANGE, TOP_P_RANGE
+
+logger = logging.getLogger(__name__)
+
+# Mixed into the episode seed so that the replica draws are a stream of their own, not the
+# live generator's (which the same seed also drives, for the misses).
+_DRAW_STREAM = 0x5E91A7
+
+
+class ReplayGenerator:
+    """Drop-in for :class:`Generator` in :class:`~datagen_gym.envs.DataGenEnv`: ``generate``
+    returns a cached batch of the current settings when the cache holds one not yet used in
+    this episode, and otherwise generates one live, stores it and returns it.
+
+    Every control (sampling parameters, template, focus, seeding, the pool) is the live
+    generator's, so the env, :class:`RLTuner` and checkpoints see the same object as without
+    replay; the settings an agent sets are kept exactly, only the cache lookup rounds them.
+
+    Replica choice: uniformly among the key's replicas not yet returned in this episode, with an
+    RNG reseeded by :meth:`reseed` (the env reseeds at every ``reset``), so the same seed and the
+    same cache file give the same batches, hence the same rewards. ``reset_pool`` (called at
+    every ``reset``) starts a new episode. A miss generates from a fresh human seed pool with
+    the key's exact settings, so that every replica of a key is drawn from one distribution
+    whether a build or an episode made it.
+
+    Args:
+        live: the generator to wrap (its sampler, template and focus are the env's controls).
+        cache: a :class:`ReplayCache` or the path of one (opened or created with the live
+            generator's teacher and world identity).
+        store_misses: store live batches as new replicas (off: a read-only shared cache).
+    """
+
+    def __init__(self, live: Generator, cache: Union[ReplayCache, str, Path],
+                 store_misses: bool = True) -> None:
+        self.live = live
+        if not isinstance(cache, ReplayCache):
+            identity = generator_identity(live)
+            cache = ReplayCache(cache, identity, read_only=not store_misses, info=identity)
+        self.cache = cache
+        self.store_misses = store_misses and not cache.read_only
+        self._draws = np.random.default_rng()
+        self._used: set[int] = set()
+        # Batches served from the cache / generated live over this object's life, and the id
+        # of the last batch's replica (negative: generated live and not stored).
+        self.hits = self.misses = 0
+        self.last_replica_id: Optional[int] = None
+
+    # ------------------------------------------------------------------ delegated controls
+    @property
+    def config(self):
+        return self.live.config
+
+    @property
+    def gen_config(self):
+        return self.live.gen_config
+
+    @property
+    def sampler(self):
+        return self.live.sampler
+
+    @property
+    def pool(self):
+        return self.live.pool
+
+    @property
+    def rng(self) -> np.random.Generator:
+        return self.live.rng
+
+    @property
+    def template(self) -> prompts.Template:
+        return self.live.template
+
+    @property
+    def focus(self) -> Optional[str]:
+        return self.live.focus
+
+    method = Generator.method
+
+    def get_sampling_params(self) -> dict[str, float]:
+        return self.live.get_sampling_params()
+
+    def set_sampling_params(self, temperature: Optional[float] = None,
+                            top_p: Optional[float] = None) -> None:
+        self.live.set_sampling_params(temperature=temperature, top_p=top_p)
+
+    def select_template(self, name_or_index: Union[str, int]) -> prompts.Template:
+        return self.live.select_template(name_or_index)
+
+    def set_focus(self, skill: Optional[str]) -> Optional[str]:
+        return self.live.set_focus(skill)
+
+    def set_method(self, method: str) -> prompts.Template:
+        return self.live.set_method(method)
+
+    def evolve_instructions(self, instructions, operation: Optional[str] = None):
+        return self.live.evolve_instructions(instructions, operation)
+
+    def reseed(self, seed: Optional[int]) -> None:
+        """Reseed the live generator and the replica draws (the env does so at every reset)."""
+        self.live.reseed(seed)
+        self._draws = np.random.default_rng(None if seed is None else [int(seed), _DRAW_STREAM])
+
+    def reset_pool(self) -> None:
+        """A new episode: every replica may be drawn again; the live pool restarts."""
+        self.live.reset_pool()
+        self._used.clear()
+
+    def __getattr__(self, name: str) -> Any:
+        # Anything else a caller reads from a Generator (self_instruct, active...) is the live
+        # generator's. Only called for names not found on this object.
+        if name == "live":  # not yet set (during unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.live, name)
+
+    # ------------------------------------------------------------------ generation
+    def current_key(self, n: int) -> CacheKey:
+        p = self.live.get_sampling_params()
+        return self.cache.key(self.live.template.name, self.live.focus, p["temperature"],
+                              p["top_p"], n)
+
+    def generate(self, n: int, step: Optional[int] = None) -> Results:
+        """A batch for the current settings: an unused cached replica, else a live one (stored).
+        """
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        key = self.current_key(n)
+        # Always one draw per call, hit or miss: a miss that a later run finds cached then
+        # shifts no other draw of the episode.
+        u = float(self._draws.random())
+        available = [i for i in self.cache.replica_ids(key) if i not in self._used]
+        if available:
+            replica = self.cache.get(available[int(u * len(available))])
+            self.hits += 1
+        else:
+            replica = self._generate_live(key)
+            self.misses += 1
+        self._used.add(replica.id)
+        self.last_replica_id = replica.id
+        records = [{**r, "step": step} for r in replica.records]
+        return Results(records, num_candidates=replica.num_candidates,
+                       num_kept=replica.num_kept)
+
+    generate_from_seed = generate
+
+    def _generate_live(self, key: CacheKey) -> Replica:
+        """Generate with the key's exact settings from a fresh seed pool, store, return."""
+        temperature, top_p = key.values(self.cache.resolution)
+        # A coarse grid's end points can fall just outside the sampler's bounds.
+        temperature = min(max(temperature, TEMPERATURE_RANGE[0]), TEMPERATURE_RANGE[1])
+        top_p = min(max(top_p, TOP_P_RANGE[0]), TOP_P_RANGE[1])
+        before = self.live.get_sampling_params()
+        # A fresh pool: the batch must not depend on this episode's history, or it could not
+        # stand in for the same settings in another episode.
+        self.live.reset_pool()
+        try:
+            self.live.set_sampling_params(temperature=temperature, top_p=top_p)
+            batch = self.live.generate(key.batch_size, step=None)
+        finally:
+            self.live.set_sampling_params(**before)
+        stored = [{k: v for k, v in r.items() if k != "step"} for r in batch.data]
+        if self.store_misses:
+            replica_id = self.cache.add(key, stored, batch.num_candidates, batch.num_kept)
+        else:
+            # Not stored: a negative id no stored replica has, unique within the episode.
+            replica_id = -(len(self._used) + 1)
+        return Replica(replica_id, stored, batch.num_candidates, batch.num_kept)

@@ -1,0 +1,103 @@
+"""Who generated a cached batch, and in which world: the identity a replay cache must match.
+
+* **teacher**: for a local model (the embedded teacher, ``backend: transformers``), a SHA-256 of
+  its weight, config and tokenizer files plus the dtype; for a served model (OpenAI-compatible,
+  vLLM by name) only its address and name can be hashed, so a server that swaps the weights
+  behind the same name is not detected. A backend can define ``replay_identity() -> str`` to
+  say itself what identifies it (test doubles do).
+* **world**: a SHA-256 of the task world's source (``datagen_gym/world/tasks.py``), the human
+  seed tasks themselves (the embedded ones or a ``seed_tasks_path`` file), the prompt formats
+  (``datagen_gym/generators/prompts.py``), the generation settings that shape a batch (the
+  ``generation`` config section, ``sampling.max_new_tokens``) and :data:`PIPELINE_VERSION`.
+
+Any change to these makes old caches refused rather than silently replayed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Sequence
+
+# Bump when the generators' behaviour changes in a way the hashed files do not show (the
+# filters, the bootstrap / evol pipeline in self_instruct.py, evol_instruct.py, base.py).
+PIPELINE_VERSION = 1
+_PACKAGE = Path(__file__).resolve().parent.parent
+WORLD_SOURCES = (_PACKAGE / "world" / "tasks.py", _PACKAGE / "generators" / "prompts.py")
+# Files of a Hugging Face model directory that decide what it generates.
+_MODEL_FILE_PATTERNS = ("*.safetensors", "*.bin", "config.json", "generation_config.json",
+                        "tokenizer*.json", "vocab.*", "merges.txt", "*.model",
+                        "special_tokens_map.json", "added_tokens.json")
+
+
+@lru_cache(maxsize=8)
+def _hash_model_dir(path: str, stamp: tuple) -> str:
+    # ``stamp`` (names, sizes, mtimes) is part of the lru key, so an edited model is re-hashed.
+    h = hashlib.sha256()
+    for name, _size, _mtime in stamp:
+        h.update(name.encode())
+        with open(Path(path) / name, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def model_dir_hash(path: Path) -> str:
+    """SHA-256 of the files of a model directory that decide its outputs."""
+    path = Path(path)
+    files = sorted({p for pattern in _MODEL_FILE_PATTERNS for p in path.glob(pattern)
+                    if p.is_file()})
+    if not files:
+        raise FileNotFoundError(f"{path}: no model files to hash (expected config.json, weights "
+                                "and tokenizer files)")
+    stamp = tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+    return _hash_model_dir(str(path), stamp)
+
+
+def teacher_identity(backend: Any) -> tuple[str, str]:
+    """``(hash, description)`` of the backend a sampler calls."""
+    if hasattr(backend, "replay_identity"):
+        ident = str(backend.replay_identity())
+        desc = f"{type(backend).__name__} {ident}"
+    elif hasattr(backend, "model_path") and hasattr(backend, "model"):  # TransformersBackend
+        dtype = str(getattr(backend.model, "dtype", ""))
+        ident = f"hf:{model_dir_hash(backend.model_path)}:{dtype}"
+        desc = f"{Path(backend.model_path).name} ({dtype})"
+    elif hasattr(backend, "base_url") and hasattr(backend, "model"):  # OpenAIBackend
+        ident = f"openai:{backend.base_url}:{backend.model}"
+        desc = f"{backend.model} at {backend.base_url}"
+    elif hasattr(backend, "model") and isinstance(backend.model, str):  # VLLMBackend
+        local = Path(backend.model)
+        ident = f"vllm:{model_dir_hash(local) if local.is_dir() else backend.model}"
+        desc = f"vLLM {backend.model}"
+    else:
+        raise TypeError(f"cannot identify the teacher backend {type(backend).__name__} for a "
+                        "replay cache; give it a replay_identity() -> str method")
+    return hashlib.sha256(ident.encode()).hexdigest(), desc
+
+
+def world_identity(seed_tasks: Sequence[dict[str, Any]], generation: dict[str, Any],
+                   max_new_tokens: int) -> tuple[str, str]:
+    """``(hash, description)`` of the world, seed tasks and batch-shaping settings."""
+    h = hashlib.sha256(f"pipeline {PIPELINE_VERSION}\n".encode())
+    for source in WORLD_SOURCES:
+        h.update(source.name.encode())
+        h.update(source.read_bytes())
+    shaping = {k: v for k, v in generation.items() if k != "seed_tasks_path"}
+    h.update(json.dumps({"seed_tasks": list(seed_tasks), "generation": shaping,
+                         "max_new_tokens": max_new_tokens},
+                        sort_keys=True, default=str).encode())
+    return h.hexdigest(), (f"pipeline {PIPELINE_VERSION}, {len(seed_tasks)} seed tasks, "
+                           f"max_new_tokens {max_new_tokens}")
+
+
+def generator_identity(generator: Any) -> dict[str, str]:
+    """The manifest identity of a live :class:`~datagen_gym.generators.generator.Generator`:
+    ``teacher``, ``world`` and their descriptions."""
+    teacher, teacher_desc = teacher_identity(generator.sampler.backend)
+    world, world_desc = world_identity(generator.pool.human, dict(vars(generator.gen_config)),
+                                       generator.sampler.max_new_tokens)
+    return {"teacher": teacher, "teacher_description": teacher_desc,
+            "world": world, "world_description": world_desc}

@@ -1,0 +1,213 @@
+"""The replay tier: cache-backed generation (datagen_gym.replay)."""
+
+import json
+import multiprocessing as mp
+import sqlite3
+
+import gymnasium as gym
+import pytest
+
+import datagen_gym  # noqa: F401  (registers the envs)
+from datagen_gym.config import Config
+from datagen_gym.generators.generator import Generator
+from datagen_gym.replay import (ReplayCache, ReplayCacheError, ReplayGenerator,
+                                generator_identity, quantise)
+from datagen_gym.sampler import Sampler
+
+SMALL = dict(batch_size=4, num_iterations=3)
+KEEP = [1, 1, 0]  # keep temperature and top_p, template 0 (self_instruct)
+
+
+@pytest.fixture
+def live(teacher):
+    return Generator(Config(), sampler=Sampler(teacher, max_new_tokens=96), seed=0)
+
+
+def _env(path, live_generator=None, env_id="DataGen-v0", **kw):
+    return gym.make(env_id, replay_cache=str(path), generator=live_generator,
+                    **{**SMALL, **kw}).unwrapped
+
+
+def _episode(env, seed, actions):
+    env.reset(seed=seed)
+    out = []
+    for a in actions:
+        _, reward, _, _, info = env.step(a)
+        out.append((reward, env.generator.last_replica_id, info["num_records"]))
+    return out
+
+
+def test_quantise_lands_drifted_settings_on_the_grid():
+    assert quantise(1.0 - 3 * 0.05, 0.05) == 17  # 0.8500000000000001
+    assert quantise(0.9 + 0.05, 0.05) == 19
+    assert quantise(1.024, 0.05) == 20 and quantise(1.025, 0.05) == 21  # halves round up
+
+
+def test_miss_generates_live_and_stores(tmp_path, live):
+    gen = ReplayGenerator(live, tmp_path / "c.sqlite")
+    live.set_sampling_params(temperature=0.97, top_p=0.9)
+    batch = gen.generate(4, step=2)
+    assert (gen.hits, gen.misses) == (0, 1)
+    key = gen.current_key(4)
+    assert (key.temperature_q, key.top_p_q) == (19, 18)
+    assert gen.cache.replica_ids(key) == [gen.last_replica_id]
+    stored = gen.cache.get(gen.last_replica_id)
+    assert [{**r, "step": 2} for r in stored.records] == batch.data
+    assert stored.num_candidates == batch.num_candidates
+    # generated with the key's exact settings; the agent's settings are left as they were
+    assert {r["temperature"] for r in batch.data} <= {0.95}
+    assert live.get_sampling_params() == {"temperature": 0.97, "top_p": 0.9}
+
+
+def test_no_replica_reused_within_an_episode(tmp_path, live):
+    gen = ReplayGenerator(live, tmp_path / "c.sqlite")
+    for _ in range(3):  # one episode, one key: each call misses and stores a replica
+        gen.generate(4)
+    assert gen.misses == 3
+    for seed in range(3):
+        gen.reseed(seed)
+        gen.reset_pool()
+        ids = []
+        for _ in range(3):
+            gen.generate(4)
+            ids.append(gen.last_replica_id)
+        assert sorted(ids) == gen.cache.replica_ids(gen.current_key(4))  # all, once each
+    gen.generate(4)  # a fourth step in that episode: every replica used, so a live miss
+    assert gen.misses == 4 and len(gen.cache.replica_ids(gen.current_key(4))) == 4
+
+
+def test_same_seed_and_cache_give_the_same_rewards(tmp_path, live):
+    path = tmp_path / "c.sqlite"
+    actions = [KEEP, [2, 1, 0], KEEP]
+    filler = _env(path, live)
+    for seed in range(2):  # two episodes fill 2 replicas per visited key
+        _episode(filler, seed, actions)
+    before = filler.generator.cache.stats()["replicas"]
+    runs = [_episode(_env(path, live), 7, actions) for _ in range(2)]
+    assert runs[0] == runs[1]
+    assert all(rid > 0 for _, rid, _ in runs[0])
+    assert ReplayCache(path, generator_identity(live)).stats()["replicas"] == before  # all hits
+
+
+@pytest.mark.parametrize("field", ["teacher", "world"])
+def test_cache_of_another_teacher_or_world_is_refused(tmp_path, live, field):
+    path = tmp_path / "old.sqlite"
+    identity = generator_identity(live)
+    ReplayCache(path, {**identity, field: "0" * 64}).close()
+    with pytest.raises(ReplayCacheError) as err:
+        ReplayGenerator(live, path)
+    msg = str(err.value)
+    assert str(path) in msg and f"another {field}" in msg and "\n" not in msg
+
+
+def test_world_identity_follows_the_generation_settings(live, teacher):
+    other = Generator(Config().replace(generation={"max_instances_per_task": 2}),
+                      sampler=Sampler(teacher, max_new_tokens=96))
+    assert generator_identity(other)["world"] != generator_identity(live)["world"]
+    assert generator_identity(other)["teacher"] == generator_identity(live)["teacher"]
+
+
+@pytest.mark.parametrize("content", [b"this is not a database" * 100, b""])
+def test_corrupt_cache_file_is_a_clear_error(tmp_path, live, content):
+    path = tmp_path / "broken.sqlite"
+    path.write_bytes(content)
+    if not content:  # an empty file is a valid, empty SQLite database: it becomes a cache
+        ReplayGenerator(live, path)
+        return
+    with pytest.raises(ReplayCacheError, match="not a readable replay cache") as err:
+        ReplayGenerator(live, path)
+    assert str(path) in str(err.value)
+
+
+def test_sqlite_file_of_something_else_is_refused(tmp_path, live):
+    path = tmp_path / "other.sqlite"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE manifest (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        conn.execute("INSERT INTO manifest VALUES ('format_version', '99')")
+    with pytest.raises(ReplayCacheError, match=r"format_version='99'"):
+        ReplayGenerator(live, path)
+
+
+def test_corrupt_replica_is_a_clear_error(tmp_path, live):
+    path = tmp_path / "c.sqlite"
+    gen = ReplayGenerator(live, path)
+    gen.generate(4)
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE replicas SET records = '[{\"instruction\": '")
+    gen.reset_pool()
+    with pytest.raises(ReplayCacheError, match=f"{path}: replica 1 holds invalid JSON"):
+        gen.generate(4)
+
+
+def _writer(path, identity, worker, n):
+    cache = ReplayCache(path, identity)
+    key = cache.key("self_instruct", None, 1.0, 0.9, 4)
+    for i in range(n):
+        cache.add(key, [{"instruction": f"w{worker} r{i}", "input": "", "output": "x" * 2000}],
+                  num_candidates=1, num_kept=1, origin=f"worker{worker}")
+
+
+def test_two_processes_writing_one_cache(tmp_path):
+    path = tmp_path / "shared.sqlite"
+    identity = {"teacher": "t" * 64, "world": "w" * 64}
+    # fork: the writers only use sqlite3, and a spawned child would re-import torch (seconds)
+    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    procs = [ctx.Process(target=_writer, args=(path, identity, w, 60)) for w in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    cache = ReplayCache(path, identity)
+    ids = cache.replica_ids(cache.key("self_instruct", None, 1.0, 0.9, 4))
+    assert len(ids) == 120
+    texts = {cache.get(i).records[0]["instruction"] for i in ids}
+    assert texts == {f"w{w} r{i}" for w in range(2) for i in range(60)}
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_read_only_cache_generates_misses_without_storing(tmp_path, live):
+    path = tmp_path / "c.sqlite"
+    ReplayGenerator(live, path).generate(4)
+    gen = ReplayGenerator(live, path, store_misses=False)
+    gen.reset_pool()
+    gen.generate(4)
+    gen.generate(4)  # the one replica is used: live, not stored
+    assert (gen.hits, gen.misses) == (1, 1) and gen.last_replica_id < 0
+    assert len(gen.cache.replica_ids(gen.current_key(4))) == 1
+
+
+def test_skills_env_with_replay(tmp_path, live):
+    path = tmp_path / "skills.sqlite"
+    actions = [[1, 1, 0, 1], [1, 1, 4, 2]]  # focus on skill 0, then Evol-Instruct on skill 1
+    first = _episode(_env(path, live, "DataGen-Skills-v0", num_iterations=2), 0, actions)
+    env = _env(path, live, "DataGen-Skills-v0", num_iterations=2)
+    again = _episode(env, 0, actions)
+    assert [r[1] for r in again] == [r[1] for r in first]  # one replica per key: replayed
+    assert [r[0] for r in again] == pytest.approx([r[0] for r in first])
+    keys = set(env.generator.cache.counts())
+    assert {(k.template, k.focus) for k in keys} == {
+        ("self_instruct", env.skills[0]), ("evol_add_constraints", env.skills[1])}
+
+
+def test_env_config_field_and_vector_env(tmp_path):
+    from datagen_gym.envs.vector import make_vec_env
+
+    path = tmp_path / "vec.sqlite"
+    cfg = Config().replace(rl_tuning={"replay_cache": str(path)})
+    assert cfg.rl_tuning.replay_cache == str(path)
+    venv = make_vec_env(2, env_kwargs={**SMALL, "replay_cache": str(path)}, vec_cls="dummy",
+                        seed=0)
+    try:
+        venv.reset()
+        venv.step([KEEP, KEEP])
+        gens = [e.unwrapped.generator for e in venv.envs]
+    finally:
+        venv.close()
+    # env 0 missed and stored; env 1, stepped next, replays that batch (episodes of different
+    # envs share the replicas; only one episode never sees a replica twice)
+    assert [(g.hits, g.misses) for g in gens] == [(0, 1), (1, 0)]
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM replicas").fetchone()[0] == 1
+        json.loads(conn.execute("SELECT records FROM replicas").fetchone()[0])

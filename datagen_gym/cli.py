@@ -160,12 +160,21 @@ def _positive_int(text: str) -> int:
 # ---------------------------------------------------------------------------- shared pieces
 def load_config(path: Optional[str]) -> Any:
     """The config of ``--config`` (relative paths resolved against its directory)."""
-    from datagen_gym.config import Config
+    from datagen_gym.config import Config, ConfigError
     from datagen_gym.rl_tuning import resolve_config_paths
 
     if path is None:
         return Config()
-    config = Config.load(path)
+    try:
+        config = Config.load(path)
+    except ConfigError:
+        raise
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text") from None
+    except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+        # Config's checks assume string keys and float-sized numbers; YAML allows more.
+        raise ConfigError(f"config file {path} is not a valid config: {type(exc).__name__}: "
+                          f"{_one_line(exc)}") from None
     return resolve_config_paths(config, Path(path).resolve().parent)
 
 
@@ -288,7 +297,7 @@ def cmd_rl_tune(args: argparse.Namespace) -> int:
             algo = check_algorithm(args.algo) if args.algo else \
                 check_algorithm(config.rl_tuning.rl_algorithm)
             if requested:
-                config = config.replace(**requested)
+                config = _replace(config, requested)
             config = _override(config, rl_algorithm=algo, seed=args.seed,
                                batch_size=args.batch_size, num_iterations=args.num_iterations)
         target, validation = build_target(config)
@@ -359,6 +368,19 @@ def cmd_rl_tune(args: argparse.Namespace) -> int:
     _write_json(output / "summary.json", summary)
     _print_summary(summary, tuner.env.reward_metric, output)
     return 0
+
+
+def _replace(config: Any, sections: dict[str, dict[str, Any]]) -> Any:
+    """``config.replace(**sections)`` for ``--set``; every failure is a ConfigError."""
+    from datagen_gym.config import ConfigError
+
+    try:
+        return config.replace(**sections)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError, OverflowError) as exc:
+        names = ", ".join(f"{s}.{k}" for s, keys in sections.items() for k in keys)
+        raise ConfigError(f"--set {names}: not a valid value ({_one_line(exc)})") from None
 
 
 def _merge(base: dict[str, dict[str, Any]], extra: dict[str, dict[str, Any]]

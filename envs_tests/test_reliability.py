@@ -540,3 +540,14 @@ def test_make_validation_data_names_the_file_after_the_task(tmp_path):
 
 def test_gitignore_lists_the_readme_output():
     assert "out/" in (REPO / ".gitignore").read_text().split()
+
+
+def test_library_use_shows_no_weight_loading_bar(capfd):
+    from transformers.utils import logging as hf_logging
+
+    from datagen_gym.backends.transformers_backend import EMBEDDED_TEACHER, TransformersBackend
+
+    hf_logging.enable_progress_bar()  # as in a fresh process (the CLI turns it off)
+    TransformersBackend(EMBEDDED_TEACHER)
+    assert "Loading weights" not in capfd.readouterr().err
+    assert hf_logging.is_progress_bar_enabled()  # the user's setting is left as it was

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Iterator, Optional, Sequence, Union
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -15,6 +16,24 @@ from datagen_gym.backends.base import BackendError
 DECODERS = ("compact", "generate")
 
 logger = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def _quiet_loading(quiet: bool) -> Iterator[None]:
+    """Hide transformers' "Loading weights" bar for the embedded teacher: it loads in well under
+    a second on every env / tuner construction, so in library use (``gym.make``) the bar is
+    noise on the user's terminal. Large user models keep the bar (their loading takes long).
+    The global setting is restored afterwards."""
+    from transformers.utils import logging as hf_logging
+
+    if not quiet or not hf_logging.is_progress_bar_enabled():
+        yield
+        return
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.enable_progress_bar()
 
 
 class TransformersBackend:
@@ -66,7 +85,8 @@ class TransformersBackend:
         self.tokenizer.truncation_side = "left"  # an over-long prompt keeps the end it continues
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+        with _quiet_loading(path == EMBEDDED_TEACHER):
+            self.model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
         if device_map is None:
             self.model.to(device)
         self.model.eval()

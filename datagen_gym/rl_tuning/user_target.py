@@ -39,10 +39,14 @@ def resolve_config_paths(config: Config, base_dir: Union[str, os.PathLike]) -> C
     data = config.to_dict()
     for section, key in PATH_FIELDS:
         value = data[section].get(key)
-        if value and not Path(value).expanduser().is_absolute():
-            data[section][key] = str((Path(base_dir) / Path(value).expanduser()).resolve())
-        elif value:
-            data[section][key] = str(Path(value).expanduser())
+        if not value:
+            continue
+        try:
+            path = Path(value).expanduser()
+            data[section][key] = str(path if path.is_absolute()
+                                     else (Path(base_dir) / path).resolve())
+        except (RuntimeError, ValueError, OSError) as exc:  # ~unknown_user, a NUL byte, ...
+            raise ConfigError(f"{section}.{key}={value!r} is not a usable path ({exc})") from None
     return Config.from_dict(data)
 
 
@@ -52,14 +56,25 @@ def load_validation_data(path: Union[str, os.PathLike]) -> list[dict[str, Any]]:
     if not path.is_file():
         raise FileNotFoundError(f"validation data file not found: {path} "
                                 f"(rl_tuning.validation_data_path)")
-    rows = read_jsonl(path)
+    try:
+        rows = read_jsonl(path)
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"validation data file {path} is not UTF-8 text (byte {exc.start}); "
+                          f"expected JSON Lines") from None
     if not rows:
         raise ConfigError(f"validation data file {path} holds no records")
     for i, row in enumerate(rows, start=1):
         missing = [k for k in ("instruction", "output") if k not in row]
         if missing:
             raise ConfigError(f"{path}:{i}: validation record lacks {missing}")
-        row.setdefault("input", "")
+        if row.get("input") is None:
+            row["input"] = ""
+        for key in ("instruction", "input", "output"):
+            # Targets compare and tokenise these as text; a number or list would fail later,
+            # inside the user's target, with no file named.
+            if not isinstance(row[key], str):
+                raise ConfigError(f"{path}:{i}: {key!r} must be a string, got "
+                                  f"{type(row[key]).__name__} {row[key]!r}")
     return rows
 
 

@@ -147,7 +147,7 @@ class ReplayGenerator:
             replica = self.cache.get(available[int(u * len(available))])
             self.hits += 1
         else:
-            replica = self._generate_live(key)
+            replica = self.generate_replica(key)
             self.misses += 1
         self._used.add(replica.id)
         self.last_replica_id = replica.id
@@ -157,24 +157,31 @@ class ReplayGenerator:
 
     generate_from_seed = generate
 
-    def _generate_live(self, key: CacheKey) -> Replica:
-        """Generate with the key's exact settings from a fresh seed pool, store, return."""
+    def generate_replica(self, key: CacheKey, origin: str = "miss") -> Replica:
+        """Generate a batch live with the key's exact settings from a fresh seed pool, store it
+        as a new replica (``origin``: ``"miss"`` or ``"build"``) and return it."""
         temperature, top_p = key.values(self.cache.resolution)
         # A coarse grid's end points can fall just outside the sampler's bounds.
         temperature = min(max(temperature, TEMPERATURE_RANGE[0]), TEMPERATURE_RANGE[1])
         top_p = min(max(top_p, TOP_P_RANGE[0]), TOP_P_RANGE[1])
-        before = self.live.get_sampling_params()
+        live = self.live
+        before = (live.get_sampling_params(), live.template.name, live.focus)
         # A fresh pool: the batch must not depend on this episode's history, or it could not
         # stand in for the same settings in another episode.
-        self.live.reset_pool()
+        live.reset_pool()
         try:
-            self.live.set_sampling_params(temperature=temperature, top_p=top_p)
-            batch = self.live.generate(key.batch_size, step=None)
+            live.set_sampling_params(temperature=temperature, top_p=top_p)
+            live.select_template(key.template)
+            live.set_focus(key.focus)
+            batch = live.generate(key.batch_size, step=None)
         finally:
-            self.live.set_sampling_params(**before)
+            live.set_sampling_params(**before[0])
+            live.select_template(before[1])
+            live.set_focus(before[2])
         stored = [{k: v for k, v in r.items() if k != "step"} for r in batch.data]
         if self.store_misses:
-            replica_id = self.cache.add(key, stored, batch.num_candidates, batch.num_kept)
+            replica_id = self.cache.add(key, stored, batch.num_candidates, batch.num_kept,
+                                        origin=origin)
         else:
             # Not stored: a negative id no stored replica has, unique within the episode.
             replica_id = -(len(self._used) + 1)

@@ -21,7 +21,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from agents.common.checkpoint import PathLike, read_json, spaces_match
+from agents.common.checkpoint import PathLike, read_json_object, spaces_match
 from agents.common.tensorboard import DataGenTBWriter
 
 # SB3's function-callback convention: ``callback(locals_, globals_)``; returning False stops.
@@ -269,7 +269,8 @@ class BaseAgent(abc.ABC):
 
     @staticmethod
     def _read_meta(path: PathLike, expected: str) -> dict[str, Any]:
-        meta = read_json(Path(path) / META_FILE)
-        if meta.get("agent") != expected:
-            raise ValueError(f"{path} holds a {meta.get('agent')!r} agent, not {expected!r}")
+        # A JSON object with an "agent" name, or a CheckpointError naming the file.
+        meta = read_json_object(Path(path) / META_FILE, {"agent": str})
+        if meta["agent"] != expected:
+            raise ValueError(f"{path} holds a {meta['agent']!r} agent, not {expected!r}")
         return meta

@@ -203,22 +203,15 @@ def _check_writable_dir(option: str, path: Path) -> None:
     """Create ``path`` if needed and prove it writable, or raise a one-line usage error.
 
     Run before the first env step: a bad ``--output`` / ``--tensorboard`` must not cost a run.
-    Creating a probe file is the only reliable test (``os.access`` says yes to root on a
-    read-only mount, and cannot see that ``/proc`` refuses new entries).
     """
-    from agents.common.checkpoint import create_temp_file
+    from agents.common.checkpoint import ensure_writable_dir
 
-    if path.exists() and not path.is_dir():
-        raise CLIError(f"{option} {path}: exists and is not a directory", 2)
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        ensure_writable_dir(path)
+    except NotADirectoryError as exc:
+        raise CLIError(f"{option} {path}: {exc.strerror} (or lies under a file)", 2) from exc
     except OSError as exc:
-        raise CLIError(f"{option} {path}: cannot create the directory "
-                       f"({exc.strerror or exc})", 2) from exc
-    try:
-        create_temp_file(path, "write-test").unlink()
-    except OSError as exc:
-        raise CLIError(f"{option} {path}: the directory is not writable "
+        raise CLIError(f"{option} {path}: cannot create or write to the directory "
                        f"({exc.strerror or exc})", 2) from exc
 
 
@@ -330,7 +323,8 @@ def cmd_rl_tune(args: argparse.Namespace) -> int:
                         checkpoint_dir=ckpt_dir, checkpoint_every=every,
                         progress=not args.no_progress)
         except KeyboardInterrupt:
-            _write_partial(tuner, output, ckpt_dir, "interrupted", resume_cmd)
+            print(f"{PROG}: {_write_partial(tuner, output, ckpt_dir, 'interrupted', resume_cmd)}",
+                  file=sys.stderr)
             raise
         except Exception as exc:  # noqa: BLE001 - report which component failed, keep the work
             where = f"{_component(exc, tuner.config)} failed at step {tuner.steps_done + 1}"

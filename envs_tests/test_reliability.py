@@ -383,6 +383,32 @@ def test_target_failure_keeps_the_work_and_says_how_to_resume(tmp_path, capsys):
     assert len(read_jsonl(out / "history.jsonl")) == 6
 
 
+def test_ctrl_c_keeps_the_finished_steps(tmp_path, capsys):
+    cfg = write_setup(tmp_path, target=FAIL_AFTER_TARGET.format(limit=3, ok="/nonexistent")
+                      .replace('raise RuntimeError("the GPU fell off the bus")',
+                               "raise KeyboardInterrupt"))
+    out = tmp_path / "out"
+    rc, _, err = run_cli(capsys, "--config", str(cfg), "--output", str(out),
+                         "--no-tensorboard", "--timesteps", "6")
+    assert rc == 130 and "interrupted" in err and "Traceback" not in err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["complete"] is False and summary["error"] == "interrupted"
+    assert summary["steps_done"] == len(read_jsonl(out / "history.jsonl")) >= 2
+
+
+def test_library_train_checks_its_paths_first(tmp_path):
+    tuner = RLTuner({"rl_tuning": {"batch_size": 4, "num_iterations": 3, "seed": 0}},
+                    target_model=lambda records: {"accuracy": len(records) / 100})
+    a_file = tmp_path / "f"
+    a_file.write_text("x")
+    for kwargs, name in [({"checkpoint_dir": a_file / "ckpt"}, "checkpoint_dir"),
+                         ({"checkpoint_dir": a_file}, "checkpoint_dir"),
+                         ({"tensorboard_log": a_file}, "tensorboard_log")]:
+        with pytest.raises(ValueError, match=name):
+            tuner.train(total_timesteps=2, progress=False, **kwargs)
+        assert tuner.steps_done == 0
+
+
 class DiesAfter:
     """A teacher whose server answers ``calls`` requests and then only HTTP 503 (it died)."""
 

@@ -68,6 +68,21 @@ def create_temp_dir(directory: PathLike, name: str) -> Path:
     raise FileExistsError(f"cannot create a temporary directory in {directory}")  # pragma: no cover
 
 
+def ensure_writable_dir(path: PathLike) -> Path:
+    """Create the directory ``path`` if needed and prove it writable with a probe file.
+
+    Raises ``OSError`` subclasses (``NotADirectoryError`` when ``path`` is a file). Creating a
+    file is the only reliable test: ``os.access`` says yes to root on a read-only mount, and
+    cannot see that e.g. ``/proc`` refuses new entries.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(20, "exists and is not a directory", str(path))
+    path.mkdir(parents=True, exist_ok=True)
+    create_temp_file(path, "write-test").unlink()
+    return path
+
+
 def fsync_dir(directory: PathLike) -> None:
     """Persist the rename itself; without it a power cut can lose the new directory entry."""
     if os.name != "posix":  # directories cannot be opened for fsync on Windows

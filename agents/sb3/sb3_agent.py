@@ -29,6 +29,7 @@ import importlib
 import io
 import json
 import math
+import warnings
 import zipfile
 from collections import deque
 from dataclasses import dataclass, field
@@ -556,7 +557,9 @@ def read_sb3_zip(
 
 def _weights_only_load(zip_path: Path, name: str, raw: bytes) -> Any:
     try:
-        return torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # a foreign pickle also warns about its protocol
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except Exception as exc:  # UnpicklingError, RuntimeError ...: all mean "not plain tensors"
         first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
         raise CheckpointError(f"{zip_path}: member {name!r} is not a plain tensor file; refused "

@@ -584,6 +584,19 @@ class RLTuner:
         if checkpoint_every is not None and int(checkpoint_every) < 1:
             raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
         self._apply_sizes(num_iterations, batch_size)
+        # Before the first step: a bad path must not surface at the first checkpoint.
+        from agents.common.checkpoint import ensure_writable_dir
+        for name, where in (("checkpoint_dir", None if checkpoint_dir is None
+                             else Path(checkpoint_dir).parent),
+                            ("tensorboard_log", tensorboard_log)):
+            if where is not None:
+                try:
+                    ensure_writable_dir(where)
+                except OSError as exc:
+                    raise ValueError(f"{name}: {where} is not a writable directory "
+                                     f"({exc.strerror or exc})") from exc
+        if checkpoint_dir is not None and Path(checkpoint_dir).is_file():
+            raise ValueError(f"checkpoint_dir: {checkpoint_dir} exists and is not a directory")
         if total_timesteps is None and self._planned > self._steps_done:
             pass  # resume the unfinished run of a loaded checkpoint
         else:

@@ -101,6 +101,26 @@ def failing_setup(tmp_path: Path, limit: int = 4, **rl) -> tuple[Path, Path]:
     return cfg, ok
 
 
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    """A finished 2-step run (config in conf/, outputs in out/); tests copy it."""
+    root = tmp_path_factory.mktemp("finished")
+    cfg = write_setup(root)
+    rc = main(cli("--config", str(cfg), "--output", str(root / "out"), "--no-tensorboard",
+                  "--timesteps", "2", "--n", "2"))
+    assert rc == 0
+    return root
+
+
+def copy_run(finished: Path, tmp_path: Path) -> Path:
+    """A private copy of the finished run's output directory (its config paths stay valid)."""
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(finished / "out", out)
+    return out
+
+
 # ----------------------------------------------------------------------------- 1. no pickle
 def test_the_planted_payload_is_live():
     """Sanity: SB3's own reader does run the planted pickle (so the tests below can fail)."""
@@ -295,11 +315,9 @@ def test_outputs_honour_the_umask(tmp_path, capsys, umask):
     ('{"format_version": 7}', "format_version 7"),
     (b"\x80\x04\x95garbage", "not a JSON text file"),
 ])
-def test_corrupt_checkpoint_is_one_line_naming_the_file(tmp_path, capsys, content, expected):
-    cfg = write_setup(tmp_path)
-    out = tmp_path / "out"
-    assert run_cli(capsys, "--config", str(cfg), "--output", str(out), "--no-tensorboard",
-                   "--timesteps", "2", "--n", "2")[0] == 0
+def test_corrupt_checkpoint_is_one_line_naming_the_file(tmp_path, capsys, finished_run,
+                                                       content, expected):
+    out = copy_run(finished_run, tmp_path)
     tuner_json = out / "checkpoint" / TUNER_FILE
     text = tuner_json.read_text()
     if content is None:
@@ -352,16 +370,17 @@ def test_tampered_env_state_is_refused_before_any_step(tmp_path):
 
 # ----------------------------------------------------------------------------- 3. failures
 def test_target_failure_keeps_the_work_and_says_how_to_resume(tmp_path, capsys):
+    """Also issue item 8 for a hand-rolled agent: see the TensorBoard check at the end."""
     cfg, ok = failing_setup(tmp_path, limit=5)
-    out = tmp_path / "out"
+    out, tb = tmp_path / "out", tmp_path / "runs"
     rc, _, err = run_cli(capsys, "--config", str(cfg), "--output", str(out),
-                         "--no-tensorboard", "--timesteps", "6", "--checkpoint-every", "3")
+                         "--tensorboard", str(tb), "--timesteps", "6", "--checkpoint-every", "3")
     assert rc == 1
     assert_one_line_error(err)
     target_path = str((tmp_path / "conf" / "target.py").resolve())
     assert f"the target model ({target_path}) failed at step" in err
     assert "GPU fell off the bus" in err and "TargetModelError" in err
-    assert f"datagen rl-tune --output {out} --resume --no-tensorboard" in err
+    assert f"datagen rl-tune --output {out} --resume --tensorboard {tb}" in err
     history = read_jsonl(out / "history.jsonl")
     summary = json.loads((out / "summary.json").read_text())
     assert summary["complete"] is False and "GPU fell off the bus" in summary["error"]
@@ -375,12 +394,14 @@ def test_target_failure_keeps_the_work_and_says_how_to_resume(tmp_path, capsys):
     assert all({"instruction", "input", "output"} <= set(r) for r in unsaved)
 
     ok.write_text("fixed")
-    rc, _, err = run_cli(capsys, "--output", str(out), "--resume", "--no-tensorboard",
+    rc, _, err = run_cli(capsys, "--output", str(out), "--resume", "--tensorboard", str(tb),
                          "--n", "2")
     assert rc == 0, err
     summary = json.loads((out / "summary.json").read_text())
     assert summary["complete"] is True and summary["steps_done"] == 6
-    assert len(read_jsonl(out / "history.jsonl")) == 6
+    history = read_jsonl(out / "history.jsonl")
+    assert len(history) == 6
+    assert_tensorboard_matches(tb, "random_search", history)
 
 
 def test_ctrl_c_keeps_the_finished_steps(tmp_path, capsys):
@@ -427,7 +448,7 @@ class DiesAfter:
 def test_backend_failure_names_the_url_not_internals(tmp_path, capsys, teacher):
     from datagen_gym.backends.openai_server import OpenAICompatServer
 
-    dying = DiesAfter(teacher, 40)
+    dying = DiesAfter(teacher, 16)
     with OpenAICompatServer(dying, model_name="teacher") as server:
         dying.server = server
         cfg = write_setup(tmp_path)
@@ -477,11 +498,8 @@ def test_resume_applies_run_length_and_connection_settings(tmp_path, capsys):
     (["--batch-size", "8"], "rl_tuning.batch_size"),
     (["--algo", "ppo"], "rl_tuning.rl_algorithm"),
 ])
-def test_resume_refuses_result_changing_settings(tmp_path, capsys, args, field):
-    cfg = write_setup(tmp_path)
-    out = tmp_path / "out"
-    assert run_cli(capsys, "--config", str(cfg), "--output", str(out), "--no-tensorboard",
-                   "--timesteps", "1", "--n", "1")[0] == 0
+def test_resume_refuses_result_changing_settings(tmp_path, capsys, finished_run, args, field):
+    out = copy_run(finished_run, tmp_path)
     rc, _, err = run_cli(capsys, "--output", str(out), "--resume", "--no-tensorboard", *args)
     assert rc == 2
     assert_one_line_error(err)
@@ -508,25 +526,31 @@ def _scalar_steps(run_dir: Path, tag: str) -> list[tuple[int, float]]:
     return [(e.step, e.value) for e in acc.Scalars(tag)]
 
 
-@pytest.mark.parametrize("algo", ["random_search", "ppo"])
-def test_tensorboard_has_no_duplicate_steps_after_resume(tmp_path, capsys, algo):
+def assert_tensorboard_matches(tb: Path, algo: str, history: list[dict]) -> None:
+    """One run directory whose datagen/metric has each step once, with the history's values
+    (the failed run's points after its checkpoint were purged, not duplicated)."""
+    runs = sorted(tb.iterdir())
+    assert [r.name for r in runs] == [f"{algo}_1"]
+    points = _scalar_steps(runs[0], "datagen/metric")
+    assert [s for s, _ in points] == list(range(1, len(history) + 1))
+    assert [v for _, v in points] == pytest.approx([h["metric"] for h in history])
+
+
+def test_tensorboard_has_no_duplicate_steps_after_resume_sb3(tmp_path, capsys):
+    algo = "ppo"
     cfg, ok = failing_setup(tmp_path, limit=5)
     out, tb = tmp_path / "out", tmp_path / "runs"
     common = ["--output", str(out), "--tensorboard", str(tb), "--n", "1"]
-    extra = ["--set", "rl_tuning.learning_rate=0.01"] if algo == "ppo" else []
     assert run_cli(capsys, "--config", str(cfg), "--algo", algo, *common, "--timesteps", "6",
-                   "--checkpoint-every", "3", *extra)[0] == 1
+                   "--checkpoint-every", "3", "--set", "rl_tuning.learning_rate=0.01")[0] == 1
     failed_steps = len(read_jsonl(out / "history.jsonl"))
     assert failed_steps > 3  # steps after the checkpoint were logged by the failed run
     ok.write_text("fixed")
     rc, _, err = run_cli(capsys, *common, "--resume")
     assert rc == 0, err
-    runs = sorted(tb.iterdir())
-    assert [r.name for r in runs] == [f"{algo}_1"]
-    points = _scalar_steps(runs[0], "datagen/metric")
     history = read_jsonl(out / "history.jsonl")
-    assert [s for s, _ in points] == list(range(1, 7))
-    assert [v for _, v in points] == pytest.approx([h["metric"] for h in history])
+    assert len(history) == 6
+    assert_tensorboard_matches(tb, algo, history)
 
 
 # ----------------------------------------------------------------------------- 6. smaller
@@ -546,7 +570,6 @@ def test_outputs_have_no_float_noise_and_no_null_step(tmp_path, capsys):
 
 def test_make_validation_data_names_the_file_after_the_task(tmp_path):
     import importlib.util
-    import subprocess
 
     script = REPO / "examples" / "make_validation_data.py"
     spec = importlib.util.spec_from_file_location("make_validation_data", script)
@@ -557,11 +580,10 @@ def test_make_validation_data_names_the_file_after_the_task(tmp_path):
     assert module.default_output("sentiment").name == "validation_sentiment.jsonl"
     assert (REPO / "examples" / "validation_sentiment.jsonl").is_file()
     out = tmp_path / "v.jsonl"
-    proc = subprocess.run([sys.executable, str(script), "--task", "topic", "--n", "5",
-                           "--output", str(out)], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    assert {r["output"] for r in read_jsonl(out)} <= {"sports", "politics", "science",
-                                                      "business"}
+    module.main(["--task", "topic", "--n", "5", "--output", str(out)])
+    rows = read_jsonl(out)
+    assert len(rows) == 5 and {r["output"] for r in rows} <= {"sports", "politics", "science",
+                                                               "business"}
 
 
 def test_gitignore_lists_the_readme_output():

@@ -87,3 +87,52 @@ def test_learning_curves_tiny(tmp_path: Path) -> None:
     md = (tmp_path / "learning_curves.md").read_text()
     assert "| uniform | 0 |" in md and "| reinforce | 0 |" in md
     assert (tmp_path / "learning_curves.png").stat().st_size > 0
+
+
+def test_heldout_tiny(tmp_path: Path) -> None:
+    """The held-out benchmark end to end at a size that checks the plumbing (no thresholds)."""
+    from benchmarks import heldout
+
+    heldout.main(["--seeds", "1", "--budgets", "2", "4", "--grid-seeds", "1",
+                  "--grid-temperatures", "1.0", "--grid-templates", "self_instruct",
+                  "--train-tasks", "1", "--heldout-tasks", "1", "--batch-size", "4",
+                  "--num-iterations", "2", "--pretrain-steps", "4", "--workers", "1",
+                  "--out", str(tmp_path)])
+    result = json.loads((tmp_path / "heldout.json").read_text())
+    assert set(result["table"]) == set(heldout.METHODS)
+    for r in result["runs"]:
+        assert r["evals"] <= 4, r  # the budget is enforced for every method
+        assert r["episodes"], f"{r['method']} finished no episode"
+    # the test metric of the best-validation episode is what is reported
+    for r in result["runs"]:
+        best = max(r["episodes"], key=lambda e: e["metric"])
+        assert heldout.selected_test(r["episodes"], r["baseline"], 4) == best["test_metric"]
+    zero_shot = [r for r in result["runs"] if r["method"] == "ppo_zero_shot"]
+    assert zero_shot[0]["trace"] and "skills_before" in zero_shot[0]["trace"][0]
+    for name in ("heldout.md", "heldout.png", "heldout_state.png"):
+        assert (tmp_path / name).is_file(), name
+
+
+def test_heldout_split_and_wrappers() -> None:
+    import numpy as np
+
+    from benchmarks import heldout
+
+    assert len(heldout.ALL_TASKS) == 10 and len(heldout.TRAIN_TASKS) == 7
+    assert not set(heldout.TRAIN_TASKS) & set(heldout.HELDOUT_TASKS)
+    env = heldout.make_env("topic+spam+animal", batch_size=4, num_iterations=2)
+    assert env.action_space == gym_multi_discrete([3, 10, 6])
+    np.testing.assert_array_equal(env.action([2, 7, 3]), [2, 1, 7, 3])  # top_p held at keep
+    mixture = heldout.TaskMixture([heldout.make_env(t, batch_size=4, num_iterations=2)
+                                   for t in heldout.TRAIN_TASKS[:3]])
+    drawn = set()
+    for seed in range(8):
+        _, info = mixture.reset(seed=seed)
+        drawn.add(tuple(sorted(info["skill_metrics"])))
+    assert len(drawn) > 1  # tasks are drawn per episode
+
+
+def gym_multi_discrete(nvec):
+    from gymnasium import spaces
+
+    return spaces.MultiDiscrete(nvec)

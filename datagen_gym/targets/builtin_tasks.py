@@ -88,7 +88,8 @@ def make_test_set(task: str, n: int = 200, seed: int = TEST_SEED) -> list[dict[s
 
 def make_builtin_target(task: str, n_validation: int = 200, n_test: int = 200
                         ) -> tuple[SklearnClassifierTarget, list[dict[str, Any]]]:
-    """The scikit-learn target (scoring validation and test) and its validation set."""
+    """The scikit-learn target (scoring validation, and test unless ``n_test=0``) and its
+    validation set."""
     validation = make_validation_set(task, n_validation)
-    return SklearnClassifierTarget(validation, test_dataset=make_test_set(task, n_test)), \
-        validation
+    test = make_test_set(task, n_test) if n_test else None
+    return SklearnClassifierTarget(validation, test_dataset=test), validation

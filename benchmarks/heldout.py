@@ -1,0 +1,624 @@
+"""Held-out benchmark: does a learned generation policy beat every fixed setting and every search
+method on tasks it was never tuned on, at an equal number of target evaluations?
+
+    python -m benchmarks.heldout [--quick] [--replay CACHE] [--seeds 3] [--budgets 30 100]
+                                 [--pretrain-steps 20000] [--workers 2]
+
+The world: the five classification skills (``sentiment``, ``topic``, ``spam``, ``parity``,
+``animal``); a task is a three-skill target (one TF-IDF + logistic-regression classifier over
+its skills, headline = mean accuracy over skills). The ten three-skill tasks are split once, here,
+into seven training tasks and three held-out tasks (:data:`TRAIN_TASKS`, :data:`HELDOUT_TASKS`);
+nothing is tuned on the held-out ones.
+
+The env: ``DataGenEnv`` with the focus action and the per-skill observation over all five skill
+slots (a skill the task lacks reads -1), batch 32, 10-step episodes, temperature moved by 0.25 a
+step, top_p held at its start value (:class:`HoldTopP`: the landscape shows top_p moves the
+metric a few points, and holding it keeps the replay cache small). Action:
+``MultiDiscrete([3, 10, 6])`` = temperature -/keep/+, template, focus (any or a skill).
+
+Protocol. Every method spends a budget of target evaluations (env steps) on a held-out task and
+its search is counted; its result is the *test* metric of its episode with the best final
+*validation* metric so far (the reward's split chooses, the disjoint test split reports).
+Methods:
+
+* ``static_self_instruct`` (T 0.7, top_p 0.5) and ``static_alpaca`` (T 1.0, top_p 1.0): the
+  papers' sampling, ``self_instruct`` template, focus any;
+* ``fixed_train_best``: the best fixed setting (temperature x template x focus) of a grid run on
+  the *training* tasks, then kept on the held-out task;
+* ``round_robin`` / ``weakest_first``: the train-best focused template and temperature, the
+  focus cycling over the task's skills / on the skill with the lowest validation accuracy;
+* ``random_search`` (uniform draws) and ``tpe`` (Optuna's TPE) over temperature x template x
+  focus (the policies' space), one fixed-setting episode per trial; ``ucb`` and ``thompson`` (the bandit
+  agents, arms = template x focus, temperature kept): searches within the budget;
+* ``ppo_zero_shot`` / ``reinforce_zero_shot``: a policy pre-trained on the training tasks (a
+  mixture: one task drawn per episode), run deterministically; ``ppo_finetune`` /
+  ``reinforce_finetune``: the same policy trained on within the budget;
+* ``oracle`` (hindsight, not a method): the best fixed setting of the grid on the held-out task
+  itself, found with a grid no method could afford, kept for the budget.
+
+Writes benchmarks/results/heldout.{md,json,png} and heldout_state.png (how the learned policy's
+focus and template depend on per-skill accuracy and on episode progress).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import os
+import platform
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from benchmarks.methods import BudgetExhausted, EvalBudget
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SKILLS = ("sentiment", "topic", "spam", "parity", "animal")
+ALL_TASKS = tuple("+".join(c) for c in itertools.combinations(SKILLS, 3))
+HELDOUT_TASKS = ("sentiment+spam+parity", "sentiment+parity+animal", "topic+spam+animal")
+TRAIN_TASKS = tuple(t for t in ALL_TASKS if t not in HELDOUT_TASKS)
+ENV_KWARGS: dict[str, Any] = {"batch_size": 32, "num_iterations": 10, "action_delta": 0.25,
+                              "focus": True, "skills": list(SKILLS)}
+GRID_TEMPERATURES = (0.5, 1.0, 1.5)
+TOP_P = 0.9  # the env's default start, held by HoldTopP
+# (temperature, top_p, template, focus)
+Setting = tuple[float, float, str, Optional[str]]
+STATIC = {"static_self_instruct": (0.7, 0.5, "self_instruct", None),
+          "static_alpaca": (1.0, 1.0, "self_instruct", None)}
+SEARCH_METHODS = ("random_search", "tpe", "ucb", "thompson")
+POLICY_METHODS = ("ppo_zero_shot", "ppo_finetune", "reinforce_zero_shot", "reinforce_finetune")
+SCHEDULE_METHODS = ("round_robin", "weakest_first")
+METHODS = (*STATIC, "fixed_train_best", *SCHEDULE_METHODS, *SEARCH_METHODS, *POLICY_METHODS,
+           "oracle")
+HYPERPARAMS: dict[str, dict[str, Any]] = {
+    # Pre-training has thousands of steps: rollouts of 5 episodes, a few epochs per update.
+    "ppo": {"n_steps": 50, "batch_size": 50, "n_epochs": 4, "learning_rate": 5e-4,
+            "gamma": 0.95, "ent_coef": 0.01},
+    "reinforce": {"n_episodes": 4, "learning_rate": 0.01, "gamma": 0.95},
+    "ucb": {"arm_dims": (1, 2), "fixed_action": (1, 0, 0)},
+    "thompson": {"arm_dims": (1, 2), "fixed_action": (1, 0, 0)},
+}
+
+
+# ---------------------------------------------------------------------------- envs
+class HoldTopP(gym.ActionWrapper):
+    """``MultiDiscrete([3, n_templates, 1 + n_skills])``: the focus env's action with the top_p
+    change held at "keep"."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        nvec = env.action_space.nvec
+        self.action_space = spaces.MultiDiscrete([nvec[0], nvec[2], nvec[3]])
+
+    def action(self, action: Any) -> np.ndarray:
+        a = np.asarray(action, dtype=np.int64)
+        return np.array([a[0], 1, a[1], a[2]])
+
+
+class TaskMixture(gym.Env):
+    """One env per task; each ``reset`` draws the task with ``np_random`` (pre-training on a task
+    distribution). All envs share their spaces."""
+
+    def __init__(self, envs: Sequence[gym.Env]) -> None:
+        self.envs = list(envs)
+        self.observation_space = self.envs[0].observation_space
+        self.action_space = self.envs[0].action_space
+        self.current = self.envs[0]
+
+    def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
+        super().reset(seed=seed)
+        self.current = self.envs[int(self.np_random.integers(len(self.envs)))]
+        return self.current.reset(seed=int(self.np_random.integers(2**31 - 1)), options=options)
+
+    def step(self, action: Any):
+        return self.current.step(action)
+
+
+def make_env(task: str, replay: Optional[str] = None, test: bool = True,
+             batch_size: Optional[int] = None, num_iterations: Optional[int] = None) -> gym.Env:
+    """The benchmark env for ``task`` (test split scored unless ``test=False``)."""
+    from datagen_gym.envs import DataGenEnv
+    from datagen_gym.targets import make_builtin_target
+
+    kwargs = dict(ENV_KWARGS, task=task)
+    for key, value in (("batch_size", batch_size), ("num_iterations", num_iterations)):
+        if value:
+            kwargs[key] = value
+    if replay:
+        kwargs["replay_cache"] = replay
+    if not test:  # pre-training never reads the test split: skip scoring it
+        target, validation = make_builtin_target(task, n_test=0)
+        kwargs.update(target_model=target, validation_dataset=validation)
+    return HoldTopP(DataGenEnv(**kwargs))
+
+
+def action_for(setting_or_parts: Any) -> np.ndarray:
+    """The "keep" action of a (template, focus) pair in the benchmark's action space."""
+    from datagen_gym.generators.prompts import TEMPLATE_NAMES
+
+    template, focus = setting_or_parts
+    return np.array([1, TEMPLATE_NAMES.index(template),
+                     0 if focus is None else 1 + SKILLS.index(focus)])
+
+
+# ---------------------------------------------------------------------------- budget
+class Budget(EvalBudget):
+    """:class:`~benchmarks.methods.EvalBudget` (counts steps, enforces the budget, records
+    finished episodes) that also records each episode's test metric and focus and, per step,
+    the per-skill accuracy the action was chosen on (for the state-dependence analysis)."""
+
+    def __init__(self, env: gym.Env, budget: int) -> None:
+        super().__init__(env, budget)
+        self.test_baseline = math.nan
+        self.trace: list[dict[str, Any]] = []
+
+    def reset(self, **kwargs: Any):
+        obs, info = super().reset(**kwargs)
+        self.test_baseline = float(info["test_metric"])
+        self._skills, self._step = dict(info["skill_metrics"]), 0
+        return obs, info
+
+    def step(self, action: Any):
+        obs, reward, terminated, truncated, info = super().step(action)
+        self.trace.append({"evals": self.evals, "progress": self._step,
+                           "skills_before": self._skills, "focus": info["focus"],
+                           "template": info["template"], "temperature": info["temperature"],
+                           "metric": info["metric"], "test_metric": info["test_metric"]})
+        self._skills, self._step = dict(info["skill_metrics"]), self._step + 1
+        if terminated or truncated:
+            self.episodes[-1].update(test_metric=info["test_metric"], focus=info["focus"])
+        return obs, reward, terminated, truncated, info
+
+
+def selected_test(episodes: Sequence[dict[str, Any]], baseline: dict[str, float],
+                  budget: int) -> float:
+    """Test metric of the best-validation episode finished within ``budget`` evaluations."""
+    done = [e for e in episodes if e["evals"] <= budget]
+    if not done:
+        return baseline["test_metric"]
+    return max(done, key=lambda e: e["metric"])["test_metric"]
+
+
+# ---------------------------------------------------------------------------- methods
+def run_fixed(env: Budget, setting: Setting, seed: int) -> None:
+    """Whole episodes that start from and keep ``setting`` until the budget is spent."""
+    temperature, top_p, template, focus = setting
+    for i in range(env.budget // env.unwrapped.num_iterations):
+        env.reset(seed=seed if i == 0 else None, options={
+            "temperature": temperature, "top_p": top_p, "template": template, "focus": focus})
+        done = False
+        while not done:
+            _, _, terminated, truncated, _ = env.step(action_for((template, focus)))
+            done = terminated or truncated
+
+
+def run_schedule(env: Budget, setting: Setting, seed: int, rule: str) -> None:
+    """Episodes with the setting's template and temperature and a focus schedule over the
+    task's skills: ``round_robin`` cycles, ``weakest_first`` picks the lowest validation
+    accuracy."""
+    temperature, top_p, template, _ = setting
+    for i in range(env.budget // env.unwrapped.num_iterations):
+        _, info = env.reset(seed=seed if i == 0 else None, options={
+            "temperature": temperature, "top_p": top_p, "template": template})
+        task_skills = list(info["skill_metrics"])
+        scores, step, done = dict(info["skill_metrics"]), 0, False
+        while not done:
+            focus = (task_skills[step % len(task_skills)] if rule == "round_robin"
+                     else min(task_skills, key=lambda s: scores[s]))
+            _, _, terminated, truncated, info = env.step(action_for((template, focus)))
+            scores, step = dict(info["skill_metrics"]), step + 1
+            done = terminated or truncated
+
+
+def run_optuna(env: Budget, seed: int, method: str) -> None:
+    """One fixed-setting episode per trial over temperature (on the action's 0.25 grid),
+    template and focus, top_p held like the policies': Optuna's TPE (``tpe``) or uniform draws
+    (``random_search``)."""
+    import optuna
+
+    from datagen_gym.generators.prompts import TEMPLATE_NAMES
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    n_trials = env.budget // env.unwrapped.num_iterations
+    sampler = (optuna.samplers.TPESampler(seed=seed,
+                                          n_startup_trials=max(1, min(10, n_trials // 2)))
+               if method == "tpe" else optuna.samplers.RandomSampler(seed=seed))
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+
+    def objective(trial: "optuna.Trial") -> float:
+        focus = trial.suggest_categorical("focus", ["any", *SKILLS])
+        setting = (trial.suggest_float("temperature", 0.25, 1.75, step=0.25), TOP_P,
+                   trial.suggest_categorical("template", list(TEMPLATE_NAMES)),
+                   None if focus == "any" else focus)
+        run_fixed_once(env, setting, seed if trial.number == 0 else None)
+        return env.episodes[-1]["metric"]
+
+    study.optimize(objective, n_trials=n_trials)
+
+
+def run_fixed_once(env: Budget, setting: Setting, seed: Optional[int]) -> None:
+    temperature, top_p, template, focus = setting
+    env.reset(seed=seed, options={"temperature": temperature, "top_p": top_p,
+                                  "template": template, "focus": focus})
+    done = False
+    while not done:
+        _, _, terminated, truncated, _ = env.step(action_for((template, focus)))
+        done = terminated or truncated
+
+
+def run_agent(env: Budget, name: str, seed: int) -> None:
+    from agents import make_agent
+
+    agent = make_agent(name, env, seed=seed, **HYPERPARAMS.get(name, {}))
+    try:
+        agent.learn(env.budget)
+    except BudgetExhausted:
+        pass  # on-policy rollouts stop at the budget; nothing after it runs
+
+
+def run_policy(env: Budget, policy_path: Path, seed: int, finetune: bool) -> None:
+    """A pre-trained policy on the held-out task: deterministic rollouts (zero-shot), or
+    training on within the budget (fine-tune)."""
+    from agents import load_agent
+
+    agent = load_agent(policy_path, env=env)
+    agent.set_random_seed(seed)
+    if finetune:
+        try:
+            agent.learn(env.budget, reset_num_timesteps=True)
+        except BudgetExhausted:
+            pass
+        return
+    for i in range(env.budget // env.unwrapped.num_iterations):
+        obs, _ = env.reset(seed=seed if i == 0 else None)
+        done = False
+        while not done:
+            action, _ = agent.predict(obs, deterministic=True)
+            obs, _, terminated, truncated, _ = env.step(action)
+            done = terminated or truncated
+
+
+# ---------------------------------------------------------------------------- runs
+def _worker_init() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def run_method(job: dict[str, Any]) -> dict[str, Any]:
+    """One method on one held-out task and seed, for ``budget`` evaluations."""
+    _worker_init()
+    t0 = time.perf_counter()
+    method, task, seed, budget = job["method"], job["task"], job["seed"], job["budget"]
+    env = Budget(make_env(task, job.get("replay"), batch_size=job.get("batch_size"),
+                          num_iterations=job.get("num_iterations")), budget)
+    if method in STATIC:
+        run_fixed(env, STATIC[method], seed)
+    elif method in ("fixed_train_best", "oracle"):
+        run_fixed(env, tuple(job["setting"]), seed)
+    elif method in SCHEDULE_METHODS:
+        run_schedule(env, tuple(job["setting"]), seed, method)
+    elif method in ("tpe", "random_search"):
+        run_optuna(env, seed, method)
+    elif method in ("ucb", "thompson"):
+        run_agent(env, method, seed)
+    elif method in POLICY_METHODS:
+        run_policy(env, Path(job["policy"]), seed, finetune=method.endswith("finetune"))
+    else:
+        raise ValueError(f"unknown method {method!r}; valid: {METHODS}")
+    return {"method": method, "task": task, "seed": seed,
+            "baseline": {"metric": env.baseline, "test_metric": env.test_baseline},
+            "episodes": env.episodes, "trace": env.trace if method in POLICY_METHODS else [],
+            "evals": env.evals, "seconds": time.perf_counter() - t0}
+
+
+def run_grid_cell(job: dict[str, Any]) -> dict[str, Any]:
+    """One fixed-setting episode of the grid (its cost is not charged to any method)."""
+    _worker_init()
+    env = make_env(job["task"], job.get("replay"), batch_size=job.get("batch_size"),
+                   num_iterations=job.get("num_iterations"))
+    env = Budget(env, env.unwrapped.num_iterations)
+    run_fixed_once(env, tuple(job["setting"]), job["seed"])
+    return {"task": job["task"], "setting": list(job["setting"]), "seed": job["seed"],
+            **{k: env.episodes[-1][k] for k in ("metric", "test_metric")}}
+
+
+def grid_settings(temperatures: Sequence[float], templates: Sequence[str],
+                  task: Optional[str] = None) -> list[Setting]:
+    """Temperature x template x focus (any, or the task's skills; all skills without a task)."""
+    focuses = [None, *(task.split("+") if task else SKILLS)]
+    return [(t, TOP_P, name, f) for t in temperatures for name in templates for f in focuses]
+
+
+def best_setting(cells: Sequence[dict[str, Any]], focused: bool = False) -> Setting:
+    """The setting with the highest mean final validation metric over the cells' tasks and
+    seeds (``focused``: among settings with a focus)."""
+    by: dict[tuple, list[float]] = {}
+    for c in cells:
+        if focused and c["setting"][3] is None:
+            continue
+        by.setdefault(tuple(c["setting"]), []).append(c["metric"])
+    return max(by, key=lambda s: float(np.mean(by[s])))  # type: ignore[return-value]
+
+
+def pretrain(algo: str, seed: int, steps: int, tasks: Sequence[str], common: dict[str, Any],
+             out: Path) -> Path:
+    """Train ``algo`` on the training-task mixture; returns the saved policy's directory."""
+    from agents import make_agent
+
+    _worker_init()
+    env = TaskMixture([make_env(t, common.get("replay"), test=False,
+                                batch_size=common.get("batch_size"),
+                                num_iterations=common.get("num_iterations")) for t in tasks])
+    params = dict(HYPERPARAMS[algo])
+    if "n_steps" in params:  # a run shorter than one rollout (the smoke test) still updates
+        params["n_steps"] = min(params["n_steps"], steps)
+        params["batch_size"] = min(params["batch_size"], params["n_steps"])
+    agent = make_agent(algo, env, seed=seed, **params)
+    agent.learn(steps, progress_bar=True)
+    path = out / f"{algo}_s{seed}"
+    agent.save(path)
+    return path
+
+
+# ---------------------------------------------------------------------------- report
+def t_ci(values: Sequence[float]) -> float:
+    """Half-width of the 95% t confidence interval of the mean."""
+    from scipy import stats
+
+    n = len(values)
+    if n < 2:
+        return math.nan
+    return float(stats.t.ppf(0.975, n - 1) * np.std(values, ddof=1) / math.sqrt(n))
+
+
+def summarise(runs: Sequence[dict[str, Any]], budgets: Sequence[int],
+              heldout: Sequence[str]) -> dict[str, Any]:
+    table: dict[str, Any] = {}
+    for method in METHODS:
+        mine = [r for r in runs if r["method"] == method]
+        if not mine:
+            continue
+        row = {}
+        for b in budgets:
+            vals = [selected_test(r["episodes"], r["baseline"], b) for r in mine]
+            gains = [v - r["baseline"]["test_metric"] for v, r in zip(vals, mine)]
+            row[str(b)] = {"mean": float(np.mean(vals)), "ci": t_ci(vals),
+                           "gain": float(np.mean(gains)), "n": len(vals),
+                           "per_task": {t: float(np.mean([v for v, r in zip(vals, mine)
+                                                           if r["task"] == t]))
+                                        for t in heldout}}
+        table[method] = row
+    return table
+
+
+def state_dependence(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """How the zero-shot policies' focus relates to per-skill accuracy and progress."""
+    out: dict[str, Any] = {}
+    for method in ("ppo_zero_shot", "reinforce_zero_shot"):
+        steps = [s for r in runs if r["method"] == method for s in r["trace"]]
+        if not steps:
+            continue
+        kinds = []
+        for s in steps:
+            task_skills = {k: v for k, v in s["skills_before"].items()}
+            if s["focus"] is None:
+                kinds.append("any")
+            elif s["focus"] not in task_skills:
+                kinds.append("absent skill")
+            elif s["focus"] == min(task_skills, key=task_skills.get):
+                kinds.append("weakest skill")
+            else:
+                kinds.append("other task skill")
+        by_progress: dict[int, dict[str, int]] = {}
+        templates: dict[int, dict[str, int]] = {}
+        for s, kind in zip(steps, kinds):
+            by_progress.setdefault(s["progress"], {}).setdefault(kind, 0)
+            by_progress[s["progress"]][kind] += 1
+            templates.setdefault(s["progress"], {}).setdefault(s["template"], 0)
+            templates[s["progress"]][s["template"]] += 1
+        shares = {k: kinds.count(k) / len(kinds) for k in sorted(set(kinds))}
+        out[method] = {"n_steps": len(steps), "focus_shares": shares,
+                       "focus_by_progress": by_progress, "template_by_progress": templates,
+                       "distinct_actions": len({(s["template"], s["focus"], s["temperature"])
+                                                for s in steps})}
+    return out
+
+
+def write_report(result: dict[str, Any], out_dir: Path) -> None:
+    budgets = result["budgets"]
+    table = result["table"]
+    oracle = table.get("oracle", {})
+    lines = ["# Held-out tasks: learned generation policies against fixed settings and search",
+             "", f"`{result['command']}` on {result['machine']}; {result['wall_minutes']:.0f} "
+             "minutes.", "",
+             f"Training tasks: {', '.join(result['train_tasks'])}. Held-out: {', '.join(result['heldout'])}.",
+             "Test-split accuracy (mean over skills) of each method's best-validation episode, "
+             f"mean over {len(result['heldout'])} held-out tasks x {result['n_seeds']} seeds, "
+             "with the 95% t interval; the gain share is the method's gain over the seed-only "
+             "baseline divided by the hindsight oracle's.", ""]
+    header = "| method | " + " | ".join(f"test @{b} | gain share @{b}" for b in budgets) + " |"
+    lines += [header, "|---|" + "---|---|" * len(budgets)]
+    for method, row in sorted(table.items(), key=lambda kv: -kv[1][str(budgets[-1])]["mean"]):
+        cells = []
+        for b in budgets:
+            cell = row[str(b)]
+            o = oracle.get(str(b), {}).get("gain", math.nan)
+            share = cell["gain"] / o if o and o > 0 else math.nan
+            cells.append(f"{cell['mean']:.3f} ± {cell['ci']:.3f} | {share:.0%}")
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    lines += ["", f"Grid: temperature {result['grid_temperatures']} x templates "
+              f"{result['grid_templates']} x focus (any or a "
+              f"skill), top_p {TOP_P}; train-best setting {result['train_best']}, train-best "
+              f"focused {result['train_best_focused']}.", ""]
+    if result.get("state"):
+        lines += ["## State dependence of the zero-shot policies", ""]
+        for method, s in result["state"].items():
+            shares = ", ".join(f"{k} {v:.0%}" for k, v in s["focus_shares"].items())
+            lines.append(f"- {method}: {s['n_steps']} steps, {s['distinct_actions']} distinct "
+                         f"(template, focus, temperature) actions; focus: {shares}.")
+        lines.append("")
+    lines += result.get("notes", [])
+    (out_dir / "heldout.md").write_text("\n".join(lines) + "\n")
+    (out_dir / "heldout.json").write_text(json.dumps(result, indent=1, default=str))
+    plot(result, out_dir)
+
+
+def plot(result: dict[str, Any], out_dir: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    table, budgets = result["table"], result["budgets"]
+    methods = sorted(table, key=lambda m: table[m][str(budgets[-1])]["mean"])
+    fig, ax = plt.subplots(figsize=(8, 0.35 * len(methods) + 1.5))
+    for i, b in enumerate(budgets):
+        means = [table[m][str(b)]["mean"] for m in methods]
+        cis = [table[m][str(b)]["ci"] for m in methods]
+        ax.errorbar(means, np.arange(len(methods)) + 0.2 * i, xerr=cis, fmt="o",
+                    label=f"{b} evaluations", capsize=3)
+    ax.set_yticks(np.arange(len(methods)))
+    ax.set_yticklabels(methods)
+    ax.set_xlabel("held-out test accuracy (mean over skills)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out_dir / "heldout.png", dpi=120)
+    plt.close(fig)
+    state = result.get("state") or {}
+    if state:
+        fig, axes = plt.subplots(1, len(state), figsize=(5 * len(state), 3.5), squeeze=False)
+        kinds = ["weakest skill", "other task skill", "absent skill", "any"]
+        for ax, (method, s) in zip(axes[0], state.items()):
+            prog = sorted(s["focus_by_progress"], key=int)
+            bottom = np.zeros(len(prog))
+            for kind in kinds:
+                vals = np.array([s["focus_by_progress"][p].get(kind, 0) /
+                                 max(1, sum(s["focus_by_progress"][p].values())) for p in prog])
+                ax.bar([int(p) for p in prog], vals, bottom=bottom, label=kind)
+                bottom += vals
+            ax.set_title(f"{method}: focus by episode step")
+            ax.set_xlabel("step in episode")
+            ax.set_ylabel("share of steps")
+        axes[0][-1].legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out_dir / "heldout_state.png", dpi=120)
+        plt.close(fig)
+
+
+# ---------------------------------------------------------------------------- main
+def _map(fn: Callable, jobs: list[dict[str, Any]], workers: int, desc: str) -> list[Any]:
+    from tqdm import tqdm
+
+    if workers <= 1:
+        return [fn(j) for j in tqdm(jobs, desc=desc)]
+    with ProcessPoolExecutor(workers, initializer=_worker_init) as pool:
+        return list(tqdm(pool.map(fn, jobs), total=len(jobs), desc=desc))
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="a small check: 1 seed, budget 30, 1 held-out task, short "
+                             "pre-training, a reduced grid")
+    parser.add_argument("--replay", default=None, help="replay cache (see datagen_gym.replay)")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--budgets", type=int, nargs="+", default=[30, 100])
+    parser.add_argument("--grid-seeds", type=int, default=2)
+    parser.add_argument("--pretrain-steps", type=int, default=20000)
+    parser.add_argument("--methods", nargs="+", default=list(METHODS))
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help=f"records per step (default {ENV_KWARGS['batch_size']})")
+    parser.add_argument("--num-iterations", type=int, default=None,
+                        help=f"steps per episode (default {ENV_KWARGS['num_iterations']})")
+    parser.add_argument("--train-tasks", type=int, default=len(TRAIN_TASKS),
+                        help="use the first N training tasks")
+    parser.add_argument("--heldout-tasks", type=int, default=len(HELDOUT_TASKS),
+                        help="use the first N held-out tasks")
+    parser.add_argument("--grid-temperatures", type=float, nargs="+",
+                        default=list(GRID_TEMPERATURES))
+    parser.add_argument("--grid-templates", nargs="+", default=None,
+                        help="templates of the fixed-setting grids (default: all ten)")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    from datagen_gym.generators.prompts import TEMPLATE_NAMES
+
+    templates = tuple(args.grid_templates or TEMPLATE_NAMES)
+    if args.quick:  # the whole pipeline at a size that checks the plumbing, not the result
+        args.seeds, args.budgets, args.grid_seeds = 1, [30], 1
+        args.pretrain_steps = min(args.pretrain_steps, 100)
+        args.batch_size, args.train_tasks = args.batch_size or 8, min(args.train_tasks, 2)
+        args.heldout_tasks, args.grid_temperatures = 1, [1.0]
+        templates = tuple(args.grid_templates or ("self_instruct", "evol_breadth"))
+    temperatures = tuple(args.grid_temperatures)
+    train_tasks, heldout = TRAIN_TASKS[:args.train_tasks], HELDOUT_TASKS[:args.heldout_tasks]
+    common = {"replay": args.replay, "batch_size": args.batch_size,
+              "num_iterations": args.num_iterations}
+    t0 = time.perf_counter()
+    budget = max(args.budgets)
+    seeds = list(range(args.seeds))
+
+    train_cells = _map(run_grid_cell, [
+        {"task": t, "setting": s, "seed": 1000 + g, **common}
+        for t in train_tasks for s in grid_settings(temperatures, templates)
+        for g in range(args.grid_seeds)],
+        args.workers, "grid on training tasks")
+    train_best, train_best_focused = best_setting(train_cells), best_setting(train_cells, True)
+    oracle_cells = _map(run_grid_cell, [
+        {"task": t, "setting": s, "seed": 2000 + g, **common}
+        for t in heldout for s in grid_settings(temperatures, templates, t)
+        for g in range(args.grid_seeds)],
+        args.workers, "hindsight grid on held-out tasks")
+    oracle = {t: best_setting([c for c in oracle_cells if c["task"] == t]) for t in heldout}
+
+    policies: dict[tuple[str, int], str] = {}
+    policy_dir = args.out / "heldout_policies"
+    for algo in ("ppo", "reinforce"):
+        if not any(m.startswith(algo + "_") for m in args.methods):
+            continue
+        for seed in seeds:
+            policies[(algo, seed)] = str(pretrain(algo, seed, args.pretrain_steps, train_tasks,
+                                                  common, policy_dir))
+
+    jobs = []
+    for method in args.methods:
+        for task in heldout:
+            for seed in seeds:
+                job = {"method": method, "task": task, "seed": seed, "budget": budget,
+                       **common}
+                if method == "fixed_train_best":
+                    job["setting"] = train_best
+                elif method in SCHEDULE_METHODS:
+                    job["setting"] = train_best_focused
+                elif method == "oracle":
+                    job["setting"] = oracle[task]
+                elif method in POLICY_METHODS:
+                    job["policy"] = policies[(method.split("_")[0], seed)]
+                jobs.append(job)
+    runs = _map(run_method, jobs, args.workers, "methods on held-out tasks")
+    command = "python -m benchmarks.heldout " + " ".join(argv if argv is not None else
+                                                         __import__("sys").argv[1:])
+    result = {"command": command.strip(), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+              "budgets": args.budgets, "n_seeds": args.seeds, "train_best": train_best,
+              "train_best_focused": train_best_focused, "oracle_settings": oracle,
+              "heldout": list(heldout), "train_tasks": list(train_tasks),
+              "grid_temperatures": list(temperatures), "grid_templates": list(templates),
+              "table": summarise(runs, args.budgets, heldout), "state": state_dependence(runs),
+              "train_cells": train_cells, "oracle_cells": oracle_cells, "runs": runs,
+              "wall_minutes": (time.perf_counter() - t0) / 60}
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_report(result, args.out)
+    print((args.out / "heldout.md").read_text())
+
+
+if __name__ == "__main__":
+    main()

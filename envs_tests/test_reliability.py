@@ -445,17 +445,17 @@ class DiesAfter:
         return self.inner.generate(prompts, **kwargs)
 
 
-def test_backend_failure_names_the_url_not_internals(tmp_path, capsys, teacher):
+def test_backend_failure_names_the_url_and_a_moved_server_resumes(tmp_path, capsys, teacher):
     from datagen_gym.backends.openai_server import OpenAICompatServer
 
     dying = DiesAfter(teacher, 16)
+    out = tmp_path / "out"
     with OpenAICompatServer(dying, model_name="teacher") as server:
         dying.server = server
         cfg = write_setup(tmp_path)
         cfg.write_text(cfg.read_text() + "sampling:\n  backend: openai\n"
                        f"  base_url: {server.base_url}\n  model: teacher\n"
                        "  max_retries: 0\n  max_concurrency: 1\n  timeout_s: 20\n")
-        out = tmp_path / "out"
         rc, _, err = run_cli(capsys, "--config", str(cfg), "--output", str(out),
                              "--no-tensorboard", "--timesteps", "30", "--checkpoint-every", "1")
     assert rc == 1
@@ -464,8 +464,20 @@ def test_backend_failure_names_the_url_not_internals(tmp_path, capsys, teacher):
     assert "completions kept" in err and ".completions" not in err
     assert "--resume" in err
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["complete"] is False
-    assert summary["steps_done"] == len(read_jsonl(out / "history.jsonl"))
+    assert summary["complete"] is False and summary["checkpoint_steps"] >= 1
+    done = summary["steps_done"]
+    assert done == len(read_jsonl(out / "history.jsonl"))
+
+    # The teacher came back elsewhere: the resume points at it and finishes the run.
+    with OpenAICompatServer(teacher, model_name="teacher") as moved:
+        rc, _, err = run_cli(capsys, "--output", str(out), "--resume", "--no-tensorboard",
+                             "--timesteps", str(done + 1), "--n", "1",
+                             "--set", f"sampling.base_url={moved.base_url}")
+    assert rc == 0, err
+    assert f"sampling.base_url='{moved.base_url}' (was '{server.base_url}')" in err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["complete"] is True and summary["steps_done"] == done + 1
+    assert summary["config"]["sampling"]["base_url"] == moved.base_url
 
 
 # ----------------------------------------------------------------------------- 4. resume options

@@ -211,3 +211,23 @@ def test_env_config_field_and_vector_env(tmp_path):
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT COUNT(*) FROM replicas").fetchone()[0] == 1
         json.loads(conn.execute("SELECT records FROM replicas").fetchone()[0])
+
+
+def test_build_fills_a_grid_and_resumes(tmp_path, capsys):
+    from datagen_gym.replay import build
+
+    path = tmp_path / "grid.sqlite"
+    argv = ["--cache", str(path), "--templates", "self_instruct,evol_breadth",
+            "--temperatures", "0.9,1.0", "--top-ps", "0.9", "--batch-size", "4", "--seed", "3"]
+    assert build.main(argv + ["--replicas", "1"]) == 0
+    assert "4 keys" in capsys.readouterr().err  # 2 templates x 2 temperatures x 1 top_p
+    with sqlite3.connect(path) as conn:
+        manifest = dict(conn.execute("SELECT key, value FROM manifest").fetchall())
+    cache = ReplayCache(path, manifest)
+    counts = cache.counts()
+    assert len(counts) == 4 and set(counts.values()) == {1}
+    first = {k: cache.get(cache.replica_ids(k)[0]).records for k in counts}
+    assert build.main(argv + ["--replicas", "2"]) == 0  # resume: only the second replicas
+    assert "4 batches to generate" in capsys.readouterr().err
+    assert all(len(cache.replica_ids(k)) == 2 for k in counts)
+    assert {k: cache.get(cache.replica_ids(k)[0]).records for k in counts} == first

@@ -131,10 +131,11 @@ class DataGenEnv(gym.Env):
     data_mode="episode", action_delta=0.05, focus=False, skills=None, observe_skills=None,
     observe_embedding=False, replay_cache=None)``. ``config`` is a :class:`Config`, a dict of
     its sections, or a YAML path; the keyword arguments override its ``rl_tuning`` section.
-    Without ``target_model`` the built-in scikit-learn target of ``task`` is used (its validation and
-    test sets come from the world's held-out seeds). ``skills`` are the skill slots of the focus
-    action and the observation (default: the built-in task's skills, else the ``skill`` fields
-    of ``validation_dataset``); with ``focus`` each must be a ``skill`` of the seed tasks.
+    Without ``target_model`` the built-in scikit-learn target of ``task`` is used (its
+    validation and test sets come from the world's held-out seeds). ``skills`` are the skill
+    slots of the focus action and the observation (default: the built-in task's skills, else
+    the ``skill`` fields of ``validation_dataset``); with ``focus`` each must be a ``skill`` of
+    the seed tasks.
     ``observe_skills`` (default: ``focus``) adds the per-skill observation.
     ``DataGen-Skills-v0`` is this env on the five-skill classification task with the focus.
     ``replay_cache`` (a SQLite file path, :mod:`datagen_gym.replay`) replays cached teacher

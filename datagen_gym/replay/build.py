@@ -19,6 +19,7 @@ values are rounded to the cache's grid.
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import hashlib
 import json
 import sys
@@ -69,8 +70,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="built-in task whose skills '--focus all' means (default: every skill "
                         "of the seed tasks)")
     p.add_argument("--templates", default="all",
-                   help="template names or indices, comma-separated, or 'all' (default), "
-                        "'self_instruct' or 'evol_instruct' (that method's templates)")
+                   help="template names, indices or globs, comma-separated: 'all' (default), "
+                        "'self_instruct*' (the Self-Instruct ones), 'evol_*', 'evol_breadth,0'")
     p.add_argument("--focus", default="any",
                    help="comma-separated: 'any' (no focus, DataGen-v0) and/or skill names, or "
                         "'all' (any + every skill, DataGen-Skills-v0); default 'any'")
@@ -93,13 +94,20 @@ def _parser() -> argparse.ArgumentParser:
 def _templates(spec: str) -> list[str]:
     from datagen_gym.generators import prompts
 
-    if spec in ("all", "self_instruct", "evol_instruct"):
-        return [t.name for t in prompts.TEMPLATES if spec == "all" or t.method == spec]
-    try:
-        return [prompts.get_template(int(x) if x.strip().isdigit() else x.strip()).name
-                for x in spec.split(",")]
-    except (ValueError, KeyError, IndexError) as exc:
-        raise SystemExit(f"--templates {spec!r}: {exc}") from None
+    out: list[str] = []
+    for x in (s.strip() for s in spec.split(",")):
+        if x == "all" or any(c in x for c in "*?["):  # a glob: 'self_instruct*', 'evol_*'
+            names = fnmatch.filter(prompts.TEMPLATE_NAMES, "*" if x == "all" else x)
+            if not names:
+                raise SystemExit(f"--templates {x!r} matches no template; templates: "
+                                 f"{list(prompts.TEMPLATE_NAMES)}")
+            out += names
+        else:
+            try:
+                out.append(prompts.get_template(int(x) if x.isdigit() else x).name)
+            except ValueError as exc:
+                raise SystemExit(f"--templates {x!r}: {exc}") from None
+    return list(dict.fromkeys(out))
 
 
 def _focuses(spec: str, known: Sequence[str], task: Optional[str]) -> list[Optional[str]]:

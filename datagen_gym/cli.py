@@ -199,6 +199,23 @@ def _sections(assignments: Sequence[tuple[str, str, Any]]) -> dict[str, dict[str
     return out
 
 
+def _absolute_paths(sections: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """``--set`` file paths made absolute (relative to the current directory), as a config
+    file's are made absolute relative to it: the saved config must work from anywhere."""
+    from datagen_gym.config import ConfigError
+    from datagen_gym.rl_tuning.user_target import PATH_FIELDS
+
+    for section, key in PATH_FIELDS:
+        value = sections.get(section, {}).get(key)
+        if isinstance(value, str) and value:
+            try:
+                sections[section][key] = str(Path(value).expanduser().resolve())
+            except (RuntimeError, ValueError, OSError) as exc:
+                raise ConfigError(f"--set {section}.{key}={value!r} is not a usable path "
+                                  f"({exc})") from None
+    return sections
+
+
 def _check_writable_dir(option: str, path: Path) -> None:
     """Create ``path`` if needed and prove it writable, or raise a one-line usage error.
 
@@ -271,7 +288,7 @@ def cmd_rl_tune(args: argparse.Namespace) -> int:
     # ---- setup: every failure here is a usage / input error (exit code 2)
     applied: list[str] = []
     try:
-        requested = _sections(args.set_fields)
+        requested = _absolute_paths(_sections(args.set_fields))
         if resume_from is not None:
             saved = Config.from_dict(read_state(resume_from)["config"])
             # What the command line asks for, in the same form as for a new run; only the

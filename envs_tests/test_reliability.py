@@ -503,6 +503,24 @@ def test_resume_applies_run_length_and_connection_settings(tmp_path, capsys):
     assert rc == 0, err
 
 
+def test_set_paths_are_stored_absolute(tmp_path, capsys, monkeypatch):
+    write_setup(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "out"
+    rc, _, err = run_cli(capsys, "--set", "rl_tuning.validation_data_path=data/val.jsonl",
+                         "--set", "rl_tuning.batch_size=4", "--set", "rl_tuning.num_iterations=2",
+                         "--output", str(out), "--no-tensorboard", "--timesteps", "1",
+                         "--n", "1")
+    assert rc == 0, err
+    saved = json.loads((out / "checkpoint" / TUNER_FILE).read_text())["config"]
+    assert saved["rl_tuning"]["validation_data_path"] == str(tmp_path / "data" / "val.jsonl")
+    # Resuming from elsewhere with the same relative --set is the same path: accepted.
+    monkeypatch.chdir(tmp_path / "data")
+    rc, _, err = run_cli(capsys, "--set", "rl_tuning.validation_data_path=val.jsonl",
+                         "--output", str(out), "--resume", "--no-tensorboard", "--n", "1")
+    assert rc == 0, err
+
+
 @pytest.mark.parametrize("args, field", [
     (["--seed", "1"], "rl_tuning.seed"),
     (["--set", "generation.template=evol_deepen"], "generation.template"),

@@ -545,6 +545,8 @@ def test_library_resume_config_changes(tmp_path):
     assert loaded.resume_changes == ["sampling.max_retries=1 (was 4)"]
     with pytest.raises(ValueError, match="cannot change rl_tuning.seed"):
         RLTuner.load(tmp_path / "ckpt", config_changes={"rl_tuning": {"seed": 3}})
+    with pytest.raises(ValueError, match="sampling.timeout_s"):  # not an OverflowError
+        RLTuner.load(tmp_path / "ckpt", config_changes={"sampling": {"timeout_s": 10**400}})
 
 
 # ----------------------------------------------------------------------------- 5. TensorBoard

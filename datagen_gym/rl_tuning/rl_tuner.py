@@ -282,8 +282,12 @@ def resume_config(saved: Config, changes: Optional[dict[str, dict[str, Any]]]
                          f"may change the run length and {safe}")
     if not applied:
         return saved, []
-    new = saved.replace(**{s: {k: v for s2, k, v, _ in applied if s2 == s}
-                           for s in {a[0] for a in applied}})
+    try:
+        new = saved.replace(**{s: {k: v for s2, k, v, _ in applied if s2 == s}
+                               for s in {a[0] for a in applied}})
+    except (TypeError, OverflowError) as exc:  # e.g. an int too large for a float field
+        names = ", ".join(f"{s}.{k}" for s, k, _, _ in applied)
+        raise ConfigError(f"{names}: not a valid value ({exc})") from None
     return new, [f"{s}.{k}={v!r} (was {old!r})" for s, k, v, old in applied]
 
 

@@ -10,11 +10,15 @@
 
 from datagen_gym.rl_tuning.rl_tuner import (
     HISTORY_KEYS,
+    RESUME_SAFE_FIELDS,
+    CheckpointError,
     RLTuner,
     TargetModelError,
     as_config,
     check_algorithm,
     checkpoint_path,
+    read_state,
+    resume_config,
 )
 from datagen_gym.rl_tuning.user_target import (
     TargetFileError,
@@ -24,6 +28,7 @@ from datagen_gym.rl_tuning.user_target import (
     resolve_config_paths,
 )
 
-__all__ = ["HISTORY_KEYS", "RLTuner", "TargetFileError", "TargetModelError", "as_config",
-           "build_target", "check_algorithm", "checkpoint_path", "load_target_file",
-           "load_validation_data", "resolve_config_paths"]
+__all__ = ["HISTORY_KEYS", "RESUME_SAFE_FIELDS", "CheckpointError", "RLTuner", "TargetFileError",
+           "TargetModelError", "as_config", "build_target", "check_algorithm", "checkpoint_path",
+           "load_target_file", "load_validation_data", "read_state", "resolve_config_paths",
+           "resume_config"]

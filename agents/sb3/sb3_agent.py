@@ -490,7 +490,7 @@ class SB3Agent(BaseAgent):
             for name, value in (variables or {}).items():
                 if value is not None:
                     # As SB3 does: set .data so optimisers keep their reference to the tensor.
-                    recursive_setattr(model, f"{name}.data", value.data)
+                    recursive_setattr(model, f"{name}.data", value.data.to(model.device))
         except (RuntimeError, ValueError, KeyError, AttributeError) as exc:
             detail = " ".join(str(exc).split())[:300]
             raise CheckpointError(f"{zip_path}: its tensors do not fit a {self.algo} model built "

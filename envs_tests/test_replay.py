@@ -100,6 +100,12 @@ def test_cache_of_another_teacher_or_world_is_refused(tmp_path, live, field):
     assert str(path) in msg and f"another {field}" in msg and "\n" not in msg
 
 
+def test_cache_object_of_another_identity_is_refused(tmp_path, live):
+    cache = ReplayCache(tmp_path / "c.sqlite", {"teacher": "a" * 64, "world": "b" * 64})
+    with pytest.raises(ReplayCacheError, match="opened for another teacher"):
+        ReplayGenerator(live, cache)
+
+
 def test_world_identity_follows_the_generation_settings(live, teacher):
     other = Generator(Config().replace(generation={"max_instances_per_task": 2}),
                       sampler=Sampler(teacher, max_new_tokens=96))

@@ -218,6 +218,15 @@ class ReplayCache:
             raise ReplayCacheError(f"{self.path}: cache resolution is {stored}, "
                                    f"{resolution} was requested")
 
+    def check_identity(self, identity: dict[str, str]) -> None:
+        """Refuse this cache for a generator of another teacher or world."""
+        for field in _MATCHED:
+            if str(identity[field]) != self._identity[field]:
+                raise ReplayCacheError(
+                    f"{self.path}: opened for another {field} ({field} hash "
+                    f"{self._identity[field][:12]}) than the generator's "
+                    f"({str(identity[field])[:12]})")
+
     def close(self) -> None:
         if self._conn is not None and self._pid == os.getpid():
             self._conn.close()

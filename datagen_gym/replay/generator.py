@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -14,8 +13,6 @@ from datagen_gym.replay.cache import CacheKey, Replica, ReplayCache
 from datagen_gym.replay.identity import generator_identity
 from datagen_gym.results import Results
 from datagen_gym.sampler import TEMPERATURE_RANGE, TOP_P_RANGE
-
-logger = logging.getLogger(__name__)
 
 # Mixed into the episode seed so that the replica draws are a stream of their own, not the
 # live generator's (which the same seed also drives, for the misses).
@@ -33,7 +30,8 @@ class ReplayGenerator:
 
     Replica choice: uniformly among the key's replicas not yet returned in this episode, with an
     RNG reseeded by :meth:`reseed` (the env reseeds at every ``reset``), so the same seed and the
-    same cache file give the same batches, hence the same rewards. ``reset_pool`` (called at
+    same cache file give the same batches, hence the same rewards (a run that stores misses
+    changes the file: a rerun then also draws from the new replicas). ``reset_pool`` (called at
     every ``reset``) starts a new episode. A miss generates from a fresh human seed pool with
     the key's exact settings, so that every replica of a key is drawn from one distribution
     whether a build or an episode made it.
@@ -51,6 +49,8 @@ class ReplayGenerator:
         if not isinstance(cache, ReplayCache):
             identity = generator_identity(live)
             cache = ReplayCache(cache, identity, read_only=not store_misses, info=identity)
+        else:
+            cache.check_identity(generator_identity(live))
         self.cache = cache
         self.store_misses = store_misses and not cache.read_only
         self._draws = np.random.default_rng()

@@ -170,13 +170,14 @@ def test_sb3_load_refuses_a_pickle_in_a_tensor_member(tmp_path, member):
     assert "\n" not in message and "model.zip" in message and member in message
 
 
-def test_hand_rolled_checkpoints_refuse_planted_pickles(tmp_path):
+def test_json_and_safetensors_files_refuse_planted_pickles(tmp_path):
     env = gym.make("CartPole-v1")
     marker = tmp_path / "marker"
     ReinforceAgent(env, seed=0).save(tmp_path / "rf")
     make_agent("random_search", env, seed=0).save(tmp_path / "rs")
+    make_agent("ppo", env, seed=0, n_steps=8, batch_size=8).save(tmp_path / "ppo")
     planted = [tmp_path / "rf" / "policy.safetensors", tmp_path / "rf" / "agent.json",
-               tmp_path / "rs" / "agent.json"]
+               tmp_path / "rs" / "agent.json", tmp_path / "ppo" / "agent.json"]
     for file in planted:
         original = file.read_bytes()
         file.write_bytes(evil_bytes(marker))

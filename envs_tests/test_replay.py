@@ -76,6 +76,30 @@ def test_no_replica_reused_within_an_episode(tmp_path, live):
     assert gen.misses == 4 and len(gen.cache.replica_ids(gen.current_key(4))) == 4
 
 
+@pytest.mark.parametrize("episode_filter", [True, False])
+def test_episode_filter_drops_instructions_repeated_in_the_episode(tmp_path, live,
+                                                                   episode_filter):
+    gen = ReplayGenerator(live, tmp_path / "c.sqlite", episode_filter=episode_filter)
+    key = gen.current_key(4)  # self_instruct: its batches pass the ROUGE filter live
+
+    def rec(instruction):
+        return {"instruction": instruction, "input": "x", "output": "y"}
+
+    repeated = "Count the vowels in each word of the sentence below"
+    gen.cache.add(key, [rec(repeated), rec(repeated)], 3, 1, origin="test")
+    gen.cache.add(key, [rec(repeated + " please"), rec("Sort these five numbers from low to "
+                                                       "high and print them")], 3, 2,
+                  origin="test")
+    gen.reseed(0)
+    gen.reset_pool()
+    sizes = sorted((len(gen.generate(4)), len(gen.generate(4))))
+    # whichever replica comes first, the other loses the records of its near-duplicate
+    # instruction (both of the first replica's, or one of the second's)
+    assert sizes in (([0, 2], [1, 2]) if episode_filter else ([2, 2],))
+    gen.reset_pool()  # a new episode forgets the instructions of the last one
+    assert len(gen.generate(4)) == 2
+
+
 def test_same_seed_and_cache_give_the_same_rewards(tmp_path, live):
     path = tmp_path / "c.sqlite"
     actions = [KEEP, [2, 1, 0], KEEP]

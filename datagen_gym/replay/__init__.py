@@ -10,14 +10,16 @@ episode; when the key has none left it generates live, stores the batch and uses
 
 What replay does not reproduce of a live step:
 
-* **The episode's task pool.** Live, the instructions a step keeps join the pool: later
-  Self-Instruct prompts take 2 of their 8 in-context tasks from it, Evol-Instruct evolves its
-  tasks too. Every cached batch was generated from the human seed pool alone, as if it were an
-  episode's first step.
-* **The ROUGE-L filter against that pool.** Live, a later Self-Instruct step drops candidates
-  too similar to the instructions of earlier steps (fewer records, more novel ones); a cached
-  batch was only filtered against the seed tasks, so replayed episodes can repeat instructions
-  across steps that a live episode would have filtered.
+* **The episode's task pool in the prompts.** Live, the instructions a step keeps join the
+  pool: later Self-Instruct prompts take 2 of their 8 in-context tasks from it, and
+  Evol-Instruct evolves its tasks too (evolving evolved tasks). Every cached batch was
+  generated from the human seed pool alone, as if it were an episode's first step.
+* **The ROUGE-L filter against that pool, only approximately.** Live, a later Self-Instruct
+  step drops candidates too similar to the instructions kept earlier in the episode. Replay
+  applies the same filter (``episode_filter=True``, the default) to each replayed Self-Instruct
+  batch against the instructions of the batches replayed before it in the episode, so
+  repeated instructions are dropped as live; but the candidates it filters are those of a
+  first step, not those a live prompt with machine tasks would have produced.
 * **Exact settings.** Temperature and top_p are rounded to the grid (0.05: the default action
   delta, so discrete actions from the default start stay on the grid; continuous actions and
   randomised starts move by up to 0.025).

@@ -34,18 +34,23 @@ class ReplayGenerator:
     changes the file: a rerun then also draws from the new replicas). ``reset_pool`` (called at
     every ``reset``) starts a new episode. A miss generates from a fresh human seed pool with
     the key's exact settings, so that every replica of a key is drawn from one distribution
-    whether a build or an episode made it.
+    whether a build or an episode made it; it is stored unfiltered and then returned through
+    the same episode filter as a hit.
 
     Args:
         live: the generator to wrap (its sampler, template and focus are the env's controls).
         cache: a :class:`ReplayCache` or the path of one (opened or created with the live
             generator's teacher and world identity).
         store_misses: store live batches as new replicas (off: a read-only shared cache).
+        episode_filter: apply the ROUGE-L filter against the instructions already kept in the
+            episode to each replayed Self-Instruct batch, as a live step filters against the
+            episode's pool (off: replay batches exactly as cached).
     """
 
     def __init__(self, live: Generator, cache: Union[ReplayCache, str, Path],
-                 store_misses: bool = True) -> None:
+                 store_misses: bool = True, episode_filter: bool = True) -> None:
         self.live = live
+        self.episode_filter = episode_filter
         if not isinstance(cache, ReplayCache):
             identity = generator_identity(live)
             cache = ReplayCache(cache, identity, read_only=not store_misses, info=identity)
@@ -116,7 +121,8 @@ class ReplayGenerator:
         self._draws = np.random.default_rng(None if seed is None else [int(seed), _DRAW_STREAM])
 
     def reset_pool(self) -> None:
-        """A new episode: every replica may be drawn again; the live pool restarts."""
+        """A new episode: every replica may be drawn again; the live pool (and with it the
+        episode filter) restarts from the human seed tasks."""
         self.live.reset_pool()
         self._used.clear()
 
@@ -151,9 +157,27 @@ class ReplayGenerator:
             self.misses += 1
         self._used.add(replica.id)
         self.last_replica_id = replica.id
-        records = [{**r, "step": step} for r in replica.records]
-        return Results(records, num_candidates=replica.num_candidates,
-                       num_kept=replica.num_kept)
+        records, num_kept = self._episode_filter(replica, key)
+        return Results([{**r, "step": step} for r in records],
+                       num_candidates=replica.num_candidates, num_kept=num_kept)
+
+    def _episode_filter(self, replica: Replica, key: CacheKey
+                        ) -> tuple[list[dict[str, Any]], int]:
+        """The replica's records as this episode would have kept them: Self-Instruct drops the
+        instructions (and their records) too similar (ROUGE-L) to an instruction already kept
+        in the episode, as the live filter does against the episode's pool; every kept
+        instruction joins that filter, Evol-Instruct's unfiltered, as live."""
+        if not self.episode_filter or not replica.records:
+            return replica.records, replica.num_kept
+        rouge = self.live.pool.rouge
+        instructions = list(dict.fromkeys(r["instruction"] for r in replica.records))
+        if prompts.get_template(key.template).method != "self_instruct":
+            rouge.add(instructions)
+            return replica.records, replica.num_kept
+        novel = rouge.filter(instructions, add=True)
+        kept = {i for i, ok in zip(instructions, novel) if ok}
+        return ([r for r in replica.records if r["instruction"] in kept],
+                max(0, replica.num_kept - (len(instructions) - len(kept))))
 
     generate_from_seed = generate
 
@@ -165,9 +189,10 @@ class ReplayGenerator:
         temperature = min(max(temperature, TEMPERATURE_RANGE[0]), TEMPERATURE_RANGE[1])
         top_p = min(max(top_p, TOP_P_RANGE[0]), TOP_P_RANGE[1])
         live = self.live
-        before = (live.get_sampling_params(), live.template.name, live.focus)
+        before = (live.get_sampling_params(), live.template.name, live.focus, live.pool)
         # A fresh pool: the batch must not depend on this episode's history, or it could not
-        # stand in for the same settings in another episode.
+        # stand in for the same settings in another episode. The episode's pool (and its
+        # ROUGE filter) comes back afterwards.
         live.reset_pool()
         try:
             live.set_sampling_params(temperature=temperature, top_p=top_p)
@@ -178,6 +203,9 @@ class ReplayGenerator:
             live.set_sampling_params(**before[0])
             live.select_template(before[1])
             live.set_focus(before[2])
+            live.pool = before[3]
+            for g in (live.self_instruct, live.evol_instruct):
+                g.pool = before[3]
         stored = [{k: v for k, v in r.items() if k != "step"} for r in batch.data]
         if self.store_misses:
             replica_id = self.cache.add(key, stored, batch.num_candidates, batch.num_kept,

@@ -9,7 +9,7 @@ import gymnasium as gym
 
 from agents.bandit import EXP3Agent, ThompsonAgent, UCBAgent
 from agents.common.base import META_FILE, BaseAgent
-from agents.common.checkpoint import PathLike, read_json
+from agents.common.checkpoint import PathLike, read_json_object
 from agents.random_search.random_search import RandomSearchAgent
 from agents.reinforce.reinforce import ReinforceAgent
 from agents.sb3.sb3_agent import SB3_NAMES, SB3Agent
@@ -45,7 +45,7 @@ def make_agent(name: str, env: gym.Env, **kwargs: Any) -> BaseAgent:
 
 def load_agent(path: PathLike, env: gym.Env | None = None, **kwargs: Any) -> BaseAgent:
     """Load any agent saved with ``agent.save(path)``, dispatching on ``agent.json``."""
-    kind = read_json(Path(path) / META_FILE).get("agent")
+    kind = read_json_object(Path(path) / META_FILE, {"agent": str})["agent"]
     classes: dict[str, type[BaseAgent]] = {
         RandomSearchAgent.agent_name: RandomSearchAgent,
         ReinforceAgent.agent_name: ReinforceAgent,

@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 RESULTS = Path(__file__).resolve().parent / "results"

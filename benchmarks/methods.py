@@ -22,7 +22,6 @@ Episode noise is shared: a run resets with ``seed`` once and then without a seed
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from dataclasses import dataclass

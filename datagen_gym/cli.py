@@ -188,7 +188,7 @@ def _fmt(x: Optional[float]) -> str:
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    from agents.common.checkpoint import atomic_write_json
+    from datagen_gym.atomic_io import atomic_write_json
     atomic_write_json(path, obj)
 
 
@@ -221,7 +221,7 @@ def _check_writable_dir(option: str, path: Path) -> None:
 
     Run before the first env step: a bad ``--output`` / ``--tensorboard`` must not cost a run.
     """
-    from agents.common.checkpoint import ensure_writable_dir
+    from datagen_gym.atomic_io import ensure_writable_dir
 
     try:
         ensure_writable_dir(path)
@@ -354,7 +354,7 @@ def cmd_rl_tune(args: argparse.Namespace) -> int:
     # ---- outputs
     n = args.n or tuner.batch_size * tuner.num_iterations
     data_path, history_path = output / "data.jsonl", output / "history.jsonl"
-    from agents.common.checkpoint import atomic_write_jsonl
+    from datagen_gym.atomic_io import atomic_write_jsonl
     atomic_write_jsonl(history_path, tuner.history)
     bar = _bar(n, "generate", args.no_progress)
     try:
@@ -453,7 +453,7 @@ def _write_partial(tuner: Any, output: Path, ckpt_dir: Path, error: str,
                    resume_cmd: str) -> str:
     """After a failure: history, an incomplete summary and the unsaved records; returns the
     one-line error for the user (what failed, what was kept, how to go on)."""
-    from agents.common.checkpoint import atomic_write_jsonl
+    from datagen_gym.atomic_io import atomic_write_jsonl
     from datagen_gym.rl_tuning.rl_tuner import checkpoint_path, read_state
 
     history_path = output / "history.jsonl"
@@ -479,7 +479,7 @@ def _write_partial(tuner: Any, output: Path, ckpt_dir: Path, error: str,
     except OSError as exc:  # the disk may be what failed: still report the original error
         kept = [f"writing the partial outputs failed too ({exc.strerror or exc})"]
     if saved_steps is None:
-        how = f"no checkpoint was reached; rerun the command (with --overwrite) to start over"
+        how = "no checkpoint was reached; rerun the command (with --overwrite) to start over"
     else:
         how = f"resume from the checkpoint at step {saved_steps} with: {resume_cmd}"
     return f"{error}; kept: {', '.join(kept)}; {how}"
@@ -552,7 +552,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise CLIError(str(exc), 2) from exc
     _check_writable_dir("--output", output.parent)  # before the generation, not after
 
-    from agents.common.checkpoint import atomic_write_jsonl
+    from datagen_gym.atomic_io import atomic_write_jsonl
     bar = _bar(n, "generate", args.no_progress)
     results = generate_with_settings(config, n, temperature, top_p, template, seed=seed,
                                      on_batch=lambda b: bar.update(len(b)))

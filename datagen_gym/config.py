@@ -135,9 +135,15 @@ class Config:
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
         try:
-            data = yaml.safe_load(path.read_text())
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"config file {path} is not UTF-8 text ({exc.reason} at byte "
+                              f"{exc.start})") from None
         except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+            reason = " ".join(str(exc).split())  # one line
+            raise ConfigError(f"config file {path} is not valid YAML: {reason}") from None
+        except RecursionError:
+            raise ConfigError(f"config file {path} is nested too deeply to be a config") from None
         if data is not None and not isinstance(data, dict):
             raise ConfigError(f"config file {path} must hold a mapping of sections, "
                               f"got {type(data).__name__}")
@@ -172,7 +178,7 @@ def _build(cls, data: dict[str, Any], prefix: str):
                           f"got {type(data).__name__}")
     hints = get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
+    unknown = sorted((k for k in data if k not in fields), key=str)
     if unknown:
         where = f"section '{prefix.rstrip('.')}'" if prefix else "the config"
         raise ConfigError(f"unknown key '{prefix}{unknown[0]}' in {where}; "
@@ -181,7 +187,8 @@ def _build(cls, data: dict[str, Any], prefix: str):
     for name, value in data.items():
         f, hint, full = fields[name], hints[name], prefix + name
         if dataclasses.is_dataclass(hint):
-            kwargs[name] = _build(hint, value or {}, prefix=full + ".")
+            # Only an empty section (None) means "defaults"; 0, "" or [] are mistakes.
+            kwargs[name] = _build(hint, {} if value is None else value, prefix=full + ".")
         else:
             kwargs[name] = _check(full, value, hint, f.metadata)
     return cls(**kwargs)
@@ -204,7 +211,10 @@ def _check(name: str, value: Any, hint: Any, meta: Any) -> Any:
     elif origin is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{name} must be a number, got {value!r}")
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:
+            raise ConfigError(f"{name}={value!r} is too large for a number") from None
         if not math.isfinite(value):
             raise ConfigError(f"{name} must be finite, got {value!r}")
     elif origin is str:

@@ -3,30 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Union
+
+from datagen_gym.atomic_io import atomic_write_jsonl
 
 RECORD_FIELDS = ("instruction", "input", "output")
 
 
 def write_jsonl_atomic(path: Union[str, Path], rows: Iterable[dict[str, Any]]) -> None:
-    """Write rows to ``path`` so that a crash mid-write leaves the old file intact."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            for row in rows:
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write rows to ``path`` so that a crash mid-write leaves the old file intact (the file
+    honours the umask)."""
+    atomic_write_jsonl(path, rows)
 
 
 def read_jsonl(path: Union[str, Path]) -> list[dict[str, Any]]:
@@ -35,17 +23,22 @@ def read_jsonl(path: Union[str, Path]) -> list[dict[str, Any]]:
     if not path.is_file():
         raise FileNotFoundError(f"JSONL file not found: {path}")
     rows = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-            if not isinstance(row, dict):
-                raise ValueError(f"{path}:{lineno}: expected a JSON object per line")
-            rows.append(row)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            lines = list(fh)
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text (byte {exc.start}); expected JSON "
+                         "Lines") from None
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
+        if not isinstance(row, dict):
+            raise ValueError(f"{path}:{lineno}: expected a JSON object per line")
+        rows.append(row)
     return rows
 
 

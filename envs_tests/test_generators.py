@@ -8,7 +8,7 @@ import pytest
 from datagen_gym import Config, Sampler
 from datagen_gym.generators import prompts
 from datagen_gym.generators.evol_instruct import (
-    EvolInstructGenerator, instruction_failure, response_failure)
+    instruction_failure, response_failure)
 from datagen_gym.generators.generator import Generator
 from datagen_gym.generators.instruction_filters import instruction_rejection, keep_instance
 from datagen_gym.generators.self_instruct import SelfInstructGenerator

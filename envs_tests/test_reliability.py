@@ -7,7 +7,6 @@ the user meets.
 from __future__ import annotations
 
 import base64
-import io
 import json
 import os
 import pickle

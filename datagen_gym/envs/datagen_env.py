@@ -328,8 +328,10 @@ class DataGenEnv(gym.Env):
         """The settings the action leads to (nothing is changed yet)."""
         d_temp, d_top_p, template_index, focus_index = self._decode(action)
         params = self.generator.get_sampling_params()
-        return {"temperature": float(np.clip(params["temperature"] + d_temp, *TEMPERATURE_RANGE)),
-                "top_p": float(np.clip(params["top_p"] + d_top_p, *TOP_P_RANGE)),
+        # Rounded: repeated +-0.05 steps would otherwise drift into 0.7999999999999999.
+        return {"temperature": round(float(np.clip(params["temperature"] + d_temp,
+                                                   *TEMPERATURE_RANGE)), 6),
+                "top_p": round(float(np.clip(params["top_p"] + d_top_p, *TOP_P_RANGE)), 6),
                 "template": self.templates[template_index].name,
                 "focus": self._focus_name(focus_index) if self.focus_enabled else None}
 

@@ -130,7 +130,7 @@ class BaseGenerator:
         return {"instruction": instruction, "input": input_text, "output": output,
                 "method": self.method, "template": self.template.name,
                 "temperature": round(params["temperature"], 4),
-                "top_p": round(params["top_p"], 4), "step": None, **meta}
+                "top_p": round(params["top_p"], 4), **meta}
 
     def _instances(self, tasks: list[dict[str, Any]]) -> list[list[tuple[str, str]]]:
         """Self-Instruct instance generation: output-first for classification, else input-first.

@@ -14,7 +14,7 @@ import math
 import re
 import string
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 

@@ -55,7 +55,7 @@ from datagen_gym.sampler import Sampler
 
 logger = logging.getLogger(__name__)
 
-from agents.common.checkpoint import CheckpointError, create_temp_dir, fsync_dir
+from datagen_gym.atomic_io import CheckpointError, create_temp_dir, fsync_dir
 
 TUNER_FILE = "tuner.json"
 AGENT_DIR = "agent"
@@ -107,7 +107,7 @@ def _normalize_name(name: str) -> str:
 
 def _jsonable(value: Any) -> Any:
     """Plain JSON types; NaN / inf become ``None`` (strict JSON has no spelling for them)."""
-    from agents.common.checkpoint import to_jsonable
+    from datagen_gym.atomic_io import to_jsonable
     return to_jsonable(value)
 
 
@@ -212,7 +212,7 @@ def read_state(path: PathLike) -> dict[str, Any]:
     missing key, a wrong type, another format version, an invalid config), so a truncated or
     foreign file never surfaces as a ``KeyError`` deep in :meth:`RLTuner.load`.
     """
-    from agents.common.checkpoint import read_json_object
+    from datagen_gym.atomic_io import read_json_object
 
     file = Path(path) / TUNER_FILE
     state = read_json_object(file, {"format_version": (int, float, str, type(None))})
@@ -589,7 +589,7 @@ class RLTuner:
             raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
         self._apply_sizes(num_iterations, batch_size)
         # Before the first step: a bad path must not surface at the first checkpoint.
-        from agents.common.checkpoint import ensure_writable_dir
+        from datagen_gym.atomic_io import ensure_writable_dir
         for name, where in (("checkpoint_dir", None if checkpoint_dir is None
                              else Path(checkpoint_dir).parent),
                             ("tensorboard_log", tensorboard_log)):
@@ -741,7 +741,7 @@ class RLTuner:
                                          seed=seed, sampler=sampler, seed_tasks=base.pool.human,
                                          max_rounds=max_rounds, on_batch=on_batch)
         if path is not None:
-            from agents.common.checkpoint import atomic_write_jsonl
+            from datagen_gym.atomic_io import atomic_write_jsonl
             atomic_write_jsonl(path, results.data)
         return results
 
@@ -777,7 +777,7 @@ class RLTuner:
         The new checkpoint is built in a temporary sibling directory and swapped in with two
         renames; a failure (or a crash) at any point leaves the previous checkpoint loadable.
         """
-        from agents.common.checkpoint import atomic_write_json
+        from datagen_gym.atomic_io import atomic_write_json
 
         path = Path(path)
         if path.exists() and not path.is_dir():

@@ -22,7 +22,6 @@ import hashlib
 import math
 import os
 import shutil
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import Any, Iterator, Mapping, Optional, Sequence, Union
 import numpy as np
 import torch
 
+from datagen_gym.atomic_io import create_temp_dir
 from datagen_gym.targets.builtin_tasks import (SPLITS, TEST_SEED, VALIDATION_SEED, split_of,
                                                 task_skills)
 from datagen_gym.world.tasks import FAMILIES, FAMILY_BY_NAME
@@ -144,8 +144,8 @@ def make_tiny_student(path: Union[str, Path, None] = None, init: str = "teacher"
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     # Build in a temporary sibling and rename: concurrent env workers never see half a model.
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
-    os.chmod(tmp, 0o755)  # mkdtemp makes it private; a model cache is ordinary data
+    # Not mkdtemp: it makes the directory private; a model cache is ordinary data (umask).
+    tmp = create_temp_dir(path.parent, path.name)
     try:
         if init == "teacher":
             for f in teacher.iterdir():

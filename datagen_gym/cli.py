@@ -499,9 +499,11 @@ def _print_summary(s: dict[str, Any], metric: str, output: Path) -> None:
         f"episode{'' if s['episodes'] == 1 else 's'} of {s['num_iterations']}) "
         f"with {s['algorithm']}",
         f"  best {metric}:  {_fmt(s['best_metric'])} (baseline {_fmt(s['baseline_metric'])}"
-        f"{delta})" + (f" at step {best['iteration']}" if best.get("iteration") else ""),
+        f"{delta})" + (f" at step {best['iteration']}" if best.get("iteration") else "")
+        + ("" if best.get("test_metric") is None else
+           f"; test split {_fmt(best['test_metric'])}"),
         f"  best settings: temperature={best['temperature']:.2f} top_p={best['top_p']:.2f} "
-        f"template={best['template']}",
+        f"template={best['template']}" + (f" focus={best['focus']}" if best.get("focus") else ""),
         f"  data:        {s['data_path']} ({s['num_records']} records)",
         f"  checkpoint:  {s['checkpoint_path']}",
         f"  history:     {s['history_path']}",

@@ -79,7 +79,8 @@ def test_train_history_keys_length_and_best(trained):
     candidates = [h for h in history if not h["all_filtered"]]
     best = max(candidates, key=lambda h: h["metric"])
     assert tuner.best_params == {"temperature": best["temperature"], "top_p": best["top_p"],
-                                 "template": best["template"], "metric": best["metric"],
+                                 "template": best["template"], "focus": None,
+                                 "metric": best["metric"], "test_metric": None,
                                  "iteration": best["iteration"]}
     assert [h["best_metric"] for h in history] == [
         max(c["metric"] for c in candidates if c["iteration"] <= h["iteration"])
@@ -244,3 +245,24 @@ def test_summary_and_repr(trained):
     assert s["improvement"] == pytest.approx(s["best_metric"] - s["baseline_metric"])
     assert not math.isnan(s["best_metric"])
     assert "random_search" in repr(tuner)
+
+
+def test_focus_runs_through_the_tuner(tmp_path):
+    """A skills config (built-in two-skill target, focus action): history, best settings,
+    the final dataset and a checkpoint round trip all carry the focus."""
+    cfg = {"rl_tuning": {"batch_size": 4, "num_iterations": 2, "seed": 0, "task": "topic+spam",
+                         "focus": True, "rl_algorithm": "ucb"}}
+    tuner = RLTuner(cfg)
+    assert tuner.env.action_space.nvec.tolist() == [3, 3, 10, 3]
+    history = tuner.train(num_iterations=4, progress=False)
+    assert {e["focus"] for e in history} <= {None, "topic", "spam"}
+    assert all(0.0 <= e["test_metric"] <= 1.0 for e in history)
+    assert set(history[0]["skill_metrics"]) == {"topic", "spam"}
+    best = tuner.best_params
+    assert best["focus"] == tuner.best["focus"] and best["test_metric"] is not None
+    records = tuner.generate_dataset(6, seed=1).data
+    assert records and {r.get("skill") for r in records} == {best["focus"]}
+    tuner.save(tmp_path / "ckpt")
+    again = RLTuner.load(tmp_path / "ckpt")
+    assert again.best_params == best
+    assert again.env.generator.focus == tuner.env.generator.focus

@@ -30,11 +30,13 @@ from agents.common.wrappers import StepInfoRecorder
 # tag -> info key. ``datagen/reward`` comes from the step reward, not from ``info``.
 DATAGEN_SCALAR_TAGS: dict[str, str] = {
     "datagen/metric": "metric",
+    "datagen/test_metric": "test_metric",
     "datagen/best_metric": "best_metric",
     "datagen/baseline_metric": "baseline_metric",
     "datagen/temperature": "temperature",
     "datagen/top_p": "top_p",
     "datagen/template": "template_index",
+    "datagen/focus": "focus_index",
     "datagen/kept_fraction": "kept_fraction",
     "datagen/num_kept": "num_kept",
     "datagen/unique_ratio": "unique_ratio",
@@ -93,6 +95,13 @@ def datagen_scalars(
         for tag, key in DATAGEN_SCALAR_TAGS.items()
         if (v := _as_float(info.get(key))) is not None
     }
+    # Per-skill curves: validation under datagen/skill/, the test split under datagen/test_skill/.
+    for prefix, key in (("datagen/skill/", "skill_metrics"),
+                        ("datagen/test_skill/", "test_skill_metrics")):
+        values = info.get(key)
+        if isinstance(values, Mapping):
+            out.update({prefix + str(k): x for k, v in values.items()
+                        if (x := _as_float(v)) is not None})
     r = _as_float(reward)
     if r is not None:
         out[REWARD_TAG] = r

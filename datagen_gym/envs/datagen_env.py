@@ -401,9 +401,12 @@ class DataGenEnv(gym.Env):
 
     def _settings(self) -> dict[str, Any]:
         t = self.generator.template
+        focus = self.generator.focus
         return {**self.generator.get_sampling_params(), "template": t.name,
                 "template_index": prompts.TEMPLATE_NAMES.index(t.name), "method": t.method,
-                "focus": self.generator.focus}
+                "focus": focus,
+                "focus_index": 0 if focus is None or focus not in self.skills
+                else 1 + self.skills.index(focus)}
 
     def _apply_settings(self, settings: dict[str, Any]) -> None:
         self.generator.set_sampling_params(temperature=settings["temperature"],

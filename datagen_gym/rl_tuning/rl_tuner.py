@@ -77,7 +77,8 @@ RANDOM_SEARCH_NAMES = ("random", "random_search")
 #: Keys of every history entry.
 HISTORY_KEYS = (
     "iteration", "episode", "episode_step", "temperature", "top_p", "template", "template_index",
-    "method", "metric", "metrics", "reward", "best_metric", "baseline_metric", "kept_fraction",
+    "focus", "method", "metric", "metrics", "skill_metrics", "test_metric", "reward",
+    "best_metric", "baseline_metric", "kept_fraction",
     "correctness", "num_kept", "dataset_size", "all_filtered", "time_generation_s",
     "time_target_s",
 )
@@ -293,6 +294,7 @@ def resume_config(saved: Config, changes: Optional[dict[str, dict[str, Any]]]
 
 def generate_with_settings(config: Config, n: int, temperature: float, top_p: float,
                            template: Union[str, int], seed: int = 0,
+                           focus: Optional[str] = None,
                            sampler: Optional[Sampler] = None,
                            seed_tasks: Optional[Sequence[dict[str, Any]]] = None,
                            max_rounds: int = 50,
@@ -312,6 +314,7 @@ def generate_with_settings(config: Config, n: int, temperature: float, top_p: fl
     sampler.set_params(temperature=float(temperature), top_p=float(top_p))
     generator = Generator(config, sampler=sampler, seed_tasks=seed_tasks, seed=int(seed))
     generator.select_template(template)
+    generator.set_focus(focus)
     results, empty, rounds = Results(), 0, 0
     while len(results) < n and rounds < max_rounds and empty < 3:
         batch = generator.generate(n - len(results), step=None)
@@ -507,16 +510,20 @@ class RLTuner:
     # ------------------------------------------------------------------ state
     @property
     def best_params(self) -> dict[str, Any]:
-        """The settings that reached the best metric: temperature, top_p, template, metric.
+        """The settings that reached the best metric: temperature, top_p, template, focus
+        (None: any), metric, and the test split's metric at that step where the target reports
+        one.
 
         Before any step: the configured start settings with ``metric`` None.
         """
         if self._best is None:
             return {"temperature": round_setting(self.env.start_params["temperature"]),
                     "top_p": round_setting(self.env.start_params["top_p"]),
-                    "template": self.env.start_template.name, "metric": None, "iteration": None}
-        return {k: self._best[k] for k in ("temperature", "top_p", "template", "metric",
-                                           "iteration")}
+                    "template": self.env.start_template.name, "focus": None, "metric": None,
+                    "test_metric": None, "iteration": None}
+        # .get: checkpoints written before skills existed have no focus / test metric.
+        return {k: self._best.get(k) for k in ("temperature", "top_p", "template", "focus",
+                                               "metric", "test_metric", "iteration")}
 
     @property
     def best(self) -> Optional[dict[str, Any]]:
@@ -685,7 +692,9 @@ class RLTuner:
             "temperature": round_setting(info.get("temperature")),
             "top_p": round_setting(info.get("top_p")),
             "template": info.get("template"), "template_index": info.get("template_index"),
-            "method": info.get("method"), "metric": metric, "metrics": info.get("metrics", {}),
+            "focus": info.get("focus"), "method": info.get("method"), "metric": metric,
+            "metrics": info.get("metrics", {}), "skill_metrics": info.get("skill_metrics", {}),
+            "test_metric": _float(info.get("test_metric")),
             "reward": reward, "best_metric": None,
             "baseline_metric": info.get("baseline_metric"),
             "kept_fraction": info.get("kept_fraction"), "correctness": info.get("correctness"),
@@ -717,7 +726,8 @@ class RLTuner:
         fmt = lambda x: "-" if x is None else f"{x:.4f}"  # noqa: E731
         self._pbar.set_postfix_str(
             f"{self.env.reward_metric}={fmt(entry['metric'])} best={fmt(entry['best_metric'])} "
-            f"T={entry['temperature']:.2f} top_p={entry['top_p']:.2f} {entry['template']}",
+            f"T={entry['temperature']:.2f} top_p={entry['top_p']:.2f} {entry['template']}"
+            + (f" focus={entry['focus']}" if entry.get("focus") else ""),
             refresh=False)
 
     # ------------------------------------------------------------------ generation
@@ -738,7 +748,8 @@ class RLTuner:
                           top_p=params["top_p"], max_new_tokens=base.sampler.max_new_tokens)
         results = generate_with_settings(self.config, n, temperature=params["temperature"],
                                          top_p=params["top_p"], template=params["template"],
-                                         seed=seed, sampler=sampler, seed_tasks=base.pool.human,
+                                         focus=params["focus"], seed=seed, sampler=sampler,
+                                         seed_tasks=base.pool.human,
                                          max_rounds=max_rounds, on_batch=on_batch)
         if path is not None:
             from datagen_gym.atomic_io import atomic_write_jsonl
@@ -765,7 +776,8 @@ class RLTuner:
             "best": self._best,
             "baseline_metric": self._baseline,
             "generator": {"temperature": params["temperature"], "top_p": params["top_p"],
-                          "template": self.env.generator.template.name},
+                          "template": self.env.generator.template.name,
+                          "focus": self.env.generator.focus},
             "counters": {"steps_done": self._steps_done, "total_planned": self._planned,
                          "learn_calls": self._learn_calls},
             "env": self.recorder.state_dict(),
@@ -880,6 +892,10 @@ class RLTuner:
         if gen_state["template"] not in prompts.TEMPLATE_NAMES:
             raise CheckpointError(f"{file}: generator.template {gen_state['template']!r} is "
                                   f"not a template of this version")
+        focus = gen_state.get("focus")  # absent in checkpoints written before skills
+        if focus is not None and focus not in self.env.generator.pool.skills():
+            raise CheckpointError(f"{file}: generator.focus {focus!r} is not a skill of the "
+                                  f"seed tasks {list(self.env.generator.pool.skills())}")
 
     def _restore_env(self, env_state: dict[str, Any], gen_state: dict[str, Any]) -> None:
         """Put the env (and the agent's view of it) where the checkpoint left it."""
@@ -893,18 +909,21 @@ class RLTuner:
             now = inner.generator.get_sampling_params()
             if (abs(now["temperature"] - gen_state["temperature"]) > 1e-9
                     or abs(now["top_p"] - gen_state["top_p"]) > 1e-9
-                    or inner.generator.template.name != gen_state["template"]):
+                    or inner.generator.template.name != gen_state["template"]
+                    or inner.generator.focus != gen_state.get("focus")):
                 warnings.warn("replaying the interrupted episode did not reach the saved "
                               "generator settings (is the backend non-deterministic?); "
                               "setting them directly", RuntimeWarning, stacklevel=3)
                 inner.generator.set_sampling_params(gen_state["temperature"],
                                                     gen_state["top_p"])
                 inner.generator.select_template(gen_state["template"])
+                inner.generator.set_focus(gen_state.get("focus"))
         else:
             # Between episodes: the agent resets the env itself, from the saved RNG state.
             inner.np_random = _rng_from_state(env_state["rng_state"])
             inner.generator.set_sampling_params(gen_state["temperature"], gen_state["top_p"])
             inner.generator.select_template(gen_state["template"])
+            inner.generator.set_focus(gen_state.get("focus"))
             if not env_state["reset_done"] and self.config.rl_tuning.seed is not None \
                     and hasattr(self.agent, "_reset_seed"):
                 self.agent._reset_seed = self.config.rl_tuning.seed

@@ -30,11 +30,17 @@ def collect_training_sets(episodes: int, batch_size: int, seed: int = 0
 
     import datagen_gym  # noqa: F401
 
-    env = gym.make("DataGen-v0", batch_size=batch_size, num_iterations=10)
-    base = env.unwrapped
+    from datagen_gym.targets import make_builtin_target
+
+    target, validation = make_builtin_target("sentiment")
     seen: list[list[dict[str, Any]]] = []
-    target = base.target_model
-    base.target_model = lambda data: (seen.append(list(data)), target(data))[1]
+
+    def recording_target(data: list[dict[str, Any]]) -> dict[str, float]:
+        seen.append(list(data))
+        return target(data)
+
+    env = gym.make("DataGen-v0", target_model=recording_target, validation_dataset=validation,
+                   batch_size=batch_size, num_iterations=10)
     env.action_space.seed(seed)
     gen = []
     for episode in range(episodes):

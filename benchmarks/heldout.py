@@ -558,13 +558,41 @@ def plot(result: dict[str, Any], out_dir: Path) -> None:
 
 
 # ---------------------------------------------------------------------------- main
-def _map(fn: Callable, jobs: list[dict[str, Any]], workers: int, desc: str) -> list[Any]:
+def _map(fn: Callable, jobs: list[dict[str, Any]], workers: int, desc: str,
+         log: Path) -> list[Any]:
+    """``fn`` over ``jobs`` (in ``workers`` processes), each result appended to the JSONL
+    ``log`` as it arrives; jobs already in the log are not run again (a killed benchmark
+    resumes where it stopped). Returns the results in job order."""
     from tqdm import tqdm
 
-    if workers <= 1:
-        return [fn(j) for j in tqdm(jobs, desc=desc)]
-    with ProcessPoolExecutor(workers, initializer=_worker_init) as pool:
-        return list(tqdm(pool.map(fn, jobs), total=len(jobs), desc=desc))
+    key = lambda job: json.dumps(job, sort_keys=True, default=str)  # noqa: E731
+    done: dict[str, Any] = {}
+    if log.is_file():
+        for line in log.read_text(encoding="utf-8").splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:  # a line torn by a kill: that job runs again
+                continue
+            done[key(row["job"])] = row["result"]
+    todo = [j for j in jobs if key(j) not in done]
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a", encoding="utf-8") as fh, \
+            tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=desc) as bar:
+        def keep(job: dict[str, Any], result: Any) -> None:
+            fh.write(json.dumps({"job": job, "result": result}, default=str) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+            done[key(job)] = result
+            bar.update(1)
+
+        if workers <= 1:
+            for job in todo:
+                keep(job, fn(job))
+        else:
+            with ProcessPoolExecutor(workers, initializer=_worker_init) as pool:
+                for job, result in zip(todo, pool.map(fn, todo)):
+                    keep(job, result)
+    return [json.loads(json.dumps(done[key(j)], default=str)) for j in jobs]
 
 
 def main(argv: Optional[list[str]] = None) -> None:
@@ -592,7 +620,11 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--grid-templates", nargs="+", default=None,
                         help="templates of the fixed-setting grids (default: all ten)")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--work", type=Path, default=None,
+                        help="finished grid cells, policies and runs (default: "
+                             "OUT/heldout_work); a rerun with the same options reuses them")
     args = parser.parse_args(argv)
+    work = args.work or args.out / "heldout_work"
     from datagen_gym.generators.prompts import TEMPLATE_NAMES
 
     templates = tuple(args.grid_templates or TEMPLATE_NAMES)
@@ -614,23 +646,31 @@ def main(argv: Optional[list[str]] = None) -> None:
         {"task": t, "setting": s, "seed": 1000 + g, **common}
         for t in train_tasks for s in grid_settings(temperatures, templates)
         for g in range(args.grid_seeds)],
-        args.workers, "grid on training tasks")
+        args.workers, "grid on training tasks", work / "train_grid.jsonl")
     train_best, train_best_focused = best_setting(train_cells), best_setting(train_cells, True)
     oracle_cells = _map(run_grid_cell, [
         {"task": t, "setting": s, "seed": 2000 + g, **common}
         for t in heldout for s in grid_settings(temperatures, templates, t)
         for g in range(args.grid_seeds)],
-        args.workers, "hindsight grid on held-out tasks")
+        args.workers, "hindsight grid on held-out tasks", work / "oracle_grid.jsonl")
     oracle = {t: best_setting([c for c in oracle_cells if c["task"] == t]) for t in heldout}
 
     policies: dict[tuple[str, int], str] = {}
-    policy_dir = args.out / "heldout_policies"
     for algo in ("ppo", "reinforce"):
         if not any(m.startswith(algo + "_") for m in args.methods):
             continue
         for seed in seeds:
-            policies[(algo, seed)] = str(pretrain(algo, seed, args.pretrain_steps, train_tasks,
-                                                  common, policy_dir))
+            spec = {"algo": algo, "seed": seed, "steps": args.pretrain_steps,
+                    "tasks": list(train_tasks), **common, "hyperparams": HYPERPARAMS[algo]}
+            spec_file = work / "policies" / f"{algo}_s{seed}.json"
+            saved = json.loads(spec_file.read_text()) if spec_file.is_file() else None
+            if saved and saved["spec"] == json.loads(json.dumps(spec)):
+                policies[(algo, seed)] = saved["path"]
+                continue
+            path = str(pretrain(algo, seed, args.pretrain_steps, train_tasks, common,
+                                work / "policies"))
+            spec_file.write_text(json.dumps({"spec": spec, "path": path}))
+            policies[(algo, seed)] = path
 
     jobs = []
     for method in args.methods:
@@ -647,7 +687,8 @@ def main(argv: Optional[list[str]] = None) -> None:
                 elif method in POLICY_METHODS:
                     job["policy"] = policies[(method.split("_")[0], seed)]
                 jobs.append(job)
-    runs = _map(run_method, jobs, args.workers, "methods on held-out tasks")
+    runs = _map(run_method, jobs, args.workers, "methods on held-out tasks",
+                work / "runs.jsonl")
     probes = {f"{algo} seed {seed}": probe_policy(path, heldout, common)
               for (algo, seed), path in policies.items()}
     command = "python -m benchmarks.heldout " + " ".join(argv if argv is not None else

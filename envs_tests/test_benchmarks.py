@@ -93,12 +93,19 @@ def test_heldout_tiny(tmp_path: Path) -> None:
     """The held-out benchmark end to end at a size that checks the plumbing (no thresholds)."""
     from benchmarks import heldout
 
-    heldout.main(["--seeds", "1", "--budgets", "2", "4", "--grid-seeds", "1",
-                  "--grid-temperatures", "1.0", "--grid-templates", "self_instruct",
-                  "--train-tasks", "1", "--heldout-tasks", "1", "--batch-size", "4",
-                  "--num-iterations", "2", "--pretrain-steps", "4", "--workers", "1",
-                  "--out", str(tmp_path)])
+    argv = ["--seeds", "1", "--budgets", "2", "4", "--grid-seeds", "1",
+            "--grid-temperatures", "1.0", "--grid-templates", "self_instruct",
+            "--train-tasks", "1", "--heldout-tasks", "1", "--batch-size", "4",
+            "--num-iterations", "2", "--pretrain-steps", "4", "--workers", "1",
+            "--out", str(tmp_path)]
+    heldout.main(argv)
     result = json.loads((tmp_path / "heldout.json").read_text())
+    # A rerun with the same options reuses every finished cell, policy and run.
+    logs = {p: p.read_text() for p in (tmp_path / "heldout_work").glob("*.jsonl")}
+    assert len(logs) == 3
+    heldout.main(argv)
+    assert {p: p.read_text() for p in logs} == logs
+    assert json.loads((tmp_path / "heldout.json").read_text())["table"] == result["table"]
     assert set(result["table"]) == set(heldout.METHODS)
     for r in result["runs"]:
         assert r["evals"] <= 4, r  # the budget is enforced for every method

@@ -80,16 +80,19 @@ def _mean_std(xs: list[float]) -> tuple[float, float]:
     return float(np.mean(xs)), float(np.std(xs, ddof=1)) if len(xs) > 1 else 0.0
 
 
+# replay: the env's replay_cache (cached batches as they are); replay_filter: the same with
+# ReplayGenerator(episode_filter=True).
+REPLAY_MODES = ("replay", "replay_filter")
+
+
 def summarise(rows: list[dict[str, Any]], settings: list[tuple[float, float, str]]
               ) -> dict[str, Any]:
     from scipy.stats import spearmanr
 
-    def steps(mode: str) -> list[dict[str, Any]]:
-        return [s for r in rows if r["mode"] == mode for s in r["steps"]]
-
-    speed = {}
-    for mode in ("live", "replay"):
-        ss = steps(mode)
+    modes = [m for m in ("live", *REPLAY_MODES) if any(r["mode"] == m for r in rows)]
+    speed: dict[str, Any] = {}
+    for mode in modes:
+        ss = [s for r in rows if r["mode"] == mode for s in r["steps"]]
         speed[mode] = {"step_median_s": statistics.median(s["wall_s"] for s in ss),
                        "generation_median_s": statistics.median(s["generation_s"] for s in ss),
                        "target_median_s": statistics.median(s["target_s"] for s in ss),
@@ -99,7 +102,7 @@ def summarise(rows: list[dict[str, Any]], settings: list[tuple[float, float, str
     for setting in settings:
         entry: dict[str, Any] = {"temperature": setting[0], "top_p": setting[1],
                                  "template": setting[2]}
-        for mode in ("live", "replay"):
+        for mode in modes:
             eps = [r for r in rows if r["mode"] == mode and tuple(r["setting"]) == setting]
             entry[mode] = _mean_std([e["final_metric"] for e in eps])
             entry[f"{mode}_test"] = _mean_std([e["test_metric"] for e in eps])
@@ -107,21 +110,23 @@ def summarise(rows: list[dict[str, Any]], settings: list[tuple[float, float, str
                                                             for e in eps]))
             entry[f"{mode}_records_last"] = float(np.mean([e["steps"][-1]["records"]
                                                            for e in eps]))
-        entry["difference"] = entry["replay"][0] - entry["live"][0]
         per_setting.append(entry)
-    live_means = [e["live"][0] for e in per_setting]
-    replay_means = [e["replay"][0] for e in per_setting]
-    rho = float(spearmanr(live_means, replay_means).statistic) if len(settings) > 2 else \
-        float("nan")
-    noise = {m: float(np.mean([e[m][1] for e in per_setting])) for m in ("live", "replay")}
-    return {"speed": speed, "settings": per_setting, "spearman": rho, "seed_noise": noise,
-            "mean_abs_difference": float(np.mean([abs(e["difference"])
-                                                  for e in per_setting])),
+    fidelity = {}
+    for mode in modes[1:]:
+        diffs = [e[mode][0] - e["live"][0] for e in per_setting]
+        rho = float(spearmanr([e["live"][0] for e in per_setting],
+                              [e[mode][0] for e in per_setting]).statistic) \
+            if len(settings) > 2 else float("nan")
+        fidelity[mode] = {"differences": diffs, "spearman": rho,
+                          "mean_abs_difference": float(np.mean(np.abs(diffs)))}
+    noise = {m: float(np.mean([e[m][1] for e in per_setting])) for m in modes}
+    return {"speed": speed, "settings": per_setting, "fidelity": fidelity, "seed_noise": noise,
             "baseline": rows[0]["baseline"]}
 
 
 def to_markdown(summary: dict[str, Any], params: dict[str, Any]) -> str:
-    sp = summary["speed"]
+    sp, fid = summary["speed"], summary["fidelity"]
+    replay_modes = list(fid)
     lines = [
         "# Replay tier vs live steps",
         "",
@@ -130,14 +135,16 @@ def to_markdown(summary: dict[str, Any], params: dict[str, Any]) -> str:
         f"{params['steps']}-step episodes of {params['batch_size']} records, the keep action "
         f"from each setting, seeds {params['seeds']}; {params['replicas']} cached replicas "
         f"per setting, so every replay step is a hit and each replay episode draws "
-        f"{params['steps']} of them.",
+        f"{params['steps']} of them. `replay`: the cached batches as they are (the default); "
+        f"`replay_filter`: with `ReplayGenerator(episode_filter=True)`, which applies the "
+        f"ROUGE-L filter against the instructions replayed earlier in the episode.",
         "",
         "## Speed (median over every step of the run)",
         "",
         "| | step | generation (or cache lookup) | target fit + evaluation | steps |",
         "|---|---|---|---|---|",
     ]
-    for mode in ("live", "replay"):
+    for mode in [m for m in ("live", *replay_modes) if m in sp]:
         s = sp[mode]
         lines.append(f"| {mode} | {1000 * s['step_median_s']:.1f} ms | "
                      f"{1000 * s['generation_median_s']:.1f} ms | "
@@ -147,38 +154,45 @@ def to_markdown(summary: dict[str, Any], params: dict[str, Any]) -> str:
               "## Fidelity: final validation accuracy after the episode",
               "",
               f"Baseline (seed tasks only): {summary['baseline']:.3f}. Mean ± standard "
-              "deviation over seeds; records per step at the first and the last step.",
+              "deviation over seeds (and the difference to live); records per step at the "
+              "first → the last step.",
               "",
-              "| temperature | top_p | template | live | replay | replay - live | "
-              "records live (first→last) | records replay (first→last) |",
-              "|---|---|---|---|---|---|---|---|"]
-    for e in summary["settings"]:
-        lines.append(
-            f"| {e['temperature']} | {e['top_p']} | {e['template']} | "
-            f"{e['live'][0]:.3f} ± {e['live'][1]:.3f} | {e['replay'][0]:.3f} ± "
-            f"{e['replay'][1]:.3f} | {e['difference']:+.3f} | "
-            f"{e['live_records_first']:.0f} → {e['live_records_last']:.0f} | "
-            f"{e['replay_records_first']:.0f} → {e['replay_records_last']:.0f} |")
+              "| temperature | top_p | template | live | "
+              + " | ".join(replay_modes) + " | records: live | "
+              + " | ".join(replay_modes) + " |",
+              "|---|---|---|---|" + "---|" * (2 * len(replay_modes) + 1)]
+    for i, e in enumerate(summary["settings"]):
+        cells = [f"{e['temperature']}", f"{e['top_p']}", e["template"],
+                 f"{e['live'][0]:.3f} ± {e['live'][1]:.3f}"]
+        cells += [f"{e[m][0]:.3f} ± {e[m][1]:.3f} ({fid[m]['differences'][i]:+.3f})"
+                  for m in replay_modes]
+        cells += [f"{e[m + '_records_first']:.0f} → {e[m + '_records_last']:.0f}"
+                  for m in ("live", *replay_modes)]
+        lines.append("| " + " | ".join(cells) + " |")
     noise = summary["seed_noise"]
-    lines += ["",
-              f"- Spearman rank correlation of the two landscapes (settings ordered by mean "
-              f"final accuracy): **{summary['spearman']:.2f}**",
-              f"- mean |replay - live|: **{summary['mean_abs_difference']:.3f}**; seed noise "
-              f"(mean standard deviation over settings): live {noise['live']:.3f}, replay "
-              f"{noise['replay']:.3f}",
+    lines += [""]
+    for m in replay_modes:
+        lines.append(f"- `{m}`: Spearman rank correlation with the live landscape (settings "
+                     f"ordered by mean final accuracy) **{fid[m]['spearman']:.2f}**; mean "
+                     f"|{m} - live| **{fid[m]['mean_abs_difference']:.3f}**")
+    lines += [f"- seed noise (mean standard deviation over settings): "
+              + ", ".join(f"{m} {noise[m]:.3f}" for m in noise),
               "",
               "Notes:",
               "",
               f"- Replay's seed noise is an underestimate: every seed draws {params['steps']} of "
               f"the same {params['replicas']} replicas per setting, so their data overlap.",
               "- Live episodes differ from replay by the episode's task pool (see the README, "
-              "\"Replay tier\"): the records-per-step columns show the ROUGE filter against "
-              "earlier steps' instructions thinning live Self-Instruct batches; replayed "
-              "batches all come from the human seed pool.",
+              "\"Replay tier\"): every replayed batch was generated from the human seed pool. "
+              "The records-per-step columns show the ROUGE filter against earlier steps' "
+              "instructions thinning live Self-Instruct batches; `replay_filter` thins replayed "
+              "ones the same way.",
               f"- Timings are of a machine shared with other jobs (load average at the end of "
-              f"the run: {params.get('load_average', 'not recorded')}); both tiers ran "
+              f"the run: {params.get('load_average', 'not recorded')}); all tiers ran "
               "interleaved, so their ratio is fair, their absolute values are inflated.",
               ""]
+    if params.get("note"):
+        lines += [f"- {params['note']}", ""]
     return "\n".join(lines)
 
 
@@ -300,7 +314,12 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     start = time.perf_counter()
     fill_s = fill_cache(args.cache, settings, args.replicas, args.batch_size)
     kw = dict(task=args.task, batch_size=args.batch_size, num_iterations=args.steps)
-    envs = {"live": DataGenEnv(**kw), "replay": DataGenEnv(replay_cache=args.cache, **kw)}
+    from datagen_gym.replay import ReplayGenerator
+
+    filtered = DataGenEnv(**kw)
+    filtered.generator = ReplayGenerator(filtered.generator, args.cache, episode_filter=True)
+    envs = {"live": DataGenEnv(**kw), "replay": DataGenEnv(replay_cache=args.cache, **kw),
+            "replay_filter": filtered}
     rows = []
     for setting in settings:
         for seed in args.seeds:
@@ -310,7 +329,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
                 print(f"{mode:6s} {setting} seed {seed}: {ep['final_metric']:.3f} "
                       f"({statistics.median(s['wall_s'] for s in ep['steps']) * 1000:.0f} "
                       f"ms/step)", flush=True)
-    misses = envs["replay"].generator.misses
+    misses = envs["replay"].generator.misses + envs["replay_filter"].generator.misses
     summary = summarise(rows, settings)
     params = {"command": command, "minutes": (time.perf_counter() - start) / 60,
         "fill_minutes": fill_s / 60, "task": args.task, "steps": args.steps,

@@ -130,6 +130,24 @@ def test_cache_object_of_another_identity_is_refused(tmp_path, live):
         ReplayGenerator(live, cache)
 
 
+def test_teacher_files_changing_under_a_running_generator_stop_it(tmp_path, teacher):
+    import shutil
+
+    from datagen_gym.backends import EMBEDDED_TEACHER
+
+    model_dir = tmp_path / "teacher"
+    shutil.copytree(EMBEDDED_TEACHER, model_dir)
+    backend = type(teacher).__new__(type(teacher))  # the loaded teacher, claiming the copy
+    backend.__dict__.update(teacher.__dict__, model_path=model_dir)
+    gen = ReplayGenerator(Generator(Config(), sampler=Sampler(backend, max_new_tokens=96)),
+                          tmp_path / "c.sqlite")
+    gen.generate(4)
+    with open(model_dir / "config.json", "a") as fh:  # a retrained teacher written in place
+        fh.write("\n")
+    with pytest.raises(ReplayCacheError, match="teacher's files changed"):
+        gen.generate(4)
+
+
 def test_world_identity_follows_the_generation_settings(live, teacher):
     other = Generator(Config().replace(generation={"max_instances_per_task": 2}),
                       sampler=Sampler(teacher, max_new_tokens=96))

@@ -103,6 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
                       dest="set_fields", type=_assignment,
                       help="set a config field (YAML value), e.g. --set "
                            "sampling.base_url=http://host:8000/v1; repeatable")
+    tune.add_argument("--replay", metavar="CACHE",
+                      help="replay tier: answer generation from this replay cache (misses are "
+                           "generated live and stored); same as --set "
+                           "rl_tuning.replay_cache=CACHE")
     tune.add_argument("--n", type=_positive_int, metavar="N",
                       help="records in the final data.jsonl (default: batch_size * "
                            "num_iterations)")
@@ -128,6 +132,13 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--output", metavar="FILE.jsonl", required=True)
     gen.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     gen.set_defaults(func=cmd_generate)
+
+    build = sub.add_parser(
+        "replay-build", add_help=False,
+        help="fill a replay cache with real teacher batches for a grid of settings",
+        description="python -m datagen_gym.replay.build; see `datagen replay-build --help`.")
+    build.add_argument("build_args", nargs=argparse.REMAINDER)
+    build.set_defaults(func=cmd_replay_build)
     return parser
 
 
@@ -287,6 +298,8 @@ def cmd_rl_tune(args: argparse.Namespace) -> int:
 
     # ---- setup: every failure here is a usage / input error (exit code 2)
     applied: list[str] = []
+    if args.replay:
+        args.set_fields.append(("rl_tuning", "replay_cache", args.replay))
     try:
         requested = _absolute_paths(_sections(args.set_fields))
         if resume_from is not None:
@@ -589,13 +602,29 @@ def _quiet_libraries() -> None:
     hf_logging.disable_progress_bar()
 
 
+# ---------------------------------------------------------------------------- replay-build
+def cmd_replay_build(args: argparse.Namespace) -> int:
+    """``datagen replay-build ...``: :mod:`datagen_gym.replay.build` with the same arguments."""
+    from datagen_gym.replay import build
+
+    try:
+        return int(build.main(args.build_args) or 0)
+    except SystemExit as exc:  # the build reports a bad argument with SystemExit(message)
+        if isinstance(exc.code, str):
+            raise CLIError(exc.code, 2) from None
+        raise
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the ``datagen`` command; returns the exit code (the console script exits with it)."""
     debug = os.environ.get("DATAGEN_DEBUG", "") not in ("", "0")
     _quiet_libraries()
     parser = build_parser()
+    argv = list(argv) if argv is not None else sys.argv[1:]
     try:
-        args = parser.parse_args(list(argv) if argv is not None else None)
+        if argv[:1] == ["replay-build"]:  # every argument (--help too) belongs to the build
+            return cmd_replay_build(argparse.Namespace(build_args=argv[1:]))
+        args = parser.parse_args(argv)
         return int(args.func(args) or 0)
     except SystemExit as exc:  # --help / --version
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)

@@ -86,6 +86,26 @@ def test_rl_tune_in_process_and_resume(tmp_path, capsys):
     assert [h["episode"] for h in history] == [1, 1, 1, 2, 2]
 
 
+def test_rl_tune_with_replay_and_replay_build(tmp_path, capsys):
+    """--replay fills (then reuses) a cache; replay-build passes its arguments through."""
+    cfg = write_setup(tmp_path)
+    cache = tmp_path / "cache.sqlite"
+    argv = ["rl-tune", "--config", str(cfg), "--timesteps", "3", "--n", "2", "--no-progress",
+            "--no-tensorboard", "--replay", str(cache)]
+    assert main([*argv, "--output", str(tmp_path / "a")]) == 0, capsys.readouterr().err
+    summary = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert summary["config"]["rl_tuning"]["replay_cache"] == str(cache.resolve())
+    stored = cache.stat().st_size
+    assert stored > 0
+    assert main([*argv, "--output", str(tmp_path / "b")]) == 0, capsys.readouterr().err
+    # the same seed replays the same batches: same history, nothing new in the cache
+    metrics = [[h["metric"] for h in read_jsonl(tmp_path / d / "history.jsonl")] for d in "ab"]
+    assert metrics[0] == metrics[1]
+    capsys.readouterr()
+    assert main(["replay-build", "--cache", str(cache), "--shard", "5/2"]) == 2
+    assert_one_line_error(capsys.readouterr().err)
+
+
 def test_rl_tune_subprocess(tmp_path):
     cfg = write_setup(tmp_path)
     out = tmp_path / "out"

@@ -27,7 +27,8 @@ TargetModel = Callable[[list[dict[str, Any]]], dict[str, float]]
 
 #: Config fields holding file paths that are resolved relative to the config file's directory.
 PATH_FIELDS = (("rl_tuning", "target_model_path"), ("rl_tuning", "validation_data_path"),
-               ("generation", "seed_tasks_path"), ("sampling", "model_path"))
+               ("generation", "seed_tasks_path"), ("sampling", "model_path"),
+               ("rl_tuning", "replay_cache"))
 
 
 class TargetFileError(ValueError):

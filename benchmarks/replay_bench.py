@@ -175,7 +175,7 @@ def to_markdown(summary: dict[str, Any], params: dict[str, Any]) -> str:
         lines.append(f"- `{m}`: Spearman rank correlation with the live landscape (settings "
                      f"ordered by mean final accuracy) **{fid[m]['spearman']:.2f}**; mean "
                      f"|{m} - live| **{fid[m]['mean_abs_difference']:.3f}**")
-    lines += [f"- seed noise (mean standard deviation over settings): "
+    lines += ["- seed noise (mean standard deviation over settings): "
               + ", ".join(f"{m} {noise[m]:.3f}" for m in noise),
               "",
               "Notes:",

@@ -12,9 +12,12 @@ nothing is tuned on the held-out ones.
 
 The env: ``DataGenEnv`` with the focus action and the per-skill observation over all five skill
 slots (a skill the task lacks reads -1), batch 32, 10-step episodes, temperature moved by 0.25 a
-step, top_p held at its start value (:class:`HoldTopP`: the landscape shows top_p moves the
-metric a few points, and holding it keeps the replay cache small). Action:
-``MultiDiscrete([3, 10, 6])`` = temperature -/keep/+, template, focus (any or a skill).
+step, top_p held at its start value (:class:`BenchmarkAction`: the landscape shows top_p moves
+the metric a few points, and holding it keeps the replay cache small). Action:
+``MultiDiscrete([3, 10, 6])`` = temperature -/keep/+, template, focus (any or a skill);
+``--hold-temperature`` holds the temperature at 1.0 too (``MultiDiscrete([10, 6])``), so every
+setting any method can reach is one of the grid's 60 and a grid-filled replay cache answers
+every step.
 
 Protocol. Every method spends a budget of target evaluations (env steps) on a held-out task and
 its search is counted; its result is the *test* metric of its episode with the best final
@@ -67,7 +70,8 @@ TRAIN_TASKS = tuple(t for t in ALL_TASKS if t not in HELDOUT_TASKS)
 ENV_KWARGS: dict[str, Any] = {"batch_size": 32, "num_iterations": 10, "action_delta": 0.25,
                               "focus": True, "skills": list(SKILLS)}
 GRID_TEMPERATURES = (0.5, 1.0, 1.5)
-TOP_P = 0.9  # the env's default start, held by HoldTopP
+TOP_P = 0.9  # the env's default start, held by BenchmarkAction
+START_TEMPERATURE = 1.0  # the env's default start (held with --hold-temperature)
 # (temperature, top_p, template, focus)
 Setting = tuple[float, float, str, Optional[str]]
 STATIC = {"static_self_instruct": (0.7, 0.5, "self_instruct", None),
@@ -82,24 +86,37 @@ HYPERPARAMS: dict[str, dict[str, Any]] = {
     "ppo": {"n_steps": 50, "batch_size": 50, "n_epochs": 4, "learning_rate": 5e-4,
             "gamma": 0.95, "ent_coef": 0.01},
     "reinforce": {"n_episodes": 4, "learning_rate": 0.01, "gamma": 0.95},
-    "ucb": {"arm_dims": (1, 2), "fixed_action": (1, 0, 0)},
-    "thompson": {"arm_dims": (1, 2), "fixed_action": (1, 0, 0)},
+    "ucb": {},  # arms: template x focus (BenchmarkAction.choice_dims), temperature kept
+    "thompson": {},
 }
 
 
 # ---------------------------------------------------------------------------- envs
-class HoldTopP(gym.ActionWrapper):
-    """``MultiDiscrete([3, n_templates, 1 + n_skills])``: the focus env's action with the top_p
-    change held at "keep"."""
+class BenchmarkAction(gym.ActionWrapper):
+    """The benchmark's action: ``MultiDiscrete([3, n_templates, 1 + n_skills])`` (temperature
+    change, template, focus) with the top_p change held at "keep"; with ``hold_temperature``
+    also the temperature change, so ``MultiDiscrete([n_templates, 1 + n_skills])``. The template
+    and the focus are always the last two entries."""
 
-    def __init__(self, env: gym.Env) -> None:
+    def __init__(self, env: gym.Env, hold_temperature: bool = False) -> None:
         super().__init__(env)
         nvec = env.action_space.nvec
-        self.action_space = spaces.MultiDiscrete([nvec[0], nvec[2], nvec[3]])
+        self.hold_temperature = hold_temperature
+        self.action_space = spaces.MultiDiscrete(
+            [nvec[2], nvec[3]] if hold_temperature else [nvec[0], nvec[2], nvec[3]])
+        #: the dimensions a bandit pulls arms over (template x focus)
+        self.choice_dims = (0, 1) if hold_temperature else (1, 2)
 
     def action(self, action: Any) -> np.ndarray:
         a = np.asarray(action, dtype=np.int64)
-        return np.array([a[0], 1, a[1], a[2]])
+        return np.array([1 if self.hold_temperature else a[0], 1, a[-2], a[-1]])
+
+    def keep_action(self, template: str, focus: Optional[str]) -> np.ndarray:
+        """The action that keeps temperature and top_p and picks ``template`` and ``focus``."""
+        from datagen_gym.generators.prompts import TEMPLATE_NAMES
+
+        choice = [TEMPLATE_NAMES.index(template), 0 if focus is None else 1 + SKILLS.index(focus)]
+        return np.array(choice if self.hold_temperature else [1, *choice])
 
 
 class TaskMixture(gym.Env):
@@ -122,7 +139,8 @@ class TaskMixture(gym.Env):
 
 
 def make_env(task: str, replay: Optional[str] = None, test: bool = True,
-             batch_size: Optional[int] = None, num_iterations: Optional[int] = None) -> gym.Env:
+             batch_size: Optional[int] = None, num_iterations: Optional[int] = None,
+             hold_temperature: bool = False) -> gym.Env:
     """The benchmark env for ``task`` (test split scored unless ``test=False``)."""
     from datagen_gym.envs import DataGenEnv
     from datagen_gym.targets import make_builtin_target
@@ -136,16 +154,18 @@ def make_env(task: str, replay: Optional[str] = None, test: bool = True,
     if not test:  # pre-training never reads the test split: skip scoring it
         target, validation = make_builtin_target(task, n_test=0)
         kwargs.update(target_model=target, validation_dataset=validation)
-    return HoldTopP(DataGenEnv(**kwargs))
+    return BenchmarkAction(DataGenEnv(**kwargs), hold_temperature)
 
 
-def action_for(setting_or_parts: Any) -> np.ndarray:
-    """The "keep" action of a (template, focus) pair in the benchmark's action space."""
-    from datagen_gym.generators.prompts import TEMPLATE_NAMES
+def env_options(job: dict[str, Any]) -> dict[str, Any]:
+    """The :func:`make_env` options a job or the run's common settings carry."""
+    return {"batch_size": job.get("batch_size"), "num_iterations": job.get("num_iterations"),
+            "hold_temperature": bool(job.get("hold_temperature"))}
 
-    template, focus = setting_or_parts
-    return np.array([1, TEMPLATE_NAMES.index(template),
-                     0 if focus is None else 1 + SKILLS.index(focus)])
+
+def keep_action(env: gym.Env, template: str, focus: Optional[str]) -> np.ndarray:
+    """The "keep" action of a (template, focus) pair in ``env``'s benchmark action space."""
+    return env.get_wrapper_attr("keep_action")(template, focus)
 
 
 # ---------------------------------------------------------------------------- budget
@@ -195,7 +215,7 @@ def run_fixed(env: Budget, setting: Setting, seed: int) -> None:
             "temperature": temperature, "top_p": top_p, "template": template, "focus": focus})
         done = False
         while not done:
-            _, _, terminated, truncated, _ = env.step(action_for((template, focus)))
+            _, _, terminated, truncated, _ = env.step(keep_action(env, template, focus))
             done = terminated or truncated
 
 
@@ -212,7 +232,7 @@ def run_schedule(env: Budget, setting: Setting, seed: int, rule: str) -> None:
         while not done:
             focus = (task_skills[step % len(task_skills)] if rule == "round_robin"
                      else min(task_skills, key=lambda s: scores[s]))
-            _, _, terminated, truncated, info = env.step(action_for((template, focus)))
+            _, _, terminated, truncated, info = env.step(keep_action(env, template, focus))
             scores, step = dict(info["skill_metrics"]), step + 1
             done = terminated or truncated
 
@@ -234,7 +254,9 @@ def run_optuna(env: Budget, seed: int, method: str) -> None:
 
     def objective(trial: "optuna.Trial") -> float:
         focus = trial.suggest_categorical("focus", ["any", *SKILLS])
-        setting = (trial.suggest_float("temperature", 0.25, 1.75, step=0.25), TOP_P,
+        temperature = (START_TEMPERATURE if env.get_wrapper_attr("hold_temperature")
+                       else trial.suggest_float("temperature", 0.25, 1.75, step=0.25))
+        setting = (temperature, TOP_P,
                    trial.suggest_categorical("template", list(TEMPLATE_NAMES)),
                    None if focus == "any" else focus)
         run_fixed_once(env, setting, seed if trial.number == 0 else None)
@@ -249,14 +271,19 @@ def run_fixed_once(env: Budget, setting: Setting, seed: Optional[int]) -> None:
                                   "template": template, "focus": focus})
     done = False
     while not done:
-        _, _, terminated, truncated, _ = env.step(action_for((template, focus)))
+        _, _, terminated, truncated, _ = env.step(keep_action(env, template, focus))
         done = terminated or truncated
 
 
 def run_agent(env: Budget, name: str, seed: int) -> None:
     from agents import make_agent
 
-    agent = make_agent(name, env, seed=seed, **HYPERPARAMS.get(name, {}))
+    params = dict(HYPERPARAMS.get(name, {}))
+    if name in ("ucb", "thompson"):
+        dims = env.get_wrapper_attr("choice_dims")
+        params["arm_dims"] = dims
+        params["fixed_action"] = [0 if d in dims else 1 for d in range(len(env.action_space.nvec))]
+    agent = make_agent(name, env, seed=seed, **params)
     try:
         agent.learn(env.budget)
     except BudgetExhausted:
@@ -298,8 +325,7 @@ def run_method(job: dict[str, Any]) -> dict[str, Any]:
     _worker_init()
     t0 = time.perf_counter()
     method, task, seed, budget = job["method"], job["task"], job["seed"], job["budget"]
-    env = Budget(make_env(task, job.get("replay"), batch_size=job.get("batch_size"),
-                          num_iterations=job.get("num_iterations")), budget)
+    env = Budget(make_env(task, job.get("replay"), **env_options(job)), budget)
     if method in STATIC:
         run_fixed(env, STATIC[method], seed)
     elif method in ("fixed_train_best", "oracle"):
@@ -323,8 +349,7 @@ def run_method(job: dict[str, Any]) -> dict[str, Any]:
 def run_grid_cell(job: dict[str, Any]) -> dict[str, Any]:
     """One fixed-setting episode of the grid (its cost is not charged to any method)."""
     _worker_init()
-    env = make_env(job["task"], job.get("replay"), batch_size=job.get("batch_size"),
-                   num_iterations=job.get("num_iterations"))
+    env = make_env(job["task"], job.get("replay"), **env_options(job))
     env = Budget(env, env.unwrapped.num_iterations)
     run_fixed_once(env, tuple(job["setting"]), job["seed"])
     return {"task": job["task"], "setting": list(job["setting"]), "seed": job["seed"],
@@ -355,9 +380,8 @@ def pretrain(algo: str, seed: int, steps: int, tasks: Sequence[str], common: dic
     from agents import make_agent
 
     _worker_init()
-    env = TaskMixture([make_env(t, common.get("replay"), test=False,
-                                batch_size=common.get("batch_size"),
-                                num_iterations=common.get("num_iterations")) for t in tasks])
+    env = TaskMixture([make_env(t, common.get("replay"), test=False, **env_options(common))
+                       for t in tasks])
     params = dict(HYPERPARAMS[algo])
     if "n_steps" in params:  # a run shorter than one rollout (the smoke test) still updates
         params["n_steps"] = min(params["n_steps"], steps)
@@ -444,8 +468,7 @@ def probe_policy(policy_path: str, tasks: Sequence[str], common: dict[str, Any]
     agent = load_agent(policy_path)
     follows, probes, by_progress = 0, 0, []
     for task in tasks:
-        env = make_env(task, common.get("replay"), batch_size=common.get("batch_size"),
-                       num_iterations=common.get("num_iterations"))
+        env = make_env(task, common.get("replay"), **env_options(common))
         base = env.unwrapped
         obs, info = env.reset(seed=0)
         n_t, k = len(base.templates), len(base.skills)
@@ -456,15 +479,15 @@ def probe_policy(policy_path: str, tasks: Sequence[str], common: dict[str, Any]
             probe = obs.copy()
             probe[skill_at + base.skills.index(s)] = low
             action, _ = agent.predict(probe, deterministic=True)
-            follows += int(action[2]) == 1 + base.skills.index(s)
+            follows += int(action[-1]) == 1 + base.skills.index(s)
             probes += 1
         for p in np.linspace(0.0, 0.9, 10):
             probe = obs.copy()
             probe[6 + n_t] = p
             action, _ = agent.predict(probe, deterministic=True)
             by_progress.append({"task": task, "progress": float(p),
-                                "template": TEMPLATE_NAMES[int(action[1])],
-                                "focus": None if action[2] == 0 else SKILLS[int(action[2]) - 1]})
+                                "template": TEMPLATE_NAMES[int(action[-2])],
+                                "focus": None if action[-1] == 0 else SKILLS[int(action[-1]) - 1]})
     return {"focus_follows_lowered_skill": follows, "probes": probes,
             "by_progress": by_progress}
 
@@ -617,6 +640,9 @@ def main(argv: Optional[list[str]] = None) -> None:
                         help="use the first N held-out tasks")
     parser.add_argument("--grid-temperatures", type=float, nargs="+",
                         default=list(GRID_TEMPERATURES))
+    parser.add_argument("--hold-temperature", action="store_true",
+                        help="hold the temperature too: every method chooses template x focus "
+                             "only (all settings then fit a grid-sized replay cache)")
     parser.add_argument("--grid-templates", nargs="+", default=None,
                         help="templates of the fixed-setting grids (default: all ten)")
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -637,7 +663,9 @@ def main(argv: Optional[list[str]] = None) -> None:
     temperatures = tuple(args.grid_temperatures)
     train_tasks, heldout = TRAIN_TASKS[:args.train_tasks], HELDOUT_TASKS[:args.heldout_tasks]
     common = {"replay": args.replay, "batch_size": args.batch_size,
-              "num_iterations": args.num_iterations}
+              "num_iterations": args.num_iterations, "hold_temperature": args.hold_temperature}
+    if args.hold_temperature:
+        temperatures = (START_TEMPERATURE,)
     t0 = time.perf_counter()
     budget = max(args.budgets)
     seeds = list(range(args.seeds))

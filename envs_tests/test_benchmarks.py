@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from benchmarks import methods, run, sample_efficiency
 
 TINY = ["--quick", "--tasks", "topic", "--seeds", "0", "--budget", "4", "--num-iterations", "2",
@@ -89,7 +91,8 @@ def test_learning_curves_tiny(tmp_path: Path) -> None:
     assert (tmp_path / "learning_curves.png").stat().st_size > 0
 
 
-def test_heldout_tiny(tmp_path: Path) -> None:
+@pytest.mark.parametrize("hold", [False, True], ids=["temperature", "held"])
+def test_heldout_tiny(tmp_path: Path, hold: bool) -> None:
     """The held-out benchmark end to end at a size that checks the plumbing (no thresholds)."""
     from benchmarks import heldout
 
@@ -97,7 +100,7 @@ def test_heldout_tiny(tmp_path: Path) -> None:
             "--grid-temperatures", "1.0", "--grid-templates", "self_instruct",
             "--train-tasks", "1", "--heldout-tasks", "1", "--batch-size", "4",
             "--num-iterations", "2", "--pretrain-steps", "4", "--workers", "1",
-            "--out", str(tmp_path)]
+            "--out", str(tmp_path)] + (["--hold-temperature"] if hold else [])
     heldout.main(argv)
     result = json.loads((tmp_path / "heldout.json").read_text())
     # A rerun with the same options reuses every finished cell, policy and run.
@@ -130,6 +133,11 @@ def test_heldout_split_and_wrappers() -> None:
     env = heldout.make_env("topic+spam+animal", batch_size=4, num_iterations=2)
     assert env.action_space == gym_multi_discrete([3, 10, 6])
     np.testing.assert_array_equal(env.action([2, 7, 3]), [2, 1, 7, 3])  # top_p held at keep
+    held = heldout.make_env("topic+spam+animal", batch_size=4, num_iterations=2,
+                            hold_temperature=True)
+    assert held.action_space == gym_multi_discrete([10, 6])
+    np.testing.assert_array_equal(held.action([7, 3]), [1, 1, 7, 3])
+    np.testing.assert_array_equal(heldout.keep_action(held, "evol_deepen", "spam"), [5, 3])
     mixture = heldout.TaskMixture([heldout.make_env(t, batch_size=4, num_iterations=2)
                                    for t in heldout.TRAIN_TASKS[:3]])
     drawn = set()

@@ -374,6 +374,13 @@ def best_setting(cells: Sequence[dict[str, Any]], focused: bool = False) -> Sett
     return max(by, key=lambda s: float(np.mean(by[s])))  # type: ignore[return-value]
 
 
+def run_pretrain(job: dict[str, Any]) -> str:
+    """:func:`pretrain` for a job of the benchmark (its hyper-parameters are part of the job,
+    so a rerun with other ones trains again)."""
+    return str(pretrain(job["algo"], job["seed"], job["steps"], job["tasks"], job["common"],
+                        Path(job["out"])))
+
+
 def pretrain(algo: str, seed: int, steps: int, tasks: Sequence[str], common: dict[str, Any],
              out: Path) -> Path:
     """Train ``algo`` on the training-task mixture; returns the saved policy's directory."""
@@ -387,7 +394,7 @@ def pretrain(algo: str, seed: int, steps: int, tasks: Sequence[str], common: dic
         params["n_steps"] = min(params["n_steps"], steps)
         params["batch_size"] = min(params["batch_size"], params["n_steps"])
     agent = make_agent(algo, env, seed=seed, **params)
-    agent.learn(steps, progress_bar=True)
+    agent.learn(steps)
     path = out / f"{algo}_s{seed}"
     agent.save(path)
     return path
@@ -683,22 +690,14 @@ def main(argv: Optional[list[str]] = None) -> None:
         args.workers, "hindsight grid on held-out tasks", work / "oracle_grid.jsonl")
     oracle = {t: best_setting([c for c in oracle_cells if c["task"] == t]) for t in heldout}
 
-    policies: dict[tuple[str, int], str] = {}
-    for algo in ("ppo", "reinforce"):
-        if not any(m.startswith(algo + "_") for m in args.methods):
-            continue
-        for seed in seeds:
-            spec = {"algo": algo, "seed": seed, "steps": args.pretrain_steps,
-                    "tasks": list(train_tasks), **common, "hyperparams": HYPERPARAMS[algo]}
-            spec_file = work / "policies" / f"{algo}_s{seed}.json"
-            saved = json.loads(spec_file.read_text()) if spec_file.is_file() else None
-            if saved and saved["spec"] == json.loads(json.dumps(spec)):
-                policies[(algo, seed)] = saved["path"]
-                continue
-            path = str(pretrain(algo, seed, args.pretrain_steps, train_tasks, common,
-                                work / "policies"))
-            spec_file.write_text(json.dumps({"spec": spec, "path": path}))
-            policies[(algo, seed)] = path
+    pretrain_jobs = [{"algo": algo, "seed": seed, "steps": args.pretrain_steps,
+                      "tasks": list(train_tasks), "common": common,
+                      "hyperparams": HYPERPARAMS[algo], "out": str(work / "policies")}
+                     for algo in ("ppo", "reinforce") for seed in seeds
+                     if any(m.startswith(algo + "_") for m in args.methods)]
+    paths = _map(run_pretrain, pretrain_jobs, args.workers, "pre-training on training tasks",
+                 work / "pretrain.jsonl")
+    policies = {(j["algo"], j["seed"]): p for j, p in zip(pretrain_jobs, paths)}
 
     jobs = []
     for method in args.methods:

@@ -105,7 +105,7 @@ def test_heldout_tiny(tmp_path: Path, hold: bool) -> None:
     result = json.loads((tmp_path / "heldout.json").read_text())
     # A rerun with the same options reuses every finished cell, policy and run.
     logs = {p: p.read_text() for p in (tmp_path / "heldout_work").glob("*.jsonl")}
-    assert len(logs) == 3
+    assert len(logs) == 4  # train grid, hindsight grid, pre-training, runs
     heldout.main(argv)
     assert {p: p.read_text() for p in logs} == logs
     assert json.loads((tmp_path / "heldout.json").read_text())["table"] == result["table"]

@@ -3,7 +3,8 @@ import pytest
 
 from datagen_gym.generators import prompts
 from datagen_gym.world import checker
-from datagen_gym.world.corpus import EOS, evolve, iter_documents, make_document
+from datagen_gym.world.corpus import (
+    EOS, bootstrap_parts, evolve, iter_documents, make_document)
 from datagen_gym.world.seed_tasks import make_seed_tasks
 from datagen_gym.world.tasks import (
     CLASSIFICATION_TASKS, FAMILIES, MODIFIERS, expected_output, identify)
@@ -88,9 +89,10 @@ def test_corpus_documents_parse_back_with_the_generators_parsers():
     """The teacher learns exactly the formats the generators parse."""
     rng = np.random.default_rng(1)
     for _ in range(30):
-        doc = make_document("bootstrap", rng)
-        prompt_end = doc.index(f"\n{prompts.NUM_PROMPT_TASKS + 1}.") + 3
-        new = prompts.parse_bootstrap(doc[prompt_end:])
+        prompt, continuation = bootstrap_parts(rng)
+        assert prompt.startswith(tuple(prompts.SELF_INSTRUCT_HEADERS.values()))
+        assert prompt.endswith(f"\n{prompt.count(chr(10))}.")  # the next number to write
+        new = prompts.parse_bootstrap(continuation)
         assert new and all(identify(i)[0] is not None for i in new)
 
         doc = make_document("input_first", rng)

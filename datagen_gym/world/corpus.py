@@ -27,15 +27,27 @@ from datagen_gym.world.tasks import (
 )
 
 EOS = "<|endoftext|>"
-# Share of each document kind in the corpus.
+# Share of each document kind in the corpus. Instance documents (input-first / output-first)
+# carry most of the weight: writing correct outputs is what a small model finds hardest.
 DOC_WEIGHTS = {
-    "bootstrap": 0.34,
-    "classification_check": 0.08,
-    "input_first": 0.26,
-    "output_first": 0.14,
-    "evol_depth": 0.14,
+    "bootstrap": 0.20,
+    "classification_check": 0.05,
+    "input_first": 0.45,
+    "output_first": 0.15,
+    "evol_depth": 0.11,
     "evol_breadth": 0.04,
 }
+# Bootstrap documents: how often the in-context list is dominated by one family (the env's
+# focus puts 6-8 tasks of one family in the prompt), and where each continuation task comes
+# from: a family of the context (drawn in proportion to its count there), a neighbour (another
+# family of the same group as such a family), or any family the header allows.
+P_FOCUSED_CONTEXT = 0.45
+P_CONTINUE_SAME = 0.76
+P_CONTINUE_NEIGHBOUR = 0.14
+# Input-first documents: share written for generative families (classification tasks go
+# output-first in Self-Instruct; input-first only when the LM's check says "not
+# classification").
+P_INPUT_FIRST_GENERATIVE = 0.8
 
 
 def _pick(rng: np.random.Generator, seq):
@@ -44,7 +56,10 @@ def _pick(rng: np.random.Generator, seq):
 
 def concretize(family: TaskFamily, instruction: str, rng: np.random.Generator) -> str:
     """Replace one general word of the instruction by the family's specific one."""
-    options = [(g, s) for g, s in family.concretize.items() if re.search(rf"\b{g}\b", instruction)]
+    # A word made specific once stays so ("restaurant review" never becomes "restaurant
+    # restaurant review", which no grammar knows).
+    options = [(g, s) for g, s in family.concretize.items()
+               if re.search(rf"\b{g}\b", instruction) and s not in instruction]
     if not options:
         return instruction
     general, specific = _pick(rng, options)
@@ -101,39 +116,82 @@ def _examples(family: TaskFamily, instruction: str, rng: np.random.Generator,
     return out
 
 
-def make_document(kind: str, rng: np.random.Generator) -> str:
-    """One training document (prompt + completion) of the given kind."""
+def bootstrap_context(rng: np.random.Generator) -> tuple[str | None, list[str]]:
+    """A Self-Instruct header group and the in-context instructions of a bootstrap prompt.
+
+    Mixed contexts draw every task from the header's group (all families for the plain
+    header), as the unfocused templates do; most hold the generators' 8 tasks, some fewer (a
+    small seed pool). Focused ones hold 4-8 tasks (a focus on a skill with few seed tasks
+    gives short lists), all or all but one or two of one family, under the plain header, the
+    family's group header or (rarely) another.
+    """
+    groups = tuple(g for g in prompts.SELF_INSTRUCT_HEADERS if g)
+    full = prompts.NUM_PROMPT_TASKS
+    if rng.random() < P_FOCUSED_CONTEXT:
+        family = _pick(rng, FAMILIES)
+        u = rng.random()
+        group = None if u < 0.5 else family.group if u < 0.9 else _pick(rng, groups)
+        n = int(rng.integers(4, full + 1))
+        others = int(rng.integers(0, 3 if n >= 6 else 2))
+        fams = [family] * (n - others) + [_pick(rng, FAMILIES) for _ in range(others)]
+        rng.shuffle(fams)
+    else:
+        group = _pick(rng, (None,) + groups)
+        n = full if rng.random() < 0.8 else int(rng.integers(4, full))
+        fams = [_pick(rng, families_in(group)) for _ in range(n)]
+    context = [random_instruction(rng, f, p_modified=0.1, p_inline=0.45)[1] for f in fams]
+    return group, context
+
+
+def continuation_family(rng: np.random.Generator, context_families: list[TaskFamily],
+                        group: str | None) -> TaskFamily:
+    """The family of one new task: mostly one of the context's, sometimes a neighbour of one,
+    now and then any family the header allows."""
+    u = rng.random()
+    if context_families and u < P_CONTINUE_SAME + P_CONTINUE_NEIGHBOUR:
+        anchor = _pick(rng, context_families)  # in proportion to its count in the context
+        if u < P_CONTINUE_SAME:
+            return anchor
+        neighbours = [f for f in families_in(anchor.group) if f is not anchor]
+        return _pick(rng, neighbours) if neighbours else anchor
+    return _pick(rng, families_in(group))
+
+
+def bootstrap_parts(rng: np.random.Generator) -> tuple[str, str]:
+    """A bootstrap prompt and a continuation whose tasks relate to the in-context ones."""
+    group, context = bootstrap_context(rng)
+    seen = [f for f in (identify(c)[0] for c in context) if f is not None]
+    n_new = int(rng.integers(2, prompts.MAX_TASK_NUMBER - len(context)))
+    new = [random_instruction(rng, continuation_family(rng, seen, group), p_modified=0.0,
+                              p_inline=0.6)[1]
+           for _ in range(n_new)]
+    prompt = prompts.bootstrap_prompt(prompts.SELF_INSTRUCT_HEADERS[group], context)
+    rest = "".join(f"{len(context) + 2 + i}. {inst}\n" for i, inst in enumerate(new[1:]))
+    return prompt, f" {new[0]}\n{rest}"
+
+
+def bootstrap_document(rng: np.random.Generator) -> str:
+    return "".join(bootstrap_parts(rng))
+
+
+def make_parts(kind: str, rng: np.random.Generator) -> tuple[str, str]:
+    """One training document of the given kind as (prompt, completion)."""
     if kind == "bootstrap":
-        group = _pick(rng, (None,) + tuple(g for g in prompts.SELF_INSTRUCT_HEADERS if g))
-        fams = families_in(group)
-        context = [
-            random_instruction(rng, _pick(rng, fams), p_modified=0.1, p_inline=0.4)[1]
-            for _ in range(prompts.NUM_PROMPT_TASKS)
-        ]
-        # Continuations favour families already in the list, as a real LM follows its context.
-        seen = [f for f in fams if any(identify(c)[0] is f for c in context)]
-        n_new = int(rng.integers(1, prompts.MAX_TASK_NUMBER - prompts.NUM_PROMPT_TASKS))
-        new = [
-            random_instruction(rng, _pick(rng, seen if seen and rng.random() < 0.5 else fams),
-                               p_modified=0.0, p_inline=0.6)[1]
-            for _ in range(n_new)
-        ]
-        prompt = prompts.bootstrap_prompt(prompts.SELF_INSTRUCT_HEADERS[group], context)
-        rest = "".join(f"{prompts.NUM_PROMPT_TASKS + 2 + i}. {inst}\n"
-                       for i, inst in enumerate(new[1:]))
-        return f"{prompt} {new[0]}\n{rest}"
+        return bootstrap_parts(rng)
     if kind == "classification_check":
         family, inst = random_instruction(rng)
         answer = "Yes" if family.is_classification else "No"
-        return prompts.classification_check_prompt(inst) + f" {answer}\n"
+        return prompts.classification_check_prompt(inst), f" {answer}\n"
     if kind == "input_first":
-        family, inst = random_instruction(rng)
+        generative = rng.random() < P_INPUT_FIRST_GENERATIVE
+        family, inst = random_instruction(rng, _pick(rng, [
+            f for f in FAMILIES if f.is_classification != generative]))
         blocks = [f"Input: {x}\nOutput: {y}" if x else f"Output: {y}"
                   for x, y in _examples(family, inst, rng)]
-        text = prompts.input_first_prompt(inst) + blocks[0]
+        text = blocks[0]
         for k, block in enumerate(blocks[1:], start=2):
             text += f"\n\nExample {k}\n{block}"
-        return text + "\n"
+        return prompts.input_first_prompt(inst), text + "\n"
     if kind == "output_first":
         family, inst = random_instruction(rng, _pick(rng, [f for f in FAMILIES
                                                           if f.is_classification]))
@@ -141,23 +199,37 @@ def make_document(kind: str, rng: np.random.Generator) -> str:
         rng.shuffle(labels)
         pairs = _examples(family, inst, rng, labels=labels)
         body = "\nClass label:".join(f" {y}\nInput: {x}" if x else f" {y}" for x, y in pairs)
-        return prompts.output_first_prompt(inst) + body + "\n"
+        return prompts.output_first_prompt(inst), body + "\n"
     if kind in ("evol_depth", "evol_breadth"):
         operation = "breadth" if kind == "evol_breadth" else _pick(
             rng, [op for op in prompts.EVOL_OPERATIONS if op != "breadth"])
         _, inst = random_instruction(rng, p_modified=0.25)
-        return prompts.evol_prompt(operation, inst) + evolve(operation, inst, rng) + "\n"
+        return prompts.evol_prompt(operation, inst), evolve(operation, inst, rng) + "\n"
     raise ValueError(f"unknown document kind {kind!r}")
 
 
-def iter_documents(seed: int) -> Iterator[str]:
-    """An endless stream of documents, each ending with the EOS token."""
+def make_document(kind: str, rng: np.random.Generator) -> str:
+    """One training document (prompt + completion) of the given kind."""
+    return "".join(make_parts(kind, rng))
+
+
+def iter_parts(seed: int) -> Iterator[tuple[str, str]]:
+    """An endless stream of (prompt, completion) pairs, each completion ending with the EOS
+    token; joined, they are :func:`iter_documents`' stream."""
     rng = np.random.default_rng(seed)
     kinds, weights = list(DOC_WEIGHTS), np.array(list(DOC_WEIGHTS.values()))
     weights = weights / weights.sum()
     while True:
-        yield make_document(kinds[int(rng.choice(len(kinds), p=weights))], rng) + EOS
+        prompt, completion = make_parts(kinds[int(rng.choice(len(kinds), p=weights))], rng)
+        yield prompt, completion + EOS
 
 
-__all__ = ["EOS", "evolve", "iter_documents", "make_document", "random_instruction",
-           "FAMILY_BY_NAME"]
+def iter_documents(seed: int) -> Iterator[str]:
+    """An endless stream of documents, each ending with the EOS token."""
+    for prompt, completion in iter_parts(seed):
+        yield prompt + completion
+
+
+__all__ = ["EOS", "FAMILY_BY_NAME", "bootstrap_context", "bootstrap_document", "bootstrap_parts",
+           "continuation_family", "evolve", "iter_documents", "iter_parts", "make_document",
+           "make_parts", "random_instruction"]

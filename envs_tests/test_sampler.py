@@ -6,7 +6,10 @@ PROMPT = "Come up with a series of classification tasks:\n1. Is this email spam 
 
 
 def _distinct(sampler, n=48, seed=0):
-    return len(set(sampler.generate([PROMPT] * n, max_new_tokens=24, seed=seed)))
+    """Distinct words over ``n`` sampled continuations. (Distinct whole continuations saturate:
+    at 24 tokens nearly every continuation differs at T=0.2 already.)"""
+    texts = sampler.generate([PROMPT] * n, max_new_tokens=24, seed=seed)
+    return len({w for t in texts for w in t.split()})
 
 
 def test_temperature_raises_diversity(teacher):

@@ -712,7 +712,11 @@ def main(argv: Optional[list[str]] = None) -> None:
                 elif method == "oracle":
                     job["setting"] = oracle[task]
                 elif method in POLICY_METHODS:
-                    job["policy"] = policies[(method.split("_")[0], seed)]
+                    algo = method.split("_")[0]
+                    job["policy"] = policies[(algo, seed)]
+                    # part of the job's identity: a policy trained longer is another run
+                    job["pretrain"] = {"steps": args.pretrain_steps,
+                                       "hyperparams": HYPERPARAMS[algo]}
                 jobs.append(job)
     runs = _map(run_method, jobs, args.workers, "methods on held-out tasks",
                 work / "runs.jsonl")

@@ -209,14 +209,8 @@ def selected_test(episodes: Sequence[dict[str, Any]], baseline: dict[str, float]
 # ---------------------------------------------------------------------------- methods
 def run_fixed(env: Budget, setting: Setting, seed: int) -> None:
     """Whole episodes that start from and keep ``setting`` until the budget is spent."""
-    temperature, top_p, template, focus = setting
     for i in range(env.budget // env.unwrapped.num_iterations):
-        env.reset(seed=seed if i == 0 else None, options={
-            "temperature": temperature, "top_p": top_p, "template": template, "focus": focus})
-        done = False
-        while not done:
-            _, _, terminated, truncated, _ = env.step(keep_action(env, template, focus))
-            done = terminated or truncated
+        run_fixed_once(env, setting, seed if i == 0 else None)
 
 
 def run_schedule(env: Budget, setting: Setting, seed: int, rule: str) -> None:

@@ -319,10 +319,7 @@ class BanditAgent(BaseAgent):
         """The best arm's action (``deterministic=True``) or the selection rule's choice."""
         arm = self.best_arm() if deterministic else self._select_arm()
         action = self.action_of(arm)
-        if observation is not None and self._is_batch(observation):
-            n = np.asarray(observation).shape[0]
-            return np.repeat(action[None], n, axis=0), state
-        return action, state
+        return self._per_observation(action, observation), state
 
     def learn(
         self,

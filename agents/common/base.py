@@ -146,6 +146,13 @@ class BaseAgent(abc.ABC):
         single_shape = self.observation_space.shape or ()
         return obs.ndim == len(single_shape) + 1
 
+    def _per_observation(self, action: np.ndarray, observation: Any) -> np.ndarray:
+        """``action`` once per observation of a batch (observation-independent agents), else
+        unchanged."""
+        if observation is not None and self._is_batch(observation):
+            return np.repeat(action[None], np.asarray(observation).shape[0], axis=0)
+        return action
+
     def _reset_env(self) -> tuple[Any, dict[str, Any]]:
         assert self.env is not None
         obs, info = self.env.reset(seed=self._reset_seed)

@@ -314,10 +314,7 @@ class RandomSearchAgent(BaseAgent):
         action = np.asarray(
             self._exploit() if deterministic else self.pending, dtype=self.action_space.dtype
         )
-        if observation is not None and self._is_batch(observation):
-            n = np.asarray(observation).shape[0]
-            return np.repeat(action[None], n, axis=0), state
-        return action, state
+        return self._per_observation(action, observation), state
 
     def learn(
         self,

@@ -35,7 +35,9 @@ Methods:
   agents, arms = template x focus, temperature kept): searches within the budget;
 * ``ppo_zero_shot`` / ``reinforce_zero_shot``: a policy pre-trained on the training tasks (a
   mixture: one task drawn per episode), run deterministically; ``ppo_finetune`` /
-  ``reinforce_finetune``: the same policy trained on within the budget;
+  ``reinforce_finetune``: the same policy trained on within the budget; ``maskable_ppo_*``: PPO
+  that samples only the actions the env's ``action_masks()`` allows (never a focus on a skill
+  the task lacks; sb3-contrib's MaskablePPO), zero-shot and fine-tuned alike;
 * ``oracle`` (hindsight, not a method): the best fixed setting of the grid on the held-out task
   itself, found with a grid no method could afford, kept for the budget.
 
@@ -77,7 +79,9 @@ Setting = tuple[float, float, str, Optional[str]]
 STATIC = {"static_self_instruct": (0.7, 0.5, "self_instruct", None),
           "static_alpaca": (1.0, 1.0, "self_instruct", None)}
 SEARCH_METHODS = ("random_search", "tpe", "ucb", "thompson")
-POLICY_METHODS = ("ppo_zero_shot", "ppo_finetune", "reinforce_zero_shot", "reinforce_finetune")
+POLICY_ALGOS = ("ppo", "maskable_ppo", "reinforce")
+POLICY_METHODS = tuple(f"{algo}_{mode}" for algo in POLICY_ALGOS
+                       for mode in ("zero_shot", "finetune"))
 SCHEDULE_METHODS = ("round_robin", "weakest_first")
 METHODS = (*STATIC, "fixed_train_best", *SCHEDULE_METHODS, *SEARCH_METHODS, *POLICY_METHODS,
            "oracle")
@@ -85,6 +89,9 @@ HYPERPARAMS: dict[str, dict[str, Any]] = {
     # Pre-training has thousands of steps: rollouts of 5 episodes, a few epochs per update.
     "ppo": {"n_steps": 50, "batch_size": 50, "n_epochs": 4, "learning_rate": 5e-4,
             "gamma": 0.95, "ent_coef": 0.01},
+    # PPO with the same settings that never samples a focus on a skill the task lacks.
+    "maskable_ppo": {"n_steps": 50, "batch_size": 50, "n_epochs": 4, "learning_rate": 5e-4,
+                     "gamma": 0.95, "ent_coef": 0.01},
     "reinforce": {"n_episodes": 4, "learning_rate": 0.01, "gamma": 0.95},
     "ucb": {},  # arms: template x focus (BenchmarkAction.choice_dims), temperature kept
     "thompson": {},
@@ -111,6 +118,14 @@ class BenchmarkAction(gym.ActionWrapper):
         a = np.asarray(action, dtype=np.int64)
         return np.array([1 if self.hold_temperature else a[0], 1, a[-2], a[-1]])
 
+    def action_masks(self) -> np.ndarray:
+        """The env's :meth:`~datagen_gym.envs.DataGenEnv.action_masks` for the kept dims."""
+        full = self.env.get_wrapper_attr("action_masks")()
+        ends = np.cumsum(self.env.action_space.nvec)
+        parts = np.split(full, ends[:-1])
+        kept = (2, 3) if self.hold_temperature else (0, 2, 3)
+        return np.concatenate([parts[d] for d in kept])
+
     def keep_action(self, template: str, focus: Optional[str]) -> np.ndarray:
         """The action that keeps temperature and top_p and picks ``template`` and ``focus``."""
         from datagen_gym.generators.prompts import TEMPLATE_NAMES
@@ -136,6 +151,9 @@ class TaskMixture(gym.Env):
 
     def step(self, action: Any):
         return self.current.step(action)
+
+    def action_masks(self) -> np.ndarray:
+        return self.current.get_wrapper_attr("action_masks")()
 
 
 def make_env(task: str, replay: Optional[str] = None, test: bool = True,
@@ -284,6 +302,19 @@ def run_agent(env: Budget, name: str, seed: int) -> None:
         pass  # on-policy rollouts stop at the budget; nothing after it runs
 
 
+def policy_algo(method: str) -> str:
+    """``maskable_ppo_zero_shot`` -> ``maskable_ppo``."""
+    return method.rsplit("_", 2)[0] if method.endswith("_zero_shot") else method.rsplit("_", 1)[0]
+
+
+def predict_masked(agent: Any, env: gym.Env, obs: np.ndarray) -> np.ndarray:
+    """The agent's deterministic action, with the env's action masks for a masked policy."""
+    if getattr(getattr(agent, "spec", None), "masked", False):
+        return agent.predict(obs, deterministic=True,
+                             action_masks=env.get_wrapper_attr("action_masks")())[0]
+    return agent.predict(obs, deterministic=True)[0]
+
+
 def run_policy(env: Budget, policy_path: Path, seed: int, finetune: bool) -> None:
     """A pre-trained policy on the held-out task: deterministic rollouts (zero-shot), or
     training on within the budget (fine-tune)."""
@@ -301,8 +332,7 @@ def run_policy(env: Budget, policy_path: Path, seed: int, finetune: bool) -> Non
         obs, _ = env.reset(seed=seed if i == 0 else None)
         done = False
         while not done:
-            action, _ = agent.predict(obs, deterministic=True)
-            obs, _, terminated, truncated, _ = env.step(action)
+            obs, _, terminated, truncated, _ = env.step(predict_masked(agent, env, obs))
             done = terminated or truncated
 
 
@@ -422,13 +452,34 @@ def summarise(runs: Sequence[dict[str, Any]], budgets: Sequence[int],
                                                            if r["task"] == t]))
                                         for t in heldout}}
         table[method] = row
+    paired_differences(table, runs, budgets)
     return table
+
+
+def paired_differences(table: dict[str, Any], runs: Sequence[dict[str, Any]],
+                       budgets: Sequence[int], reference: str = "fixed_train_best") -> None:
+    """Add each method's paired difference to ``reference`` (``row[b]["vs_ref"]``: mean and 95%
+    t interval of method - reference over the same (task, seed) pairs). Every method runs on the
+    same tasks and seeds, so the pairing removes the between-task spread that dominates the
+    unpaired intervals."""
+    ref = {(r["task"], r["seed"]): r for r in runs if r["method"] == reference}
+    if not ref:
+        return
+    for method, row in table.items():
+        mine = [r for r in runs if r["method"] == method and (r["task"], r["seed"]) in ref]
+        for b in budgets:
+            diffs = [selected_test(r["episodes"], r["baseline"], b)
+                     - selected_test(ref[(r["task"], r["seed"])]["episodes"],
+                                     ref[(r["task"], r["seed"])]["baseline"], b) for r in mine]
+            if diffs:
+                row[str(b)]["vs_ref"] = {"reference": reference, "mean": float(np.mean(diffs)),
+                                         "ci": t_ci(diffs), "n": len(diffs)}
 
 
 def state_dependence(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """How the zero-shot policies' focus relates to per-skill accuracy and progress."""
     out: dict[str, Any] = {}
-    for method in ("ppo_zero_shot", "reinforce_zero_shot"):
+    for method in (m for m in POLICY_METHODS if m.endswith("_zero_shot")):
         steps = [s for r in runs if r["method"] == method for s in r["trace"]]
         if not steps:
             continue
@@ -479,13 +530,13 @@ def probe_policy(policy_path: str, tasks: Sequence[str], common: dict[str, Any]
         for s in present:
             probe = obs.copy()
             probe[skill_at + base.skills.index(s)] = low
-            action, _ = agent.predict(probe, deterministic=True)
+            action = predict_masked(agent, env, probe)
             follows += int(action[-1]) == 1 + base.skills.index(s)
             probes += 1
         for p in np.linspace(0.0, 0.9, 10):
             probe = obs.copy()
             probe[6 + n_t] = p
-            action, _ = agent.predict(probe, deterministic=True)
+            action = predict_masked(agent, env, probe)
             by_progress.append({"task": task, "progress": float(p),
                                 "template": TEMPLATE_NAMES[int(action[-2])],
                                 "focus": None if action[-1] == 0 else SKILLS[int(action[-1]) - 1]})
@@ -505,15 +556,21 @@ def write_report(result: dict[str, Any], out_dir: Path) -> None:
              f"mean over {len(result['heldout'])} held-out tasks x {result['n_seeds']} seeds, "
              "with the 95% t interval; the gain share is the method's gain over the seed-only "
              "baseline divided by the hindsight oracle's.", ""]
-    header = "| method | " + " | ".join(f"test @{b} | gain share @{b}" for b in budgets) + " |"
-    lines += [header, "|---|" + "---|---|" * len(budgets)]
+    lines += ["The paired column is the method minus `fixed_train_best` on the same (task, seed) "
+              "pairs, mean and 95% t interval: a method beats the best fixed setting where the "
+              "whole interval is above 0.", ""]
+    header = "| method | " + " | ".join(f"test @{b} | gain share @{b} | paired vs fixed @{b}"
+                                         for b in budgets) + " |"
+    lines += [header, "|---|" + "---|---|---|" * len(budgets)]
     for method, row in sorted(table.items(), key=lambda kv: -kv[1][str(budgets[-1])]["mean"]):
         cells = []
         for b in budgets:
             cell = row[str(b)]
             o = oracle.get(str(b), {}).get("gain", math.nan)
             share = cell["gain"] / o if o and o > 0 else math.nan
-            cells.append(f"{cell['mean']:.3f} ± {cell['ci']:.3f} | {share:.0%}")
+            vs = cell.get("vs_ref")
+            paired = f"{vs['mean']:+.3f} ± {vs['ci']:.3f}" if vs else "-"
+            cells.append(f"{cell['mean']:.3f} ± {cell['ci']:.3f} | {share:.0%} | {paired}")
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     lines += ["", f"Grid: temperature {result['grid_temperatures']} x templates "
               f"{result['grid_templates']} x focus (any or a "
@@ -687,8 +744,9 @@ def main(argv: Optional[list[str]] = None) -> None:
     pretrain_jobs = [{"algo": algo, "seed": seed, "steps": args.pretrain_steps,
                       "tasks": list(train_tasks), "common": common,
                       "hyperparams": HYPERPARAMS[algo], "out": str(work / "policies")}
-                     for algo in ("ppo", "reinforce") for seed in seeds
-                     if any(m.startswith(algo + "_") for m in args.methods)]
+                     for algo in POLICY_ALGOS for seed in seeds
+                     if any(policy_algo(m) == algo for m in args.methods
+                            if m in POLICY_METHODS)]
     paths = _map(run_pretrain, pretrain_jobs, args.workers, "pre-training on training tasks",
                  work / "pretrain.jsonl")
     policies = {(j["algo"], j["seed"]): p for j, p in zip(pretrain_jobs, paths)}
@@ -706,7 +764,7 @@ def main(argv: Optional[list[str]] = None) -> None:
                 elif method == "oracle":
                     job["setting"] = oracle[task]
                 elif method in POLICY_METHODS:
-                    algo = method.split("_")[0]
+                    algo = policy_algo(method)
                     job["policy"] = policies[(algo, seed)]
                     # part of the job's identity: a policy trained longer is another run
                     job["pretrain"] = {"steps": args.pretrain_steps,

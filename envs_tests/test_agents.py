@@ -97,6 +97,13 @@ class FakeDataGenEnv(gym.Env):
         self.actions: list[np.ndarray] = []
         self.total_steps = 0
 
+    def action_masks(self) -> np.ndarray:
+        """sb3-contrib's convention: the last template is never allowed."""
+        nvec = [3, 3, N_TEMPLATES]
+        mask = np.ones(sum(nvec), dtype=bool)
+        mask[-1] = False
+        return mask
+
     def _metric(self) -> float:
         return (
             1.0
@@ -321,6 +328,9 @@ SMALL = {
     "trpo": {"n_steps": 16},
     "recurrent_ppo": {"n_steps": 16},
     "ppo_lstm": {"n_steps": 16},
+    "maskable_ppo": {"n_steps": 16},
+    "maskableppo": {"n_steps": 16},
+    "ppo_mask": {"n_steps": 16},
     "dqn": {"learning_starts": 10},
     "qrdqn": {"learning_starts": 10},
     "sac": {"learning_starts": 10},
@@ -352,6 +362,8 @@ def test_factory_builds_and_runs_every_agent(name: str) -> None:
     if isinstance(agent, SB3Agent):
         assert agent.model is not None
         assert agent.flatten == (name in ("dqn", "qrdqn", "ars"))
+        if agent.spec.masked:  # the fake env masks its last template
+            assert all(int(a[2]) != N_TEMPLATES - 1 for a in env.actions)
 
 
 def test_factory_errors_are_clear() -> None:
@@ -517,6 +529,20 @@ def test_sb3_save_load_round_trip(tmp_path: Path) -> None:
     a1, _ = agent.predict(obs, deterministic=True)
     a2, _ = loaded.predict(obs, deterministic=True)
     assert a1.shape == (8, 3) and np.array_equal(a1, a2)  # un-flattened back to MultiDiscrete
+
+
+def test_maskable_ppo_save_load_round_trip_keeps_the_masked_policy(tmp_path: Path) -> None:
+    env = FakeDataGenEnv()
+    agent = make_agent("maskable_ppo", env, seed=0, n_steps=16).learn(32)
+    agent.save(tmp_path / "mppo")
+    loaded = load_agent(tmp_path / "mppo")  # predict-only: spaces from agent.json
+    obs = np.random.default_rng(1).uniform(0, 1, size=(8, 4)).astype(np.float32)
+    masks = np.tile(env.action_masks(), (8, 1))
+    a1, _ = agent.predict(obs, deterministic=True, action_masks=masks)
+    a2, _ = loaded.predict(obs, deterministic=True, action_masks=masks)
+    assert np.array_equal(a1, a2) and (a1[:, 2] != N_TEMPLATES - 1).all()
+    with pytest.raises(ValueError, match="only read by masked algorithms"):
+        make_agent("ppo", env, seed=0).predict(obs[0], action_masks=masks[0])
 
 
 # ----------------------------------------------------------------------------- callbacks

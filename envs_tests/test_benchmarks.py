@@ -119,6 +119,13 @@ def test_heldout_tiny(tmp_path: Path, hold: bool) -> None:
         assert heldout.selected_test(r["episodes"], r["baseline"], 4) == best["test_metric"]
     zero_shot = [r for r in result["runs"] if r["method"] == "ppo_zero_shot"]
     assert zero_shot[0]["trace"] and "skills_before" in zero_shot[0]["trace"][0]
+    for r in result["runs"]:  # a masked policy never focuses on a skill the task lacks
+        if r["method"].startswith("maskable_ppo"):
+            assert r["trace"] and all(s["focus"] in (None, *r["task"].split("+"))
+                                      for s in r["trace"]), r["trace"]
+    vs = result["table"]["ppo_zero_shot"]["4"]["vs_ref"]
+    assert vs["reference"] == "fixed_train_best" and vs["n"] == 1
+    assert result["table"]["fixed_train_best"]["4"]["vs_ref"]["mean"] == 0.0
     for name in ("heldout.md", "heldout.png", "heldout_state.png"):
         assert (tmp_path / name).is_file(), name
 

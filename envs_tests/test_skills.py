@@ -195,6 +195,44 @@ def test_skill_slots_the_target_does_not_report_read_minus_one():
     assert skill_obs["topic"] == pytest.approx(info["skill_metrics"]["topic"])
 
 
+def test_action_masks_forbid_a_focus_on_skills_the_target_lacks():
+    env = DataGenEnv(task="topic+spam", skills=list(CLASSIFICATION_TASKS), focus=True, **SMALL)
+    assert env.action_masks().all()  # before reset nothing is known
+    env.reset(seed=0)
+    mask = env.action_masks()
+    assert mask.shape == (int(env.action_space.nvec.sum()),)
+    focus = mask[-(1 + len(CLASSIFICATION_TASKS)):]
+    allowed = {"any", *(s for s, ok in zip(CLASSIFICATION_TASKS, focus[1:]) if ok)}
+    assert focus[0] and allowed == {"any", "topic", "spam"}
+    assert mask[:-len(focus)].all()  # temperature, top_p and template are never masked
+    with pytest.raises(ValueError, match="action_mode='discrete'"):
+        DataGenEnv(task="topic+spam", action_mode="continuous", **SMALL).action_masks()
+
+
+def test_maskable_ppo_never_focuses_on_a_skill_the_task_lacks():
+    from agents import make_agent
+
+    env = DataGenEnv(task="topic+spam", skills=list(CLASSIFICATION_TASKS), focus=True,
+                     batch_size=4, num_iterations=3)
+    focuses = []
+
+    class Seen(gym.Wrapper):
+        def step(self, action):
+            out = super().step(action)
+            focuses.append(out[-1]["focus"])
+            return out
+
+    agent = make_agent("maskable_ppo", Seen(env), seed=0, n_steps=6, batch_size=6)
+    agent.learn(12)
+    assert len(focuses) == 12 and set(focuses) <= {None, "topic", "spam"}, focuses
+    obs, _ = env.reset(seed=1)
+    for _ in range(20):
+        action, _ = agent.predict(obs, action_masks=env.action_masks())
+        assert int(action[-1]) in (0, 2, 3)  # any, topic, spam
+    with pytest.raises(ValueError, match="action_masks"):
+        make_agent("maskable_ppo", gym.make("CartPole-v1"))
+
+
 def test_focus_needs_skills_the_seed_tasks_name():
     with pytest.raises(ValueError, match="rl_tuning.focus.*unknown: \\['poetry'\\]"):
         DataGenEnv(focus=True, skills=["poetry"], **SMALL)

@@ -105,6 +105,7 @@ class AlgoSpec:
     defaults: dict[str, Any] = field(default_factory=dict)
     continuous_only: bool = False
     noise: bool = False  # deterministic actor (TD3/DDPG): add Gaussian exploration noise
+    masked: bool = False  # reads the env's action_masks() (sb3-contrib's MaskablePPO)
     learn_defaults: dict[str, Any] = field(default_factory=dict)  # e.g. log_interval
 
 
@@ -148,6 +149,15 @@ ALGORITHMS: dict[str, AlgoSpec] = {
     "trpo": AlgoSpec("sb3_contrib:TRPO", "MlpPolicy", (_BOX, _DISC, _MD, _MB), dict(_ON_POLICY)),
     # ARS evaluates each perturbed policy for a whole episode; 4 directions keep a round short.
     "ars": AlgoSpec("sb3_contrib:ARS", "LinearPolicy", (_BOX, _DISC), {"n_delta": 4}),
+    # PPO that samples only the values the env's action_masks() allows (a focus on a skill
+    # the task lacks, for DataGen); MultiDiscrete is masked per dimension.
+    "maskable_ppo": AlgoSpec(
+        "sb3_contrib:MaskablePPO",
+        "MlpPolicy",
+        (_DISC, _MD, _MB),
+        {**_ON_POLICY, "ent_coef": 0.01},
+        masked=True,
+    ),
     "recurrent_ppo": AlgoSpec(
         "sb3_contrib:RecurrentPPO",
         "MlpLstmPolicy",
@@ -155,7 +165,7 @@ ALGORITHMS: dict[str, AlgoSpec] = {
         {**_ON_POLICY, "ent_coef": 0.01, "policy_kwargs": {"lstm_hidden_size": 64}},
     ),
 }
-ALIASES = {"ppo_lstm": "recurrent_ppo"}
+ALIASES = {"ppo_lstm": "recurrent_ppo", "maskableppo": "maskable_ppo", "ppo_mask": "maskable_ppo"}
 SB3_NAMES = tuple(sorted(ALGORITHMS) + sorted(ALIASES))
 
 
@@ -195,11 +205,27 @@ def _adapt_action_space(algo: str, space: spaces.Space) -> bool:
     )
 
 
+def _check_action_masks(algo: str, env: gym.Env | VecEnv) -> None:
+    """A masked algorithm needs ``action_masks()`` on the env (found through its wrappers)."""
+    if isinstance(env, VecEnv):
+        found = all(env.has_attr("action_masks")) if hasattr(env, "has_attr") else False
+    else:
+        try:
+            found = callable(env.get_wrapper_attr("action_masks"))
+        except AttributeError:
+            found = False
+    if not found:
+        raise ValueError(f"{algo.upper()} needs an env with an action_masks() method (sb3-contrib's "
+                         f"convention; DataGenEnv has one in action_mode='discrete')")
+
+
 class SB3Agent(BaseAgent):
     """Wrap an SB3 / sb3-contrib algorithm chosen by name.
 
     :param algo: ``ppo``, ``a2c``, ``dqn``, ``qrdqn``, ``sac``, ``td3``, ``ddpg``, ``trpo``,
-        ``ars``, ``recurrent_ppo`` (alias ``ppo_lstm``).
+        ``ars``, ``recurrent_ppo`` (alias ``ppo_lstm``), ``maskable_ppo`` (aliases
+        ``maskableppo``, ``ppo_mask``; needs an env with ``action_masks()``, as DataGenEnv in
+        its discrete action mode has).
     :param env: a gymnasium env (wrapped here) or an already-wrapped SB3 ``VecEnv``.
     :param policy: policy name or class; the algorithm's usual MLP policy by default.
     :param algo_kwargs: forwarded to the algorithm's constructor, overriding our defaults.
@@ -235,6 +261,8 @@ class SB3Agent(BaseAgent):
         self.spec = ALGORITHMS[self.algo]
         self.policy = policy or self.spec.policy
         self.flatten = _adapt_action_space(self.algo, self.action_space)
+        if self.spec.masked and env is not None:
+            _check_action_masks(self.algo, env)
         self.recorders: list[StepInfoRecorder] = []
         self.env = self._wrap_env(env) if env is not None else None
         self.algo_kwargs = self._with_defaults(algo_kwargs)
@@ -340,11 +368,22 @@ class SB3Agent(BaseAgent):
         state: Any = None,
         episode_start: np.ndarray | None = None,
         deterministic: bool = False,
+        action_masks: np.ndarray | None = None,
     ) -> tuple[np.ndarray, Any]:
-        """The model's action(s), mapped back to the user's action space when it was flattened."""
+        """The model's action(s), mapped back to the user's action space when it was flattened.
+
+        ``action_masks`` (masked algorithms only): the env's ``action_masks()`` for this
+        observation; without it a masked policy may pick any value."""
         assert self.model is not None
+        extra: dict[str, Any] = {}
+        if action_masks is not None:
+            if not self.spec.masked:
+                raise ValueError(f"action_masks is only read by masked algorithms "
+                                 f"(maskable_ppo), not {self.algo}")
+            extra["action_masks"] = np.asarray(action_masks, dtype=bool)
         action, state = self.model.predict(
-            observation, state=state, episode_start=episode_start, deterministic=deterministic
+            observation, state=state, episode_start=episode_start, deterministic=deterministic,
+            **extra,
         )
         if self.flatten:
             space = self.action_space

@@ -63,7 +63,10 @@ class DataGenEnv(gym.Env):
     concretize, reasoning, complicate input, in-breadth), so the template also picks the
     generator. A focus makes Self-Instruct draw its in-context tasks from that skill's seed and
     machine tasks and Evol-Instruct evolve that skill's tasks. ``action_dim_names`` names the
-    dimensions, ``action_dim_keep`` gives each one's "no change" value (``None``: a choice). ``action_mode="continuous"``: ``Box(-1, 1, (2 + n_templates [+ 1 + n_skills],))``;
+    dimensions, ``action_dim_keep`` gives each one's "no change" value (``None``: a choice).
+    ``action_masks()`` marks the values allowed now (a focus on a skill the target does not
+    report is not), for masked policies such as sb3-contrib's ``MaskablePPO``.
+    ``action_mode="continuous"``: ``Box(-1, 1, (2 + n_templates [+ 1 + n_skills],))``;
     the first two components times ``d`` are the changes, the template (and the focus) is the
     argmax of its block (for SAC / TD3). Temperature stays in [0, 2] and top_p in [0.05, 1].
 
@@ -313,6 +316,21 @@ class DataGenEnv(gym.Env):
         self._needs_reset = truncated
         return self._obs(), reward, False, truncated, self._step_info(
             batch, scores, reward, t_gen, t_target)
+
+    def action_masks(self) -> np.ndarray:
+        """The action values allowed now, one boolean per value of each dimension, concatenated
+        (the convention of sb3-contrib's ``MaskablePPO``): all of them, except a focus on a
+        skill the target does not report (a task without that skill: data for it cannot move
+        the metric). Before the first ``reset``, or with a target that reports no skills,
+        every focus is allowed. ``action_mode="discrete"`` only."""
+        if self.action_mode != "discrete":
+            raise ValueError("action_masks() needs action_mode='discrete' (masks are per "
+                             f"discrete value), this env has action_mode={self.action_mode!r}")
+        masks = [np.ones(n, dtype=bool) for n in self.action_space.nvec]
+        reported = self._baseline["skills"] if self._baseline is not None else {}
+        if self.focus_enabled and reported:
+            masks[3][1:] = [s in reported for s in self.skills]
+        return np.concatenate(masks)
 
     def render(self) -> Optional[str]:
         if self.render_mode != "ansi":

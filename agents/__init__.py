@@ -11,7 +11,7 @@ All share the SB3-shaped :class:`~agents.common.base.BaseAgent` API and write th
 
 from agents.bandit import EXP3Agent, ThompsonAgent, UCBAgent
 from agents.common.base import BaseAgent
-from agents.factory import list_agents, load_agent, make_agent
+from agents.factory import agent_accepts, list_agents, load_agent, make_agent
 from agents.random_search.random_search import RandomSearchAgent
 from agents.reinforce.reinforce import ReinforceAgent
 from agents.sb3.sb3_agent import SB3Agent
@@ -24,6 +24,7 @@ __all__ = [
     "SB3Agent",
     "ThompsonAgent",
     "UCBAgent",
+    "agent_accepts",
     "list_agents",
     "load_agent",
     "make_agent",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ from agents.common.base import META_FILE, BaseAgent
 from agents.common.checkpoint import PathLike, read_json_object
 from agents.random_search.random_search import RandomSearchAgent
 from agents.reinforce.reinforce import ReinforceAgent
-from agents.sb3.sb3_agent import SB3_NAMES, SB3Agent
+from agents.sb3.sb3_agent import SB3_NAMES, SB3Agent, algo_class
 
 _HAND_ROLLED: dict[str, type[BaseAgent]] = {
     "random": RandomSearchAgent,
@@ -27,6 +28,19 @@ _HAND_ROLLED: dict[str, type[BaseAgent]] = {
 def list_agents() -> list[str]:
     """Every name :func:`make_agent` accepts (aliases included), sorted."""
     return sorted(set(_HAND_ROLLED) | set(SB3_NAMES))
+
+
+def agent_accepts(name: str, parameter: str) -> bool:
+    """Whether the agent called ``name`` takes the constructor argument ``parameter`` (for SB3
+    names: the algorithm's own constructor, e.g. ``learning_rate``)."""
+    key = name.strip().lower().replace("-", "_")
+    if key in _HAND_ROLLED:
+        cls: type = _HAND_ROLLED[key]
+    elif key in SB3_NAMES:
+        cls = algo_class(key)
+    else:
+        raise ValueError(f"unknown agent {name!r}; valid names: {', '.join(list_agents())}")
+    return parameter in inspect.signature(cls.__init__).parameters
 
 
 def make_agent(name: str, env: gym.Env, **kwargs: Any) -> BaseAgent:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from datagen_gym.cli import main
+from datagen.cli import main
 from datagen_gym.results import read_jsonl
 
 REPO = Path(__file__).resolve().parents[1]
@@ -112,7 +112,7 @@ def test_rl_tune_subprocess(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "datagen_gym.cli", "rl-tune", "--config", str(cfg),
+        [sys.executable, "-m", "datagen.cli", "rl-tune", "--config", str(cfg),
          "--algo", "reinforce", "--timesteps", "2", "--output", str(out), "--no-tensorboard",
          "--checkpoint-every", "1", "--n", "3"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
@@ -182,7 +182,7 @@ def test_failing_target_is_a_runtime_error(tmp_path, capsys):
 
 def test_error_subprocess_has_no_traceback(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.run([sys.executable, "-m", "datagen_gym.cli", "rl-tune", "--algo",
+    proc = subprocess.run([sys.executable, "-m", "datagen.cli", "rl-tune", "--algo",
                            "alphazero"], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 2

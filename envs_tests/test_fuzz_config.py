@@ -16,9 +16,9 @@ import yaml
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from datagen_gym.cli import CLIError, load_config, main
+from datagen.cli import CLIError, load_config, main
 from datagen_gym.config import Config, ConfigError
-from datagen_gym.rl_tuning.user_target import load_validation_data
+from datagen.rl_tuning.user_target import load_validation_data
 
 FUZZ = settings(max_examples=60, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -128,7 +128,7 @@ def test_config_edge_files(tmp_path, capsys, raw):
        value=st.one_of(st.text(max_size=10), st.integers(-10**400, 10**400).map(str),
                        st.sampled_from(["[1, 2]", "{a: 1}", "nan", "-inf", "1e999", "~", "'"])))
 def test_set_values_are_validated(tmp_path_factory, capsys, key, value):
-    from datagen_gym.cli import _assignment
+    from datagen.cli import _assignment
 
     section, name, parsed = _assignment(f"{key}={value}")
     try:

@@ -1,6 +1,6 @@
 """Issue 12: a shared checkpoint runs no code, a run loses or overwrites no work, failures say
 what failed. Every test reproduces a failure of the issue on tiny settings (4 records, 3-step
-episodes, a cheap target), in-process through ``datagen_gym.cli.main`` where the CLI is what
+episodes, a cheap target), in-process through ``datagen.cli.main`` where the CLI is what
 the user meets.
 """
 
@@ -22,10 +22,10 @@ from test_cli import assert_one_line_error, write_setup
 
 from agents import ReinforceAgent, SB3Agent, load_agent, make_agent
 from agents.common.checkpoint import CheckpointError
-from datagen_gym.cli import UNSAVED_RECORDS_FILE, main
+from datagen.cli import UNSAVED_RECORDS_FILE, main
 from datagen_gym.results import read_jsonl
-from datagen_gym.rl_tuning import RLTuner
-from datagen_gym.rl_tuning.rl_tuner import TUNER_FILE
+from datagen.rl_tuning import RLTuner
+from datagen.rl_tuning.rl_tuner import TUNER_FILE
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -16,8 +16,8 @@ import pytest
 from datagen_gym.config import ConfigError
 from datagen_gym.envs.datagen_env import TargetModelError
 from datagen_gym.results import read_jsonl
-from datagen_gym.rl_tuning import HISTORY_KEYS, RLTuner
-from datagen_gym.rl_tuning.rl_tuner import TUNER_FILE
+from datagen.rl_tuning import HISTORY_KEYS, RLTuner
+from datagen.rl_tuning.rl_tuner import TUNER_FILE
 
 LABELS = {"positive", "negative", "yes", "no", "true", "false"}
 

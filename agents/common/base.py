@@ -131,6 +131,29 @@ class BaseAgent(abc.ABC):
         self.env = env
         self._last_obs = None
 
+    # ------------------------------------------------------------------ resume hooks
+    def seed_next_reset(self, seed: int | None) -> None:
+        """Reset the env with ``seed`` at the next episode start (and unseeded after it)."""
+        self._reset_seed = seed
+
+    def resume_episode(
+        self, obs: Any, info: dict[str, Any], ep_return: float, ep_length: int
+    ) -> None:
+        """Continue mid-episode: the next ``learn(reset_num_timesteps=False)`` steps on from
+        ``obs`` instead of resetting (a run restored from a checkpoint replays the episode's
+        actions and hands the agent where it stands)."""
+        self._last_obs, self._last_info = obs, dict(info)
+        self._ep_return, self._ep_length = float(ep_return), int(ep_length)
+
+    def set_tensorboard_log(self, root: PathLike | None) -> None:
+        """Write the next ``learn``'s TensorBoard run under ``root`` (None: no TensorBoard)."""
+        self.tensorboard_log = None if root is None else os.fspath(root)
+
+    def end_learn(self) -> None:
+        """Close what a ``learn`` call opened (progress bar, TensorBoard writer) when it was left
+        by an exception; a ``learn`` that returns closes them itself."""
+        self._teardown_learn()
+
     # ------------------------------------------------------------------ helpers for subclasses
     def _check_spaces(self, env: gym.Env) -> None:
         if not spaces_match(env.action_space, self.action_space):

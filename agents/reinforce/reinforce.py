@@ -14,6 +14,11 @@ episodes, discounted returns, baseline, normalised advantages, one gradient step
 * Baseline: by default a **learned value network** (separate from the policy trunk, so the value
   loss does not pull on the policy's features) regressed on the Monte-Carlo returns;
   ``baseline="mean"`` uses an exponential running mean of the returns instead, ``"none"`` none.
+* Advantage normalisation (on by default) always *scales* the advantages by their batch std, but
+  only *centres* them (subtracts their batch mean) for ``baseline="value"``, as PPO does.
+  Centring is itself a baseline, the batch mean of the returns: applied to ``"mean"`` and
+  ``"none"`` it would cancel any constant baseline and make the two identical, so there it is
+  left out and the baseline is the one the name says.
 * Log-probabilities are computed **in the autograd graph** at update time. An earlier
   implementation computed them under ``no_grad`` and never learned; recomputing them from the
   stored observations/actions in one batched forward pass is equivalent (the parameters do not
@@ -49,6 +54,9 @@ from agents.common.checkpoint import (
 
 TENSORS_FILE = "policy.safetensors"
 FORMAT_VERSION = 1
+# Below this std, relative to the largest advantage, a batch's spread is float32 rounding noise
+# (all episodes returned the same) and scale-only normalisation leaves the advantages as they are.
+MIN_RELATIVE_ADV_STD = 1e-6
 
 
 # ----------------------------------------------------------------------------- observations
@@ -218,9 +226,20 @@ class ReinforceAgent(BaseAgent):
     :param ent_coef: entropy bonus weight (keeps the policy from collapsing on a lucky action).
     :param vf_coef: weight of the value-network regression loss.
     :param max_grad_norm: global gradient-norm clip.
-    :param baseline: ``"value"`` (learned V(s)), ``"mean"`` (running mean of returns) or ``"none"``.
+    :param baseline: what is subtracted from the returns G_t to form the advantages.
+        ``"value"``: a learned V(s_t) (then centred on the batch mean, see
+        ``normalize_advantage``). ``"mean"``: an exponential running mean of the batch-mean
+        returns, taken from *before* the current batch (a baseline must not depend on the actions
+        it weights); the first batch, before any running mean exists, uses its own mean.
+        ``"none"``: nothing, plain REINFORCE (the highest-variance estimator).
     :param baseline_decay: decay of the running mean for ``baseline="mean"``.
-    :param normalize_advantage: standardise advantages within the batch (skipped for one sample).
+    :param normalize_advantage: normalise the advantages within the batch (skipped for a single
+        sample). They are always divided by their batch std (+1e-8), which makes the step size
+        independent of the reward scale. Only ``baseline="value"`` also subtracts their batch mean
+        (standardisation, as PPO does; bit-identical to earlier releases): for ``"mean"`` and
+        ``"none"`` centring would replace the chosen baseline by the batch mean and make the two
+        options the same. A batch whose advantages do not (numerically) vary is left unscaled,
+        since dividing by a std of rounding noise would blow the advantages up.
     :param hidden_sizes: MLP hidden layer widths of the policy and the value network.
     :param log_std_init: initial log standard deviation of the Gaussian head (Box actions).
     :param normalize_obs: ``"running"`` standardises observations with running statistics
@@ -451,6 +470,24 @@ class ReinforceAgent(BaseAgent):
             returns[t] = running
         return returns
 
+    def _normalize_advantages(self, advantages: torch.Tensor) -> torch.Tensor:
+        """Batch normalisation of the advantages (``normalize_advantage``; needs 2+ samples).
+
+        ``baseline="value"``: centre and scale, as PPO does; the batch mean then acts as a second,
+        per-batch baseline on top of V(s). The formula is the one of earlier releases, unchanged,
+        so existing checkpoints and results reproduce bit for bit.
+
+        ``"mean"`` and ``"none"``: scale only. Subtracting the batch mean would remove any
+        constant baseline (``(G - b) - mean(G - b) == G - mean(G)``), so the running mean would
+        have no effect and ``"none"`` would silently get a batch-mean baseline.
+        """
+        if self.baseline == "value":
+            return (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        std = float(advantages.std())
+        if std <= MIN_RELATIVE_ADV_STD * float(advantages.abs().max()):
+            return advantages  # no spread to normalise by (all-zero advantages land here too)
+        return advantages / (std + 1e-8)
+
     def _update(
         self,
         obs_buf: list[torch.Tensor],
@@ -486,8 +523,8 @@ class ReinforceAgent(BaseAgent):
         else:
             advantages = returns
         if self.normalize_advantage and advantages.numel() > 1:
-            # One sample would normalise to 0 and kill the gradient, hence the size check.
-            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+            # One sample has no batch std (and would centre to 0), hence the size check.
+            advantages = self._normalize_advantages(advantages)
 
         policy_loss = -(log_prob * advantages).mean()
         entropy_loss = -entropy.mean()

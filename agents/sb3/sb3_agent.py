@@ -390,6 +390,32 @@ class SB3Agent(BaseAgent):
             action = unflatten_discrete(action, space.nvec, space.start).astype(space.dtype)
         return action, state
 
+    def set_env(self, env: gym.Env | VecEnv) -> None:
+        """Attach a (new) env, wrapped as at construction (``Monitor``, flattening)."""
+        if not isinstance(env, VecEnv):
+            self._check_spaces(env)
+        if self.spec.masked:
+            _check_action_masks(self.algo, env)
+        self.recorders = []
+        self.env = self._wrap_env(env)
+        if self.model is not None:
+            self.model.set_env(self.env)
+
+    def set_tensorboard_log(self, root: PathLike | None) -> None:
+        """Write the next ``learn``'s TensorBoard run under ``root`` (the model's logger too)."""
+        super().set_tensorboard_log(root)
+        if self.model is not None:
+            self.model.tensorboard_log = self.tensorboard_log
+
+    def resume_episode(
+        self, obs: Any, info: dict[str, Any], ep_return: float, ep_length: int
+    ) -> None:
+        """Continue mid-episode at ``obs`` (see :meth:`BaseAgent.resume_episode`): SB3 keeps
+        the last observation and the episode-start flag on the model."""
+        assert self.model is not None
+        self.model._last_obs = np.asarray(obs)[None]
+        self.model._last_episode_starts = np.array([ep_length == 0])
+
     @property
     def logger_dir(self) -> str | None:
         """Directory SB3 logs to (the TensorBoard run directory when ``tensorboard_log`` is set)."""

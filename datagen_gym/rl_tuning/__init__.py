@@ -1,34 +1,20 @@
-"""RL-guided data generation: :class:`RLTuner` drives ``DataGen-v0`` with any agent.
+"""Deprecated path of :mod:`datagen.rl_tuning` (the application layer moved out of the library).
 
-::
-
-    from datagen_gym.rl_tuning import RLTuner
-    tuner = RLTuner("config.yaml", target_model=my_target, validation_dataset=val)
-    tuner.train()
-    tuner.generate_dataset(1000, "data.jsonl")
+``from datagen_gym.rl_tuning import RLTuner`` still works and warns; nothing here is imported
+until a name is asked for, so the library never imports the application.
 """
 
-from datagen_gym.rl_tuning.rl_tuner import (
-    HISTORY_KEYS,
-    RESUME_SAFE_FIELDS,
-    CheckpointError,
-    RLTuner,
-    TargetModelError,
-    as_config,
-    check_algorithm,
-    checkpoint_path,
-    read_state,
-    resume_config,
-)
-from datagen_gym.rl_tuning.user_target import (
-    TargetFileError,
-    build_target,
-    load_target_file,
-    load_validation_data,
-    resolve_config_paths,
-)
+from __future__ import annotations
 
-__all__ = ["HISTORY_KEYS", "RESUME_SAFE_FIELDS", "CheckpointError", "RLTuner", "TargetFileError",
-           "TargetModelError", "as_config", "build_target", "check_algorithm", "checkpoint_path",
-           "load_target_file", "load_validation_data", "read_state", "resolve_config_paths",
-           "resume_config"]
+from typing import Any
+
+
+def __getattr__(name: str) -> Any:
+    if name.startswith("__"):
+        raise AttributeError(name)
+    from datagen_gym import _deprecated_application_import
+
+    value = _deprecated_application_import(f"datagen_gym.rl_tuning.{name}", "datagen.rl_tuning",
+                                           name)
+    globals()[name] = value  # warn once per name
+    return value

@@ -31,8 +31,8 @@ Methods:
 * ``round_robin`` / ``weakest_first``: the train-best focused template and temperature, the
   focus cycling over the task's skills / on the skill with the lowest validation accuracy;
 * ``random_search`` (uniform draws) and ``tpe`` (Optuna's TPE) over temperature x template x
-  focus (the policies' space), one fixed-setting episode per trial; ``ucb`` and ``thompson`` (the bandit
-  agents, arms = template x focus, temperature kept): searches within the budget;
+  focus (the policies' space), one fixed-setting episode per trial; ``ucb`` and ``thompson``
+  (the bandit agents, arms = template x focus, temperature kept): searches within the budget;
 * ``ppo_zero_shot`` / ``reinforce_zero_shot``: a policy pre-trained on the training tasks (a
   mixture: one task drawn per episode), run deterministically; ``ppo_finetune`` /
   ``reinforce_finetune``: the same policy trained on within the budget; ``maskable_ppo_*``: PPO
@@ -54,9 +54,10 @@ import math
 import os
 import platform
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -75,7 +76,7 @@ GRID_TEMPERATURES = (0.5, 1.0, 1.5)
 TOP_P = 0.9  # the env's default start, held by BenchmarkAction
 START_TEMPERATURE = 1.0  # the env's default start (held with --hold-temperature)
 # (temperature, top_p, template, focus)
-Setting = tuple[float, float, str, Optional[str]]
+Setting = tuple[float, float, str, str | None]
 STATIC = {"static_self_instruct": (0.7, 0.5, "self_instruct", None),
           "static_alpaca": (1.0, 1.0, "self_instruct", None)}
 SEARCH_METHODS = ("random_search", "tpe", "ucb", "thompson")
@@ -126,7 +127,7 @@ class BenchmarkAction(gym.ActionWrapper):
         kept = (2, 3) if self.hold_temperature else (0, 2, 3)
         return np.concatenate([parts[d] for d in kept])
 
-    def keep_action(self, template: str, focus: Optional[str]) -> np.ndarray:
+    def keep_action(self, template: str, focus: str | None) -> np.ndarray:
         """The action that keeps temperature and top_p and picks ``template`` and ``focus``."""
         from datagen_gym.generators.prompts import TEMPLATE_NAMES
 
@@ -144,7 +145,7 @@ class TaskMixture(gym.Env):
         self.action_space = self.envs[0].action_space
         self.current = self.envs[0]
 
-    def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         self.current = self.envs[int(self.np_random.integers(len(self.envs)))]
         return self.current.reset(seed=int(self.np_random.integers(2**31 - 1)), options=options)
@@ -156,8 +157,8 @@ class TaskMixture(gym.Env):
         return self.current.get_wrapper_attr("action_masks")()
 
 
-def make_env(task: str, replay: Optional[str] = None, test: bool = True,
-             batch_size: Optional[int] = None, num_iterations: Optional[int] = None,
+def make_env(task: str, replay: str | None = None, test: bool = True,
+             batch_size: int | None = None, num_iterations: int | None = None,
              hold_temperature: bool = False) -> gym.Env:
     """The benchmark env for ``task`` (test split scored unless ``test=False``)."""
     from datagen_gym.envs import DataGenEnv
@@ -181,7 +182,7 @@ def env_options(job: dict[str, Any]) -> dict[str, Any]:
             "hold_temperature": bool(job.get("hold_temperature"))}
 
 
-def keep_action(env: gym.Env, template: str, focus: Optional[str]) -> np.ndarray:
+def keep_action(env: gym.Env, template: str, focus: str | None) -> np.ndarray:
     """The "keep" action of a (template, focus) pair in ``env``'s benchmark action space."""
     return env.get_wrapper_attr("keep_action")(template, focus)
 
@@ -264,7 +265,7 @@ def run_optuna(env: Budget, seed: int, method: str) -> None:
                if method == "tpe" else optuna.samplers.RandomSampler(seed=seed))
     study = optuna.create_study(direction="maximize", sampler=sampler)
 
-    def objective(trial: "optuna.Trial") -> float:
+    def objective(trial: optuna.Trial) -> float:
         focus = trial.suggest_categorical("focus", ["any", *SKILLS])
         temperature = (START_TEMPERATURE if env.get_wrapper_attr("hold_temperature")
                        else trial.suggest_float("temperature", 0.25, 1.75, step=0.25))
@@ -277,7 +278,7 @@ def run_optuna(env: Budget, seed: int, method: str) -> None:
     study.optimize(objective, n_trials=n_trials)
 
 
-def run_fixed_once(env: Budget, setting: Setting, seed: Optional[int]) -> None:
+def run_fixed_once(env: Budget, setting: Setting, seed: int | None) -> None:
     temperature, top_p, template, focus = setting
     env.reset(seed=seed, options={"temperature": temperature, "top_p": top_p,
                                   "template": template, "focus": focus})
@@ -381,7 +382,7 @@ def run_grid_cell(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def grid_settings(temperatures: Sequence[float], templates: Sequence[str],
-                  task: Optional[str] = None) -> list[Setting]:
+                  task: str | None = None) -> list[Setting]:
     """Temperature x template x focus (any, or the task's skills; all skills without a task)."""
     focuses = [None, *(task.split("+") if task else SKILLS)]
     return [(t, TOP_P, name, f) for t in temperatures for name in templates for f in focuses]
@@ -551,7 +552,8 @@ def write_report(result: dict[str, Any], out_dir: Path) -> None:
     lines = ["# Held-out tasks: learned generation policies against fixed settings and search",
              "", f"`{result['command']}` on {result['machine']}; {result['wall_minutes']:.0f} "
              "minutes.", "",
-             f"Training tasks: {', '.join(result['train_tasks'])}. Held-out: {', '.join(result['heldout'])}.",
+             f"Training tasks: {', '.join(result['train_tasks'])}. "
+             f"Held-out: {', '.join(result['heldout'])}.",
              "Test-split accuracy (mean over skills) of each method's best-validation episode, "
              f"mean over {len(result['heldout'])} held-out tasks x {result['n_seeds']} seeds, "
              "with the 95% t interval; the gain share is the method's gain over the seed-only "
@@ -676,7 +678,7 @@ def _map(fn: Callable, jobs: list[dict[str, Any]], workers: int, desc: str,
     return [json.loads(json.dumps(done[key(j)], default=str)) for j in jobs]
 
 
-def main(argv: Optional[list[str]] = None) -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
                         help="a small check: 1 seed, budget 30, 1 held-out task, short "

@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -80,7 +81,7 @@ class EvalBudget(gym.Wrapper):
         super().__init__(env)
         self.budget = int(budget)
         self.evals = 0
-        self.baseline: Optional[float] = None
+        self.baseline: float | None = None
         self.episodes: list[dict[str, Any]] = []
 
     def reset(self, **kwargs: Any):
@@ -101,7 +102,7 @@ class EvalBudget(gym.Wrapper):
 
 
 def make_env(task: str, batch_size: int, num_iterations: int,
-             settings: Optional[Settings] = None) -> gym.Env:
+             settings: Settings | None = None) -> gym.Env:
     """``gym.make("DataGen-v0", ...)``; ``settings`` become the config's starting settings."""
     import datagen_gym  # noqa: F401  (registers DataGen-v0)
 
@@ -120,7 +121,7 @@ def keep_action(template: str) -> np.ndarray:
     return np.array([1, 1, TEMPLATE_NAMES.index(template)])
 
 
-def run_episode(env: gym.Env, settings: Settings, seed: Optional[int] = None) -> float:
+def run_episode(env: gym.Env, settings: Settings, seed: int | None = None) -> float:
     """One episode that starts from and keeps ``settings``; returns its final metric.
 
     The settings go through ``reset(options=...)``, so every episode of one env (Optuna trials
@@ -158,8 +159,8 @@ class RunSpec:
     budget: int
     num_iterations: int
     batch_size: int
-    settings: Optional[Settings] = None  # fixed-settings methods (static, oracle)
-    tpe_space: Optional[dict[str, Any]] = None  # tpe: temperature, top_p ranges, templates
+    settings: Settings | None = None  # fixed-settings methods (static, oracle)
+    tpe_space: dict[str, Any] | None = None  # tpe: temperature, top_p ranges, templates
 
 
 def _init_worker() -> None:
@@ -192,7 +193,7 @@ def run_tpe(env: EvalBudget, space: dict[str, Any], seed: int) -> list[dict[str,
     t_lo, t_hi = space["temperature"]
     p_lo, p_hi = space["top_p"]
 
-    def objective(trial: "optuna.Trial") -> float:
+    def objective(trial: optuna.Trial) -> float:
         settings = (trial.suggest_float("temperature", t_lo, t_hi),
                     trial.suggest_float("top_p", p_lo, p_hi),
                     trial.suggest_categorical("template", list(space["templates"])))

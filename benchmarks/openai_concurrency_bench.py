@@ -17,8 +17,8 @@ import os
 import platform
 import statistics
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 from datagen_gym.backends.openai_backend import OpenAIBackend
 from datagen_gym.backends.openai_server import OpenAICompatServer
@@ -32,7 +32,7 @@ class EchoBackend:
     deterministic = True
 
     def generate(self, prompts: Sequence[str], *, temperature: float, top_p: float,
-                 max_new_tokens: int, seed: Optional[int] = None) -> list[str]:
+                 max_new_tokens: int, seed: int | None = None) -> list[str]:
         return [" Is this email spam or not spam?\n" for _ in prompts]
 
 
@@ -56,7 +56,7 @@ def bench(server: OpenAICompatServer, prompts: list[str], concurrency: int, repe
     return {"wall_s": statistics.median(times), "max_in_flight": max(peaks)}
 
 
-def main(argv: Optional[list[str]] = None) -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--prompts", type=int, default=64)
     parser.add_argument("--latency-ms", type=float, default=50.0)
@@ -70,8 +70,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     if args.backend == "teacher":
         import torch
 
-        from datagen_gym.backends.transformers_backend import EMBEDDED_TEACHER, \
-            TransformersBackend
+        from datagen_gym.backends.transformers_backend import EMBEDDED_TEACHER, TransformersBackend
         torch.set_num_threads(1)  # one model call at a time: more threads only contend
         inner = TransformersBackend(EMBEDDED_TEACHER)
     else:

@@ -23,8 +23,8 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -232,7 +232,7 @@ def _time(fn: Callable[[], list[bool]], repeats: int, label: str) -> tuple[float
 # ------------------------------------------------------------------------- main
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark, print the table and write it to ``--out``."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, nargs="+", default=[5000], help="candidate counts")
@@ -265,14 +265,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if reused:
             _, ref_s, ref_d = ref_cache[m]
         else:
-            ref_s, ref_d = _time(lambda: reference_filter(prefix, seeds, args.threshold),
+            ref_s, ref_d = _time(lambda prefix=prefix: reference_filter(prefix, seeds,
+                                                                         args.threshold),
                                  ref_repeats, "rouge_score")
             ref_cache[m] = (prefix, ref_s, ref_d)
-        ours_s, ours_d = _time(lambda: ours_filter(prefix, seeds, args.threshold),
+        ours_s, ours_d = _time(lambda prefix=prefix: ours_filter(prefix, seeds, args.threshold),
                                args.repeats, "RougeLFilter")
         full_s, full_d = ours_s, ours_d
         if m < n:
-            full_s, full_d = _time(lambda: ours_filter(cands, seeds, args.threshold),
+            full_s, full_d = _time(lambda cands=cands: ours_filter(cands, seeds, args.threshold),
                                    args.repeats, "RougeLFilter (all n)")
             # Decisions are sequential, so the prefix's must be the start of the full run's.
             assert full_d[:m] == ours_d

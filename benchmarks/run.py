@@ -18,7 +18,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from benchmarks import sample_efficiency as se
 from benchmarks import step_cost as sc
@@ -39,7 +39,7 @@ FULL_ROUGE = ["--n", "5000", "20000", "--repeats", "3", "--reference-repeats", "
 QUICK_ROUGE = ["--n", "1000", "--repeats", "1"]
 
 
-def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line: ``--quick``, what to skip, and every size."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
@@ -55,7 +55,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def run(argv: Optional[list[str]] = None) -> dict[str, Any]:
+def run(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the selected benchmarks; returns each part's result and the summary Markdown."""
     args = parse_args(argv)
     out = args.out or (RESULTS / "quick" if args.quick else RESULTS)
@@ -114,7 +114,7 @@ def run(argv: Optional[list[str]] = None) -> dict[str, Any]:
     return results
 
 
-def main(argv: Optional[list[str]] = None) -> None:
+def main(argv: list[str] | None = None) -> None:
     """Entry point: run and print the headline tables."""
     r = run(argv)
     print("\n" + "=" * 80 + "\n" + r["summary"])

@@ -20,14 +20,24 @@ import multiprocessing
 import os
 import statistics
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
 
-from benchmarks.methods import (AGENT_HYPERPARAMS, ALL_METHODS, ALPACA, SELF_INSTRUCT, RunSpec,
-                                Settings, default_settings, run_grid_cell, run_method,
-                                tpe_startup_trials)
+from benchmarks.methods import (
+    AGENT_HYPERPARAMS,
+    ALL_METHODS,
+    ALPACA,
+    SELF_INSTRUCT,
+    RunSpec,
+    Settings,
+    default_settings,
+    run_grid_cell,
+    run_method,
+    tpe_startup_trials,
+)
 from benchmarks.summary_file import replace_section
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -55,7 +65,7 @@ class SEParams:
     batch_size: int = 32
     grid_temperatures: list[float] = field(default_factory=lambda: [0.7, 1.0, 1.3])
     grid_top_ps: list[float] = field(default_factory=lambda: [0.5, 0.9, 1.0])
-    grid_templates: Optional[list[str]] = None  # None: every template
+    grid_templates: list[str] | None = None  # None: every template
     grid_seeds: list[int] = field(default_factory=lambda: [GRID_SEED_OFFSET])
     methods: list[str] = field(default_factory=lambda: list(ALL_METHODS))
     workers: int = 2
@@ -85,7 +95,7 @@ class _Serial:
         fut.set_result(fn(*args))
         return fut
 
-    def __enter__(self) -> "_Serial":
+    def __enter__(self) -> _Serial:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -163,12 +173,12 @@ def choose_oracle(cells: Sequence[dict[str, Any]], task: str) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- analysis
-def first_reach(curve: Sequence[float], threshold: float) -> Optional[int]:
+def first_reach(curve: Sequence[float], threshold: float) -> int | None:
     """Evaluations used when ``curve`` first reaches ``threshold`` (None: never)."""
     return next((k for k, v in enumerate(curve) if v >= threshold - 1e-12), None)
 
 
-def _median_reach(values: Sequence[Optional[int]]) -> str:
+def _median_reach(values: Sequence[int | None]) -> str:
     """Median evaluations to reach a level over runs; runs that never reach count as infinite."""
     if not values:
         return "–"
@@ -247,7 +257,7 @@ def _ppo_n_steps() -> int:
                                             ALGORITHMS["ppo"].defaults.get("n_steps", 2048)))
 
 
-def _fmt(x: Optional[float], spec: str = ".3f") -> str:
+def _fmt(x: float | None, spec: str = ".3f") -> str:
     return "–" if x is None else format(x, spec)
 
 
@@ -532,7 +542,7 @@ def _write_saved(saved: Path, raw: dict[str, Any], note: Callable[[str], str]
     return {"raw": raw, "analysis": res}
 
 
-def main(argv: Optional[list[str]] = None) -> None:
+def main(argv: list[str] | None = None) -> None:
     """Standalone entry point (full-mode defaults)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_arguments(parser)

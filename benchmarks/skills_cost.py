@@ -17,8 +17,9 @@ import argparse
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -29,7 +30,6 @@ def collect_training_sets(episodes: int, batch_size: int, seed: int = 0
     import gymnasium as gym
 
     import datagen_gym  # noqa: F401
-
     from datagen_gym.targets import make_builtin_target
 
     target, validation = make_builtin_target("sentiment")

@@ -32,10 +32,11 @@ import resource
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import numpy as np
 
@@ -62,7 +63,7 @@ class StepCostParams:
 
 # ----------------------------------------------------------------------------- env factory
 def make_default_env(task: str = "sentiment", batch_size: int = 64, num_iterations: int = 10,
-                     teacher_threads: Optional[int] = None):
+                     teacher_threads: int | None = None):
     """Build the default DataGen-v0 env (a top-level function, so it pickles for subprocesses).
 
     ``teacher_threads`` sets ``sampling.num_threads`` (None: the embedded teacher's 1 thread).
@@ -373,7 +374,7 @@ def params_from_args(args: argparse.Namespace, base: StepCostParams) -> StepCost
     return StepCostParams(**d)
 
 
-def main(argv: Optional[list[str]] = None) -> None:
+def main(argv: list[str] | None = None) -> None:
     """Standalone entry point (full-mode sizes)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_arguments(parser)

@@ -29,8 +29,9 @@ import os
 import shlex
 import shutil
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 PROG = "datagen"
 DEFAULT_OUTPUT = "rl_tune_output"
@@ -169,10 +170,10 @@ def _positive_int(text: str) -> int:
 
 
 # ---------------------------------------------------------------------------- shared pieces
-def load_config(path: Optional[str]) -> Any:
+def load_config(path: str | None) -> Any:
     """The config of ``--config`` (relative paths resolved against its directory)."""
-    from datagen_gym.config import Config, ConfigError
     from datagen.rl_tuning import resolve_config_paths
+    from datagen_gym.config import Config, ConfigError
 
     if path is None:
         return Config()
@@ -194,7 +195,7 @@ def _override(config: Any, **rl_changes: Any) -> Any:
     return config.replace(rl_tuning=changes) if changes else config
 
 
-def _fmt(x: Optional[float]) -> str:
+def _fmt(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.4f}"
 
 
@@ -213,8 +214,8 @@ def _sections(assignments: Sequence[tuple[str, str, Any]]) -> dict[str, dict[str
 def _absolute_paths(sections: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """``--set`` file paths made absolute (relative to the current directory), as a config
     file's are made absolute relative to it: the saved config must work from anywhere."""
-    from datagen_gym.config import ConfigError
     from datagen.rl_tuning.user_target import PATH_FIELDS
+    from datagen_gym.config import ConfigError
 
     for section, key in PATH_FIELDS:
         value = sections.get(section, {}).get(key)
@@ -243,7 +244,7 @@ def _check_writable_dir(option: str, path: Path) -> None:
                        f"({exc.strerror or exc})", 2) from exc
 
 
-def _existing_run(ckpt_dir: Path) -> Optional[str]:
+def _existing_run(ckpt_dir: Path) -> str | None:
     """A description of the checkpoint in ``ckpt_dir``, or None if there is none."""
     from datagen.rl_tuning.rl_tuner import checkpoint_path, read_state
 
@@ -269,10 +270,10 @@ def _remove_previous_run(output: Path, ckpt_dir: Path) -> None:
 # ---------------------------------------------------------------------------- rl-tune
 def cmd_rl_tune(args: argparse.Namespace) -> int:
     """``datagen rl-tune``: train, checkpoint, generate the final dataset, summarise."""
-    from datagen_gym.backends.base import BackendError
-    from datagen_gym.config import Config
     from datagen.rl_tuning import RLTuner, build_target, check_algorithm
     from datagen.rl_tuning.rl_tuner import checkpoint_path, read_state, resume_config
+    from datagen_gym.backends.base import BackendError
+    from datagen_gym.config import Config
 
     output = Path(args.output)
     ckpt_dir = output / CHECKPOINT_DIR
@@ -343,7 +344,7 @@ def cmd_rl_tune(args: argparse.Namespace) -> int:
     # ---- training
     every = args.checkpoint_every or tuner.num_iterations
     if resume_from is None:
-        total: Optional[int] = args.timesteps or tuner.default_timesteps()
+        total: int | None = args.timesteps or tuner.default_timesteps()
     else:
         total = _resume_budget(args, tuner, resume_from, applied)
     resume_cmd = _resume_command(args)
@@ -413,7 +414,7 @@ def _merge(base: dict[str, dict[str, Any]], extra: dict[str, dict[str, Any]]
 
 
 def _resume_budget(args: argparse.Namespace, tuner: Any, resume_from: Path,
-                   applied: list[str]) -> Optional[int]:
+                   applied: list[str]) -> int | None:
     """Steps still to run on a resume (None: the saved plan's rest); reports what it applied."""
     done, planned = tuner.steps_done, tuner.total_planned
     if args.timesteps is not None and args.timesteps != planned:
@@ -440,7 +441,7 @@ def _component(exc: BaseException, config: Any) -> str:
     from datagen_gym.backends.base import BackendError
     from datagen_gym.envs.datagen_env import TargetModelError
 
-    seen: Optional[BaseException] = exc
+    seen: BaseException | None = exc
     while seen is not None:  # the cause chain: an env may wrap the backend's error
         if isinstance(seen, TargetModelError):
             path = config.rl_tuning.target_model_path
@@ -466,13 +467,13 @@ def _write_partial(tuner: Any, output: Path, ckpt_dir: Path, error: str,
                    resume_cmd: str) -> str:
     """After a failure: history, an incomplete summary and the unsaved records; returns the
     one-line error for the user (what failed, what was kept, how to go on)."""
-    from datagen_gym.atomic_io import atomic_write_jsonl
     from datagen.rl_tuning.rl_tuner import checkpoint_path, read_state
+    from datagen_gym.atomic_io import atomic_write_jsonl
 
     history_path = output / "history.jsonl"
     kept = [f"{len(tuner.history)} finished steps in {history_path}"]
     try:
-        saved_steps: Optional[int] = read_state(checkpoint_path(ckpt_dir))["counters"][
+        saved_steps: int | None = read_state(checkpoint_path(ckpt_dir))["counters"][
             "steps_done"]
     except (FileNotFoundError, ValueError):
         saved_steps = None
@@ -531,10 +532,9 @@ def _print_summary(s: dict[str, Any], metric: str, output: Path) -> None:
 # ---------------------------------------------------------------------------- generate
 def cmd_generate(args: argparse.Namespace) -> int:
     """``datagen generate``: records with fixed settings, saved as JSONL."""
+    from datagen.rl_tuning.rl_tuner import checkpoint_path, generate_with_settings, read_state
     from datagen_gym.config import Config
     from datagen_gym.generators import prompts
-    from datagen.rl_tuning.rl_tuner import checkpoint_path, generate_with_settings, \
-        read_state
     from datagen_gym.sampler import TEMPERATURE_RANGE, TOP_P_RANGE
 
     try:
@@ -615,7 +615,7 @@ def cmd_replay_build(args: argparse.Namespace) -> int:
         raise
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``datagen`` command; returns the exit code (the console script exits with it)."""
     debug = os.environ.get("DATAGEN_DEBUG", "") not in ("", "0")
     _quiet_libraries()

@@ -20,9 +20,9 @@ import os
 import secrets
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
-PathLike = Union[str, os.PathLike]
+PathLike = str | os.PathLike
 
 
 class CheckpointError(ValueError):

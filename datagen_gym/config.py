@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Union, get_args, get_origin, get_type_hints
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
@@ -38,13 +39,13 @@ class SamplingConfig:
     backend: str = field(default="embedded",
                          metadata=_choices("embedded", "transformers", "openai", "vllm"))
     # A local Hugging Face causal-LM directory, for backend "transformers".
-    model_path: Optional[str] = None
+    model_path: str | None = None
     device: str = "cpu"
-    dtype: Optional[str] = field(default=None, metadata=_choices("float32", "float16", "bfloat16"))
+    dtype: str | None = field(default=None, metadata=_choices("float32", "float16", "bfloat16"))
     max_batch_size: int = field(default=128, metadata=_range(1, 4096))
     # torch CPU threads while generating; None: 1 for the embedded teacher, torch's default
     # for other models.
-    num_threads: Optional[int] = field(default=None, metadata=_range(1, 1024))
+    num_threads: int | None = field(default=None, metadata=_range(1, 1024))
     # Local models: "compact" drops finished rows from the batch (the same tokens as
     # model.generate, less work); "generate" calls model.generate (see TransformersBackend).
     decoder: str = field(default="compact", metadata=_choices("compact", "generate"))
@@ -52,8 +53,8 @@ class SamplingConfig:
     # returns exactly model.generate's tokens; on, its logits differ by float rounding only.
     share_prefix: bool = True
     # An OpenAI-compatible server, for backend "openai" (vLLM, Ollama /v1, llama.cpp, hosted).
-    base_url: Optional[str] = None  # the API root, e.g. http://localhost:8000/v1
-    model: Optional[str] = None
+    base_url: str | None = None  # the API root, e.g. http://localhost:8000/v1
+    model: str | None = None
     # The NAME of the environment variable holding the key; the key never goes in a config.
     api_key_env: str = "OPENAI_API_KEY"
     endpoint: str = field(default="completions", metadata=_choices("completions", "chat"))
@@ -64,7 +65,7 @@ class SamplingConfig:
     # local directory; `model_path` when `model` is empty); dtype None means "auto".
     tensor_parallel_size: int = field(default=1, metadata=_range(1, 1024))
     gpu_memory_utilization: float = field(default=0.9, metadata=_range(0.0, 1.0, lo_open=True))
-    max_model_len: Optional[int] = field(default=None, metadata=_range(1, 10_000_000))
+    max_model_len: int | None = field(default=None, metadata=_range(1, 10_000_000))
 
 
 @dataclass
@@ -73,7 +74,7 @@ class GenerationConfig:
 
     template: str = "self_instruct"  # checked against the template names at use
     # Path to a JSONL file of human seed tasks; None uses the embedded world's seed tasks.
-    seed_tasks_path: Optional[str] = None
+    seed_tasks_path: str | None = None
     num_prompt_instructions: int = field(default=8, metadata=_range(1, 32))
     num_machine_instructions: int = field(default=2, metadata=_range(0, 32))
     rouge_threshold: float = field(default=0.7, metadata=_range(0.0, 1.0))
@@ -95,8 +96,8 @@ class RLTuningConfig:
     rl_algorithm: str = "random_search"  # any name of agents.list_agents()
     learning_rate: float = field(default=0.001, metadata=_range(0.0, 10.0, lo_open=True))
     reward_metric: str = "accuracy"
-    target_model_path: Optional[str] = None
-    validation_data_path: Optional[str] = None
+    target_model_path: str | None = None
+    validation_data_path: str | None = None
     # Built-in target task when no target model is given: a classification family, several
     # joined by "+" (one skill each), or "classification" (all five).
     task: str = "sentiment"
@@ -104,14 +105,14 @@ class RLTuningConfig:
     focus: bool = False
     # The skill slots of the observation and the focus action; None: the built-in task's
     # skills, else the `skill` fields of the validation data.
-    skills: Optional[list[str]] = None
+    skills: list[str] | None = None
     action_mode: str = field(default="discrete", metadata=_choices("discrete", "continuous"))
     data_mode: str = field(default="episode", metadata=_choices("episode", "batch"))
     action_delta: float = field(default=0.05, metadata=_range(0.0, 1.0, lo_open=True))
-    seed: Optional[int] = None
+    seed: int | None = None
     # A replay cache file (SQLite, see datagen_gym.replay): steps replay cached teacher batches
     # of the current settings and generate (and store) live only on a miss. None: always live.
-    replay_cache: Optional[str] = None
+    replay_cache: str | None = None
 
 
 @dataclass
@@ -124,12 +125,12 @@ class Config:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> "Config":
+    def from_dict(cls, data: dict[str, Any] | None) -> Config:
         """Build and validate a config; unknown keys and bad values raise :class:`ConfigError`."""
         return _build(cls, data or {}, prefix="")
 
     @classmethod
-    def load(cls, path: Union[str, Path]) -> "Config":
+    def load(cls, path: str | Path) -> Config:
         """Read a YAML file."""
         path = Path(path)
         if not path.is_file():
@@ -152,11 +153,11 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def save(self, path: Union[str, Path]) -> None:
+    def save(self, path: str | Path) -> None:
         """Write YAML that :meth:`load` reads back to an equal config."""
         Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
 
-    def replace(self, **sections: dict[str, Any]) -> "Config":
+    def replace(self, **sections: dict[str, Any]) -> Config:
         """A copy with some fields changed, e.g. ``cfg.replace(sampling={"top_p": 0.5})``."""
         data = self.to_dict()
         for name, values in sections.items():
@@ -166,7 +167,7 @@ class Config:
             data[name].update(values)
         return Config.from_dict(data)
 
-    def validate(self) -> "Config":
+    def validate(self) -> Config:
         """Re-check every field (after direct attribute assignment)."""
         Config.from_dict(self.to_dict())
         return self
@@ -195,7 +196,8 @@ def _build(cls, data: dict[str, Any], prefix: str):
 
 
 def _check(name: str, value: Any, hint: Any, meta: Any) -> Any:
-    optional = get_origin(hint) is Union and type(None) in get_args(hint)
+    # ``Optional[X]`` and ``X | None`` (typing.Union / types.UnionType) alike.
+    optional = get_origin(hint) in (Union, types.UnionType) and type(None) in get_args(hint)
     base = next((a for a in get_args(hint) if a is not type(None)), hint) if optional else hint
     if value is None:
         if optional:

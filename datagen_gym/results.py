@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Union
+from typing import Any
 
 from datagen_gym.atomic_io import atomic_write_jsonl
 
 RECORD_FIELDS = ("instruction", "input", "output")
 
 
-def write_jsonl_atomic(path: Union[str, Path], rows: Iterable[dict[str, Any]]) -> None:
+def write_jsonl_atomic(path: str | Path, rows: Iterable[dict[str, Any]]) -> None:
     """Write rows to ``path`` so that a crash mid-write leaves the old file intact (the file
     honours the umask)."""
     atomic_write_jsonl(path, rows)
 
 
-def read_jsonl(path: Union[str, Path]) -> list[dict[str, Any]]:
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     """Read a JSONL file; a malformed line is an error naming the file and line."""
     path = Path(path)
     if not path.is_file():
@@ -65,7 +66,7 @@ class Results:
     def __getitem__(self, i):
         return self.data[i]
 
-    def extend(self, other: "Results") -> None:
+    def extend(self, other: Results) -> None:
         self.data.extend(other.data)
         self.num_candidates += other.num_candidates
         self.num_kept += other.num_kept
@@ -101,12 +102,12 @@ class Results:
             "mean_length": self.mean_length,
         }
 
-    def save(self, path: Union[str, Path]) -> None:
+    def save(self, path: str | Path) -> None:
         """Write the records as JSONL (atomically)."""
         write_jsonl_atomic(path, self.data)
 
     @classmethod
-    def load(cls, path: Union[str, Path]) -> "Results":
+    def load(cls, path: str | Path) -> Results:
         rows = read_jsonl(path)
         for i, row in enumerate(rows, start=1):
             missing = [k for k in RECORD_FIELDS if k not in row]

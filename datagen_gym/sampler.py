@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 from datagen_gym.backends.base import LLMBackend
 from datagen_gym.config import SamplingConfig
@@ -25,8 +25,8 @@ class Sampler:
         self.set_params(temperature=temperature, top_p=top_p)
 
     @classmethod
-    def from_config(cls, config: SamplingConfig, backend: Optional[LLMBackend] = None
-                    ) -> "Sampler":
+    def from_config(cls, config: SamplingConfig, backend: LLMBackend | None = None
+                    ) -> Sampler:
         """A sampler over the configured backend (the embedded teacher by default)."""
         if backend is None:
             from datagen_gym.backends import make_backend
@@ -44,13 +44,14 @@ class Sampler:
     def get_params(self) -> dict[str, float]:
         return {"temperature": self._temperature, "top_p": self._top_p}
 
-    def set_params(self, temperature: Optional[float] = None, top_p: Optional[float] = None
+    def set_params(self, temperature: float | None = None, top_p: float | None = None
                    ) -> None:
         """Set either parameter; a value out of bounds is an error naming the bound."""
         if temperature is not None:
             lo, hi = TEMPERATURE_RANGE
             if not lo <= temperature <= hi:
-                raise ValueError(f"temperature={temperature} is out of range; allowed: [{lo}, {hi}]")
+                raise ValueError(f"temperature={temperature} is out of range; "
+                                 f"allowed: [{lo}, {hi}]")
             self._temperature = float(temperature)
         if top_p is not None:
             lo, hi = TOP_P_RANGE
@@ -58,8 +59,8 @@ class Sampler:
                 raise ValueError(f"top_p={top_p} is out of range; allowed: [{lo}, {hi}]")
             self._top_p = float(top_p)
 
-    def generate(self, prompts: Sequence[str], max_new_tokens: Optional[int] = None,
-                 seed: Optional[int] = None) -> list[str]:
+    def generate(self, prompts: Sequence[str], max_new_tokens: int | None = None,
+                 seed: int | None = None) -> list[str]:
         """Complete each prompt with the current temperature and top_p."""
         return self.backend.generate(prompts, temperature=self._temperature, top_p=self._top_p,
                                      max_new_tokens=max_new_tokens or self.max_new_tokens,

@@ -14,11 +14,11 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium import spaces
+from test_agents import _real_env_available, read_events  # envs_tests/ is on sys.path
 
 from agents import EXP3Agent, ThompsonAgent, UCBAgent, list_agents, load_agent, make_agent
 from agents.bandit import BanditAgent
 from agents.common.checkpoint import read_json
-from test_agents import _real_env_available, read_events  # envs_tests/ is on sys.path
 
 BANDITS = ["ucb", "thompson", "exp3"]
 KEEP = 1

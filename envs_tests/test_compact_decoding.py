@@ -78,14 +78,15 @@ def test_shared_prefix_matches_a_full_prefill(teacher):
         calls = []
         forward = model.forward
 
-        def counting_forward(*args, **kwargs):
+        logits = []
+
+        def counting_forward(*args, calls=calls, forward=forward, logits=logits, **kwargs):
             calls.append(kwargs["input_ids"].shape)
             out = forward(*args, **kwargs)
             if len(calls) <= 3:
                 logits.append(out.logits[:, -1].clone())
             return out
 
-        logits = []
         model.forward = counting_forward
         try:
             torch.manual_seed(0)
@@ -149,8 +150,9 @@ def test_models_it_cannot_serve_fall_back_to_generate(teacher, tmp_path):
 
     from datagen_gym.backends import TransformersBackend
 
-    def model(config, forward=teacher.model.forward, generation=GenerationConfig()):
-        return SimpleNamespace(config=config, forward=forward, generation_config=generation)
+    def model(config, forward=teacher.model.forward, generation=None):
+        return SimpleNamespace(config=config, forward=forward,
+                               generation_config=generation or GenerationConfig())
 
     reason = compact_decoding.unsupported_reason
     assert reason(teacher.model) is None

@@ -23,7 +23,8 @@ def test_yaml_round_trip(tmp_path):
 @pytest.mark.parametrize("data, needle", [
     ({"sampling": {"temprature": 1.0}}, "sampling.temprature"),
     ({"samplng": {}}, "unknown key 'samplng'"),
-    ({"sampling": {"temperature": 3.0}}, "sampling.temperature=3.0 is out of range; allowed: [0.0, 2.0]"),
+    ({"sampling": {"temperature": 3.0}},
+     "sampling.temperature=3.0 is out of range; allowed: [0.0, 2.0]"),
     ({"sampling": {"top_p": 0.0}}, "sampling.top_p=0.0 is out of range; allowed: [0.05, 1.0]"),
     ({"rl_tuning": {"batch_size": 0}}, "rl_tuning.batch_size=0 is out of range"),
     ({"rl_tuning": {"batch_size": 2.5}}, "rl_tuning.batch_size must be an integer"),

@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from datagen.cli import CLIError, load_config, main
-from datagen_gym.config import Config, ConfigError
 from datagen.rl_tuning.user_target import load_validation_data
+from datagen_gym.config import Config, ConfigError
 
 FUZZ = settings(max_examples=60, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,

@@ -7,8 +7,7 @@ import pytest
 
 from datagen_gym import Config, Sampler
 from datagen_gym.generators import prompts
-from datagen_gym.generators.evol_instruct import (
-    instruction_failure, response_failure)
+from datagen_gym.generators.evol_instruct import instruction_failure, response_failure
 from datagen_gym.generators.generator import Generator
 from datagen_gym.generators.instruction_filters import instruction_rejection, keep_instance
 from datagen_gym.generators.self_instruct import SelfInstructGenerator
@@ -97,7 +96,8 @@ def test_self_instruct_prompt_uses_six_human_and_two_machine_tasks():
 def test_self_instruct_filters_and_instance_order():
     backend = ScriptedBackend(bootstrap=(
         " Would a careful reader call this note spam or not spam?\n"
-        "10. Would a careful reader call this note spam or not spam?\n"  # duplicate: ROUGE-L rejects
+        # duplicate: ROUGE-L rejects
+        "10. Would a careful reader call this note spam or not spam?\n"
         "11. Draw a map of the city streets.\n"         # blacklist
         "12. Multiply each pair of integers and report it.\n"))
     gen = SelfInstructGenerator(sampler=Sampler(backend), seed=0)

@@ -11,9 +11,14 @@ import torch
 pytest.importorskip("peft", reason="LoRATarget needs peft (pip install peft)")
 
 import datagen_gym  # noqa: E402,F401
-from datagen_gym.targets.lora_target import (GENERATIVE_TASKS, LoRATarget,  # noqa: E402
-                                             format_prompt, make_generative_validation_set,
-                                             make_lm_env, make_tiny_student)
+from datagen_gym.targets.lora_target import (  # noqa: E402
+    GENERATIVE_TASKS,
+    LoRATarget,
+    format_prompt,
+    make_generative_validation_set,
+    make_lm_env,
+    make_tiny_student,
+)
 from datagen_gym.world.tasks import FAMILY_BY_NAME  # noqa: E402
 
 N_VAL = 20
@@ -110,7 +115,7 @@ def test_bad_records_are_clear_errors(student, target, data):
 
 
 def test_pickles_without_the_weights(target, data):
-    target.model  # loaded
+    assert target.model is not None  # loaded
     blob = pickle.dumps(target)
     assert len(blob) < 100_000  # the model is left out and reloads from its path
     clone = pickle.loads(blob)

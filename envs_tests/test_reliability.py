@@ -23,9 +23,9 @@ from test_cli import assert_one_line_error, write_setup
 from agents import ReinforceAgent, SB3Agent, load_agent, make_agent
 from agents.common.checkpoint import CheckpointError
 from datagen.cli import UNSAVED_RECORDS_FILE, main
-from datagen_gym.results import read_jsonl
 from datagen.rl_tuning import RLTuner
 from datagen.rl_tuning.rl_tuner import TUNER_FILE
+from datagen_gym.results import read_jsonl
 
 REPO = Path(__file__).resolve().parents[1]
 

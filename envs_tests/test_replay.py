@@ -10,8 +10,13 @@ import pytest
 import datagen_gym  # noqa: F401  (registers the envs)
 from datagen_gym.config import Config
 from datagen_gym.generators.generator import Generator
-from datagen_gym.replay import (ReplayCache, ReplayCacheError, ReplayGenerator,
-                                generator_identity, quantise)
+from datagen_gym.replay import (
+    ReplayCache,
+    ReplayCacheError,
+    ReplayGenerator,
+    generator_identity,
+    quantise,
+)
 from datagen_gym.sampler import Sampler
 
 SMALL = dict(batch_size=4, num_iterations=3)

@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from datagen.rl_tuning import HISTORY_KEYS, RLTuner
+from datagen.rl_tuning.rl_tuner import TUNER_FILE
 from datagen_gym.config import ConfigError
 from datagen_gym.envs.datagen_env import TargetModelError
 from datagen_gym.results import read_jsonl
-from datagen.rl_tuning import HISTORY_KEYS, RLTuner
-from datagen.rl_tuning.rl_tuner import TUNER_FILE
 
 LABELS = {"positive", "negative", "yes", "no", "true", "false"}
 

@@ -11,8 +11,7 @@ rouge_scorer = pytest.importorskip("rouge_score.rouge_scorer")
 rouge_tokenize_ref = pytest.importorskip("rouge_score.tokenize").tokenize
 
 from datagen_gym.generators import rouge_filter  # noqa: E402
-from datagen_gym.generators.rouge_filter import (  # noqa: E402
-    RougeLFilter, rouge_l_f1, rouge_tokenize)
+from datagen_gym.generators.rouge_filter import RougeLFilter, rouge_l_f1, rouge_tokenize  # noqa: E402
 
 SCORER = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
 

@@ -10,8 +10,7 @@ import pytest
 import datagen_gym  # noqa: F401  (registers the envs)
 from datagen_gym.envs import DataGenEnv, TargetModelError
 from datagen_gym.generators.generator import Generator
-from datagen_gym.targets import (make_builtin_target, make_test_set, make_validation_set,
-                                 task_skills)
+from datagen_gym.targets import make_builtin_target, make_test_set, make_validation_set, task_skills
 from datagen_gym.targets.builtin_tasks import split_of
 from datagen_gym.world.seed_tasks import make_seed_tasks
 from datagen_gym.world.tasks import CLASSIFICATION_TASKS, identify

@@ -3,11 +3,15 @@ import pytest
 
 from datagen_gym.generators import prompts
 from datagen_gym.world import checker
-from datagen_gym.world.corpus import (
-    EOS, bootstrap_parts, evolve, iter_documents, make_document)
+from datagen_gym.world.corpus import EOS, bootstrap_parts, evolve, iter_documents, make_document
 from datagen_gym.world.seed_tasks import make_seed_tasks
 from datagen_gym.world.tasks import (
-    CLASSIFICATION_TASKS, FAMILIES, MODIFIERS, expected_output, identify)
+    CLASSIFICATION_TASKS,
+    FAMILIES,
+    MODIFIERS,
+    expected_output,
+    identify,
+)
 
 
 def test_enough_families_of_each_kind():

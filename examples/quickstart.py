@@ -18,9 +18,9 @@ try:
 except ImportError:  # running from a source checkout without `pip install -e .`
     sys.path.insert(0, str(HERE.parent))
 
+from datagen.rl_tuning import RLTuner  # noqa: E402
 from datagen_gym import Config  # noqa: E402
 from datagen_gym.results import read_jsonl  # noqa: E402
-from datagen.rl_tuning import RLTuner  # noqa: E402
 from datagen_gym.targets import make_validation_set  # noqa: E402
 
 

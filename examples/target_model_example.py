@@ -23,8 +23,9 @@ The CLI looks for ``make_target_model(validation_dataset)`` first (it receives t
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
@@ -39,7 +40,7 @@ def _text(record: dict[str, Any]) -> str:
     return f"{record.get('instruction', '')} {record.get('input', '')}"
 
 
-def make_target_model(validation_dataset: Optional[Sequence[dict[str, Any]]] = None):
+def make_target_model(validation_dataset: Sequence[dict[str, Any]] | None = None):
     """Build ``target_model(records) -> {"accuracy", "macro_f1", "num_train"}``.
 
     ``validation_dataset``: records with ``instruction``, ``input`` and the gold ``output``;

@@ -215,8 +215,9 @@ def _check_action_masks(algo: str, env: gym.Env | VecEnv) -> None:
         except AttributeError:
             found = False
     if not found:
-        raise ValueError(f"{algo.upper()} needs an env with an action_masks() method (sb3-contrib's "
-                         f"convention; DataGenEnv has one in action_mode='discrete')")
+        raise ValueError(f"{algo.upper()} needs an env with an action_masks() method "
+                         f"(sb3-contrib's convention; DataGenEnv has one in "
+                         f"action_mode='discrete')")
 
 
 class SB3Agent(BaseAgent):

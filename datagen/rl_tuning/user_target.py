@@ -17,8 +17,9 @@ import hashlib
 import importlib.util
 import os
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any
 
 from datagen_gym.config import Config, ConfigError
 from datagen_gym.results import read_jsonl
@@ -35,7 +36,7 @@ class TargetFileError(ValueError):
     """The target file cannot be imported or does not define a usable target model."""
 
 
-def resolve_config_paths(config: Config, base_dir: Union[str, os.PathLike]) -> Config:
+def resolve_config_paths(config: Config, base_dir: str | os.PathLike) -> Config:
     """A copy of ``config`` whose relative file paths are taken relative to ``base_dir``."""
     data = config.to_dict()
     for section, key in PATH_FIELDS:
@@ -51,7 +52,7 @@ def resolve_config_paths(config: Config, base_dir: Union[str, os.PathLike]) -> C
     return Config.from_dict(data)
 
 
-def load_validation_data(path: Union[str, os.PathLike]) -> list[dict[str, Any]]:
+def load_validation_data(path: str | os.PathLike) -> list[dict[str, Any]]:
     """Read validation records (JSONL); each needs ``instruction`` and ``output``."""
     path = Path(path)
     if not path.is_file():
@@ -79,8 +80,8 @@ def load_validation_data(path: Union[str, os.PathLike]) -> list[dict[str, Any]]:
     return rows
 
 
-def load_target_file(path: Union[str, os.PathLike],
-                     validation_dataset: Optional[Sequence[dict[str, Any]]] = None
+def load_target_file(path: str | os.PathLike,
+                     validation_dataset: Sequence[dict[str, Any]] | None = None
                      ) -> TargetModel:
     """Import the user's target file and return its target model (see the module docstring)."""
     path = Path(path)
@@ -127,8 +128,8 @@ def load_target_file(path: Union[str, os.PathLike],
     return target
 
 
-def build_target(config: Config) -> tuple[Optional[TargetModel],
-                                          Optional[list[dict[str, Any]]]]:
+def build_target(config: Config) -> tuple[TargetModel | None,
+                                          list[dict[str, Any]] | None]:
     """The target model and validation data a config names (``(None, None)``: built-in)."""
     rl = config.rl_tuning
     validation = load_validation_data(rl.validation_data_path) \

@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib
 from functools import lru_cache
 from pathlib import Path
-from typing import Optional
 
 from datagen_gym.backends.base import BackendError, LLMBackend
 from datagen_gym.config import ConfigError, SamplingConfig
@@ -29,7 +28,7 @@ def __getattr__(name: str):
 
 @lru_cache(maxsize=4)
 def _cached_transformers(path: str, device: str, dtype, max_batch_size: int,
-                         num_threads: Optional[int], decoder: str, share_prefix: bool):
+                         num_threads: int | None, decoder: str, share_prefix: bool):
     from datagen_gym.backends.transformers_backend import TransformersBackend
 
     # Many envs in one process share one copy of the weights; generate() holds no state.
@@ -40,7 +39,7 @@ def _cached_transformers(path: str, device: str, dtype, max_batch_size: int,
 
 @lru_cache(maxsize=1)
 def _cached_vllm(model: str, dtype: str, tensor_parallel_size: int,
-                 gpu_memory_utilization: float, max_model_len: Optional[int]):
+                 gpu_memory_utilization: float, max_model_len: int | None):
     from datagen_gym.backends.vllm_backend import VLLMBackend
 
     # One engine per process: it pre-allocates most of the GPU, so envs in a process share it.

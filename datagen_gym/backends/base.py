@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Optional, Protocol, Sequence, runtime_checkable
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
 
 
 class BackendError(RuntimeError):
@@ -20,6 +21,6 @@ class LLMBackend(Protocol):
     deterministic: bool
 
     def generate(self, prompts: Sequence[str], *, temperature: float, top_p: float,
-                 max_new_tokens: int, seed: Optional[int] = None) -> list[str]:
+                 max_new_tokens: int, seed: int | None = None) -> list[str]:
         """One completion per prompt (the continuation only, prompt not repeated)."""
         ...

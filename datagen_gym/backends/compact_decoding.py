@@ -27,12 +27,15 @@ from __future__ import annotations
 
 import functools
 import inspect
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 from transformers.cache_utils import Cache, DynamicLayer
-from transformers.generation.logits_process import (LogitsProcessorList, TemperatureLogitsWarper,
-                                                    TopPLogitsWarper)
+from transformers.generation.logits_process import (
+    LogitsProcessorList,
+    TemperatureLogitsWarper,
+    TopPLogitsWarper,
+)
 
 # A prompt prefix shared by every row is computed once when it is at least this long (shorter
 # ones save less than the extra forward pass costs).
@@ -159,7 +162,7 @@ _PROCESSOR_FIELDS: dict[str, tuple] = {
 }
 
 
-def unsupported_reason(model: torch.nn.Module) -> Optional[str]:
+def unsupported_reason(model: torch.nn.Module) -> str | None:
     """Why :func:`sample` cannot stand in for ``model.generate`` on this model, or None.
 
     It needs a decoder-only model whose forward takes ``cache``, ``position_ids`` and
@@ -196,7 +199,8 @@ def growing_cache(reserve: int) -> Cache:
 
 
 def logits_warpers(temperature: float, top_p: float) -> LogitsProcessorList:
-    """The warpers ``model.generate`` applies for ``do_sample=True, temperature, top_p, top_k=0``."""
+    """The warpers ``model.generate`` applies for ``do_sample=True``, ``temperature``,
+    ``top_p`` and ``top_k=0``."""
     warpers = LogitsProcessorList()
     if temperature != 1.0:
         warpers.append(TemperatureLogitsWarper(temperature))
@@ -208,9 +212,9 @@ def logits_warpers(temperature: float, top_p: float) -> LogitsProcessorList:
 @torch.inference_mode()
 def sample(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, *,
            temperature: float, top_p: float, max_new_tokens: int,
-           eos_token_id: Optional[int | Sequence[int]], pad_token_id: int,
+           eos_token_id: int | Sequence[int] | None, pad_token_id: int,
            share_prefix: bool = True,
-           generator: Optional[torch.Generator] = None) -> torch.Tensor:
+           generator: torch.Generator | None = None) -> torch.Tensor:
     """New tokens for a left-padded batch, shape ``(batch, steps)``, padded after EOS.
 
     ``temperature == 0`` decodes greedily. Decoding ends when every row has emitted an EOS

@@ -19,12 +19,12 @@ import logging
 import os
 import queue
 import random
-import socket
 import ssl
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Optional, Sequence
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from datagen_gym.backends.base import BackendError
@@ -47,7 +47,7 @@ class PartialBatchError(BackendError):
         attempts: prompt index -> HTTP attempts made for it (0: not sent).
     """
 
-    def __init__(self, message: str, completions: list[Optional[str]],
+    def __init__(self, message: str, completions: list[str | None],
                  errors: dict[int, str], attempts: dict[int, int]) -> None:
         super().__init__(message)
         self.completions = completions
@@ -64,10 +64,10 @@ class _Secret:
 
     __slots__ = ("_value",)
 
-    def __init__(self, value: Optional[str]) -> None:
+    def __init__(self, value: str | None) -> None:
         self._value = value or None
 
-    def get(self) -> Optional[str]:
+    def get(self) -> str | None:
         return self._value
 
     def __repr__(self) -> str:
@@ -81,7 +81,7 @@ class _Secret:
 class _RetryableError(Exception):
     """One attempt failed in a way worth retrying; ``retry_after`` is the server's hint (s)."""
 
-    def __init__(self, cause: str, retry_after: Optional[float] = None) -> None:
+    def __init__(self, cause: str, retry_after: float | None = None) -> None:
         super().__init__(cause)
         self.cause = cause
         self.retry_after = retry_after
@@ -131,8 +131,8 @@ class OpenAIBackend:
     def __init__(self, base_url: str, model: str, api_key_env: str = "OPENAI_API_KEY",
                  endpoint: str = "completions", max_concurrency: int = 8,
                  timeout_s: float = 60.0, max_retries: int = 4, backoff_s: float = 0.5,
-                 extra_body: Optional[dict[str, Any]] = None, *, max_backoff_s: float = 30.0,
-                 jitter_seed: Optional[int] = 0) -> None:
+                 extra_body: dict[str, Any] | None = None, *, max_backoff_s: float = 30.0,
+                 jitter_seed: int | None = 0) -> None:
         if endpoint not in ENDPOINTS:
             raise ValueError(f"endpoint={endpoint!r} is not supported; choose one of "
                              f"{sorted(ENDPOINTS)}")
@@ -174,7 +174,7 @@ class OpenAIBackend:
         self._rng = random.Random(jitter_seed)
         self._rng_lock = threading.Lock()
         # Idle keep-alive connections, shared by all worker threads; LIFO reuses the warmest.
-        self._idle: "queue.LifoQueue[http.client.HTTPConnection]" = queue.LifoQueue()
+        self._idle: queue.LifoQueue[http.client.HTTPConnection] = queue.LifoQueue()
 
     def __repr__(self) -> str:
         return (f"OpenAIBackend(base_url={_public_url(self.base_url)!r}, model={self.model!r}, "
@@ -185,7 +185,7 @@ class OpenAIBackend:
 
     # ------------------------------------------------------------------ protocol
     def generate(self, prompts: Sequence[str], *, temperature: float, top_p: float,
-                 max_new_tokens: int, seed: Optional[int] = None) -> list[str]:
+                 max_new_tokens: int, seed: int | None = None) -> list[str]:
         """One completion per prompt, in prompt order (the continuation only).
 
         Raises :class:`PartialBatchError` if any prompt fails after its retries.
@@ -193,14 +193,14 @@ class OpenAIBackend:
         prompts = list(prompts)
         if not prompts:
             return []
-        seeds: list[Optional[int]] = [None] * len(prompts)
+        seeds: list[int | None] = [None] * len(prompts)
         if seed is not None:
             # Distinct per-prompt seeds: one shared seed would make identical prompts (the
             # generators send repeats) come back as identical samples from a seeded server.
             seed_rng = random.Random(seed)
             seeds = [seed_rng.randrange(2**31 - 1) for _ in prompts]
         abort = threading.Event()
-        results: list[Optional[str]] = [None] * len(prompts)
+        results: list[str | None] = [None] * len(prompts)
         errors: dict[int, str] = {}
         attempts: dict[int, int] = {}
 
@@ -237,7 +237,7 @@ class OpenAIBackend:
 
     # ------------------------------------------------------------------ one prompt
     def _body(self, prompt: str, temperature: float, top_p: float, max_new_tokens: int,
-              seed: Optional[int]) -> bytes:
+              seed: int | None) -> bytes:
         payload: dict[str, Any] = {"model": self.model, "max_tokens": int(max_new_tokens),
                                    # temperature 0 is sent as 0: servers decode greedily.
                                    "temperature": float(temperature), "top_p": float(top_p),
@@ -271,7 +271,7 @@ class OpenAIBackend:
                     raise _Aborted(attempt) from None
         raise AssertionError("unreachable")
 
-    def _delay(self, attempt: int, retry_after: Optional[float]) -> float:
+    def _delay(self, attempt: int, retry_after: float | None) -> float:
         with self._rng_lock:
             jitter = 0.5 + self._rng.random()
         delay = self.backoff_s * (2 ** (attempt - 1)) * jitter
@@ -320,7 +320,7 @@ class OpenAIBackend:
                     continue
                 raise _RetryableError(f"connection error: {type(exc).__name__}: "
                                       f"{self._scrub(str(exc))}") from None
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 conn.close()
                 raise _RetryableError(f"timed out after {self.timeout_s:g}s") from None
             except ssl.SSLCertVerificationError as exc:
@@ -404,7 +404,7 @@ class OpenAIBackend:
         key = self._key.get()
         return text.replace(key, "<redacted>") if key else text
 
-    def _partial_error(self, results: list[Optional[str]], errors: dict[int, str],
+    def _partial_error(self, results: list[str | None], errors: dict[int, str],
                        attempts: dict[int, int]) -> PartialBatchError:
         failed = sorted(i for i, e in errors.items() if attempts.get(i, 0) > 0
                         and not e.startswith("stopped retrying"))
@@ -451,7 +451,7 @@ def _error_snippet(data: bytes, limit: int = 300) -> str:
     return text[:limit] + ("..." if len(text) > limit else "") or "(empty body)"
 
 
-def _retry_after(headers: http.client.HTTPMessage) -> Optional[float]:
+def _retry_after(headers: http.client.HTTPMessage) -> float | None:
     """Seconds from ``retry-after-ms`` (OpenAI) or ``Retry-After`` (seconds or HTTP date)."""
     ms = headers.get("retry-after-ms")
     if ms:

@@ -26,7 +26,7 @@ import uuid
 from collections import deque
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Optional
+from typing import Any
 
 from datagen_gym.backends.base import BackendError, LLMBackend
 
@@ -38,8 +38,8 @@ class Fault:
     """One injected fault. ``match``: only requests whose prompt contains it are hit."""
 
     kind: str
-    match: Optional[str] = None
-    retry_after: Optional[float] = None  # sent as Retry-After on status faults
+    match: str | None = None
+    retry_after: float | None = None  # sent as Retry-After on status faults
 
 
 @dataclass
@@ -48,9 +48,9 @@ class RequestRecord:
 
     path: str
     body: dict[str, Any]
-    authorization: Optional[str]
+    authorization: str | None
     started: float
-    fault: Optional[str]
+    fault: str | None
 
 
 class OpenAICompatServer:
@@ -73,12 +73,14 @@ class OpenAICompatServer:
     length but closes after half of it, ``"drop"`` closes the connection without answering.
     """
 
-    def __init__(self, backend: Optional[LLMBackend] = None, model_name: str = "datagen-teacher",
+    def __init__(self, backend: LLMBackend | None = None, model_name: str = "datagen-teacher",
                  host: str = "127.0.0.1", port: int = 0, latency_s: float = 0.0,
                  serialize_backend: bool = True, hang_s: float = 5.0) -> None:
         if backend is None:
-            from datagen_gym.backends.transformers_backend import EMBEDDED_TEACHER, \
-                TransformersBackend
+            from datagen_gym.backends.transformers_backend import (
+                EMBEDDED_TEACHER,
+                TransformersBackend,
+            )
             backend = TransformersBackend(EMBEDDED_TEACHER)
         self.backend = backend
         self.model_name = model_name
@@ -93,7 +95,7 @@ class OpenAICompatServer:
         self._backend_lock = threading.Lock() if serialize_backend else None
         self._stopping = threading.Event()
         self._connections: set[socket.socket] = set()  # open keep-alive sockets, for stop()
-        self._thread: Optional[threading.Thread] = None
+        self._thread: threading.Thread | None = None
         self._httpd = ThreadingHTTPServer((host, port), _make_handler(self))
         self._httpd.daemon_threads = True  # hanging handlers must not block shutdown
 
@@ -108,7 +110,7 @@ class OpenAICompatServer:
         host = self._httpd.server_address[0]
         return f"http://{host}:{self.port}/v1"
 
-    def start(self) -> "OpenAICompatServer":
+    def start(self) -> OpenAICompatServer:
         """Serve in a background thread."""
         if self._thread is None:
             self._thread = threading.Thread(target=self._httpd.serve_forever,
@@ -143,15 +145,15 @@ class OpenAICompatServer:
             self._stopping.set()
             self._httpd.server_close()
 
-    def __enter__(self) -> "OpenAICompatServer":
+    def __enter__(self) -> OpenAICompatServer:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
 
     # ------------------------------------------------------------------ faults and stats
-    def inject(self, kind: str, count: int = 1, match: Optional[str] = None,
-               retry_after: Optional[float] = None) -> None:
+    def inject(self, kind: str, count: int = 1, match: str | None = None,
+               retry_after: float | None = None) -> None:
         """Apply fault ``kind`` to the next ``count`` completion requests (matching ``match``).
         """
         if kind not in FAULT_KINDS:
@@ -168,7 +170,7 @@ class OpenAICompatServer:
             self.requests.clear()
             self.max_in_flight = 0
 
-    def _take_fault(self, prompt: str) -> Optional[Fault]:
+    def _take_fault(self, prompt: str) -> Fault | None:
         with self._lock:
             for i, fault in enumerate(self._faults):
                 if fault.match is None or fault.match in prompt:
@@ -231,7 +233,7 @@ def _make_handler(server: OpenAICompatServer) -> type:
             pass  # quiet: tests and benchmarks issue thousands of requests
 
         # -------------------------------------------------------------- helpers
-        def _send_json(self, status: int, doc: Any, headers: Optional[dict] = None) -> None:
+        def _send_json(self, status: int, doc: Any, headers: dict | None = None) -> None:
             data = json.dumps(doc).encode("utf-8")
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
@@ -241,7 +243,7 @@ def _make_handler(server: OpenAICompatServer) -> type:
             self.end_headers()
             self.wfile.write(data)
 
-        def _error(self, status: int, message: str, headers: Optional[dict] = None) -> None:
+        def _error(self, status: int, message: str, headers: dict | None = None) -> None:
             kind = "rate_limit_error" if status == 429 else (
                 "server_error" if status >= 500 else "invalid_request_error")
             self._send_json(status, {"error": {"message": message, "type": kind,
@@ -285,7 +287,7 @@ def _make_handler(server: OpenAICompatServer) -> type:
                 with server._lock:
                     server.in_flight -= 1
 
-        def _answer(self, path: str, body: dict, prompt: str, fault: Optional[Fault]) -> None:
+        def _answer(self, path: str, body: dict, prompt: str, fault: Fault | None) -> None:
             kind = fault.kind if fault else None
             if kind and kind.isdigit():
                 headers = {}
@@ -341,7 +343,7 @@ def _make_handler(server: OpenAICompatServer) -> type:
     return Handler
 
 
-def main(argv: Optional[list[str]] = None) -> None:
+def main(argv: list[str] | None = None) -> None:
     """``python -m datagen_gym.backends.openai_server [--port 8000] [--model-path DIR]``."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", default="127.0.0.1")

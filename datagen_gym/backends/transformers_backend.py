@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Optional, Sequence, Union
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -65,9 +65,9 @@ class TransformersBackend:
 
     deterministic = True
 
-    def __init__(self, model_path: Union[str, Path] = EMBEDDED_TEACHER, device: str = "cpu",
-                 dtype: Optional[str] = None, device_map: Optional[str] = None,
-                 max_batch_size: int = 128, num_threads: Optional[int] = None,
+    def __init__(self, model_path: str | Path = EMBEDDED_TEACHER, device: str = "cpu",
+                 dtype: str | None = None, device_map: str | None = None,
+                 max_batch_size: int = 128, num_threads: int | None = None,
                  decoder: str = "compact", share_prefix: bool = True) -> None:
         if decoder not in DECODERS:
             raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
@@ -107,7 +107,7 @@ class TransformersBackend:
 
     @torch.inference_mode()
     def generate(self, prompts: Sequence[str], *, temperature: float, top_p: float,
-                 max_new_tokens: int, seed: Optional[int] = None) -> list[str]:
+                 max_new_tokens: int, seed: int | None = None) -> list[str]:
         if not prompts:
             return []
         if seed is not None:

@@ -11,7 +11,8 @@ for it. To use a vLLM *server* instead (``vllm serve ...``), the OpenAI-compatib
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from datagen_gym.backends.base import BackendError
 
@@ -58,7 +59,7 @@ class VLLMBackend:
     deterministic = False
 
     def __init__(self, model: str, dtype: str = "auto", tensor_parallel_size: int = 1,
-                 gpu_memory_utilization: float = 0.9, max_model_len: Optional[int] = None,
+                 gpu_memory_utilization: float = 0.9, max_model_len: int | None = None,
                  **llm_kwargs: Any) -> None:
         vllm = _import_vllm()
         if not 0.0 < gpu_memory_utilization <= 1.0:
@@ -79,7 +80,7 @@ class VLLMBackend:
         self.model = model
 
     def generate(self, prompts: Sequence[str], *, temperature: float, top_p: float,
-                 max_new_tokens: int, seed: Optional[int] = None) -> list[str]:
+                 max_new_tokens: int, seed: int | None = None) -> list[str]:
         """One completion per prompt (the continuation only), in prompt order."""
         prompts = list(prompts)
         if not prompts:

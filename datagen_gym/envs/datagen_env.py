@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -88,8 +89,8 @@ class DataGenEnv(gym.Env):
     | 9+T | last batch: mean record length / 100 |
     | 10+T | last batch: share of classification records |
     | next 1+K | current focus, one-hot (any, skills...) (``focus=True``) |
-    | next K | last validation metric of each skill, -1 where the target reports none (``observe_skills``) |
-    | next K+1 | records of each skill, then untagged, generated this episode / (batch_size * num_iterations) (``observe_skills``) |
+    | next K | last validation metric of each skill, -1 if not reported (``observe_skills``) |
+    | next K+1 | records per skill, then untagged, this episode / (batch * iterations) (same) |
     | last 16 | hashed bag-of-words mean of the last batch (``observe_embedding``) |
 
     The test split's metrics never enter the observation.
@@ -153,16 +154,16 @@ class DataGenEnv(gym.Env):
 
     metadata = {"render_modes": ["ansi"], "render_fps": 1}
 
-    def __init__(self, target_model: Optional[TargetModel] = None,
-                 validation_dataset: Optional[Sequence[dict[str, Any]]] = None,
-                 config: Union[Config, dict, str, Path, None] = None,
-                 task: Optional[str] = None, batch_size: Optional[int] = None,
-                 num_iterations: Optional[int] = None, action_mode: Optional[str] = None,
-                 data_mode: Optional[str] = None, action_delta: Optional[float] = None,
-                 focus: Optional[bool] = None, skills: Optional[Sequence[str]] = None,
-                 observe_skills: Optional[bool] = None, observe_embedding: bool = False,
-                 generator: Optional[Generator] = None, replay_cache: Optional[str] = None,
-                 render_mode: Optional[str] = None) -> None:
+    def __init__(self, target_model: TargetModel | None = None,
+                 validation_dataset: Sequence[dict[str, Any]] | None = None,
+                 config: Config | dict | str | Path | None = None,
+                 task: str | None = None, batch_size: int | None = None,
+                 num_iterations: int | None = None, action_mode: str | None = None,
+                 data_mode: str | None = None, action_delta: float | None = None,
+                 focus: bool | None = None, skills: Sequence[str] | None = None,
+                 observe_skills: bool | None = None, observe_embedding: bool = False,
+                 generator: Generator | None = None, replay_cache: str | None = None,
+                 render_mode: str | None = None) -> None:
         self.config = self._merge_config(
             config, task=task, batch_size=batch_size, num_iterations=num_iterations,
             action_mode=action_mode, data_mode=data_mode, action_delta=action_delta,
@@ -216,7 +217,7 @@ class DataGenEnv(gym.Env):
         # arms over the dimensions whose keep value is None).
         self.action_dim_names: tuple[str, ...] = ("temperature", "top_p", "template") + \
             (("focus",) if self.focus_enabled else ())
-        self.action_dim_keep: tuple[Optional[int], ...] = (1, 1, None) + \
+        self.action_dim_keep: tuple[int | None, ...] = (1, 1, None) + \
             ((None,) if self.focus_enabled else ())
         n_t, n_f = len(self.templates), 1 + len(self.skills)
         if self.action_mode == "discrete":
@@ -230,7 +231,7 @@ class DataGenEnv(gym.Env):
                    + (EMBED_DIM if observe_embedding else 0))
         self.observation_space = spaces.Box(-OBS_CLIP, OBS_CLIP, shape=(obs_dim,),
                                             dtype=np.float32)
-        self._baseline: Optional[dict[str, Any]] = None
+        self._baseline: dict[str, Any] | None = None
         self._needs_reset = True
 
     # ------------------------------------------------------------------ config
@@ -255,7 +256,7 @@ class DataGenEnv(gym.Env):
         given = {k: v for k, v in overrides.items() if v is not None}
         return cfg.replace(rl_tuning=given) if given else cfg.validate()
 
-    def _resolve_skills(self, configured: Optional[list[str]],
+    def _resolve_skills(self, configured: list[str] | None,
                         builtin: tuple[str, ...]) -> tuple[str, ...]:
         if configured is not None:
             skills = tuple(configured)
@@ -277,7 +278,7 @@ class DataGenEnv(gym.Env):
         return skills
 
     # ------------------------------------------------------------------ gym API
-    def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None
+    def reset(self, *, seed: int | None = None, options: dict | None = None
               ) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)
         options = dict(options or {})
@@ -332,7 +333,7 @@ class DataGenEnv(gym.Env):
             masks[3][1:] = [s in reported for s in self.skills]
         return np.concatenate(masks)
 
-    def render(self) -> Optional[str]:
+    def render(self) -> str | None:
         if self.render_mode != "ansi":
             return None
         s = self._settings()
@@ -358,7 +359,7 @@ class DataGenEnv(gym.Env):
         batch = self.generator.generate(self.batch_size, step=self._step_count)
         return batch, time.perf_counter() - t0
 
-    def _train_and_score(self, batch: Results) -> tuple[Optional[dict[str, Any]], float]:
+    def _train_and_score(self, batch: Results) -> tuple[dict[str, Any] | None, float]:
         """Train the target on the seed tasks and the step's data; ``None`` for an empty batch
         (the target is not called)."""
         if len(batch) == 0:
@@ -368,7 +369,7 @@ class DataGenEnv(gym.Env):
         scores = self._evaluate(self.seed_records + episode + batch.data)
         return scores, time.perf_counter() - t0
 
-    def _record_step(self, batch: Results, scores: Optional[dict[str, Any]]) -> float:
+    def _record_step(self, batch: Results, scores: dict[str, Any] | None) -> float:
         """Commit a finished step to the episode; returns the reward."""
         if scores is not None:
             self._episode_data.extend(batch.data)
@@ -382,7 +383,7 @@ class DataGenEnv(gym.Env):
         self._step_count += 1
         return reward
 
-    def _step_info(self, batch: Results, scores: Optional[dict[str, Any]], reward: float,
+    def _step_info(self, batch: Results, scores: dict[str, Any] | None, reward: float,
                    t_gen: float, t_target: float) -> dict[str, Any]:
         return {
             "baseline_metric": self._baseline["metric"], "best_metric": self._best,
@@ -465,7 +466,7 @@ class DataGenEnv(gym.Env):
             start["focus"] = focus
         return start
 
-    def _focus_name(self, index: int) -> Optional[str]:
+    def _focus_name(self, index: int) -> str | None:
         return None if index == 0 else self.skills[index - 1]
 
     def _decode(self, action) -> tuple[float, float, int, int]:

@@ -20,8 +20,9 @@ from __future__ import annotations
 import functools
 import os
 import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Sequence, Union
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -48,15 +49,15 @@ class _EnvWorker:
     def __init__(self, env_fn: Callable[[], gym.Env]) -> None:
         self.env = env_fn()
 
-    def spaces(self) -> tuple[spaces.Space, spaces.Space, Optional[str], dict]:
+    def spaces(self) -> tuple[spaces.Space, spaces.Space, str | None, dict]:
         return (self.env.observation_space, self.env.action_space,
                 getattr(self.env, "render_mode", None), dict(getattr(self.env, "metadata", {})))
 
-    def reset(self, seed: Optional[int], options: Optional[dict]) -> tuple[Any, dict]:
+    def reset(self, seed: int | None, options: dict | None) -> tuple[Any, dict]:
         kwargs = {"options": options} if options else {}
         return self.env.reset(seed=seed, **kwargs)
 
-    def step(self, action: Any) -> tuple[Any, float, bool, dict, Optional[dict]]:
+    def step(self, action: Any) -> tuple[Any, float, bool, dict, dict | None]:
         """Step; on episode end reset at once (SB3 auto-reset) and return the reset info."""
         obs, reward, terminated, truncated, info = self.env.step(action)
         done = bool(terminated or truncated)
@@ -135,13 +136,13 @@ class RayVecEnv(VecEnv):
     """
 
     def __init__(self,
-                 envs: Union[Sequence[Callable[[], gym.Env]], Mapping[str, Any], None] = None,
-                 num_envs: Optional[int] = None, num_gpus_per_env: float = 0,
-                 num_cpus_per_env: float = 1, ray_address: Optional[str] = None,
+                 envs: Sequence[Callable[[], gym.Env]] | Mapping[str, Any] | None = None,
+                 num_envs: int | None = None, num_gpus_per_env: float = 0,
+                 num_cpus_per_env: float = 1, ray_address: str | None = None,
                  env_id: str = DEFAULT_ENV_ID, monitor: bool = True,
-                 torch_threads: Optional[int] = 1,
-                 ray_init_kwargs: Optional[dict[str, Any]] = None,
-                 actor_options: Optional[dict[str, Any]] = None) -> None:
+                 torch_threads: int | None = 1,
+                 ray_init_kwargs: dict[str, Any] | None = None,
+                 actor_options: dict[str, Any] | None = None) -> None:
         ray = _import_ray()
         if envs is None or isinstance(envs, Mapping):
             if num_envs is None or num_envs < 1:
@@ -177,7 +178,7 @@ class RayVecEnv(VecEnv):
             self._kill_actors()
             raise
         self.metadata = metadata
-        self._futures: Optional[list] = None
+        self._futures: list | None = None
         super().__init__(len(self.actors), obs_space, act_space)
 
     # ------------------------------------------------------------------ core
@@ -268,7 +269,7 @@ class RayVecEnv(VecEnv):
                        indices: VecEnvIndices = None) -> list[bool]:
         return self._ray.get([a.is_wrapped.remote(wrapper_class) for a in self._targets(indices)])
 
-    def get_images(self) -> Sequence[Optional[np.ndarray]]:
+    def get_images(self) -> Sequence[np.ndarray | None]:
         if self.render_mode != "rgb_array":
             return [None for _ in self.actors]
         return self._ray.get([a.render.remote() for a in self.actors])

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import functools
 import multiprocessing as mp
-from typing import Any, Callable, Mapping, Optional, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -45,8 +46,8 @@ def preload_forkserver(modules: Sequence[str] = FORKSERVER_PRELOAD) -> None:
         mp.get_context("forkserver").set_forkserver_preload(["__main__", *modules])
 
 
-def make_env(env_id: str = DEFAULT_ENV_ID, env_kwargs: Optional[Mapping[str, Any]] = None,
-             monitor: bool = True, torch_threads: Optional[int] = 1) -> gym.Env:
+def make_env(env_id: str = DEFAULT_ENV_ID, env_kwargs: Mapping[str, Any] | None = None,
+             monitor: bool = True, torch_threads: int | None = 1) -> gym.Env:
     """Build one env; runs in the worker process (or Ray actor).
 
     Args:
@@ -81,14 +82,14 @@ def _limit_threads(n: int) -> None:
     threadpool_limits(n)  # not as a context manager: the cap lasts for the worker's life
 
 
-def env_factory(env_id: str = DEFAULT_ENV_ID, env_kwargs: Optional[Mapping[str, Any]] = None,
-                monitor: bool = True, torch_threads: Optional[int] = 1
+def env_factory(env_id: str = DEFAULT_ENV_ID, env_kwargs: Mapping[str, Any] | None = None,
+                monitor: bool = True, torch_threads: int | None = 1
                 ) -> Callable[[], gym.Env]:
     """A picklable zero-argument env constructor (a ``functools.partial`` of :func:`make_env`)."""
     return functools.partial(make_env, env_id, dict(env_kwargs or {}), monitor, torch_threads)
 
 
-def check_picklable(env_kwargs: Optional[Mapping[str, Any]], where: str = "worker processes"
+def check_picklable(env_kwargs: Mapping[str, Any] | None, where: str = "worker processes"
                     ) -> None:
     """Raise a ``TypeError`` naming the first ``env_kwargs`` value that cloudpickle cannot
     serialise (it has to travel to the worker that builds the env)."""
@@ -107,10 +108,10 @@ def check_picklable(env_kwargs: Optional[Mapping[str, Any]], where: str = "worke
                 "use it as env_id.") from exc
 
 
-def make_vec_env(n_envs: int, start_method: Optional[str] = "forkserver",
-                 vec_cls: str = "subproc", env_kwargs: Optional[Mapping[str, Any]] = None,
-                 env_id: str = DEFAULT_ENV_ID, seed: Optional[int] = None, monitor: bool = True,
-                 torch_threads: Optional[int] = 1):
+def make_vec_env(n_envs: int, start_method: str | None = "forkserver",
+                 vec_cls: str = "subproc", env_kwargs: Mapping[str, Any] | None = None,
+                 env_id: str = DEFAULT_ENV_ID, seed: int | None = None, monitor: bool = True,
+                 torch_threads: int | None = 1):
     """An SB3 ``VecEnv`` of ``n_envs`` DataGen envs.
 
     Args:
@@ -154,8 +155,8 @@ def make_vec_env(n_envs: int, start_method: Optional[str] = "forkserver",
 
 # ---------------------------------------------------------------------------- gymnasium
 def make_async_vector_env(num_envs: int, env_id: str = DEFAULT_ENV_ID,
-                          context: Optional[str] = "forkserver",
-                          env_kwargs: Optional[Mapping[str, Any]] = None,
+                          context: str | None = "forkserver",
+                          env_kwargs: Mapping[str, Any] | None = None,
                           same_step_autoreset: bool = True, monitor: bool = True,
                           **vector_kwargs: Any) -> gym.vector.VectorEnv:
     """Gymnasium's ``AsyncVectorEnv`` via ``gym.make_vec(env_id, vectorization_mode="async")``.
@@ -219,7 +220,7 @@ class GymnasiumVecEnvAdapter(VecEnv):
                              "autoreset_mode=AutoresetMode.SAME_STEP (make_async_vector_env "
                              "does) so that finished envs reset as SB3 expects")
         self.venv = venv
-        self._actions: Optional[np.ndarray] = None
+        self._actions: np.ndarray | None = None
         super().__init__(venv.num_envs, venv.single_observation_space, venv.single_action_space)
 
     def reset(self):
@@ -274,7 +275,7 @@ class GymnasiumVecEnvAdapter(VecEnv):
         # Gymnasium's vector envs do not expose their workers' wrapper stacks.
         return [False for _ in self._get_indices(indices)]
 
-    def get_images(self) -> Sequence[Optional[np.ndarray]]:
+    def get_images(self) -> Sequence[np.ndarray | None]:
         return [None for _ in range(self.num_envs)]
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -43,7 +44,7 @@ class TaskPool:
         """The skills the human seed tasks name (their ``skill`` field), sorted."""
         return tuple(sorted({str(t["skill"]) for t in self.human if t.get("skill")}))
 
-    def of_skill(self, skill: Optional[str]) -> tuple[list[dict[str, Any]],
+    def of_skill(self, skill: str | None) -> tuple[list[dict[str, Any]],
                                                       list[dict[str, Any]]]:
         """The human and machine tasks of ``skill`` (all tasks for ``None``)."""
         if skill is None:
@@ -66,9 +67,9 @@ class BaseGenerator:
 
     method = "base"
 
-    def __init__(self, config: Optional[Config] = None, sampler: Optional[Sampler] = None,
-                 seed_tasks: Optional[Sequence[dict[str, Any]]] = None,
-                 seed: Optional[int] = None, pool: Optional[TaskPool] = None) -> None:
+    def __init__(self, config: Config | None = None, sampler: Sampler | None = None,
+                 seed_tasks: Sequence[dict[str, Any]] | None = None,
+                 seed: int | None = None, pool: TaskPool | None = None) -> None:
         self.config = config or Config()
         self.gen_config: GenerationConfig = self.config.generation
         self.sampler = sampler or Sampler.from_config(self.config.sampling)
@@ -79,14 +80,14 @@ class BaseGenerator:
         self.pool = pool
         self.rng = np.random.default_rng(seed)
         self.template = prompts.get_template(self.gen_config.template)
-        self.focus: Optional[str] = None
+        self.focus: str | None = None
 
     # ------------------------------------------------------------------ controls
     def get_sampling_params(self) -> dict[str, float]:
         return self.sampler.get_params()
 
-    def set_sampling_params(self, temperature: Optional[float] = None,
-                            top_p: Optional[float] = None) -> None:
+    def set_sampling_params(self, temperature: float | None = None,
+                            top_p: float | None = None) -> None:
         self.sampler.set_params(temperature=temperature, top_p=top_p)
 
     def select_template(self, name_or_index: str | int) -> prompts.Template:
@@ -94,7 +95,7 @@ class BaseGenerator:
         self.template = prompts.get_template(name_or_index)
         return self.template
 
-    def set_focus(self, skill: Optional[str]) -> Optional[str]:
+    def set_focus(self, skill: str | None) -> str | None:
         """Focus generation on one skill (``None``: any). Self-Instruct then draws its in-context
         tasks from that skill's seed and machine tasks, Evol-Instruct evolves tasks of that
         skill; the records are tagged with it. Skills are the ``skill`` fields of the seed tasks.
@@ -105,7 +106,7 @@ class BaseGenerator:
         self.focus = skill
         return skill
 
-    def reseed(self, seed: Optional[int]) -> None:
+    def reseed(self, seed: int | None) -> None:
         self.rng = np.random.default_rng(seed)
 
     # ------------------------------------------------------------------ helpers
@@ -155,7 +156,7 @@ class BaseGenerator:
         return out
 
 
-def load_seed_tasks(path: Optional[str]) -> list[dict[str, Any]]:
+def load_seed_tasks(path: str | None) -> list[dict[str, Any]]:
     """Seed tasks from a JSONL file, or the embedded world's pool for ``None``."""
     if path is None:
         from datagen_gym.world.seed_tasks import make_seed_tasks

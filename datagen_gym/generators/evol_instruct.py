@@ -13,8 +13,8 @@ from __future__ import annotations
 import math
 import re
 import string
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Sequence
 
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
@@ -33,14 +33,14 @@ class Evolution:
     source: str
     evolved: str
     operation: str
-    failure: Optional[str] = None
+    failure: str | None = None
 
 
 def _normalise(text: str) -> str:
     return re.sub(r"\s+", " ", text.strip().lower())
 
 
-def instruction_failure(source: str, evolved: str) -> Optional[str]:
+def instruction_failure(source: str, evolved: str) -> str | None:
     """Elimination of an evolved instruction: ``empty``, ``no_change`` or ``copied_prompt``."""
     if not evolved.strip():
         return "empty"
@@ -51,7 +51,7 @@ def instruction_failure(source: str, evolved: str) -> Optional[str]:
     return None
 
 
-def response_failure(response: str) -> Optional[str]:
+def response_failure(response: str) -> str | None:
     """Elimination of a response: ``refusal`` (short, says sorry) or ``stop_words_only``."""
     if "sorry" in response.lower() and len(response.split()) < 80:
         return "refusal"
@@ -73,7 +73,7 @@ class EvolInstructGenerator(BaseGenerator):
         return self.template.operation
 
     def evolve_instructions(self, instructions: Sequence[str],
-                            operation: Optional[str] = None) -> list[Evolution]:
+                            operation: str | None = None) -> list[Evolution]:
         """Evolve each instruction once with the template's operation (or ``operation``)."""
         operation = operation or self._operation()
         texts = self._lm([prompts.evol_prompt(operation, i) for i in instructions],
@@ -85,7 +85,7 @@ class EvolInstructGenerator(BaseGenerator):
                                  instruction_failure(source, evolved)))
         return out
 
-    def generate(self, n: int, step: Optional[int] = None) -> Results:
+    def generate(self, n: int, step: int | None = None) -> Results:
         """Evolve instructions drawn from the pool and answer the survivors: up to ``n`` records.
         """
         if n < 1:
@@ -126,5 +126,5 @@ class EvolInstructGenerator(BaseGenerator):
         results.data = results.data[:n]
         return results
 
-    def generate_from_seed(self, n: int, step: Optional[int] = None) -> Results:
+    def generate_from_seed(self, n: int, step: int | None = None) -> Results:
         return self.generate(n, step=step)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from datagen_gym.config import Config
 from datagen_gym.generators import prompts
@@ -24,9 +25,9 @@ class Generator(BaseGenerator):
 
     method = "mixed"
 
-    def __init__(self, config: Optional[Config] = None, sampler: Optional[Sampler] = None,
-                 seed_tasks: Optional[Sequence[dict[str, Any]]] = None,
-                 seed: Optional[int] = None) -> None:
+    def __init__(self, config: Config | None = None, sampler: Sampler | None = None,
+                 seed_tasks: Sequence[dict[str, Any]] | None = None,
+                 seed: int | None = None) -> None:
         super().__init__(config, sampler, seed_tasks, seed)
         self.self_instruct = SelfInstructGenerator(self.config, self.sampler, pool=self.pool)
         self.evol_instruct = EvolInstructGenerator(self.config, self.sampler, pool=self.pool)
@@ -48,7 +49,7 @@ class Generator(BaseGenerator):
         self._sync()
         return template
 
-    def set_focus(self, skill: Optional[str]) -> Optional[str]:
+    def set_focus(self, skill: str | None) -> str | None:
         super().set_focus(skill)
         self._sync()
         return skill
@@ -61,7 +62,7 @@ class Generator(BaseGenerator):
             self.select_template(next(t.name for t in prompts.TEMPLATES if t.method == method))
         return self.template
 
-    def reseed(self, seed: Optional[int]) -> None:
+    def reseed(self, seed: int | None) -> None:
         super().reseed(seed)
         self._sync()
 
@@ -72,11 +73,11 @@ class Generator(BaseGenerator):
         for g in (self.self_instruct, self.evol_instruct):
             g.pool = self.pool
 
-    def generate(self, n: int, step: Optional[int] = None) -> Results:
+    def generate(self, n: int, step: int | None = None) -> Results:
         """Up to ``n`` records with the current template, temperature and top_p."""
         return self.active.generate(n, step=step)
 
     generate_from_seed = generate
 
-    def evolve_instructions(self, instructions: Sequence[str], operation: Optional[str] = None):
+    def evolve_instructions(self, instructions: Sequence[str], operation: str | None = None):
         return self.evol_instruct.evolve_instructions(instructions, operation)

@@ -1,10 +1,10 @@
-"""Self-Instruct's rule filters on new instructions and on generated instances (Wang et al. 2023)."""
+"""Self-Instruct's rule filters on new instructions and generated instances (Wang et al. 2023)."""
 
 from __future__ import annotations
 
 import re
 import string
-from typing import Sequence
+from collections.abc import Sequence
 
 
 def _has_word(word: str, text: str) -> bool:

@@ -30,7 +30,7 @@ same keep/reject decisions and produces bit-identical F1 values, but:
 from __future__ import annotations
 
 import re
-from typing import Iterable, Sequence, Union
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 from rapidfuzz import process
@@ -54,7 +54,7 @@ _MIN_BLOCK_ROWS = 32
 _MAX_BLOCK_COLS = 16384
 _MAX_BLOCK_ELEMS = 1 << 22
 
-_Encoded = Union[str, list]
+_Encoded = str | list
 
 
 def rouge_tokenize(text: str) -> list[str]:

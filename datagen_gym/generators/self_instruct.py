@@ -10,7 +10,7 @@ output-first (classification) or input-first (the rest).
 from __future__ import annotations
 
 import math
-from typing import Any, Optional
+from typing import Any
 
 from datagen_gym.generators import prompts
 from datagen_gym.generators.base import BaseGenerator
@@ -69,7 +69,7 @@ class SelfInstructGenerator(BaseGenerator):
                            max_new_tokens=3)
         return [prompts.parse_classification_check(a) for a in answers]
 
-    def generate_from_seed(self, n: int, step: Optional[int] = None) -> Results:
+    def generate_from_seed(self, n: int, step: int | None = None) -> Results:
         """Up to ``n`` new records (fewer when the filters reject most candidates)."""
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")

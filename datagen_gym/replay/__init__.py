@@ -29,8 +29,14 @@ What replay does not reproduce of a live step:
 How much this changes the outcome is measured in ``benchmarks/results/replay.md``.
 """
 
-from datagen_gym.replay.cache import (DEFAULT_RESOLUTION, CacheKey, Replica, ReplayCache,
-                                      ReplayCacheError, quantise)
+from datagen_gym.replay.cache import (
+                                      DEFAULT_RESOLUTION,
+                                      CacheKey,
+                                      ReplayCache,
+                                      ReplayCacheError,
+                                      Replica,
+                                      quantise,
+)
 from datagen_gym.replay.generator import ReplayGenerator
 from datagen_gym.replay.identity import generator_identity
 

@@ -24,7 +24,7 @@ import hashlib
 import json
 import sys
 import time
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 from datagen_gym.replay.cache import CacheKey, ReplayCacheError, quantise
 
@@ -110,13 +110,13 @@ def _templates(spec: str) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def _focuses(spec: str, known: Sequence[str], task: Optional[str]) -> list[Optional[str]]:
+def _focuses(spec: str, known: Sequence[str], task: str | None) -> list[str | None]:
     if spec == "all":
         if task is not None:
             from datagen_gym.targets import task_skills
             return [None, *task_skills(task)]
         return [None, *known]
-    out: list[Optional[str]] = []
+    out: list[str | None] = []
     for x in (s.strip() for s in spec.split(",")):
         if x == "any":
             out.append(None)
@@ -128,7 +128,7 @@ def _focuses(spec: str, known: Sequence[str], task: Optional[str]) -> list[Optio
     return out
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from datagen_gym.config import Config, ConfigError
 
@@ -150,9 +150,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from tqdm import tqdm
 
     from datagen_gym.generators.generator import Generator
+    from datagen_gym.replay.cache import ReplayCache
     from datagen_gym.replay.generator import ReplayGenerator
     from datagen_gym.replay.identity import generator_identity
-    from datagen_gym.replay.cache import ReplayCache
 
     live = Generator(config)
     identity = generator_identity(live)

@@ -29,7 +29,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any
 
 # Bump when the schema or the meaning of a stored field changes; older files are then refused.
 FORMAT_VERSION = 1
@@ -76,7 +76,7 @@ class CacheKey:
     """Generation settings on the cache's grid."""
 
     template: str
-    focus: Optional[str]
+    focus: str | None
     temperature_q: int
     top_p_q: int
     batch_size: int
@@ -125,14 +125,14 @@ class ReplayCache:
     never shares its SQLite handle with the child.
     """
 
-    def __init__(self, path: Union[str, Path], identity: dict[str, str],
-                 resolution: Optional[float] = None, read_only: bool = False,
-                 info: Optional[dict[str, str]] = None) -> None:
+    def __init__(self, path: str | Path, identity: dict[str, str],
+                 resolution: float | None = None, read_only: bool = False,
+                 info: dict[str, str] | None = None) -> None:
         self.path = Path(path)
         self.read_only = read_only
         self._identity = {k: str(identity[k]) for k in _MATCHED}
-        self._conn: Optional[sqlite3.Connection] = None
-        self._pid: Optional[int] = None
+        self._conn: sqlite3.Connection | None = None
+        self._pid: int | None = None
         self.manifest = self._open(resolution, info or {})
         self.resolution = float(self.manifest["resolution"])
 
@@ -150,7 +150,7 @@ class ReplayCache:
         self._conn, self._pid = conn, os.getpid()
         return conn
 
-    def _open(self, resolution: Optional[float], info: dict[str, str]) -> dict[str, str]:
+    def _open(self, resolution: float | None, info: dict[str, str]) -> dict[str, str]:
         if self.read_only and not self.path.is_file():
             raise ReplayCacheError(f"{self.path}: replay cache not found")
         if not self.path.exists():
@@ -182,7 +182,7 @@ class ReplayCache:
         self._check_manifest(manifest, resolution)
         return manifest
 
-    def _write_manifest(self, conn: sqlite3.Connection, resolution: Optional[float],
+    def _write_manifest(self, conn: sqlite3.Connection, resolution: float | None,
                         info: dict[str, str]) -> None:
         from datagen_gym import __version__
 
@@ -197,7 +197,7 @@ class ReplayCache:
                    "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         conn.executemany("INSERT INTO manifest (key, value) VALUES (?, ?)", entries.items())
 
-    def _check_manifest(self, manifest: dict[str, str], resolution: Optional[float]) -> None:
+    def _check_manifest(self, manifest: dict[str, str], resolution: float | None) -> None:
         version = manifest.get("format_version")
         if version != str(FORMAT_VERSION):
             raise ReplayCacheError(f"{self.path}: replay cache format_version={version!r}; "
@@ -237,7 +237,7 @@ class ReplayCache:
         return {**self.__dict__, "_conn": None, "_pid": None}
 
     # ------------------------------------------------------------------ keys
-    def key(self, template: str, focus: Optional[str], temperature: float, top_p: float,
+    def key(self, template: str, focus: str | None, temperature: float, top_p: float,
             batch_size: int) -> CacheKey:
         """The key of these settings on this cache's grid."""
         return CacheKey(template, focus or None, quantise(temperature, self.resolution),

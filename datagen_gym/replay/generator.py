@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any
 
 import numpy as np
 
 from datagen_gym.generators import prompts
 from datagen_gym.generators.generator import Generator
-from datagen_gym.replay.cache import CacheKey, Replica, ReplayCache, ReplayCacheError
+from datagen_gym.replay.cache import CacheKey, ReplayCache, ReplayCacheError, Replica
 from datagen_gym.replay.identity import generator_identity, teacher_identity
 from datagen_gym.results import Results
 from datagen_gym.sampler import TEMPERATURE_RANGE, TOP_P_RANGE
@@ -51,7 +51,7 @@ class ReplayGenerator:
             (benchmarks/results/replay.md).
     """
 
-    def __init__(self, live: Generator, cache: Union[ReplayCache, str, Path],
+    def __init__(self, live: Generator, cache: ReplayCache | str | Path,
                  store_misses: bool = True, episode_filter: bool = False) -> None:
         self.live = live
         self.episode_filter = episode_filter
@@ -68,7 +68,7 @@ class ReplayGenerator:
         # Batches served from the cache / generated live over this object's life, and the id
         # of the last batch's replica (negative: generated live and not stored).
         self.hits = self.misses = 0
-        self.last_replica_id: Optional[int] = None
+        self.last_replica_id: int | None = None
 
     # ------------------------------------------------------------------ delegated controls
     @property
@@ -96,7 +96,7 @@ class ReplayGenerator:
         return self.live.template
 
     @property
-    def focus(self) -> Optional[str]:
+    def focus(self) -> str | None:
         return self.live.focus
 
     method = Generator.method
@@ -104,23 +104,23 @@ class ReplayGenerator:
     def get_sampling_params(self) -> dict[str, float]:
         return self.live.get_sampling_params()
 
-    def set_sampling_params(self, temperature: Optional[float] = None,
-                            top_p: Optional[float] = None) -> None:
+    def set_sampling_params(self, temperature: float | None = None,
+                            top_p: float | None = None) -> None:
         self.live.set_sampling_params(temperature=temperature, top_p=top_p)
 
-    def select_template(self, name_or_index: Union[str, int]) -> prompts.Template:
+    def select_template(self, name_or_index: str | int) -> prompts.Template:
         return self.live.select_template(name_or_index)
 
-    def set_focus(self, skill: Optional[str]) -> Optional[str]:
+    def set_focus(self, skill: str | None) -> str | None:
         return self.live.set_focus(skill)
 
     def set_method(self, method: str) -> prompts.Template:
         return self.live.set_method(method)
 
-    def evolve_instructions(self, instructions, operation: Optional[str] = None):
+    def evolve_instructions(self, instructions, operation: str | None = None):
         return self.live.evolve_instructions(instructions, operation)
 
-    def reseed(self, seed: Optional[int]) -> None:
+    def reseed(self, seed: int | None) -> None:
         """Reseed the live generator and the replica draws (the env does so at every reset)."""
         self.live.reseed(seed)
         self._draws = np.random.default_rng(None if seed is None else [int(seed), _DRAW_STREAM])
@@ -144,7 +144,7 @@ class ReplayGenerator:
         return self.cache.key(self.live.template.name, self.live.focus, p["temperature"],
                               p["top_p"], n)
 
-    def generate(self, n: int, step: Optional[int] = None) -> Results:
+    def generate(self, n: int, step: int | None = None) -> Results:
         """A batch for the current settings: an unused cached replica, else a live one (stored).
         """
         if n < 1:

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 # Bump when the generators' behaviour changes in a way the hashed files do not show (the
 # filters, the bootstrap / evol pipeline in self_instruct.py, evol_instruct.py, base.py).

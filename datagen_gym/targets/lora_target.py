@@ -24,15 +24,21 @@ import os
 import shutil
 import time
 import warnings
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Optional, Sequence, Union
+from typing import Any
 
 import numpy as np
 import torch
 
 from datagen_gym.atomic_io import create_temp_dir
-from datagen_gym.targets.builtin_tasks import (SPLITS, TEST_SEED, VALIDATION_SEED, split_of,
-                                                task_skills)
+from datagen_gym.targets.builtin_tasks import (
+    SPLITS,
+    TEST_SEED,
+    VALIDATION_SEED,
+    split_of,
+    task_skills,
+)
 from datagen_gym.world.tasks import FAMILIES, FAMILY_BY_NAME
 
 GENERATIVE_TASKS = tuple(f.name for f in FAMILIES if not f.is_classification)
@@ -115,7 +121,7 @@ def default_student_path(init: str = "teacher", seed: int = 0) -> Path:
     return _cache_dir() / f"tiny_student-{tag}"
 
 
-def make_tiny_student(path: Union[str, Path, None] = None, init: str = "teacher",
+def make_tiny_student(path: str | Path | None = None, init: str = "teacher",
                       seed: int = 0, overwrite: bool = False) -> Path:
     """Save a tiny GPT-2 student (the embedded teacher's architecture, ~1M parameters) and
     return its directory.
@@ -166,7 +172,7 @@ def make_tiny_student(path: Union[str, Path, None] = None, init: str = "teacher"
     return path
 
 
-def _save_random_student(out: Path, seed: int, teacher: Optional[Path]) -> None:
+def _save_random_student(out: Path, seed: int, teacher: Path | None) -> None:
     from transformers import AutoTokenizer
 
     from datagen_gym.world.corpus import EOS, iter_documents
@@ -194,7 +200,7 @@ def _rng_fork(seed: int) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _threads(n: Optional[int]) -> Iterator[None]:
+def _threads(n: int | None) -> Iterator[None]:
     before = torch.get_num_threads()
     if n:
         torch.set_num_threads(n)
@@ -246,17 +252,17 @@ class LoRATarget:
     the target can be passed to subprocess or Ray workers.
     """
 
-    def __init__(self, base_model_path: Union[str, Path],
+    def __init__(self, base_model_path: str | Path,
                  validation_dataset: Sequence[Mapping[str, Any]],
-                 test_dataset: Optional[Sequence[Mapping[str, Any]]] = None,
+                 test_dataset: Sequence[Mapping[str, Any]] | None = None,
                  skill_metric: str = "token_accuracy", lora_r: int = 8,
                  lora_alpha: int = 16, lora_dropout: float = 0.0,
-                 target_modules: Optional[Sequence[str]] = None, epochs: int = 1,
+                 target_modules: Sequence[str] | None = None, epochs: int = 1,
                  learning_rate: float = 1e-2, batch_size: int = 8, max_length: int = 128,
-                 device: str = "cpu", dtype: Optional[str] = None,
-                 device_map: Optional[Union[str, dict]] = None, seed: int = 0,
+                 device: str = "cpu", dtype: str | None = None,
+                 device_map: str | dict | None = None, seed: int = 0,
                  max_new_tokens: int = 48, eval_batch_size: int = 64,
-                 num_threads: Optional[int] = None) -> None:
+                 num_threads: int | None = None) -> None:
         try:
             import peft  # noqa: F401
         except ImportError as exc:
@@ -542,9 +548,9 @@ def _check_records(data: Any, what: str) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------------------- env
 def make_lm_env(task: str = "uppercase", n_validation: int = 50,
                 validation_seed: int = VALIDATION_SEED, n_test: int = 50,
-                student_path: Union[str, Path, None] = None, student_init: str = "teacher",
-                target_kwargs: Optional[dict[str, Any]] = None,
-                reward_metric: Optional[str] = "token_accuracy", **env_kwargs: Any):
+                student_path: str | Path | None = None, student_init: str = "teacher",
+                target_kwargs: dict[str, Any] | None = None,
+                reward_metric: str | None = "token_accuracy", **env_kwargs: Any):
     """``DataGen-LM-v0``: :class:`~datagen_gym.envs.DataGenEnv` whose target is a
     :class:`LoRATarget` on the tiny student, scored on a generative task's validation set.
 
@@ -569,8 +575,9 @@ def make_lm_env(task: str = "uppercase", n_validation: int = 50,
 
     On the CPU's ~1M-parameter student, exact match stays near 0 on ``uppercase`` and
     ``reverse`` (the student cannot spell the answers whatever the data), so an exact-match
-    reward is almost always 0; that is why the default reward is ``token_accuracy``. A real model on a GPU (``student_path=``, ``target_kwargs={"device": "cuda"}``)
-    makes exact match meaningful.
+    reward is almost always 0; that is why the default reward is ``token_accuracy``. A real
+    model on a GPU (``student_path=``, ``target_kwargs={"device": "cuda"}``) makes exact match
+    meaningful.
     """
     from datagen_gym.envs.datagen_env import DataGenEnv
 

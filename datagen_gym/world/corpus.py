@@ -10,7 +10,7 @@ agent learns.
 from __future__ import annotations
 
 import re
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -20,8 +20,8 @@ from datagen_gym.world.tasks import (
     FAMILY_BY_NAME,
     MODIFIERS,
     TaskFamily,
-    families_in,
     expected_output,
+    families_in,
     identify,
     parse_instruction,
 )

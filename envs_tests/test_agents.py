@@ -29,8 +29,9 @@ from agents import (
     make_agent,
 )
 from agents.common.checkpoint import read_json
-from agents.common.tensorboard import datagen_scalars, examples_markdown
+from agents.common.tensorboard import examples_markdown, info_log_spec, info_scalars
 from agents.common.wrappers import MultiDiscreteToDiscrete
+from datagen_gym.envs.datagen_env import INFO_LOG
 
 torch.set_num_threads(1)  # the test machine has 2 cores and shares them with a training job
 
@@ -72,11 +73,14 @@ class BanditEnv(gym.Env):
 
 
 class FakeDataGenEnv(gym.Env):
-    """DataGen-v0 look-alike: same action spaces and info keys, a closed-form metric.
+    """DataGen-v0 look-alike: same action spaces, info keys and TensorBoard declaration, a
+    closed-form metric.
 
     ``metric = 1 - (T - 1)^2 - (top_p - 0.8)^2 - 0.05 [template != 3]``; the reward is the
     metric's improvement over the previous step, unless ``reward_script`` dictates rewards.
     """
+
+    metadata = {"render_modes": [], "info_log": INFO_LOG}
 
     def __init__(
         self,
@@ -443,13 +447,38 @@ def test_tensorboard_tags_sb3_overlay(tmp_path: Path) -> None:
 
 
 def test_tensorboard_helpers_tolerate_missing_keys() -> None:
-    assert datagen_scalars({}, 1.0) == {}
-    assert datagen_scalars({"TimeLimit.truncated": True}, 1.0) == {}
-    assert datagen_scalars({"metric": float("nan"), "top_p": None, "temperature": 0.5}, 0.1) == {
-        "datagen/temperature": 0.5,
-        "datagen/reward": 0.1,
-    }
-    assert examples_markdown({"metric": 0.3}) is None
+    assert info_scalars({"metric": 0.5}, 1.0, None) == {}  # an env that declares no tags
+    assert info_scalars({}, 1.0, INFO_LOG) == {"datagen/reward": 1.0}
+    assert info_scalars({"metric": float("nan"), "top_p": None, "temperature": 0.5}, 0.1,
+                        INFO_LOG) == {"datagen/temperature": 0.5, "datagen/reward": 0.1}
+    assert info_scalars({"skill_metrics": {"a": 0.25, "b": None}}, None, INFO_LOG) == {
+        "datagen/skill/a": 0.25}
+    assert examples_markdown({"metric": 0.3}, 1, INFO_LOG) is None
+    assert examples_markdown({"examples": [{"instruction": "x"}]}, 1, None) is None
+
+
+def test_tags_come_from_the_env_declaration(tmp_path: Path) -> None:
+    """The agents know no env: a plain gymnasium env gets rollout/* only, one that declares
+    its own tags in metadata["info_log"] gets those."""
+    plain = BanditEnv(spaces.Discrete(3), lambda a: float(a))
+    assert info_log_spec(plain) is None
+    ReinforceAgent(plain, seed=0, tensorboard_log=tmp_path).learn(8, tb_log_name="plain")
+    tags = set(read_events(tmp_path / "plain_1").Tags()["scalars"])
+    assert not any(t.startswith("datagen/") for t in tags) and "rollout/ep_rew_mean" in tags
+
+    class Declared(BanditEnv):
+        metadata = {"info_log": {"scalars": {"bandit/arm": "arm"}, "reward": "bandit/reward"}}
+
+        def step(self, action):
+            obs, r, term, trunc, info = super().step(action)
+            return obs, r, term, trunc, {**info, "arm": int(action)}
+
+    env = Declared(spaces.Discrete(3), lambda a: float(a))
+    for name in ("reinforce", "ppo"):
+        make_agent(name, env, seed=0, tensorboard_log=tmp_path, **SMALL.get(name, {})).learn(
+            16, tb_log_name=f"declared_{name}")
+        tags = set(read_events(tmp_path / f"declared_{name}_1").Tags()["scalars"])
+        assert {"bandit/arm", "bandit/reward"} <= tags, (name, tags)
 
 
 def test_random_search_writes_shared_tags(tmp_path: Path) -> None:

@@ -160,6 +160,27 @@ def test_world_identity_follows_the_generation_settings(live, teacher):
     assert generator_identity(other)["teacher"] == generator_identity(live)["teacher"]
 
 
+def test_world_hash_ignores_documentation_and_layout_but_not_code(tmp_path):
+    from datagen_gym.replay.identity import code_fingerprint
+
+    base = '"""Doc."""\nTEMPLATE = "Come up with {n} tasks:"\n\n\ndef f(x: int) -> int:\n' \
+           '    """Doc of f."""\n    return x + 1  # a comment\n'
+    variants = {
+        "same": base,
+        "docs": base.replace("Doc.", "Other words.").replace("Doc of f.", "More."),
+        "layout": base.replace("\n\n\ndef", "\ndef").replace("  # a comment", ""),
+        "annotations": base.replace("x: int) -> int", "x)"),
+        "prompt text": base.replace("Come up with", "Write"),
+        "code": base.replace("x + 1", "x + 2"),
+    }
+    prints = {}
+    for name, text in variants.items():
+        (tmp_path / f"{name.replace(' ', '_')}.py").write_text(text)
+        prints[name] = code_fingerprint(tmp_path / f"{name.replace(' ', '_')}.py")
+    assert prints["docs"] == prints["layout"] == prints["annotations"] == prints["same"]
+    assert prints["prompt text"] != prints["same"] and prints["code"] != prints["same"]
+
+
 @pytest.mark.parametrize("content", [b"this is not a database" * 100, b""])
 def test_corrupt_cache_file_is_a_clear_error(tmp_path, live, content):
     path = tmp_path / "broken.sqlite"

@@ -1,13 +1,13 @@
 """Pieces shared by every agent: the base API, TensorBoard logging, wrappers, checkpoints."""
 
 from agents.common.base import BaseAgent
-from agents.common.tensorboard import DataGenTBWriter, DataGenTensorboardCallback
+from agents.common.tensorboard import InfoTBWriter, InfoTensorboardCallback
 from agents.common.wrappers import MultiDiscreteToDiscrete, StepInfoRecorder
 
 __all__ = [
     "BaseAgent",
-    "DataGenTBWriter",
-    "DataGenTensorboardCallback",
+    "InfoTBWriter",
+    "InfoTensorboardCallback",
     "MultiDiscreteToDiscrete",
     "StepInfoRecorder",
 ]

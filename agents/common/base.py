@@ -22,7 +22,7 @@ import numpy as np
 from gymnasium import spaces
 
 from agents.common.checkpoint import PathLike, read_json_object, spaces_match
-from agents.common.tensorboard import DataGenTBWriter
+from agents.common.tensorboard import InfoTBWriter, info_log_spec
 
 # SB3's function-callback convention: ``callback(locals_, globals_)``; returning False stops.
 StepCallback = Callable[[dict[str, Any], dict[str, Any]], "bool | None"]
@@ -73,7 +73,7 @@ class BaseAgent(abc.ABC):
         self._last_info: dict[str, Any] = {}
         self._ep_return = 0.0
         self._ep_length = 0
-        self._tb: DataGenTBWriter | None = None
+        self._tb: InfoTBWriter | None = None
         self._callbacks: list[StepCallback] = []
         self._pbar: Any = None
         self.set_random_seed(seed)
@@ -202,8 +202,10 @@ class BaseAgent(abc.ABC):
         if self._last_obs is None:
             self._reset_env()
         self._callbacks = self._as_callbacks(callback)
-        self._tb = DataGenTBWriter(
-            self._make_summary_writer(tb_log_name, reset_num_timesteps), text_every=self.text_every
+        self._tb = InfoTBWriter(
+            self._make_summary_writer(tb_log_name, reset_num_timesteps),
+            info_log_spec(self.env),
+            text_every=self.text_every,
         )
         self._pbar = None
         if progress_bar:

@@ -1,12 +1,20 @@
 """One TensorBoard code path for every agent, so hand-rolled and SB3 curves overlay.
 
-:class:`DataGenTBWriter` turns an env step's ``info`` into the shared ``datagen/*`` tags and
-finished episodes into ``rollout/ep_rew_mean`` / ``rollout/ep_len_mean`` (SB3's own names, with
-SB3's 100-episode window). Hand-rolled agents give it their own ``SummaryWriter``;
-:class:`DataGenTensorboardCallback` gives it the ``SummaryWriter`` inside SB3's logger, so the
-same tags land in the same event file as SB3's ``rollout/*`` and ``train/*`` (SB3's ``Monitor``
-produces ``rollout/*`` there). Info keys that are absent, ``None`` or NaN are skipped, which
-keeps the writer usable on any gymnasium env.
+Which ``info`` entries become which tags is the env's choice, not the agents': an env declares
+it in ``metadata["info_log"]`` (the agents know no env). :class:`InfoTBWriter` turns each step's
+``info`` into those tags and finished episodes into ``rollout/ep_rew_mean`` /
+``rollout/ep_len_mean`` (SB3's names and 100-episode window). Hand-rolled agents give it their
+own ``SummaryWriter``; :class:`InfoTensorboardCallback` gives it the ``SummaryWriter`` inside
+SB3's logger, so the env's tags land in the same event file as SB3's ``rollout/*`` and
+``train/*``. An env without the declaration gets ``rollout/*`` and ``train/*`` only.
+
+The declaration (see ``DataGenEnv.metadata["info_log"]``), every part optional::
+
+    {"scalars": {tag: info_key},          # a finite number each (absent, None, NaN skipped)
+     "mappings": {tag_prefix: info_key},  # a dict of numbers: one tag per entry
+     "reward": tag,                       # the step reward
+     "text": {"tag": tag, "key": info_key,           # a list of records, as a markdown table
+              "columns": [field, ...], "header": [[label, info_key], ...]}}
 """
 
 from __future__ import annotations
@@ -27,27 +35,21 @@ except ImportError as exc:  # pragma: no cover
 
 from agents.common.wrappers import StepInfoRecorder
 
-# tag -> info key. ``datagen/reward`` comes from the step reward, not from ``info``.
-DATAGEN_SCALAR_TAGS: dict[str, str] = {
-    "datagen/metric": "metric",
-    "datagen/test_metric": "test_metric",
-    "datagen/best_metric": "best_metric",
-    "datagen/baseline_metric": "baseline_metric",
-    "datagen/temperature": "temperature",
-    "datagen/top_p": "top_p",
-    "datagen/template": "template_index",
-    "datagen/focus": "focus_index",
-    "datagen/kept_fraction": "kept_fraction",
-    "datagen/num_kept": "num_kept",
-    "datagen/unique_ratio": "unique_ratio",
-    "datagen/correctness": "correctness",
-    "datagen/all_filtered": "all_filtered",
-    "datagen/time_generation_s": "time_generation_s",
-    "datagen/time_target_s": "time_target_s",
-}
-REWARD_TAG = "datagen/reward"
-EXAMPLES_TAG = "datagen/examples"
-DATAGEN_INFO_KEYS = frozenset(DATAGEN_SCALAR_TAGS.values()) | {"examples", "template", "method"}
+InfoLogSpec = Mapping[str, Any]
+
+
+def info_log_spec(env: Any) -> InfoLogSpec | None:
+    """The env's ``metadata["info_log"]`` through its wrappers, or of a vectorised env's first
+    env (None: the env declares none)."""
+    if env is None:
+        return None
+    spec = (getattr(env, "metadata", None) or {}).get("info_log")
+    if spec is None and hasattr(env, "get_attr"):  # a VecEnv that did not copy the metadata
+        try:
+            spec = (env.get_attr("metadata", [0])[0] or {}).get("info_log")
+        except Exception:  # noqa: BLE001 - any failure means "no declaration"
+            spec = None
+    return spec
 
 
 def purge_from(writer: Any, step: int) -> None:
@@ -67,11 +69,6 @@ def purge_from(writer: Any, step: int) -> None:
     )
 
 
-def is_datagen_info(info: Mapping[str, Any] | None) -> bool:
-    """True when ``info`` carries at least one DataGen key (so ``datagen/*`` tags make sense)."""
-    return bool(info) and any(k in info for k in DATAGEN_INFO_KEYS)
-
-
 def _as_float(value: Any) -> float | None:
     """A finite float, or None for missing / NaN / non-numeric values."""
     if value is None or isinstance(value, (str, bytes)):
@@ -83,28 +80,26 @@ def _as_float(value: Any) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def datagen_scalars(
-    info: Mapping[str, Any] | None, reward: float | None = None
+def info_scalars(
+    info: Mapping[str, Any] | None, reward: float | None, spec: InfoLogSpec | None
 ) -> dict[str, float]:
-    """The ``datagen/*`` scalars of one step; empty for an info without DataGen keys."""
-    if not is_datagen_info(info):
+    """The scalars ``spec`` declares for one step's ``info`` and reward."""
+    if not spec:
         return {}
-    assert info is not None
+    info = info or {}
     out = {
         tag: v
-        for tag, key in DATAGEN_SCALAR_TAGS.items()
+        for tag, key in (spec.get("scalars") or {}).items()
         if (v := _as_float(info.get(key))) is not None
     }
-    # Per-skill curves: validation under datagen/skill/, the test split under datagen/test_skill/.
-    for prefix, key in (("datagen/skill/", "skill_metrics"),
-                        ("datagen/test_skill/", "test_skill_metrics")):
+    for prefix, key in (spec.get("mappings") or {}).items():
         values = info.get(key)
         if isinstance(values, Mapping):
             out.update({prefix + str(k): x for k, v in values.items()
                         if (x := _as_float(v)) is not None})
     r = _as_float(reward)
-    if r is not None:
-        out[REWARD_TAG] = r
+    if r is not None and spec.get("reward"):
+        out[spec["reward"]] = r
     return out
 
 
@@ -117,44 +112,40 @@ def _cell(value: Any, max_chars: int) -> str:
 
 
 def examples_markdown(
-    info: Mapping[str, Any] | None, step: int | None = None, max_chars: int = 300
+    info: Mapping[str, Any] | None, step: int | None, spec: InfoLogSpec | None,
+    max_chars: int = 300,
 ) -> str | None:
-    """Render ``info["examples"]`` as a markdown table under a one-line header (None if none)."""
-    if not info:
+    """Render the records ``spec["text"]`` names as a markdown table under a one-line header
+    (None when the step has none)."""
+    text = (spec or {}).get("text")
+    if not info or not text:
         return None
-    examples = info.get("examples")
-    if not examples:
+    records = info.get(text["key"])
+    if not records:
         return None
-    head = []
-    if step is not None:
-        head.append(f"step {step}")
-    if info.get("template") is not None:
-        head.append(
-            f"template `{info['template']}`"
-            + (f" ({info['method']})" if info.get("method") else "")
-        )
-    for key, label in (
-        ("temperature", "T"),
-        ("top_p", "top_p"),
-        ("metric", str(info.get("reward_metric") or "metric")),
-    ):
-        v = _as_float(info.get(key))
-        if v is not None:
-            head.append(f"{label}={v:.4g}")
+    head = [] if step is None else [f"step {step}"]
+    for label, key in text.get("header", ()):
+        value = info.get(key)
+        number = _as_float(value)
+        if number is not None and not isinstance(value, str):
+            head.append(f"{label}={number:.4g}")
+        elif value is not None:
+            head.append(f"{label} `{value}`")
+    columns = list(text.get("columns") or ("text",))
     lines = [" · ".join(head), ""] if head else []
-    lines += ["| # | instruction | input | output |", "|---|---|---|---|"]
-    for i, ex in enumerate(examples):
-        ex = ex if isinstance(ex, Mapping) else {"instruction": ex}
-        cells = [_cell(ex.get(k), max_chars) for k in ("instruction", "input", "output")]
+    lines += ["| # | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+    for i, record in enumerate(records):
+        record = record if isinstance(record, Mapping) else {columns[0]: record}
+        cells = [_cell(record.get(c), max_chars) for c in columns]
         lines.append(f"| {i + 1} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-class DataGenTBWriter:
-    """Write the shared ``datagen/*`` and ``rollout/*`` tags.
+class InfoTBWriter:
+    """Write the env's declared ``info`` tags (``spec``) and the ``rollout/*`` tags.
 
     ``writer`` may be ``None`` (TensorBoard off): then only ``record`` (if given) is fed, which is
-    how the SB3 callback also shows the ``datagen/*`` means in SB3's stdout/CSV tables.
+    how the SB3 callback also shows the env's scalars in SB3's stdout/CSV tables.
     Several envs reporting at the same step (SB3 vec envs) are averaged into one point so the
     curves do not zig-zag; the text summary shows the first env's examples.
     """
@@ -162,11 +153,13 @@ class DataGenTBWriter:
     def __init__(
         self,
         writer: SummaryWriter | None,
+        spec: InfoLogSpec | None = None,
         text_every: int = 10,
         stats_window_size: int = 100,
         record: Callable[[str, float], None] | None = None,
     ) -> None:
         self.writer = writer
+        self.spec = spec
         self.text_every = int(text_every)
         self.record = record
         self.ep_returns: deque[float] = deque(maxlen=stats_window_size)
@@ -181,7 +174,7 @@ class DataGenTBWriter:
         sums: dict[str, float] = {}
         counts: dict[str, int] = {}
         for info, reward in zip(infos, rewards, strict=True):
-            for tag, value in datagen_scalars(info, reward).items():
+            for tag, value in info_scalars(info, reward, self.spec).items():
                 sums[tag] = sums.get(tag, 0.0) + value
                 counts[tag] = counts.get(tag, 0) + 1
         means = {tag: sums[tag] / counts[tag] for tag in sums}
@@ -196,9 +189,9 @@ class DataGenTBWriter:
             and (self._last_text_step is None or step - self._last_text_step >= self.text_every)
         ):
             for info in infos:
-                text = examples_markdown(info, step)
+                text = examples_markdown(info, step, self.spec)
                 if text is not None:
-                    self.writer.add_text(EXAMPLES_TAG, text, step)
+                    self.writer.add_text(self.spec["text"]["tag"], text, step)
                     self._last_text_step = step
                     break
         return means
@@ -226,8 +219,8 @@ class DataGenTBWriter:
             self.writer.close()
 
 
-class DataGenTensorboardCallback(BaseCallback):
-    """SB3 callback that writes the shared ``datagen/*`` tags from ``self.locals["infos"]``.
+class InfoTensorboardCallback(BaseCallback):
+    """SB3 callback that writes the env's declared ``info`` tags from ``self.locals["infos"]``.
 
     The scalars go straight into the ``SummaryWriter`` of SB3's TensorBoard output at
     ``num_timesteps`` (SB3's logger only keeps the last ``record`` before each ``dump``, which
@@ -247,7 +240,7 @@ class DataGenTensorboardCallback(BaseCallback):
         self.text_every = text_every
         self.recorders = list(recorders)
         self.purge = purge  # a continued run: drop points an interrupted process left after now
-        self.tb: DataGenTBWriter | None = None
+        self.tb: InfoTBWriter | None = None
 
     def _on_training_start(self) -> None:
         writer = None
@@ -262,7 +255,8 @@ class DataGenTensorboardCallback(BaseCallback):
         def record(tag: str, value: float) -> None:
             self.logger.record_mean(tag, value, exclude="tensorboard")
 
-        self.tb = DataGenTBWriter(writer, text_every=self.text_every, record=record)
+        self.tb = InfoTBWriter(writer, info_log_spec(self.training_env),
+                               text_every=self.text_every, record=record)
 
     def _on_step(self) -> bool:
         assert self.tb is not None, "the callback was not initialised by SB3"

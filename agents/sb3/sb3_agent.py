@@ -63,7 +63,7 @@ from agents.common.checkpoint import (
     space_to_dict,
     to_jsonable,
 )
-from agents.common.tensorboard import DataGenTensorboardCallback
+from agents.common.tensorboard import InfoTensorboardCallback
 from agents.common.wrappers import MultiDiscreteToDiscrete, StepInfoRecorder, unflatten_discrete
 
 MODEL_FILE = "model.zip"
@@ -343,7 +343,7 @@ class SB3Agent(BaseAgent):
         if self.model.get_env() is None:
             raise ValueError("this agent has no env: pass one to load(...)")
         callbacks: list[BaseCallback] = [
-            DataGenTensorboardCallback(
+            InfoTensorboardCallback(
                 self.text_every, self.recorders, purge=not reset_num_timesteps
             )
         ]

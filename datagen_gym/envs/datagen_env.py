@@ -45,6 +45,36 @@ class TargetModelError(RuntimeError):
     """The target model failed or returned something the env cannot use as a reward."""
 
 
+#: The TensorBoard tags of a step's ``info`` (``metadata["info_log"]``; every agent of
+#: :mod:`agents` writes them, and any logger may read them): tag -> info key.
+INFO_LOG: dict[str, Any] = {
+    "scalars": {
+        "datagen/metric": "metric",
+        "datagen/test_metric": "test_metric",
+        "datagen/best_metric": "best_metric",
+        "datagen/baseline_metric": "baseline_metric",
+        "datagen/temperature": "temperature",
+        "datagen/top_p": "top_p",
+        "datagen/template": "template_index",
+        "datagen/focus": "focus_index",
+        "datagen/kept_fraction": "kept_fraction",
+        "datagen/num_kept": "num_kept",
+        "datagen/unique_ratio": "unique_ratio",
+        "datagen/correctness": "correctness",
+        "datagen/all_filtered": "all_filtered",
+        "datagen/time_generation_s": "time_generation_s",
+        "datagen/time_target_s": "time_target_s",
+    },
+    # per-skill curves: validation under datagen/skill/, the test split under datagen/test_skill/
+    "mappings": {"datagen/skill/": "skill_metrics", "datagen/test_skill/": "test_skill_metrics"},
+    "reward": "datagen/reward",
+    "text": {"tag": "datagen/examples", "key": "examples",
+             "columns": ["instruction", "input", "output"],
+             "header": [["template", "template"], ["method", "method"], ["T", "temperature"],
+                        ["top_p", "top_p"], ["metric", "metric"]]},
+}
+
+
 class DataGenEnv(gym.Env):
     """Control a teacher LM's sampling and prompt template to generate data for a target model.
 
@@ -152,7 +182,7 @@ class DataGenEnv(gym.Env):
     give the same rewards on a given machine. A remote backend is not.
     """
 
-    metadata = {"render_modes": ["ansi"], "render_fps": 1}
+    metadata = {"render_modes": ["ansi"], "render_fps": 1, "info_log": INFO_LOG}
 
     def __init__(self, target_model: TargetModel | None = None,
                  validation_dataset: Sequence[dict[str, Any]] | None = None,

@@ -1,10 +1,11 @@
 """The prompt formats that the generators send, and the parsers of what comes back.
 
 They follow the papers' released prompts: Self-Instruct's numbered task list, classification
-check and input-first / output-first instance prompts (Wang et al., 2023, ``bootstrap_instructions.py``
-and ``prompt_templates.py``), and WizardLM's in-depth and in-breadth Evol-Instruct prompts
-(Xu et al., 2023, ``depth.py`` and ``breadth.py``). The embedded teacher is trained on text in
-exactly these formats (``datagen_gym/world/corpus.py``), so the real generators drive it.
+check and input-first / output-first instance prompts (Wang et al., 2023,
+``bootstrap_instructions.py`` and ``prompt_templates.py``), and WizardLM's in-depth and
+in-breadth Evol-Instruct prompts (Xu et al., 2023, ``depth.py`` and ``breadth.py``). The
+embedded teacher is trained on text in exactly these formats (``datagen_gym/world/corpus.py``),
+so the real generators drive it.
 """
 
 from __future__ import annotations

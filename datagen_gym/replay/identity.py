@@ -5,16 +5,20 @@
   vLLM by name) only its address and name can be hashed, so a server that swaps the weights
   behind the same name is not detected. A backend can define ``replay_identity() -> str`` to
   say itself what identifies it (test doubles do).
-* **world**: a SHA-256 of the task world's source (``datagen_gym/world/tasks.py``), the human
+* **world**: a SHA-256 of the task world's code (``datagen_gym/world/tasks.py``), the human
   seed tasks themselves (the embedded ones or a ``seed_tasks_path`` file), the prompt formats
   (``datagen_gym/generators/prompts.py``), the generation settings that shape a batch (the
   ``generation`` config section, ``sampling.max_new_tokens``) and :data:`PIPELINE_VERSION`.
+  The two source files count by what they do: their syntax tree without docstrings, comments,
+  layout or type annotations (:func:`code_fingerprint`), so reformatting or documenting them
+  keeps every cache valid while any change to code or prompt text does not.
 
 Any change to these makes old caches refused rather than silently replayed.
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 from collections.abc import Sequence
@@ -25,6 +29,8 @@ from typing import Any
 # Bump when the generators' behaviour changes in a way the hashed files do not show (the
 # filters, the bootstrap / evol pipeline in self_instruct.py, evol_instruct.py, base.py).
 PIPELINE_VERSION = 1
+#: 2: world sources hashed by :func:`code_fingerprint` (1: their raw bytes).
+WORLD_HASH_SCHEME = 2
 _PACKAGE = Path(__file__).resolve().parent.parent
 WORLD_SOURCES = (_PACKAGE / "world" / "tasks.py", _PACKAGE / "generators" / "prompts.py")
 # Files of a Hugging Face model directory that decide what it generates.
@@ -79,13 +85,32 @@ def teacher_identity(backend: Any) -> tuple[str, str]:
     return hashlib.sha256(ident.encode()).hexdigest(), desc
 
 
+def code_fingerprint(path: Path) -> bytes:
+    """What a Python source file does, as bytes: its syntax tree with the docstrings, type
+    annotations, comments and layout left out."""
+    tree = ast.parse(Path(path).read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            first = body[0].value if body and isinstance(body[0], ast.Expr) else None
+            if isinstance(first, ast.Constant) and isinstance(first.value, str):
+                node.body = body[1:] or [ast.Pass()]
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            node.returns = None
+        elif isinstance(node, ast.arg):
+            node.annotation = None
+        elif isinstance(node, ast.AnnAssign):
+            node.annotation = ast.Constant(None)
+    return ast.dump(tree, include_attributes=False).encode()
+
+
 def world_identity(seed_tasks: Sequence[dict[str, Any]], generation: dict[str, Any],
                    max_new_tokens: int) -> tuple[str, str]:
     """``(hash, description)`` of the world, seed tasks and batch-shaping settings."""
-    h = hashlib.sha256(f"pipeline {PIPELINE_VERSION}\n".encode())
+    h = hashlib.sha256(f"pipeline {PIPELINE_VERSION} scheme {WORLD_HASH_SCHEME}\n".encode())
     for source in WORLD_SOURCES:
         h.update(source.name.encode())
-        h.update(source.read_bytes())
+        h.update(code_fingerprint(source))
     shaping = {k: v for k, v in generation.items() if k != "seed_tasks_path"}
     h.update(json.dumps({"seed_tasks": list(seed_tasks), "generation": shaping,
                          "max_new_tokens": max_new_tokens},

@@ -457,24 +457,44 @@ def summarise(runs: Sequence[dict[str, Any]], budgets: Sequence[int],
     return table
 
 
+def paired(runs: Sequence[dict[str, Any]], method: str, reference: str,
+           budgets: Sequence[int]) -> dict[str, dict[str, float]]:
+    """``method`` minus ``reference`` on the same (task, seed) pairs, per budget: mean, 95% t
+    interval and the number of pairs. Every method runs on the same tasks and seeds, so the
+    pairing removes the between-task spread that dominates the unpaired intervals."""
+    ref = {(r["task"], r["seed"]): r for r in runs if r["method"] == reference}
+    mine = [r for r in runs if r["method"] == method and (r["task"], r["seed"]) in ref]
+    out = {}
+    for b in budgets:
+        diffs = [selected_test(r["episodes"], r["baseline"], b)
+                 - selected_test(ref[(r["task"], r["seed"])]["episodes"],
+                                 ref[(r["task"], r["seed"])]["baseline"], b) for r in mine]
+        if diffs:
+            out[str(b)] = {"mean": float(np.mean(diffs)), "ci": t_ci(diffs), "n": len(diffs)}
+    return out
+
+
 def paired_differences(table: dict[str, Any], runs: Sequence[dict[str, Any]],
                        budgets: Sequence[int], reference: str = "fixed_train_best") -> None:
-    """Add each method's paired difference to ``reference`` (``row[b]["vs_ref"]``: mean and 95%
-    t interval of method - reference over the same (task, seed) pairs). Every method runs on the
-    same tasks and seeds, so the pairing removes the between-task spread that dominates the
-    unpaired intervals."""
-    ref = {(r["task"], r["seed"]): r for r in runs if r["method"] == reference}
-    if not ref:
-        return
+    """Add each method's :func:`paired` difference to ``reference`` as ``row[b]["vs_ref"]``."""
     for method, row in table.items():
-        mine = [r for r in runs if r["method"] == method and (r["task"], r["seed"]) in ref]
-        for b in budgets:
-            diffs = [selected_test(r["episodes"], r["baseline"], b)
-                     - selected_test(ref[(r["task"], r["seed"])]["episodes"],
-                                     ref[(r["task"], r["seed"])]["baseline"], b) for r in mine]
-            if diffs:
-                row[str(b)]["vs_ref"] = {"reference": reference, "mean": float(np.mean(diffs)),
-                                         "ci": t_ci(diffs), "n": len(diffs)}
+        for b, diff in paired(runs, method, reference, budgets).items():
+            row[b]["vs_ref"] = {"reference": reference, **diff}
+
+
+#: What the bar of the benchmark compares the best learned policy with.
+RIVALS = ("fixed_train_best", *SEARCH_METHODS, "weakest_first", "round_robin", "oracle")
+
+
+def best_policy_comparison(table: dict[str, Any], runs: Sequence[dict[str, Any]],
+                           budgets: Sequence[int]) -> dict[str, Any]:
+    """The learned method with the best mean at the largest budget, paired with each rival."""
+    learned = [m for m in POLICY_METHODS if m in table]
+    if not learned:
+        return {}
+    best = max(learned, key=lambda m: table[m][str(budgets[-1])]["mean"])
+    return {"method": best, "rivals": {r: paired(runs, best, r, budgets) for r in RIVALS
+                                       if r in table}}
 
 
 def state_dependence(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -592,6 +612,21 @@ def write_report(result: dict[str, Any], out_dir: Path) -> None:
                      f"{probe['probes']} probes; over progress 0..0.9 the policy chose "
                      f"{changes} distinct (template, focus) pairs.")
     lines.append("")
+    comparison = result.get("best_policy") or {}
+    if comparison.get("rivals"):
+        lines += [f"## The best learned policy, paired with each rival: {comparison['method']}",
+                  "", "Its test accuracy minus the rival's on the same (task, seed) pairs, mean "
+                  "and 95% t interval; **bold**: the whole interval is above 0.", "",
+                  "| rival | " + " | ".join(f"@{b}" for b in budgets) + " |",
+                  "|---|" + "---|" * len(budgets)]
+        for rival, diffs in comparison["rivals"].items():
+            cells = []
+            for b in budgets:
+                d = diffs.get(str(b))
+                cell = "-" if d is None else f"{d['mean']:+.3f} ± {d['ci']:.3f}"
+                cells.append(f"**{cell}**" if d and d["mean"] - d["ci"] > 0 else cell)
+            lines.append(f"| {rival} | " + " | ".join(cells) + " |")
+        lines.append("")
     lines += result.get("notes", [])
     (out_dir / "heldout.md").write_text("\n".join(lines) + "\n")
     (out_dir / "heldout.json").write_text(json.dumps(result, indent=1, default=str))
@@ -709,7 +744,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--work", type=Path, default=None,
                         help="finished grid cells, policies and runs (default: "
                              "OUT/heldout_work); a rerun with the same options reuses them")
+    parser.add_argument("--from-json", type=Path, default=None,
+                        help="re-render the report (tables, analysis, plots) of a finished "
+                             "run's heldout.json into --out; runs nothing")
     args = parser.parse_args(argv)
+    if args.from_json is not None:
+        rerender(args.from_json, args.out)
+        return
     work = args.work or args.out / "heldout_work"
     from datagen_gym.generators.prompts import TEMPLATE_NAMES
 
@@ -783,13 +824,28 @@ def main(argv: list[str] | None = None) -> None:
               "train_best_focused": train_best_focused, "oracle_settings": oracle,
               "heldout": list(heldout), "train_tasks": list(train_tasks),
               "grid_temperatures": list(temperatures), "grid_templates": list(templates),
-              "table": summarise(runs, args.budgets, heldout), "state": state_dependence(runs),
+              "table": (table := summarise(runs, args.budgets, heldout)),
+              "best_policy": best_policy_comparison(table, runs, args.budgets),
+              "state": state_dependence(runs),
               "probes": probes,
               "train_cells": train_cells, "oracle_cells": oracle_cells, "runs": runs,
               "wall_minutes": (time.perf_counter() - t0) / 60}
     args.out.mkdir(parents=True, exist_ok=True)
+    result = json.loads(json.dumps(result, default=str))  # as --from-json reads it back
     write_report(result, args.out)
     print((args.out / "heldout.md").read_text())
+
+
+def rerender(path: Path, out_dir: Path) -> None:
+    """The report of a finished run from its JSON, with this version's tables and analysis."""
+    result = json.loads(path.read_text(encoding="utf-8"))
+    runs, budgets = result["runs"], result["budgets"]
+    result["table"] = summarise(runs, budgets, result["heldout"])
+    result["best_policy"] = best_policy_comparison(result["table"], runs, budgets)
+    result["state"] = state_dependence(runs)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_report(result, out_dir)
+    print((out_dir / "heldout.md").read_text())
 
 
 if __name__ == "__main__":

@@ -116,8 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     gen = sub.add_parser(
         "generate", help="generate a dataset with fixed settings",
-        description="Generate records with fixed sampling settings and template (those of a "
-                    "tuning checkpoint with --checkpoint, else the config's).")
+        description="Generate records with fixed sampling settings, template and focus: those "
+                    "of a tuning checkpoint with --checkpoint; else, when the config sets "
+                    "rl_tuning.enable_rl_tuning, the best ones of a tuning run done first "
+                    "(rl_tuning section: algorithm, target, budget); else the config's.")
     gen.add_argument("--config", metavar="FILE", help="YAML config (default: embedded default)")
     gen.add_argument("--checkpoint", metavar="DIR",
                      help="an rl-tune checkpoint: start from its best settings (and its config "
@@ -130,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="prompt template name (e.g. self_instruct, evol_deepen)")
     gen.add_argument("--seed", type=int, metavar="S",
                      help="generation seed (default: rl_tuning.seed or 0)")
+    gen.add_argument("--timesteps", type=_positive_int, metavar="N",
+                     help="target evaluations of the tuning run that rl_tuning.enable_rl_tuning "
+                          "asks for (default: as rl-tune)")
     gen.add_argument("--output", metavar="FILE.jsonl", required=True)
     gen.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     gen.set_defaults(func=cmd_generate)
@@ -544,9 +549,17 @@ def cmd_generate(args: argparse.Namespace) -> int:
             config = load_config(args.config) if args.config else \
                 Config.from_dict(state["config"])
             best = state.get("best") or {}
-            settings = {k: best[k] for k in ("temperature", "top_p", "template") if k in best}
+            settings = {k: best[k] for k in ("temperature", "top_p", "template", "focus")
+                        if k in best}
         else:
             config = load_config(args.config)
+            if config.rl_tuning.enable_rl_tuning:  # the design's switch: tune, then generate
+                output = Path(args.output)
+                if output.is_dir():
+                    raise ValueError(f"--output {output} is a directory; expected a .jsonl "
+                                     "file path")
+                _check_writable_dir("--output", output.parent)  # before the tuning run
+                settings = _tune_for_generate(config, args)
         temperature = args.temperature if args.temperature is not None else \
             settings.get("temperature", config.sampling.temperature)
         top_p = args.top_p if args.top_p is not None else \
@@ -570,16 +583,44 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from datagen_gym.atomic_io import atomic_write_jsonl
     bar = _bar(n, "generate", args.no_progress)
     results = generate_with_settings(config, n, temperature, top_p, template, seed=seed,
+                                     focus=settings.get("focus"),
                                      on_batch=lambda b: bar.update(len(b)))
     bar.close()
     atomic_write_jsonl(output, results.data)
+    focus = f" focus={settings['focus']}" if settings.get("focus") else ""
     print(f"generated {len(results)} records (temperature={temperature:.2f} top_p={top_p:.2f} "
-          f"template={template}; {results.num_kept} of {results.num_candidates} candidate "
+          f"template={template}{focus}; {results.num_kept} of {results.num_candidates} candidate "
           f"instructions passed the filters) -> {output}")
     if len(results) < n:
         print(f"{PROG}: warning: only {len(results)} of {n} records passed the filters",
               file=sys.stderr)
     return 0
+
+
+def _tune_for_generate(config: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """``rl_tuning.enable_rl_tuning``: an in-memory tuning run with the config's algorithm,
+    target and budget; returns its best settings (no checkpoint: ``rl-tune`` keeps one)."""
+    from datagen.rl_tuning import RLTuner, build_target, check_algorithm
+    from datagen_gym.backends.base import BackendError
+    from datagen_gym.envs.datagen_env import TargetModelError
+
+    check_algorithm(config.rl_tuning.rl_algorithm)
+    target, validation = build_target(config)
+    tuner = RLTuner(config, target, validation)
+    total = args.timesteps or tuner.default_timesteps()
+    print(f"{PROG}: rl_tuning.enable_rl_tuning is set: tuning with "
+          f"{tuner.algorithm} for {total} target evaluations first", file=sys.stderr)
+    try:
+        tuner.train(total_timesteps=total, progress=not args.no_progress)
+    except (BackendError, TargetModelError) as exc:
+        raise CLIError(f"{_component(exc, config)} failed while tuning: {_one_line(exc)}",
+                       1) from exc
+    best = tuner.best_params
+    print(f"{PROG}: tuned: {tuner.env.reward_metric} {best['metric']:.4f} (baseline "
+          f"{tuner.summary()['baseline_metric']:.4f}) with temperature={best['temperature']:.2f} "
+          f"top_p={best['top_p']:.2f} template={best['template']}"
+          + (f" focus={best['focus']}" if best.get("focus") else ""), file=sys.stderr)
+    return {k: best[k] for k in ("temperature", "top_p", "template", "focus") if k in best}
 
 
 # ---------------------------------------------------------------------------- entry point

@@ -128,6 +128,14 @@ def test_heldout_tiny(tmp_path: Path, hold: bool) -> None:
     assert result["table"]["fixed_train_best"]["4"]["vs_ref"]["mean"] == 0.0
     for name in ("heldout.md", "heldout.png", "heldout_state.png"):
         assert (tmp_path / name).is_file(), name
+    best = result["best_policy"]
+    assert best["method"] in heldout.POLICY_METHODS
+    assert set(best["rivals"]) == set(heldout.RIVALS) and "paired with each rival" in \
+        (tmp_path / "heldout.md").read_text()
+    # the report re-renders from the run's JSON alone, identically
+    heldout.main(["--from-json", str(tmp_path / "heldout.json"), "--out", str(tmp_path / "again")])
+    assert (tmp_path / "again" / "heldout.md").read_text() == \
+        (tmp_path / "heldout.md").read_text()
 
 
 def test_heldout_split_and_wrappers() -> None:

@@ -141,6 +141,34 @@ def test_generate_with_fixed_settings(tmp_path, capsys):
             0.7, 0.8, "self_instruct_classification")
 
 
+def test_generate_honours_enable_rl_tuning(tmp_path, capsys):
+    """The design's switch: with rl_tuning.enable_rl_tuning the ordinary generation path tunes
+    first (the config's algorithm, target and budget), then generates with the best settings."""
+    cfg = write_setup(tmp_path, enable_rl_tuning=True, task="topic+spam", focus=True,
+                      skills=["topic", "spam"], target_model_path=None,
+                      validation_data_path=None)
+    out = tmp_path / "gen.jsonl"
+    rc = main(["generate", "--config", str(cfg), "--n", "4", "--timesteps", "3",
+               "--output", str(out), "--no-progress"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "tuning with random_search for 3 target evaluations" in captured.err
+    tuned = captured.err.split("tuned: ")[1]
+    rows = read_jsonl(out)
+    assert rows
+    for r in rows:  # generated with the tuned settings, not the config's (1.0, 0.9)
+        assert f"temperature={r['temperature']:.2f} top_p={r['top_p']:.2f} " \
+               f"template={r['template']}" in tuned
+    # without the switch the same config generates with its own settings, no tuning
+    plain = write_setup(tmp_path, task="topic+spam", target_model_path=None,
+                        validation_data_path=None)
+    rc = main(["generate", "--config", str(plain), "--n", "2", "--output", str(out),
+               "--no-progress"])
+    captured = capsys.readouterr()
+    assert rc == 0 and "tuning" not in captured.err
+    assert {(r["temperature"], r["top_p"]) for r in read_jsonl(out)} == {(1.0, 0.9)}
+
+
 # ----------------------------------------------------------------------------- errors
 def _errors_cases(tmp_path: Path) -> dict[str, list[str]]:
     bad = tmp_path / "bad.yaml"

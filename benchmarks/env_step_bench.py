@@ -44,8 +44,9 @@ def bench_env(steps: int, batch_size: int, decoder: str = "compact",
         t0 = time.perf_counter()
         _, reward, _, done, info = env.step(env.action_space.sample())
         total.append(time.perf_counter() - t0)
-        gen.append(info["time_generation_s"])
-        tgt.append(info["time_target_s"])
+        seconds = env.unwrapped.last_step_seconds
+        gen.append(seconds["time_generation_s"])
+        tgt.append(seconds["time_target_s"])
         rewards.append(reward)
     env.close()
     return {"step": statistics.median(total), "generation": statistics.median(gen),

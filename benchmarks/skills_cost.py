@@ -48,7 +48,7 @@ def collect_training_sets(episodes: int, batch_size: int, seed: int = 0
         done = False
         while not done:
             _, _, _, done, info = env.step(env.action_space.sample())
-            gen.append(info["time_generation_s"])
+            gen.append(env.unwrapped.last_step_seconds["time_generation_s"])
     return seen, statistics.median(gen)
 
 

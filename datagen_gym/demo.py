@@ -31,9 +31,11 @@ def main(argv: list[str] | None = None) -> None:
     while not truncated:
         _, reward, _, truncated, info = env.step(env.action_space.sample())
         t += 1
+        seconds = env.unwrapped.last_step_seconds
         print(f"{t:>4} {info['temperature']:>5.2f} {info['top_p']:>5.2f} {info['template']:<29} "
               f"{info['kept_fraction']:>5.2f} {info['correctness']:>7.2f} {info['metric']:>7.3f} "
-              f"{reward:>+7.3f} {info['time_generation_s']:>6.2f} {info['time_target_s']:>8.2f}")
+              f"{reward:>+7.3f} {seconds['time_generation_s']:>6.2f} "
+              f"{seconds['time_target_s']:>8.2f}")
     example = info["examples"][0] if info["examples"] else None
     print(f"final {info['reward_metric']} = {info['metric']:.3f} "
           f"(baseline {info['baseline_metric']:.3f}); {info['dataset_size']} records generated")

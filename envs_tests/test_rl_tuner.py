@@ -71,6 +71,7 @@ def test_train_history_keys_length_and_best(trained):
         assert set(HISTORY_KEYS) <= set(h)
         assert h["metrics"]["accuracy"] == h["metric"]
         assert 0.0 <= h["temperature"] <= 2.0 and 0.05 <= h["top_p"] <= 1.0
+        assert h["time_generation_s"] > 0 and h["time_target_s"] > 0  # from the env's timer
         json.dumps(h, allow_nan=False)  # strict JSON: NaN correctness is stored as null
     # Rewards telescope from the baseline.
     assert sum(h["reward"] for h in history) == pytest.approx(
@@ -87,6 +88,19 @@ def test_train_history_keys_length_and_best(trained):
         for h in history]
     # TensorBoard events under <root>/random_search_1.
     assert list(Path(tb).glob("random_search_*/events.out.tfevents.*"))
+
+
+def test_tensorboard_shows_the_env_tags_and_where_the_time_goes(trained):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    _, history, tb = trained
+    (run_dir,) = {p.parent for p in tb.rglob("events.out.tfevents.*")}
+    acc = EventAccumulator(str(run_dir))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    assert {"datagen/metric", "datagen/reward", "datagen/time_generation_s",
+            "datagen/time_target_s"} <= tags, tags
+    assert len(acc.Scalars("datagen/time_generation_s")) == len(history)
 
 
 def test_default_budget_and_agent_choices():

@@ -367,6 +367,9 @@ class EpisodeRecorder(gym.Wrapper):
         inner = self.env.unwrapped
         kept_before = len(inner.dataset)
         obs, reward, terminated, truncated, info = self.env.step(np.asarray(action))
+        # The agents' TensorBoard and the history show where the time goes (the env keeps
+        # timings out of its own, deterministic, info).
+        info = {**info, **inner.last_step_seconds}
         if not replaying:
             self.steps_taken += 1
         self.episode_step += 1

@@ -27,20 +27,6 @@ SKILL_PREFIX = "skill/"  # target metric keys: skill/<name> is the metric on one
 TEST_PREFIX = "test/"  # test/<key>: scored on the held-out test split, never in the observation
 
 
-class Seconds(float):
-    """A wall-clock duration in ``info``. Any two compare equal: timings are measurements, not
-    outcomes of the step, so determinism checks (gymnasium's ``check_env`` compares the infos
-    of two identical steps) must not see them. Otherwise it is a plain float."""
-
-    def __eq__(self, other: object) -> bool:
-        return True if isinstance(other, Seconds) else float.__eq__(self, other)
-
-    def __ne__(self, other: object) -> bool:
-        return not self.__eq__(other)
-
-    __hash__ = float.__hash__
-
-
 class TargetModelError(RuntimeError):
     """The target model failed or returned something the env cannot use as a reward."""
 
@@ -155,9 +141,12 @@ class DataGenEnv(gym.Env):
     or plus this batch only (``data_mode="batch"``), read its metrics. A step that raises
     (backend or target failure) leaves the env's settings and episode as they were. ``info``
     holds the metrics, settings, counts, the world checker's correctness of the batch (a
-    diagnostic, never the reward), up to 3 example records and the time spent generating and in
-    the target. A batch whose every candidate is filtered out is a valid step: reward 0, the
-    target is not called, ``info["all_filtered"]`` is True.
+    diagnostic, never the reward) and up to 3 example records. The wall-clock time of the last
+    step is ``env.unwrapped.last_step_seconds`` (``time_generation_s``, ``time_target_s``), not
+    in ``info``: a measurement is not an outcome of the step, and ``info`` is deterministic
+    (both env checkers compare it between identical steps). ``RLTuner`` adds the two keys to
+    the infos its agents see and to its history. A batch whose every candidate is filtered out
+    is a valid step: reward 0, the target is not called, ``info["all_filtered"]`` is True.
 
     ## Arguments
     ``gym.make("DataGen-v0", target_model=None, validation_dataset=None, config=None,
@@ -262,6 +251,7 @@ class DataGenEnv(gym.Env):
         self.observation_space = spaces.Box(-OBS_CLIP, OBS_CLIP, shape=(obs_dim,),
                                             dtype=np.float32)
         self._baseline: dict[str, Any] | None = None
+        self.last_step_seconds: dict[str, float] = {}
         self._needs_reset = True
 
     # ------------------------------------------------------------------ config
@@ -343,6 +333,7 @@ class DataGenEnv(gym.Env):
             self._apply_settings(previous)  # a failed step changes nothing
             raise
         reward = self._record_step(batch, scores)
+        self.last_step_seconds = {"time_generation_s": t_gen, "time_target_s": t_target}
         truncated = self._step_count >= self.num_iterations
         self._needs_reset = truncated
         return self._obs(), reward, False, truncated, self._step_info(
@@ -427,7 +418,6 @@ class DataGenEnv(gym.Env):
             "correctness": checker.correctness(batch.data) if self.check_correctness
             else math.nan,
             "all_filtered": scores is None,
-            "time_generation_s": Seconds(t_gen), "time_target_s": Seconds(t_target),
             "examples": [{k: r[k] for k in ("instruction", "input", "output")}
                          for r in batch.data[:3]],
         }

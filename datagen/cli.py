@@ -6,7 +6,8 @@
                     [--output DIR] [--checkpoint-every K] [--resume | --overwrite]
                     [--set SECTION.KEY=VALUE ...] [--n N]
     datagen generate [--config FILE] [--checkpoint DIR] [--n N] [--temperature T] [--top-p P]
-                     [--template NAME] [--seed S] --output FILE.jsonl
+                     [--template NAME] [--seed S] [--timesteps N]
+                     [--layout alpaca|messages] --output FILE.jsonl|FILE.parquet
 
 ``rl_tune`` is accepted as an alias of ``rl-tune``. ``python -m datagen.cli`` works too.
 Relative paths inside a config file are taken relative to the config file's directory.
@@ -135,7 +136,13 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--timesteps", type=_positive_int, metavar="N",
                      help="target evaluations of the tuning run that rl_tuning.enable_rl_tuning "
                           "asks for (default: as rl-tune)")
-    gen.add_argument("--output", metavar="FILE.jsonl", required=True)
+    gen.add_argument("--output", metavar="FILE", required=True,
+                     help="output file; its suffix picks the format: .jsonl (JSON Lines) or "
+                          ".parquet (needs the 'hf' extra: pip install \"datagen-gym[hf]\")")
+    gen.add_argument("--layout", choices=("alpaca", "messages"), default="alpaca",
+                     help="record layout: alpaca (instruction, input, output columns) or "
+                          "messages (TRL's chat format: user and assistant turns); both keep "
+                          "the metadata columns (default: alpaca)")
     gen.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     gen.set_defaults(func=cmd_generate)
 
@@ -536,12 +543,27 @@ def _print_summary(s: dict[str, Any], metric: str, output: Path) -> None:
 
 # ---------------------------------------------------------------------------- generate
 def cmd_generate(args: argparse.Namespace) -> int:
-    """``datagen generate``: records with fixed settings, saved as JSONL."""
+    """``datagen generate``: records with fixed settings, saved as JSONL or Parquet (by the
+    ``--output`` suffix) in the Alpaca or TRL messages ``--layout``."""
     from datagen.rl_tuning.rl_tuner import checkpoint_path, generate_with_settings, read_state
     from datagen_gym.config import Config
     from datagen_gym.generators import prompts
+    from datagen_gym.results import format_for_path, import_datasets
     from datagen_gym.sampler import TEMPERATURE_RANGE, TOP_P_RANGE
 
+    output = Path(args.output)
+    if output.is_dir():
+        raise CLIError(f"--output {output} is a directory; expected a .jsonl or .parquet file "
+                       "path", 2)
+    try:
+        output_format = format_for_path(output)
+    except ValueError as exc:
+        raise CLIError(f"--output {exc}", 2) from exc
+    if output_format == "parquet":
+        try:  # before the generation (and any tuning run), not after
+            import_datasets()
+        except ImportError as exc:
+            raise CLIError(f"--output {output}: {exc}", 2) from exc
     try:
         settings: dict[str, Any] = {}
         if args.checkpoint:
@@ -554,10 +576,6 @@ def cmd_generate(args: argparse.Namespace) -> int:
         else:
             config = load_config(args.config)
             if config.rl_tuning.enable_rl_tuning:  # the design's switch: tune, then generate
-                output = Path(args.output)
-                if output.is_dir():
-                    raise ValueError(f"--output {output} is a directory; expected a .jsonl "
-                                     "file path")
                 _check_writable_dir("--output", output.parent)  # before the tuning run
                 settings = _tune_for_generate(config, args)
         temperature = args.temperature if args.temperature is not None else \
@@ -573,24 +591,20 @@ def cmd_generate(args: argparse.Namespace) -> int:
         seed = args.seed if args.seed is not None else \
             (config.rl_tuning.seed if config.rl_tuning.seed is not None else 0)
         n = args.n or config.rl_tuning.batch_size
-        output = Path(args.output)
-        if output.is_dir():
-            raise ValueError(f"--output {output} is a directory; expected a .jsonl file path")
     except (ValueError, TypeError, FileNotFoundError) as exc:
         raise CLIError(str(exc), 2) from exc
     _check_writable_dir("--output", output.parent)  # before the generation, not after
 
-    from datagen_gym.atomic_io import atomic_write_jsonl
     bar = _bar(n, "generate", args.no_progress)
     results = generate_with_settings(config, n, temperature, top_p, template, seed=seed,
                                      focus=settings.get("focus"),
                                      on_batch=lambda b: bar.update(len(b)))
     bar.close()
-    atomic_write_jsonl(output, results.data)
+    results.save(output, format=output_format, layout=args.layout)
     focus = f" focus={settings['focus']}" if settings.get("focus") else ""
     print(f"generated {len(results)} records (temperature={temperature:.2f} top_p={top_p:.2f} "
           f"template={template}{focus}; {results.num_kept} of {results.num_candidates} candidate "
-          f"instructions passed the filters) -> {output}")
+          f"instructions passed the filters) -> {output} ({args.layout} layout)")
     if len(results) < n:
         print(f"{PROG}: warning: only {len(results)} of {n} records passed the filters",
               file=sys.stderr)

@@ -98,9 +98,17 @@ def test_continuous_mode_and_batch_mode():
     assert info["temperature"] == pytest.approx(0.95)
     assert info["top_p"] == pytest.approx(0.925)
     assert info["template"] == TEMPLATES[3].name
-    env.step(a)
-    assert env.unwrapped.dataset  # data still recorded
-    assert info["metrics"]["num_train"] < 100
+    _, _, _, _, info2 = env.step(a)
+    assert len(env.unwrapped.dataset) == info["num_records"] + info2["num_records"]  # recorded
+    seeds = len(env.unwrapped.seed_records)
+    # batch mode trains on the seeds and this step's batch only, at every step
+    assert info["metrics"]["num_train"] == seeds + info["num_records"]
+    assert info2["metrics"]["num_train"] == seeds + info2["num_records"]
+    episode = _make(action_mode="continuous", data_mode="episode")
+    episode.reset(seed=0)
+    episode.step(a)
+    _, _, _, _, both = episode.step(a)
+    assert both["metrics"]["num_train"] == seeds + both["dataset_size"]
 
 
 def test_invalid_action_is_a_clear_error():

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from datagen_gym.backends.openai_backend import OpenAIBackend
-from datagen_gym.backends.openai_server import OpenAICompatServer
+from envs_tests.support.openai_server import OpenAICompatServer
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

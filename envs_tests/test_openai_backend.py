@@ -1,16 +1,24 @@
 """OpenAIBackend against the loopback OpenAICompatServer: real HTTP, injected faults, no mocks."""
 
 import logging
+import pickle
+import subprocess
+import sys
 import time
 import traceback
+from email.utils import formatdate
 from pathlib import Path
 
 import pytest
+from support.openai_server import OpenAICompatServer
 
 from datagen_gym import Sampler
 from datagen_gym.backends.base import BackendError, LLMBackend
-from datagen_gym.backends.openai_backend import OpenAIBackend, PartialBatchError
-from datagen_gym.backends.openai_server import OpenAICompatServer
+from datagen_gym.backends.openai_backend import (
+    OpenAIBackend,
+    OpenAINotInstalledError,
+    PartialBatchError,
+)
 from datagen_gym.generators.generator import Generator
 
 FAKE_KEY = "sk-test-DO-NOT-LEAK-7f3a9c"
@@ -108,9 +116,23 @@ def test_transient_fault_is_retried(server, fault):
 def test_dropped_keep_alive_connection_is_replaced_for_free(server):
     backend = make(server, max_retries=0)
     gen(backend, ["warm"])  # leaves an idle keep-alive connection in the pool
-    server.inject("drop")  # the server closes it, as one does after its keep-alive timeout
+    server.close_connections()  # the server closes it, as one does after its keep-alive timeout
     assert gen(backend, ["x"])[0].startswith(" echo[x]")
-    assert [r.fault for r in server.requests] == [None, "drop", None]
+    assert [r.fault for r in server.requests] == [None, None]
+    backend.close()  # closes the pool; the backend stays usable
+    assert gen(backend, ["y"])[0].startswith(" echo[y]")
+
+
+def test_connection_dropped_mid_request_costs_one_retry(server):
+    # The server reads the request, then closes without answering (it raced its keep-alive
+    # timeout, or died): the client cannot know the request was not processed, so it retries
+    # it as a connection error, spending one attempt of the budget.
+    server.inject("drop")
+    assert gen(make(server, max_retries=1), ["x"])[0].startswith(" echo[x]")
+    assert [r.fault for r in server.requests] == ["drop", None]
+    server.inject("drop")
+    with pytest.raises(PartialBatchError, match=r"after 1 attempt\(s\).*connection error"):
+        gen(make(server, max_retries=0), ["x"])
 
 
 def test_retry_after_is_honoured(server):
@@ -120,12 +142,7 @@ def test_retry_after_is_honoured(server):
     assert second.started - first.started >= 0.35
 
 
-def test_backoff_schedule_and_retry_after_parsing():
-    from email.message import Message
-    from email.utils import formatdate
-
-    from datagen_gym.backends.openai_backend import _retry_after
-
+def test_backoff_schedule():
     a, b = (OpenAIBackend("http://127.0.0.1:9/v1", "m", backoff_s=1.0, max_backoff_s=6.0,
                           jitter_seed=3) for _ in range(2))
     delays = [a._delay(k, None) for k in range(1, 6)]
@@ -134,16 +151,20 @@ def test_backoff_schedule_and_retry_after_parsing():
     assert max(delays) == 6.0  # capped
     assert a._delay(1, 4.0) == 4.0 and a._delay(1, 100.0) == 6.0  # Retry-After, capped
 
-    def headers(**kv):
-        m = Message()
-        for k, v in kv.items():
-            m[k.replace("_", "-")] = v
-        return m
 
-    assert _retry_after(headers(Retry_After="2.5")) == 2.5
-    assert _retry_after(headers(retry_after_ms="250", Retry_After="9")) == 0.25
-    assert 8 <= _retry_after(headers(Retry_After=formatdate(time.time() + 10, usegmt=True))) <= 10
-    assert _retry_after(headers(Retry_After="soon")) is None and _retry_after(headers()) is None
+@pytest.mark.parametrize("headers, low, high", [
+    ({"Retry-After": "0.5"}, 0.45, 1.0),
+    ({"retry-after-ms": "250", "Retry-After": "9"}, 0.2, 1.0),  # ms wins over seconds
+    ({"Retry-After": "date"}, 0.45, 2.5),  # an HTTP date, 1 to 2 s ahead
+    ({"Retry-After": "soon"}, 0.0, 0.3),  # unparseable: the backoff alone
+])
+def test_retry_after_forms_are_honoured(server, headers, low, high):
+    if headers.get("Retry-After") == "date":
+        headers = {"Retry-After": formatdate(time.time() + 2, usegmt=True)}
+    server.inject("429", headers=headers)
+    gen(make(server, backoff_s=0.01, max_backoff_s=2.0), ["x"])
+    first, second = server.requests
+    assert low <= second.started - first.started <= high
 
 
 def test_bad_arguments_are_refused():
@@ -188,6 +209,19 @@ def test_client_errors_are_not_retried(server):
     assert len(server.requests) == 1
 
 
+def test_in_flight_retries_stop_when_another_prompt_fails(server):
+    # p0 times out twice (~0.6 s) while p1 waits out a 5 s Retry-After: p1 stops waiting.
+    server.inject("hang", count=2, match="p0")
+    server.inject("429", count=10, match="p1", retry_after=5)
+    t0 = time.perf_counter()
+    with pytest.raises(PartialBatchError) as info:
+        gen(make(server, max_retries=1, max_concurrency=2, max_backoff_s=10.0), ["p0", "p1"])
+    assert time.perf_counter() - t0 < 3
+    err = info.value
+    assert "timed out" in str(err) and err.attempts[0] == 2
+    assert err.errors[1].startswith("stopped retrying") and err.attempts[1] == 1
+
+
 def test_unreachable_server(server):
     backend = make(server, max_retries=1)
     server.stop()
@@ -206,6 +240,9 @@ def test_api_key_sent_but_never_leaked(server, monkeypatch, caplog):
     assert server.requests[-1].authorization == f"Bearer {FAKE_KEY}"
 
     texts = [repr(backend), str(vars(backend))]
+    with pytest.raises(TypeError) as info:
+        pickle.dumps(backend)
+    texts.append(str(info.value))
     for fault in ["429", "500", "hang", "malformed", "truncated", "400", "401"]:
         server.inject(fault, count=1 if fault in ("400", "401") else 2)  # no retry
         with pytest.raises(PartialBatchError) as info:
@@ -222,6 +259,21 @@ def test_api_key_sent_but_never_leaked(server, monkeypatch, caplog):
     texts += [r.getMessage() for r in caplog.records]
     assert any("retrying" in t for t in texts)  # the logs were captured
     assert not [t for t in texts if FAKE_KEY in t]
+
+
+def test_missing_openai_gives_install_hint(monkeypatch):
+    monkeypatch.setitem(sys.modules, "openai", None)  # makes `import openai` fail
+    with pytest.raises(ImportError, match=r'pip install "datagen-gym\[openai\]"') as info:
+        OpenAIBackend("http://127.0.0.1:9/v1", "m")
+    assert isinstance(info.value, BackendError) and isinstance(info.value, OpenAINotInstalledError)
+
+
+def test_openai_is_imported_only_when_a_backend_is_built():
+    code = ("import sys, datagen_gym, datagen_gym.backends.openai_backend as ob\n"
+            "assert 'openai' not in sys.modules, 'imported too early'\n"
+            "ob.OpenAIBackend('http://127.0.0.1:9/v1', 'm')\n"
+            "assert 'openai' in sys.modules\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_generator_end_to_end_over_http_matches_direct():

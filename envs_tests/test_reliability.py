@@ -446,7 +446,7 @@ class DiesAfter:
 
 
 def test_backend_failure_names_the_url_and_a_moved_server_resumes(tmp_path, capsys, teacher):
-    from datagen_gym.backends.openai_server import OpenAICompatServer
+    from support.openai_server import OpenAICompatServer
 
     dying = DiesAfter(teacher, 16)
     out = tmp_path / "out"

@@ -1,27 +1,22 @@
 """A backend over any OpenAI-compatible HTTP server (vLLM, Ollama's /v1, llama.cpp, hosted APIs).
 
-One request per prompt, sent concurrently with bounded concurrency over keep-alive
-connections; each request has a total deadline and is retried with exponential backoff and
-seeded jitter on 408/409/429/5xx, timeouts, connection errors and malformed or truncated JSON,
-honouring ``Retry-After``. Only the standard library is used.
-
-The API key is read once from the environment and is never put in an exception, a log record
-or ``repr``; text that comes back from the server (error bodies) is scrubbed of it too, since
-some proxies echo the request headers.
+Built on the official ``openai`` client (``pip install "datagen-gym[openai]"``), imported when a
+backend is built, never by ``import datagen_gym``. The client pools keep-alive connections and
+retries 408/409/429/5xx, timeouts and connection errors (truncated bodies included), honouring
+``Retry-After`` / ``retry-after-ms``. This module adds what it does not do: bounded concurrency
+across a batch, a seeded and configurable backoff that a failed batch can cut short, retries of
+malformed 200 responses, per-prompt seeds, :class:`PartialBatchError` keeping the completions
+that did finish, and one-line errors that name the URL and never the API key (which is read
+once from the environment; error bodies are scrubbed of it, as some proxies echo headers).
 """
 
 from __future__ import annotations
 
-import email.utils
-import http.client
 import json
 import logging
 import os
-import queue
 import random
-import ssl
 import threading
-import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -31,9 +26,12 @@ from datagen_gym.backends.base import BackendError
 
 logger = logging.getLogger(__name__)
 
-# The statuses OpenAI's own SDK retries: timeout, conflict/lock, rate limit, server errors.
-RETRYABLE_STATUSES = frozenset({408, 409, 429}) | frozenset(range(500, 600))
 ENDPOINTS = {"completions": "/completions", "chat": "/chat/completions"}
+INSTALL_HINT = 'the OpenAI backend needs the openai client: pip install "datagen-gym[openai]"'
+
+
+class OpenAINotInstalledError(ImportError, BackendError):
+    """``openai`` cannot be imported; the message says how to install it."""
 
 
 class PartialBatchError(BackendError):
@@ -59,40 +57,12 @@ class PartialBatchError(BackendError):
         return sum(c is not None for c in self.completions)
 
 
-class _Secret:
-    """Holds the API key; its repr never shows it (so ``vars(backend)`` is safe to print)."""
+class _Stop(Exception):
+    """This prompt is done for: ``cause`` (key-free) after ``attempts`` HTTP attempts."""
 
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str | None) -> None:
-        self._value = value or None
-
-    def get(self) -> str | None:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "<secret set>" if self._value else "<secret unset>"
-
-    def __reduce__(self):  # a pickled backend must not carry the key to disk
-        raise TypeError("the API key is not picklable; build the backend again from the "
-                        "environment")
-
-
-class _RetryableError(Exception):
-    """One attempt failed in a way worth retrying; ``retry_after`` is the server's hint (s)."""
-
-    def __init__(self, cause: str, retry_after: float | None = None) -> None:
+    def __init__(self, cause: str, attempts: int) -> None:
         super().__init__(cause)
-        self.cause = cause
-        self.retry_after = retry_after
-
-
-class _FatalError(Exception):
-    """One attempt failed in a way a retry would not fix (400, 401, 404...)."""
-
-
-class _Aborted(Exception):
-    """The batch gave up on this prompt before sending it (another prompt failed for good)."""
+        self.cause, self.attempts = cause, attempts
 
 
 class OpenAIBackend:
@@ -107,7 +77,8 @@ class OpenAIBackend:
         endpoint: ``"completions"`` (the prompt continues as raw text; right for base models)
             or ``"chat"`` (the prompt is sent as one user message).
         max_concurrency: requests in flight at once.
-        timeout_s: total deadline of one attempt (connect, send, wait, read the body).
+        timeout_s: the client's timeout of one attempt, applied to each network operation
+            (connect, send, and each wait for response bytes).
         max_retries: retries after the first attempt, so ``1 + max_retries`` attempts at most.
         backoff_s: first retry delay; doubles per retry, times a jitter factor in [0.5, 1.5)
             drawn from a RNG seeded with ``jitter_seed``, capped at ``max_backoff_s``. A
@@ -162,26 +133,34 @@ class OpenAIBackend:
             json.dumps(self.extra_body)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"extra_body must be JSON-serialisable: {exc}") from None
-        self._key = _Secret(os.environ.get(api_key_env))
-        self._https = parts.scheme == "https"
-        self._ssl_context = ssl.create_default_context() if self._https else None
-        self._host = parts.hostname
-        self._port = parts.port
-        self._path = (parts.path or "") + ENDPOINTS[endpoint]
-        if parts.query:
-            self._path += "?" + parts.query
         self.url = _public_url(self.base_url + ENDPOINTS[endpoint])
         self._rng = random.Random(jitter_seed)
         self._rng_lock = threading.Lock()
-        # Idle keep-alive connections, shared by all worker threads; LIFO reuses the warmest.
-        self._idle: queue.LifoQueue[http.client.HTTPConnection] = queue.LifoQueue()
+        self._local = threading.local()  # the prompt this thread is sending: attempts, abort
+        try:
+            import openai
+            from openai._types import Omit  # not exported at the top level by early 1.x
+        except ImportError as exc:
+            raise OpenAINotInstalledError(f"{INSTALL_HINT} (import failed: {exc})") from exc
+        self._openai = openai
+        key = os.environ.get(api_key_env) or None
+        self._has_key = key is not None
+        # The client needs some key; without one, the header is omitted from every request.
+        self._headers = None if key else {"Authorization": Omit()}
+        self._client = _client_class(openai, self)(
+            base_url=_public_url(self.base_url), api_key=key or "none", timeout=self.timeout_s,
+            max_retries=self.max_retries)
 
     def __repr__(self) -> str:
         return (f"OpenAIBackend(base_url={_public_url(self.base_url)!r}, model={self.model!r}, "
                 f"endpoint={self.endpoint!r}, api_key_env={self.api_key_env!r}, "
-                f"api_key={'set' if self._key.get() else 'unset'}, "
+                f"api_key={'set' if self._has_key else 'unset'}, "
                 f"max_concurrency={self.max_concurrency}, timeout_s={self.timeout_s}, "
                 f"max_retries={self.max_retries})")
+
+    def __reduce__(self):  # a pickled backend must not carry the key to disk
+        raise TypeError("an OpenAIBackend is not picklable (it holds the API key); build it "
+                        "again from the environment")
 
     # ------------------------------------------------------------------ protocol
     def generate(self, prompts: Sequence[str], *, temperature: float, top_p: float,
@@ -205,16 +184,18 @@ class OpenAIBackend:
         attempts: dict[int, int] = {}
 
         def work(i: int) -> None:
-            body = self._body(prompts[i], temperature, top_p, max_new_tokens, seeds[i])
+            kwargs: dict[str, Any] = dict(model=self.model, max_tokens=int(max_new_tokens),
+                                          temperature=float(temperature), top_p=float(top_p),
+                                          n=1, extra_body=self.extra_body or None,
+                                          extra_headers=self._headers)
+            if seeds[i] is not None:
+                kwargs["seed"] = seeds[i]
             try:
-                results[i], attempts[i] = self._request_with_retries(body, abort)
-            except _Aborted as exc:
-                attempts[i] = exc.args[0]
-                errors[i] = "not sent: the batch stopped after another prompt failed" \
-                    if exc.args[0] == 0 else "stopped retrying: another prompt failed"
-            except _GaveUp as exc:
+                results[i], attempts[i] = self._complete(prompts[i], kwargs, abort)
+            except _Stop as exc:
                 attempts[i], errors[i] = exc.attempts, exc.cause
-                abort.set()
+                if not exc.cause.startswith(("not sent", "stopped retrying")):
+                    abort.set()
 
         if len(prompts) == 1 or self.max_concurrency == 1:
             for i in range(len(prompts)):
@@ -228,48 +209,83 @@ class OpenAIBackend:
         return [r if r is not None else "" for r in results]
 
     def close(self) -> None:
-        """Close idle keep-alive connections (the backend stays usable)."""
-        while True:
-            try:
-                self._idle.get_nowait().close()
-            except queue.Empty:
-                return
+        """Close the pooled connections (the backend stays usable, on a fresh pool)."""
+        self._client.close()
+        self._client = self._client.copy(http_client=self._openai.DefaultHttpxClient())
 
     # ------------------------------------------------------------------ one prompt
-    def _body(self, prompt: str, temperature: float, top_p: float, max_new_tokens: int,
-              seed: int | None) -> bytes:
-        payload: dict[str, Any] = {"model": self.model, "max_tokens": int(max_new_tokens),
-                                   # temperature 0 is sent as 0: servers decode greedily.
-                                   "temperature": float(temperature), "top_p": float(top_p),
-                                   "n": 1, "stream": False}
-        if self.endpoint == "chat":
-            payload["messages"] = [{"role": "user", "content": prompt}]
-        else:
-            payload["prompt"] = prompt
-        if seed is not None:
-            payload["seed"] = seed
-        payload.update(self.extra_body)
-        return json.dumps(payload).encode("utf-8")
-
-    def _request_with_retries(self, body: bytes, abort: threading.Event) -> tuple[str, int]:
-        attempts = self.max_retries + 1
-        for attempt in range(1, attempts + 1):
+    def _complete(self, prompt: str, kwargs: dict[str, Any], abort: threading.Event
+                  ) -> tuple[str, int]:
+        """The completion and the HTTP attempts it took; raises :class:`_Stop`."""
+        openai, state = self._openai, self._local
+        state.abort, state.attempts = abort, 0
+        budget = self.max_retries + 1
+        while True:
             if abort.is_set():
-                raise _Aborted(attempt - 1)
+                raise _Stop("not sent: the batch stopped after another prompt failed"
+                            if state.attempts == 0 else
+                            "stopped retrying: another prompt failed", state.attempts)
+            state.attempts += 1
+            # The client's own retries (counted by _before_retry) share this prompt's budget.
+            client = self._client.with_options(max_retries=budget - state.attempts)
             try:
-                return self._parse(*self._post(body)), attempt
-            except _FatalError as exc:
-                raise _GaveUp(str(exc), attempt) from None
-            except _RetryableError as exc:
-                if attempt == attempts:
-                    raise _GaveUp(exc.cause, attempt) from None
-                delay = self._delay(attempt, exc.retry_after)
-                logger.info("%s: attempt %d/%d failed (%s); retrying in %.2fs", self.url,
-                            attempt, attempts, exc.cause, delay)
-                # Waiting on the event lets a batch that has already failed stop early.
-                if abort.wait(delay):
-                    raise _Aborted(attempt) from None
-        raise AssertionError("unreachable")
+                if self.endpoint == "chat":
+                    response = client.chat.completions.create(
+                        messages=[{"role": "user", "content": prompt}], **kwargs)
+                else:
+                    response = client.completions.create(prompt=prompt, **kwargs)
+            except openai.APITimeoutError:
+                raise _Stop(f"timed out after {self.timeout_s:g}s", state.attempts) from None
+            except openai.APIStatusError as exc:
+                # body: the "error" object of OpenAI's error JSON, else the raw body
+                why = exc.body.get("message", exc.body) if isinstance(exc.body, dict) else \
+                    exc.body
+                why = " ".join(str(why or "(empty body)").split())
+                raise _Stop(f"HTTP {exc.status_code}: {self._scrub(why)[:300]}",
+                            state.attempts) from None
+            except openai.APIConnectionError as exc:
+                why = exc.__cause__ or exc
+                raise _Stop(f"connection error: {type(why).__name__}: {self._scrub(str(why))}",
+                            state.attempts) from None
+            except (ValueError, openai.APIResponseValidationError) as exc:
+                cause = f"malformed JSON in the response ({self._scrub(str(exc))})"
+            else:
+                text, cause = self._text(response)
+                if text is not None:
+                    return text, state.attempts
+            # A 200 with a body the client could not use: retried here, the client does not.
+            if state.attempts >= budget:
+                raise _Stop(cause, state.attempts)
+            self._wait(self._delay(state.attempts, None), cause)
+
+    def _text(self, response: Any) -> tuple[str | None, str]:
+        """The completion text, or None and why the response is unusable."""
+        try:
+            choice = response.choices[0]
+            text = choice.message.content if self.endpoint == "chat" else choice.text
+        except (AttributeError, IndexError, KeyError, TypeError) as exc:
+            return None, f"unexpected response shape: {type(exc).__name__}: " \
+                         f"{self._scrub(str(exc))}"
+        if text is None:  # e.g. a chat refusal or tool call with no text
+            return "", ""
+        if not isinstance(text, str):
+            return None, f"completion text is {type(text).__name__}, not a string"
+        return text, ""
+
+    def _before_retry(self, retry_after: float | None, cause: str) -> float:
+        """Called by the client before each of its retries: waits here, so that a batch that
+        has failed can cut the wait short, and tells the client to sleep no more."""
+        state = self._local
+        self._wait(self._delay(state.attempts, retry_after), cause)
+        state.attempts += 1
+        return 0.0
+
+    def _wait(self, delay: float, cause: str) -> None:
+        state = self._local
+        logger.info("%s: attempt %d/%d failed (%s); retrying in %.2fs", self.url,
+                    state.attempts, self.max_retries + 1, cause, delay)
+        if state.abort.wait(delay):
+            raise _Stop("stopped retrying: another prompt failed", state.attempts)
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
         with self._rng_lock:
@@ -279,130 +295,9 @@ class OpenAIBackend:
             delay = max(delay, retry_after)
         return min(delay, self.max_backoff_s)
 
-    def _headers(self) -> dict[str, str]:
-        headers = {"Content-Type": "application/json", "Accept": "application/json",
-                   "User-Agent": "datagen-gym-openai-backend"}
-        key = self._key.get()
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-        return headers
-
-    def _connection(self, timeout: float, fresh: bool) -> tuple[http.client.HTTPConnection, bool]:
-        if not fresh:
-            try:
-                return self._idle.get_nowait(), True
-            except queue.Empty:
-                pass
-        if self._https:
-            return http.client.HTTPSConnection(self._host, self._port, timeout=timeout,
-                                               context=self._ssl_context), False
-        return http.client.HTTPConnection(self._host, self._port, timeout=timeout), False
-
-    def _release(self, conn: http.client.HTTPConnection) -> None:
-        if self._idle.qsize() < self.max_concurrency:
-            self._idle.put(conn)
-        else:
-            conn.close()
-
-    def _post(self, body: bytes) -> tuple[int, bytes]:
-        """One attempt: (status, body) of a 2xx; raises _RetryableError or _FatalError."""
-        deadline = time.monotonic() + self.timeout_s
-        for fresh_try in (False, True):
-            conn, reused = self._connection(self.timeout_s, fresh=fresh_try)
-            try:
-                status, headers, data = self._exchange(conn, body, deadline)
-            except (http.client.RemoteDisconnected, BrokenPipeError,
-                    ConnectionResetError) as exc:
-                conn.close()
-                # A pooled connection the server closed while idle is not a server fault:
-                # retry at once on a fresh one without spending an attempt.
-                if reused and not fresh_try:
-                    continue
-                raise _RetryableError(f"connection error: {type(exc).__name__}: "
-                                      f"{self._scrub(str(exc))}") from None
-            except TimeoutError:
-                conn.close()
-                raise _RetryableError(f"timed out after {self.timeout_s:g}s") from None
-            except ssl.SSLCertVerificationError as exc:
-                conn.close()
-                # A bad certificate will not fix itself between retries.
-                raise _FatalError(f"TLS certificate verification failed: "
-                                  f"{self._scrub(str(exc))}") from None
-            except http.client.IncompleteRead as exc:
-                conn.close()
-                raise _RetryableError(f"truncated response body ({len(exc.partial)} bytes "
-                                      "read)") from None
-            except (OSError, http.client.HTTPException) as exc:
-                conn.close()
-                raise _RetryableError(f"connection error: {type(exc).__name__}: "
-                                      f"{self._scrub(str(exc))}") from None
-            except BaseException:
-                conn.close()
-                raise
-            break
-        if 200 <= status < 300:
-            return status, data
-        detail = f"HTTP {status}: {self._scrub(_error_snippet(data))}"
-        if status in RETRYABLE_STATUSES:
-            raise _RetryableError(detail, _retry_after(headers))
-        raise _FatalError(detail)
-
-    def _exchange(self, conn: http.client.HTTPConnection, body: bytes, deadline: float
-                  ) -> tuple[int, http.client.HTTPMessage, bytes]:
-        def remaining() -> float:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError("deadline passed")
-            return left
-
-        conn.timeout = remaining()  # the connect timeout, for a new connection
-        if conn.sock is not None:
-            conn.sock.settimeout(remaining())
-        conn.request("POST", self._path, body=body, headers=self._headers())
-        conn.sock.settimeout(remaining())
-        resp = conn.getresponse()
-        # Read in chunks, re-arming the socket timeout, so a server trickling bytes cannot
-        # stretch one attempt past its deadline.
-        chunks, expected = [], resp.length
-        while True:
-            conn.sock.settimeout(remaining())
-            chunk = resp.read(65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-        data = b"".join(chunks)
-        if expected is not None and len(data) < expected:
-            conn.close()
-            raise http.client.IncompleteRead(data, expected - len(data))
-        if resp.will_close:
-            conn.close()
-        else:
-            self._release(conn)
-        return resp.status, resp.headers, data
-
-    def _parse(self, status: int, data: bytes) -> str:
-        try:
-            doc = json.loads(data.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            why = exc.msg if isinstance(exc, json.JSONDecodeError) else exc.reason
-            raise _RetryableError(f"malformed JSON in HTTP {status} response ({why}, "
-                                  f"{len(data)} bytes)") from None
-        try:
-            choice = doc["choices"][0]
-            text = choice["message"]["content"] if self.endpoint == "chat" else choice["text"]
-        except (KeyError, IndexError, TypeError):
-            raise _RetryableError(f"unexpected response shape in HTTP {status} response: "
-                                  f"{self._scrub(_error_snippet(data))}") from None
-        if text is None:  # e.g. a chat refusal or tool call with no text
-            return ""
-        if not isinstance(text, str):
-            raise _RetryableError(f"completion text is {type(text).__name__}, not a string")
-        return text
-
     # ------------------------------------------------------------------ errors
     def _scrub(self, text: str) -> str:
-        key = self._key.get()
-        return text.replace(key, "<redacted>") if key else text
+        return text.replace(self._client.api_key, "<redacted>") if self._has_key else text
 
     def _partial_error(self, results: list[str | None], errors: dict[int, str],
                        attempts: dict[int, int]) -> PartialBatchError:
@@ -418,10 +313,21 @@ class OpenAIBackend:
         return PartialBatchError(self._scrub(msg), list(results), dict(errors), dict(attempts))
 
 
-class _GaveUp(Exception):
-    def __init__(self, cause: str, attempts: int) -> None:
-        super().__init__(cause)
-        self.cause, self.attempts = cause, attempts
+def _client_class(openai: Any, backend: OpenAIBackend) -> type:
+    """``openai.OpenAI`` with the backend's backoff. The hook is the client's (private, but
+    the same from openai 1.x to 3.x) retry-delay method, called with the failed response's
+    headers (None after a timeout or connection error); the client parses ``Retry-After``.
+    The tests check attempt counts and delays, so a client that stopped calling it would fail
+    them."""
+
+    class Client(openai.OpenAI):
+        def _calculate_retry_timeout(self, remaining_retries, options, response_headers=None):
+            cause = ("timeout or connection error" if response_headers is None else
+                     "retryable HTTP status") + "; the openai logger has details"
+            return backend._before_retry(self._parse_retry_after_header(response_headers),
+                                         cause)
+
+    return Client
 
 
 def _public_url(url: str) -> str:
@@ -435,42 +341,4 @@ def _public_url(url: str) -> str:
     return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
 
 
-def _error_snippet(data: bytes, limit: int = 300) -> str:
-    """The server's error message if it sent OpenAI's error JSON, else the body's start."""
-    text = data.decode("utf-8", errors="replace")
-    try:
-        doc = json.loads(text)
-        err = doc.get("error") if isinstance(doc, dict) else None
-        if isinstance(err, dict) and "message" in err:
-            text = str(err["message"])
-        elif isinstance(err, str):
-            text = err
-    except (json.JSONDecodeError, ValueError):
-        pass
-    text = " ".join(text.split())
-    return text[:limit] + ("..." if len(text) > limit else "") or "(empty body)"
-
-
-def _retry_after(headers: http.client.HTTPMessage) -> float | None:
-    """Seconds from ``retry-after-ms`` (OpenAI) or ``Retry-After`` (seconds or HTTP date)."""
-    ms = headers.get("retry-after-ms")
-    if ms:
-        try:
-            return max(0.0, float(ms) / 1000.0)
-        except ValueError:
-            pass
-    value = headers.get("Retry-After")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-__all__ = ["OpenAIBackend", "PartialBatchError", "RETRYABLE_STATUSES"]
+__all__ = ["OpenAIBackend", "PartialBatchError", "OpenAINotInstalledError"]

@@ -1,11 +1,13 @@
 """A small OpenAI-compatible HTTP server over any :class:`LLMBackend`, with fault injection.
 
-Serves ``POST /v1/completions``, ``POST /v1/chat/completions`` and ``GET /v1/models`` with the
-standard library's threading HTTP server (one request per thread, no batching), so that
+A test helper, not part of the library. Serves ``POST /v1/completions``,
+``POST /v1/chat/completions`` and ``GET /v1/models`` with the standard library's threading HTTP
+server (one request per thread, no batching), so that
 :class:`~datagen_gym.backends.openai_backend.OpenAIBackend` can be tried and tested without a
 GPU server::
 
-    python -m datagen_gym.backends.openai_server --port 8000       # the embedded teacher
+    python -m envs_tests.support.openai_server --port 8000         # the embedded teacher
+                                                                    # (from the repository root)
 
     with OpenAICompatServer(backend) as srv:                        # in tests
         srv.inject("429", count=2)
@@ -40,6 +42,7 @@ class Fault:
     kind: str
     match: str | None = None
     retry_after: float | None = None  # sent as Retry-After on status faults
+    headers: dict[str, str] | None = None  # more headers for status faults
 
 
 @dataclass
@@ -129,6 +132,11 @@ class OpenAICompatServer:
         self._httpd.server_close()
         # Handler threads keep serving established keep-alive connections after the listening
         # socket closes; cut them so that a stopped server really stops answering.
+        self.close_connections(wait_s=0.0)
+
+    def close_connections(self, wait_s: float = 1.0) -> None:
+        """Close every open connection, idle keep-alive ones included (as a server does when
+        its keep-alive timeout expires); wait up to ``wait_s`` for their handlers to end."""
         with self._lock:
             connections = list(self._connections)
         for conn in connections:
@@ -136,6 +144,9 @@ class OpenAICompatServer:
                 conn.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+        deadline = time.monotonic() + wait_s
+        while self._connections and time.monotonic() < deadline:
+            time.sleep(0.01)
 
     def serve_forever(self) -> None:
         """Serve in this thread until interrupted (the command-line mode)."""
@@ -153,13 +164,14 @@ class OpenAICompatServer:
 
     # ------------------------------------------------------------------ faults and stats
     def inject(self, kind: str, count: int = 1, match: str | None = None,
-               retry_after: float | None = None) -> None:
-        """Apply fault ``kind`` to the next ``count`` completion requests (matching ``match``).
-        """
+               retry_after: float | None = None, headers: dict[str, str] | None = None
+               ) -> None:
+        """Apply fault ``kind`` to the next ``count`` completion requests (matching ``match``);
+        status faults send ``Retry-After: retry_after`` and ``headers``."""
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault {kind!r}; choose one of {list(FAULT_KINDS)}")
         with self._lock:
-            self._faults.extend(Fault(kind, match, retry_after) for _ in range(count))
+            self._faults.extend(Fault(kind, match, retry_after, headers) for _ in range(count))
 
     def pending_faults(self) -> int:
         with self._lock:
@@ -293,6 +305,7 @@ def _make_handler(server: OpenAICompatServer) -> type:
                 headers = {}
                 if fault.retry_after is not None:
                     headers["Retry-After"] = f"{fault.retry_after:g}"
+                headers.update(fault.headers or {})
                 message = f"injected fault {kind}"
                 if kind == "401":
                     message = f"invalid credentials: {self.headers.get('Authorization')}"
@@ -344,7 +357,7 @@ def _make_handler(server: OpenAICompatServer) -> type:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m datagen_gym.backends.openai_server [--port 8000] [--model-path DIR]``."""
+    """``python -m envs_tests.support.openai_server [--port 8000] [--model-path DIR]``."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000, help="0 picks a free port")

@@ -1,0 +1,1 @@
+"""Test helpers that are not tests: the fault-injecting OpenAI-compatible server."""

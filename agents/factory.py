@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import inspect
-from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 
 from agents.bandit import EXP3Agent, ThompsonAgent, UCBAgent
-from agents.common.base import META_FILE, BaseAgent
+from agents.common.base import META_FILE, BaseAgent, checkpoint_dir
 from agents.common.checkpoint import PathLike, read_json_object
 from agents.random_search.random_search import RandomSearchAgent
 from agents.reinforce.reinforce import ReinforceAgent
@@ -58,8 +57,10 @@ def make_agent(name: str, env: gym.Env, **kwargs: Any) -> BaseAgent:
 
 
 def load_agent(path: PathLike, env: gym.Env | None = None, **kwargs: Any) -> BaseAgent:
-    """Load any agent saved with ``agent.save(path)``, dispatching on ``agent.json``."""
-    kind = read_json_object(Path(path) / META_FILE, {"agent": str})["agent"]
+    """Load any agent saved with ``agent.save(path)``, dispatching on ``agent.json`` (an SB3-style
+    ``.zip`` path, as ``CheckpointCallback`` reports it, names the same checkpoint)."""
+    meta_path = checkpoint_dir(path, existing=True) / META_FILE
+    kind = read_json_object(meta_path, {"agent": str})["agent"]
     classes: dict[str, type[BaseAgent]] = {
         RandomSearchAgent.agent_name: RandomSearchAgent,
         ReinforceAgent.agent_name: ReinforceAgent,

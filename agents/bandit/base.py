@@ -45,14 +45,13 @@ from __future__ import annotations
 import abc
 import math
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from agents.common.base import META_FILE, BaseAgent, MaybeCallback
+from agents.common.base import META_FILE, BaseAgent, MaybeCallback, checkpoint_dir
 from agents.common.checkpoint import PathLike, atomic_write_json, space_from_dict, space_to_dict
 
 FORMAT_VERSION = 1
@@ -329,13 +328,18 @@ class BanditAgent(BaseAgent):
         progress_bar: bool = False,
         reset_num_timesteps: bool = True,
     ) -> BanditAgent:
-        """Pull arms for ``total_timesteps`` env steps; statistics carry over between calls."""
-        end = self._setup_learn(
+        """Pull arms for ``total_timesteps`` env steps; statistics carry over between calls.
+
+        Every pull is a step for the callback (``locals_["arm"]`` names the arm); a bandit has
+        no rollouts, so no ``on_rollout_start`` / ``on_rollout_end``.
+        """
+        total_timesteps, callback = self._setup_learn(
             total_timesteps, callback, tb_log_name, progress_bar, reset_num_timesteps
         )
         assert self.env is not None
         try:
-            while self.num_timesteps < end:
+            callback.on_training_start(locals(), globals())
+            while self.num_timesteps < total_timesteps:
                 arm = self._select_arm()
                 action = self.action_of(arm)
                 obs, reward, terminated, truncated, info = self.env.step(action)
@@ -349,22 +353,26 @@ class BanditAgent(BaseAgent):
                     extra_locals={"arm": arm},
                 )
                 best = self.best_arm()
-                self._log_scalar("bandit/arm", arm)
-                self._log_scalar("bandit/best_arm", best)
-                self._log_scalar("bandit/best_mean_reward", float(self.means[best]))
+                self._log_step_scalars({
+                    "bandit/arm": arm,
+                    "bandit/best_arm": best,
+                    "bandit/best_mean_reward": float(self.means[best]),
+                })
                 if terminated or truncated:
                     self._reset_env()
                 else:
                     self._last_obs, self._last_info = obs, dict(info)
+                self._dump_logs()
                 if not keep_going:
                     break
+            callback.on_training_end()
         finally:
             self._teardown_learn()
         return self
 
     def save(self, path: PathLike) -> None:
         """Write the arms, statistics and RNG state to ``<path>/agent.json``."""
-        path = Path(path)
+        path = checkpoint_dir(path)
         path.mkdir(parents=True, exist_ok=True)
         meta = {
             "agent": self.agent_name,

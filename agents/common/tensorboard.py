@@ -2,11 +2,12 @@
 
 Which ``info`` entries become which tags is the env's choice, not the agents': an env declares
 it in ``metadata["info_log"]`` (the agents know no env). :class:`InfoTBWriter` turns each step's
-``info`` into those tags and finished episodes into ``rollout/ep_rew_mean`` /
-``rollout/ep_len_mean`` (SB3's names and 100-episode window). Hand-rolled agents give it their
-own ``SummaryWriter``; :class:`InfoTensorboardCallback` gives it the ``SummaryWriter`` inside
-SB3's logger, so the env's tags land in the same event file as SB3's ``rollout/*`` and
-``train/*``. An env without the declaration gets ``rollout/*`` and ``train/*`` only.
+``info`` into those tags. :class:`InfoTensorboardCallback` gives it the ``SummaryWriter`` inside
+SB3's logger, so the env's tags land in the same event file as the ``rollout/*`` and ``train/*``
+scalars the logger dumps. Every agent runs that callback: SB3's algorithms with their own logger,
+the hand-rolled agents with the logger :meth:`agents.common.base.BaseAgent._setup_learn`
+configures the way SB3 does. An env without the declaration gets ``rollout/*`` and ``train/*``
+only.
 
 The declaration (see ``DataGenEnv.metadata["info_log"]``), every part optional::
 
@@ -20,13 +21,12 @@ The declaration (see ``DataGenEnv.metadata["info_log"]``), every part optional::
 from __future__ import annotations
 
 import math
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.logger import TensorBoardOutputFormat
+from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat
 
 try:  # tensorboard is a hard dependency of the project, but keep the import error readable
     from torch.utils.tensorboard import SummaryWriter
@@ -50,6 +50,14 @@ def info_log_spec(env: Any) -> InfoLogSpec | None:
         except Exception:  # noqa: BLE001 - any failure means "no declaration"
             spec = None
     return spec
+
+
+def logger_summary_writer(logger: Logger) -> SummaryWriter | None:
+    """The ``SummaryWriter`` of ``logger``'s TensorBoard output (None: it has none)."""
+    for fmt in logger.output_formats:
+        if isinstance(fmt, TensorBoardOutputFormat):
+            return fmt.writer
+    return None
 
 
 def purge_from(writer: Any, step: int) -> None:
@@ -142,10 +150,10 @@ def examples_markdown(
 
 
 class InfoTBWriter:
-    """Write the env's declared ``info`` tags (``spec``) and the ``rollout/*`` tags.
+    """Write the env's declared ``info`` tags (``spec``), one point per env step.
 
     ``writer`` may be ``None`` (TensorBoard off): then only ``record`` (if given) is fed, which is
-    how the SB3 callback also shows the env's scalars in SB3's stdout/CSV tables.
+    how the env's scalars also reach the logger's stdout/CSV tables.
     Several envs reporting at the same step (SB3 vec envs) are averaged into one point so the
     curves do not zig-zag; the text summary shows the first env's examples.
     """
@@ -155,15 +163,12 @@ class InfoTBWriter:
         writer: SummaryWriter | None,
         spec: InfoLogSpec | None = None,
         text_every: int = 10,
-        stats_window_size: int = 100,
         record: Callable[[str, float], None] | None = None,
     ) -> None:
         self.writer = writer
         self.spec = spec
         self.text_every = int(text_every)
         self.record = record
-        self.ep_returns: deque[float] = deque(maxlen=stats_window_size)
-        self.ep_lengths: deque[int] = deque(maxlen=stats_window_size)
         self._last_text_step: int | None = None
 
     def log_step(
@@ -178,11 +183,7 @@ class InfoTBWriter:
                 sums[tag] = sums.get(tag, 0.0) + value
                 counts[tag] = counts.get(tag, 0) + 1
         means = {tag: sums[tag] / counts[tag] for tag in sums}
-        for tag, value in means.items():
-            if self.writer is not None:
-                self.writer.add_scalar(tag, value, step)
-            if self.record is not None:
-                self.record(tag, value)
+        self.log_scalars(means, step)
         if (
             self.writer is not None
             and self.text_every > 0
@@ -196,37 +197,34 @@ class InfoTBWriter:
                     break
         return means
 
-    def log_episode(self, ep_return: float, ep_length: int, step: int) -> None:
-        """Record a finished episode and write the windowed means under SB3's tag names."""
-        self.ep_returns.append(float(ep_return))
-        self.ep_lengths.append(int(ep_length))
-        self.add_scalar("rollout/ep_rew_mean", float(np.mean(self.ep_returns)), step)
-        self.add_scalar("rollout/ep_len_mean", float(np.mean(self.ep_lengths)), step)
+    def log_scalars(self, values: Mapping[str, float], step: int) -> None:
+        """Write per-step scalars at ``step`` (the env's tags, a bandit's ``bandit/*``).
 
-    def add_scalar(self, tag: str, value: float, step: int) -> None:
-        """Write any other scalar (hand-rolled agents' ``train/*``) through the same writer."""
-        if self.writer is not None:
-            self.writer.add_scalar(tag, float(value), step)
+        They go straight into the ``SummaryWriter``: SB3's logger keeps only the last
+        ``record`` before each ``dump``, which would leave one point per log interval.
+        """
+        for tag, value in values.items():
+            if self.writer is not None:
+                self.writer.add_scalar(tag, float(value), step)
+            if self.record is not None:
+                self.record(tag, float(value))
 
     def flush(self) -> None:
         """Flush pending events to disk."""
         if self.writer is not None:
             self.writer.flush()
 
-    def close(self) -> None:
-        """Flush and close the underlying writer."""
-        if self.writer is not None:
-            self.writer.close()
-
 
 class InfoTensorboardCallback(BaseCallback):
     """SB3 callback that writes the env's declared ``info`` tags from ``self.locals["infos"]``.
 
-    The scalars go straight into the ``SummaryWriter`` of SB3's TensorBoard output at
-    ``num_timesteps`` (SB3's logger only keeps the last ``record`` before each ``dump``, which
-    would leave one point per rollout); their means are also ``record_mean``'ed, excluded from
-    TensorBoard, so SB3's console/CSV tables show them. ``recorders`` are drained when the
-    algorithm does not put ``infos`` in ``locals`` (ARS).
+    Every agent runs it first in its callback list: SB3's algorithms and the hand-rolled agents
+    (whose ``locals`` carry the same ``infos`` / ``rewards``). The scalars go straight into the
+    ``SummaryWriter`` of the logger's TensorBoard output at ``num_timesteps`` (SB3's logger only
+    keeps the last ``record`` before each ``dump``, which would leave one point per rollout);
+    their means are also ``record_mean``'ed, excluded from TensorBoard, so the logger's
+    console/CSV tables show them. ``recorders`` are drained when the algorithm does not put
+    ``infos`` in ``locals`` (ARS).
     """
 
     def __init__(
@@ -243,12 +241,7 @@ class InfoTensorboardCallback(BaseCallback):
         self.tb: InfoTBWriter | None = None
 
     def _on_training_start(self) -> None:
-        writer = None
-        for fmt in self.logger.output_formats:
-            if isinstance(fmt, TensorBoardOutputFormat):
-                writer = fmt.writer
-                break
-
+        writer = logger_summary_writer(self.logger)
         if self.purge:
             purge_from(writer, self.num_timesteps + 1)
 
@@ -259,7 +252,7 @@ class InfoTensorboardCallback(BaseCallback):
                                text_every=self.text_every, record=record)
 
     def _on_step(self) -> bool:
-        assert self.tb is not None, "the callback was not initialised by SB3"
+        assert self.tb is not None, "on_training_start was not called"
         infos = self.locals.get("infos")
         rewards = self.locals.get("rewards")
         if infos is not None:

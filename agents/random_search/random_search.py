@@ -20,14 +20,13 @@ its whole state (incumbent, phase, RNG) is plain data stored in one JSON file.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from agents.common.base import META_FILE, BaseAgent, MaybeCallback
+from agents.common.base import META_FILE, BaseAgent, MaybeCallback, checkpoint_dir
 from agents.common.checkpoint import PathLike, atomic_write_json, space_from_dict, space_to_dict
 
 FORMAT_VERSION = 1
@@ -324,16 +323,18 @@ class RandomSearchAgent(BaseAgent):
         progress_bar: bool = False,
         reset_num_timesteps: bool = True,
     ) -> RandomSearchAgent:
-        """Run the search for ``total_timesteps`` env steps."""
+        """Run the search for ``total_timesteps`` env steps (it has no rollouts: the callback
+        gets ``on_step`` after every step, no ``on_rollout_start`` / ``on_rollout_end``)."""
         fresh_episode = reset_num_timesteps or self._last_obs is None
-        end = self._setup_learn(
+        total_timesteps, callback = self._setup_learn(
             total_timesteps, callback, tb_log_name, progress_bar, reset_num_timesteps
         )
         assert self.env is not None
         if fresh_episode:
             self.observe_reset(self._last_info)
         try:
-            while self.num_timesteps < end:
+            callback.on_training_start(locals(), globals())
+            while self.num_timesteps < total_timesteps:
                 action = np.asarray(self.pending, dtype=self.action_space.dtype)
                 obs, reward, terminated, truncated, info = self.env.step(action)
                 self.observe(action, float(reward), info)
@@ -345,17 +346,19 @@ class RandomSearchAgent(BaseAgent):
                     self.observe_reset(reset_info)
                 else:
                     self._last_obs, self._last_info = obs, dict(info)
+                self._dump_logs()
                 if not keep_going:
                     break
             for key, value in self.counters.items():
-                self._log_scalar(f"search/{key}", value)
+                self.logger.record(f"search/{key}", value)
+            callback.on_training_end()
         finally:
             self._teardown_learn()
         return self
 
     def save(self, path: PathLike) -> None:
         """Write the whole search state, RNG included, to ``<path>/agent.json``."""
-        path = Path(path)
+        path = checkpoint_dir(path)
         path.mkdir(parents=True, exist_ok=True)
         meta = {
             "agent": self.agent_name,

@@ -31,7 +31,6 @@ episodes, discounted returns, baseline, normalised advantages, one gradient step
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Literal
 
 import gymnasium as gym
@@ -41,7 +40,7 @@ from gymnasium import spaces
 from torch import nn
 from torch.distributions import Categorical, Independent, Normal
 
-from agents.common.base import META_FILE, BaseAgent, MaybeCallback
+from agents.common.base import META_FILE, BaseAgent, MaybeCallback, checkpoint_dir
 from agents.common.checkpoint import (
     PathLike,
     atomic_save_safetensors,
@@ -412,11 +411,13 @@ class ReinforceAgent(BaseAgent):
     ) -> ReinforceAgent:
         """Collect ``n_episodes`` episodes, take one policy-gradient step, repeat.
 
-        When ``total_timesteps`` ends mid-episode the partial episode is still used (as a
-        truncated one): a DataGen step costs a generation and a target evaluation, too
-        expensive to throw away.
+        When ``total_timesteps`` ends mid-episode (or a callback stops the run) the partial
+        episode is still used (as a truncated one): a DataGen step costs a generation and a
+        target evaluation, too expensive to throw away. Each batch is a rollout for the
+        callback: ``on_rollout_start`` before its first step, ``on_rollout_end`` before its
+        update.
         """
-        end = self._setup_learn(
+        total_timesteps, callback = self._setup_learn(
             total_timesteps, callback, tb_log_name, progress_bar, reset_num_timesteps
         )
         assert self.env is not None
@@ -427,7 +428,10 @@ class ReinforceAgent(BaseAgent):
         episodes_in_batch = 0
         obs = self._last_obs
         try:
-            while self.num_timesteps < end:
+            callback.on_training_start(locals(), globals())
+            while self.num_timesteps < total_timesteps:
+                if not rew_buf:
+                    callback.on_rollout_start()
                 # Normalised with the statistics of the moment and stored as such, so the update
                 # re-evaluates exactly the distribution the action was sampled from.
                 obs_t = self._obs_tensor(obs, batch=False, update_stats=True)
@@ -449,13 +453,17 @@ class ReinforceAgent(BaseAgent):
                 else:
                     obs = self._last_obs = next_obs
                 if episodes_in_batch >= self.n_episodes:
+                    callback.on_rollout_end()
                     self._update(obs_buf, act_buf, rew_buf, done_buf)
                     obs_buf, act_buf, rew_buf, done_buf = [], [], [], []
                     episodes_in_batch = 0
+                self._dump_logs()
                 if not keep_going:
                     break
             if rew_buf:
+                callback.on_rollout_end()
                 self._update(obs_buf, act_buf, rew_buf, done_buf)
+            callback.on_training_end()
         finally:
             self._teardown_learn()
         return self
@@ -546,7 +554,7 @@ class ReinforceAgent(BaseAgent):
         if self.policy.kind == "box":
             stats["train/std"] = self.policy.log_std.exp().mean().item()
         for tag, value in stats.items():
-            self._log_scalar(tag, value)
+            self.logger.record(tag, value)
         return stats
 
     # ---------------------------------------------------------------- persistence
@@ -575,7 +583,7 @@ class ReinforceAgent(BaseAgent):
         The tensors are written first and the JSON last: the JSON is what :meth:`load` opens,
         so an interrupted save leaves the previous checkpoint loadable.
         """
-        path = Path(path)
+        path = checkpoint_dir(path)
         path.mkdir(parents=True, exist_ok=True)
         opt_state = self.optimizer.state_dict()
         tensors = flatten_state("policy", self.policy.state_dict())
@@ -603,7 +611,7 @@ class ReinforceAgent(BaseAgent):
     @classmethod
     def load(cls, path: PathLike, env: gym.Env | None = None, **kwargs: Any) -> ReinforceAgent:
         """Rebuild a saved agent; ``kwargs`` override stored settings (e.g. ``tensorboard_log``)."""
-        path = Path(path)
+        path = checkpoint_dir(path, existing=True)
         meta = cls._read_meta(path, cls.agent_name)
         obs_space = space_from_dict(meta["observation_space"])
         act_space = space_from_dict(meta["action_space"])

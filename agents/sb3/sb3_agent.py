@@ -41,8 +41,9 @@ import numpy as np
 import torch
 from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.callbacks import BaseCallback, CallbackList, ConvertCallback
+from stable_baselines3.common.callbacks import CallbackList
 from stable_baselines3.common.env_util import is_wrapped
+from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.noise import (
     ActionNoise,
@@ -52,7 +53,7 @@ from stable_baselines3.common.noise import (
 from stable_baselines3.common.save_util import recursive_setattr
 from stable_baselines3.common.vec_env import VecEnv
 
-from agents.common.base import META_FILE, BaseAgent
+from agents.common.base import META_FILE, BaseAgent, MaybeCallback, as_callback, checkpoint_dir
 from agents.common.checkpoint import (
     CheckpointError,
     PathLike,
@@ -332,7 +333,7 @@ class SB3Agent(BaseAgent):
     def learn(
         self,
         total_timesteps: int,
-        callback: Any = None,
+        callback: MaybeCallback = None,
         tb_log_name: str = "run",
         progress_bar: bool = False,
         reset_num_timesteps: bool = True,
@@ -342,19 +343,13 @@ class SB3Agent(BaseAgent):
         assert self.model is not None
         if self.model.get_env() is None:
             raise ValueError("this agent has no env: pass one to load(...)")
-        callbacks: list[BaseCallback] = [
-            InfoTensorboardCallback(
-                self.text_every, self.recorders, purge=not reset_num_timesteps
-            )
-        ]
-        for cb in callback if isinstance(callback, (list, tuple)) else [callback]:
-            if cb is None:
-                continue
-            callbacks.append(cb if isinstance(cb, BaseCallback) else ConvertCallback(cb))
+        info = InfoTensorboardCallback(
+            self.text_every, self.recorders, purge=not reset_num_timesteps
+        )
         learn_kwargs = {**self.spec.learn_defaults, **learn_kwargs}
         self.model.learn(
             total_timesteps,
-            callback=CallbackList(callbacks),
+            callback=CallbackList([info, as_callback(callback)]),
             tb_log_name=tb_log_name,
             progress_bar=progress_bar,
             reset_num_timesteps=reset_num_timesteps,
@@ -418,14 +413,19 @@ class SB3Agent(BaseAgent):
         self.model._last_episode_starts = np.array([ep_length == 0])
 
     @property
-    def logger_dir(self) -> str | None:
-        """Directory SB3 logs to (the TensorBoard run directory when ``tensorboard_log`` is set)."""
-        return None if self.model is None else self.model.logger.get_dir()
+    def logger(self) -> Logger:
+        """The model's SB3 ``Logger`` (set up by its ``learn``); a silent one before any."""
+        model_logger = getattr(self.model, "_logger", None)
+        return model_logger if model_logger is not None else super().logger
+
+    def get_vec_normalize_env(self) -> Any:
+        """The model's ``VecNormalize`` wrapper, if its env has one."""
+        return None if self.model is None else self.model.get_vec_normalize_env()
 
     def save(self, path: PathLike) -> None:
         """Write ``<path>/model.zip`` (SB3's format) and ``<path>/agent.json`` (wrapper rebuild)."""
         assert self.model is not None
-        path = Path(path)
+        path = checkpoint_dir(path)
         path.mkdir(parents=True, exist_ok=True)
         model = self.model
         atomic_write_with(path / MODEL_FILE, lambda tmp: model.save(tmp), suffix=".zip")
@@ -465,7 +465,7 @@ class SB3Agent(BaseAgent):
         in ``unstored_kwargs``, e.g. a custom learning-rate schedule). A corrupt, incompatible or
         tampered checkpoint raises :class:`CheckpointError` naming the file.
         """
-        path = Path(path)
+        path = checkpoint_dir(path, existing=True)
         meta_path = path / META_FILE
         meta = read_json_object(meta_path, {
             "agent": str, "algo": str, "observation_space": dict, "action_space": dict,

@@ -24,8 +24,9 @@ import torch
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def bench_env(steps: int, batch_size: int, decoder: str = "compact",
-              seed: int = 0) -> dict[str, Any]:
+def bench_env(
+    steps: int, batch_size: int, decoder: str = "compact", seed: int = 0
+) -> dict[str, Any]:
     import gymnasium as gym
 
     import datagen_gym  # noqa: F401
@@ -49,8 +50,12 @@ def bench_env(steps: int, batch_size: int, decoder: str = "compact",
         tgt.append(seconds["time_target_s"])
         rewards.append(reward)
     env.close()
-    return {"step": statistics.median(total), "generation": statistics.median(gen),
-            "target": statistics.median(tgt), "rewards": rewards}
+    return {
+        "step": statistics.median(total),
+        "generation": statistics.median(gen),
+        "target": statistics.median(tgt),
+        "rewards": rewards,
+    }
 
 
 def bench_backend(repeats: int, batch_size: int) -> dict[str, float]:
@@ -63,8 +68,15 @@ def bench_backend(repeats: int, batch_size: int) -> dict[str, float]:
     gen = Generator(sampler=Sampler(backend), seed=0)
     prompts = gen.self_instruct.bootstrap_prompts(batch_size)
     tok, model = backend.tokenizer, backend.model
-    kwargs = dict(max_new_tokens=96, do_sample=True, temperature=1.0, top_p=0.9, top_k=0,
-                  pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+    kwargs = dict(
+        max_new_tokens=96,
+        do_sample=True,
+        temperature=1.0,
+        top_p=0.9,
+        top_k=0,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
     ours, direct, tokens = [], [], []
     for r in range(repeats):
         torch.manual_seed(r)
@@ -72,14 +84,17 @@ def bench_backend(repeats: int, batch_size: int) -> dict[str, float]:
         enc = tok(prompts, return_tensors="pt", padding=True)
         with torch.inference_mode():
             ids = model.generate(**enc, **kwargs)
-        tok.batch_decode(ids[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+        tok.batch_decode(ids[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
         direct.append(time.perf_counter() - t0)
-        tokens.append(int((ids[:, enc["input_ids"].shape[1]:] != tok.pad_token_id).sum()))
+        tokens.append(int((ids[:, enc["input_ids"].shape[1] :] != tok.pad_token_id).sum()))
         t0 = time.perf_counter()
         backend.generate(prompts, temperature=1.0, top_p=0.9, max_new_tokens=96, seed=r)
         ours.append(time.perf_counter() - t0)
-    return {"ours": statistics.median(ours), "direct": statistics.median(direct),
-            "tokens": statistics.median(tokens)}
+    return {
+        "ours": statistics.median(ours),
+        "direct": statistics.median(direct),
+        "tokens": statistics.median(tokens),
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -87,8 +102,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads (default: torch's choice)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: torch's choice)"
+    )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -112,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
         f"| env step, batch {args.batch_size} (random actions) | {env['step']:.3f} s |",
         f"| of which generation | {env['generation']:.3f} s |",
         f"| of which target fit + eval | {env['target']:.3f} s |",
-        f"| env step with `sampling.decoder=\"generate\"` (`model.generate`) | "
+        f'| env step with `sampling.decoder="generate"` (`model.generate`) | '
         f"{hf_env['step']:.3f} s |",
         f"| compact / generate, env step | {env['step'] / hf_env['step']:.3f} |",
         f"| steps whose reward differs between the two decoders | {differ} of {args.steps} |",

@@ -70,29 +70,55 @@ SKILLS = ("sentiment", "topic", "spam", "parity", "animal")
 ALL_TASKS = tuple("+".join(c) for c in itertools.combinations(SKILLS, 3))
 HELDOUT_TASKS = ("sentiment+spam+parity", "sentiment+parity+animal", "topic+spam+animal")
 TRAIN_TASKS = tuple(t for t in ALL_TASKS if t not in HELDOUT_TASKS)
-ENV_KWARGS: dict[str, Any] = {"batch_size": 32, "num_iterations": 10, "action_delta": 0.25,
-                              "focus": True, "skills": list(SKILLS)}
+ENV_KWARGS: dict[str, Any] = {
+    "batch_size": 32,
+    "num_iterations": 10,
+    "action_delta": 0.25,
+    "focus": True,
+    "skills": list(SKILLS),
+}
 GRID_TEMPERATURES = (0.5, 1.0, 1.5)
 TOP_P = 0.9  # the env's default start, held by BenchmarkAction
 START_TEMPERATURE = 1.0  # the env's default start (held with --hold-temperature)
 # (temperature, top_p, template, focus)
 Setting = tuple[float, float, str, str | None]
-STATIC = {"static_self_instruct": (0.7, 0.5, "self_instruct", None),
-          "static_alpaca": (1.0, 1.0, "self_instruct", None)}
+STATIC = {
+    "static_self_instruct": (0.7, 0.5, "self_instruct", None),
+    "static_alpaca": (1.0, 1.0, "self_instruct", None),
+}
 SEARCH_METHODS = ("random_search", "tpe", "ucb", "thompson")
 POLICY_ALGOS = ("ppo", "maskable_ppo", "reinforce")
-POLICY_METHODS = tuple(f"{algo}_{mode}" for algo in POLICY_ALGOS
-                       for mode in ("zero_shot", "finetune"))
+POLICY_METHODS = tuple(
+    f"{algo}_{mode}" for algo in POLICY_ALGOS for mode in ("zero_shot", "finetune")
+)
 SCHEDULE_METHODS = ("round_robin", "weakest_first")
-METHODS = (*STATIC, "fixed_train_best", *SCHEDULE_METHODS, *SEARCH_METHODS, *POLICY_METHODS,
-           "oracle")
+METHODS = (
+    *STATIC,
+    "fixed_train_best",
+    *SCHEDULE_METHODS,
+    *SEARCH_METHODS,
+    *POLICY_METHODS,
+    "oracle",
+)
 HYPERPARAMS: dict[str, dict[str, Any]] = {
     # Pre-training has thousands of steps: rollouts of 5 episodes, a few epochs per update.
-    "ppo": {"n_steps": 50, "batch_size": 50, "n_epochs": 4, "learning_rate": 5e-4,
-            "gamma": 0.95, "ent_coef": 0.01},
+    "ppo": {
+        "n_steps": 50,
+        "batch_size": 50,
+        "n_epochs": 4,
+        "learning_rate": 5e-4,
+        "gamma": 0.95,
+        "ent_coef": 0.01,
+    },
     # PPO with the same settings that never samples a focus on a skill the task lacks.
-    "maskable_ppo": {"n_steps": 50, "batch_size": 50, "n_epochs": 4, "learning_rate": 5e-4,
-                     "gamma": 0.95, "ent_coef": 0.01},
+    "maskable_ppo": {
+        "n_steps": 50,
+        "batch_size": 50,
+        "n_epochs": 4,
+        "learning_rate": 5e-4,
+        "gamma": 0.95,
+        "ent_coef": 0.01,
+    },
     "reinforce": {"n_episodes": 4, "learning_rate": 0.01, "gamma": 0.95},
     "ucb": {},  # arms: template x focus (BenchmarkAction.choice_dims), temperature kept
     "thompson": {},
@@ -111,7 +137,8 @@ class BenchmarkAction(gym.ActionWrapper):
         nvec = env.action_space.nvec
         self.hold_temperature = hold_temperature
         self.action_space = spaces.MultiDiscrete(
-            [nvec[2], nvec[3]] if hold_temperature else [nvec[0], nvec[2], nvec[3]])
+            [nvec[2], nvec[3]] if hold_temperature else [nvec[0], nvec[2], nvec[3]]
+        )
         #: the dimensions a bandit pulls arms over (template x focus)
         self.choice_dims = (0, 1) if hold_temperature else (1, 2)
 
@@ -157,9 +184,14 @@ class TaskMixture(gym.Env):
         return self.current.get_wrapper_attr("action_masks")()
 
 
-def make_env(task: str, replay: str | None = None, test: bool = True,
-             batch_size: int | None = None, num_iterations: int | None = None,
-             hold_temperature: bool = False) -> gym.Env:
+def make_env(
+    task: str,
+    replay: str | None = None,
+    test: bool = True,
+    batch_size: int | None = None,
+    num_iterations: int | None = None,
+    hold_temperature: bool = False,
+) -> gym.Env:
     """The benchmark env for ``task`` (test split scored unless ``test=False``)."""
     from datagen_gym.envs import DataGenEnv
     from datagen_gym.targets import make_builtin_target
@@ -178,8 +210,11 @@ def make_env(task: str, replay: str | None = None, test: bool = True,
 
 def env_options(job: dict[str, Any]) -> dict[str, Any]:
     """The :func:`make_env` options a job or the run's common settings carry."""
-    return {"batch_size": job.get("batch_size"), "num_iterations": job.get("num_iterations"),
-            "hold_temperature": bool(job.get("hold_temperature"))}
+    return {
+        "batch_size": job.get("batch_size"),
+        "num_iterations": job.get("num_iterations"),
+        "hold_temperature": bool(job.get("hold_temperature")),
+    }
 
 
 def keep_action(env: gym.Env, template: str, focus: str | None) -> np.ndarray:
@@ -206,18 +241,27 @@ class Budget(EvalBudget):
 
     def step(self, action: Any):
         obs, reward, terminated, truncated, info = super().step(action)
-        self.trace.append({"evals": self.evals, "progress": self._step,
-                           "skills_before": self._skills, "focus": info["focus"],
-                           "template": info["template"], "temperature": info["temperature"],
-                           "metric": info["metric"], "test_metric": info["test_metric"]})
+        self.trace.append(
+            {
+                "evals": self.evals,
+                "progress": self._step,
+                "skills_before": self._skills,
+                "focus": info["focus"],
+                "template": info["template"],
+                "temperature": info["temperature"],
+                "metric": info["metric"],
+                "test_metric": info["test_metric"],
+            }
+        )
         self._skills, self._step = dict(info["skill_metrics"]), self._step + 1
         if terminated or truncated:
             self.episodes[-1].update(test_metric=info["test_metric"], focus=info["focus"])
         return obs, reward, terminated, truncated, info
 
 
-def selected_test(episodes: Sequence[dict[str, Any]], baseline: dict[str, float],
-                  budget: int) -> float:
+def selected_test(
+    episodes: Sequence[dict[str, Any]], baseline: dict[str, float], budget: int
+) -> float:
     """Test metric of the best-validation episode finished within ``budget`` evaluations."""
     done = [e for e in episodes if e["evals"] <= budget]
     if not done:
@@ -238,13 +282,18 @@ def run_schedule(env: Budget, setting: Setting, seed: int, rule: str) -> None:
     accuracy."""
     temperature, top_p, template, _ = setting
     for i in range(env.budget // env.unwrapped.num_iterations):
-        _, info = env.reset(seed=seed if i == 0 else None, options={
-            "temperature": temperature, "top_p": top_p, "template": template})
+        _, info = env.reset(
+            seed=seed if i == 0 else None,
+            options={"temperature": temperature, "top_p": top_p, "template": template},
+        )
         task_skills = list(info["skill_metrics"])
         scores, step, done = dict(info["skill_metrics"]), 0, False
         while not done:
-            focus = (task_skills[step % len(task_skills)] if rule == "round_robin"
-                     else min(task_skills, key=lambda s: scores[s]))
+            focus = (
+                task_skills[step % len(task_skills)]
+                if rule == "round_robin"
+                else min(task_skills, key=lambda s: scores[s])
+            )
             _, _, terminated, truncated, info = env.step(keep_action(env, template, focus))
             scores, step = dict(info["skill_metrics"]), step + 1
             done = terminated or truncated
@@ -260,18 +309,26 @@ def run_optuna(env: Budget, seed: int, method: str) -> None:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     n_trials = env.budget // env.unwrapped.num_iterations
-    sampler = (optuna.samplers.TPESampler(seed=seed,
-                                          n_startup_trials=max(1, min(10, n_trials // 2)))
-               if method == "tpe" else optuna.samplers.RandomSampler(seed=seed))
+    sampler = (
+        optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(1, min(10, n_trials // 2)))
+        if method == "tpe"
+        else optuna.samplers.RandomSampler(seed=seed)
+    )
     study = optuna.create_study(direction="maximize", sampler=sampler)
 
     def objective(trial: optuna.Trial) -> float:
         focus = trial.suggest_categorical("focus", ["any", *SKILLS])
-        temperature = (START_TEMPERATURE if env.get_wrapper_attr("hold_temperature")
-                       else trial.suggest_float("temperature", 0.25, 1.75, step=0.25))
-        setting = (temperature, TOP_P,
-                   trial.suggest_categorical("template", list(TEMPLATE_NAMES)),
-                   None if focus == "any" else focus)
+        temperature = (
+            START_TEMPERATURE
+            if env.get_wrapper_attr("hold_temperature")
+            else trial.suggest_float("temperature", 0.25, 1.75, step=0.25)
+        )
+        setting = (
+            temperature,
+            TOP_P,
+            trial.suggest_categorical("template", list(TEMPLATE_NAMES)),
+            None if focus == "any" else focus,
+        )
         run_fixed_once(env, setting, seed if trial.number == 0 else None)
         return env.episodes[-1]["metric"]
 
@@ -280,8 +337,10 @@ def run_optuna(env: Budget, seed: int, method: str) -> None:
 
 def run_fixed_once(env: Budget, setting: Setting, seed: int | None) -> None:
     temperature, top_p, template, focus = setting
-    env.reset(seed=seed, options={"temperature": temperature, "top_p": top_p,
-                                  "template": template, "focus": focus})
+    env.reset(
+        seed=seed,
+        options={"temperature": temperature, "top_p": top_p, "template": template, "focus": focus},
+    )
     done = False
     while not done:
         _, _, terminated, truncated, _ = env.step(keep_action(env, template, focus))
@@ -311,8 +370,9 @@ def policy_algo(method: str) -> str:
 def predict_masked(agent: Any, env: gym.Env, obs: np.ndarray) -> np.ndarray:
     """The agent's deterministic action, with the env's action masks for a masked policy."""
     if getattr(getattr(agent, "spec", None), "masked", False):
-        return agent.predict(obs, deterministic=True,
-                             action_masks=env.get_wrapper_attr("action_masks")())[0]
+        return agent.predict(
+            obs, deterministic=True, action_masks=env.get_wrapper_attr("action_masks")()
+        )[0]
     return agent.predict(obs, deterministic=True)[0]
 
 
@@ -365,10 +425,16 @@ def run_method(job: dict[str, Any]) -> dict[str, Any]:
         run_policy(env, Path(job["policy"]), seed, finetune=method.endswith("finetune"))
     else:
         raise ValueError(f"unknown method {method!r}; valid: {METHODS}")
-    return {"method": method, "task": task, "seed": seed,
-            "baseline": {"metric": env.baseline, "test_metric": env.test_baseline},
-            "episodes": env.episodes, "trace": env.trace if method in POLICY_METHODS else [],
-            "evals": env.evals, "seconds": time.perf_counter() - t0}
+    return {
+        "method": method,
+        "task": task,
+        "seed": seed,
+        "baseline": {"metric": env.baseline, "test_metric": env.test_baseline},
+        "episodes": env.episodes,
+        "trace": env.trace if method in POLICY_METHODS else [],
+        "evals": env.evals,
+        "seconds": time.perf_counter() - t0,
+    }
 
 
 def run_grid_cell(job: dict[str, Any]) -> dict[str, Any]:
@@ -377,12 +443,17 @@ def run_grid_cell(job: dict[str, Any]) -> dict[str, Any]:
     env = make_env(job["task"], job.get("replay"), **env_options(job))
     env = Budget(env, env.unwrapped.num_iterations)
     run_fixed_once(env, tuple(job["setting"]), job["seed"])
-    return {"task": job["task"], "setting": list(job["setting"]), "seed": job["seed"],
-            **{k: env.episodes[-1][k] for k in ("metric", "test_metric")}}
+    return {
+        "task": job["task"],
+        "setting": list(job["setting"]),
+        "seed": job["seed"],
+        **{k: env.episodes[-1][k] for k in ("metric", "test_metric")},
+    }
 
 
-def grid_settings(temperatures: Sequence[float], templates: Sequence[str],
-                  task: str | None = None) -> list[Setting]:
+def grid_settings(
+    temperatures: Sequence[float], templates: Sequence[str], task: str | None = None
+) -> list[Setting]:
     """Temperature x template x focus (any, or the task's skills; all skills without a task)."""
     focuses = [None, *(task.split("+") if task else SKILLS)]
     return [(t, TOP_P, name, f) for t in temperatures for name in templates for f in focuses]
@@ -402,18 +473,23 @@ def best_setting(cells: Sequence[dict[str, Any]], focused: bool = False) -> Sett
 def run_pretrain(job: dict[str, Any]) -> str:
     """:func:`pretrain` for a job of the benchmark (its hyper-parameters are part of the job,
     so a rerun with other ones trains again)."""
-    return str(pretrain(job["algo"], job["seed"], job["steps"], job["tasks"], job["common"],
-                        Path(job["out"])))
+    return str(
+        pretrain(
+            job["algo"], job["seed"], job["steps"], job["tasks"], job["common"], Path(job["out"])
+        )
+    )
 
 
-def pretrain(algo: str, seed: int, steps: int, tasks: Sequence[str], common: dict[str, Any],
-             out: Path) -> Path:
+def pretrain(
+    algo: str, seed: int, steps: int, tasks: Sequence[str], common: dict[str, Any], out: Path
+) -> Path:
     """Train ``algo`` on the training-task mixture; returns the saved policy's directory."""
     from agents import make_agent
 
     _worker_init()
-    env = TaskMixture([make_env(t, common.get("replay"), test=False, **env_options(common))
-                       for t in tasks])
+    env = TaskMixture(
+        [make_env(t, common.get("replay"), test=False, **env_options(common)) for t in tasks]
+    )
     params = dict(HYPERPARAMS[algo])
     if "n_steps" in params:  # a run shorter than one rollout (the smoke test) still updates
         params["n_steps"] = min(params["n_steps"], steps)
@@ -436,8 +512,9 @@ def t_ci(values: Sequence[float]) -> float:
     return float(stats.t.ppf(0.975, n - 1) * np.std(values, ddof=1) / math.sqrt(n))
 
 
-def summarise(runs: Sequence[dict[str, Any]], budgets: Sequence[int],
-              heldout: Sequence[str]) -> dict[str, Any]:
+def summarise(
+    runs: Sequence[dict[str, Any]], budgets: Sequence[int], heldout: Sequence[str]
+) -> dict[str, Any]:
     table: dict[str, Any] = {}
     for method in METHODS:
         mine = [r for r in runs if r["method"] == method]
@@ -447,18 +524,24 @@ def summarise(runs: Sequence[dict[str, Any]], budgets: Sequence[int],
         for b in budgets:
             vals = [selected_test(r["episodes"], r["baseline"], b) for r in mine]
             gains = [v - r["baseline"]["test_metric"] for v, r in zip(vals, mine)]
-            row[str(b)] = {"mean": float(np.mean(vals)), "ci": t_ci(vals),
-                           "gain": float(np.mean(gains)), "n": len(vals),
-                           "per_task": {t: float(np.mean([v for v, r in zip(vals, mine)
-                                                           if r["task"] == t]))
-                                        for t in heldout}}
+            row[str(b)] = {
+                "mean": float(np.mean(vals)),
+                "ci": t_ci(vals),
+                "gain": float(np.mean(gains)),
+                "n": len(vals),
+                "per_task": {
+                    t: float(np.mean([v for v, r in zip(vals, mine) if r["task"] == t]))
+                    for t in heldout
+                },
+            }
         table[method] = row
     paired_differences(table, runs, budgets)
     return table
 
 
-def paired(runs: Sequence[dict[str, Any]], method: str, reference: str,
-           budgets: Sequence[int]) -> dict[str, dict[str, float]]:
+def paired(
+    runs: Sequence[dict[str, Any]], method: str, reference: str, budgets: Sequence[int]
+) -> dict[str, dict[str, float]]:
     """``method`` minus ``reference`` on the same (task, seed) pairs, per budget: mean, 95% t
     interval and the number of pairs. Every method runs on the same tasks and seeds, so the
     pairing removes the between-task spread that dominates the unpaired intervals."""
@@ -466,16 +549,24 @@ def paired(runs: Sequence[dict[str, Any]], method: str, reference: str,
     mine = [r for r in runs if r["method"] == method and (r["task"], r["seed"]) in ref]
     out = {}
     for b in budgets:
-        diffs = [selected_test(r["episodes"], r["baseline"], b)
-                 - selected_test(ref[(r["task"], r["seed"])]["episodes"],
-                                 ref[(r["task"], r["seed"])]["baseline"], b) for r in mine]
+        diffs = [
+            selected_test(r["episodes"], r["baseline"], b)
+            - selected_test(
+                ref[(r["task"], r["seed"])]["episodes"], ref[(r["task"], r["seed"])]["baseline"], b
+            )
+            for r in mine
+        ]
         if diffs:
             out[str(b)] = {"mean": float(np.mean(diffs)), "ci": t_ci(diffs), "n": len(diffs)}
     return out
 
 
-def paired_differences(table: dict[str, Any], runs: Sequence[dict[str, Any]],
-                       budgets: Sequence[int], reference: str = "fixed_train_best") -> None:
+def paired_differences(
+    table: dict[str, Any],
+    runs: Sequence[dict[str, Any]],
+    budgets: Sequence[int],
+    reference: str = "fixed_train_best",
+) -> None:
     """Add each method's :func:`paired` difference to ``reference`` as ``row[b]["vs_ref"]``."""
     for method, row in table.items():
         for b, diff in paired(runs, method, reference, budgets).items():
@@ -486,15 +577,18 @@ def paired_differences(table: dict[str, Any], runs: Sequence[dict[str, Any]],
 RIVALS = ("fixed_train_best", *SEARCH_METHODS, "weakest_first", "round_robin", "oracle")
 
 
-def best_policy_comparison(table: dict[str, Any], runs: Sequence[dict[str, Any]],
-                           budgets: Sequence[int]) -> dict[str, Any]:
+def best_policy_comparison(
+    table: dict[str, Any], runs: Sequence[dict[str, Any]], budgets: Sequence[int]
+) -> dict[str, Any]:
     """The learned method with the best mean at the largest budget, paired with each rival."""
     learned = [m for m in POLICY_METHODS if m in table]
     if not learned:
         return {}
     best = max(learned, key=lambda m: table[m][str(budgets[-1])]["mean"])
-    return {"method": best, "rivals": {r: paired(runs, best, r, budgets) for r in RIVALS
-                                       if r in table}}
+    return {
+        "method": best,
+        "rivals": {r: paired(runs, best, r, budgets) for r in RIVALS if r in table},
+    }
 
 
 def state_dependence(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -523,15 +617,17 @@ def state_dependence(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
             templates.setdefault(s["progress"], {}).setdefault(s["template"], 0)
             templates[s["progress"]][s["template"]] += 1
         shares = {k: kinds.count(k) / len(kinds) for k in sorted(set(kinds))}
-        out[method] = {"n_steps": len(steps), "focus_shares": shares,
-                       "focus_by_progress": by_progress, "template_by_progress": templates,
-                       "distinct_actions": len({(s["template"], s["focus"], s["temperature"])
-                                                for s in steps})}
+        out[method] = {
+            "n_steps": len(steps),
+            "focus_shares": shares,
+            "focus_by_progress": by_progress,
+            "template_by_progress": templates,
+            "distinct_actions": len({(s["template"], s["focus"], s["temperature"]) for s in steps}),
+        }
     return out
 
 
-def probe_policy(policy_path: str, tasks: Sequence[str], common: dict[str, Any]
-                 ) -> dict[str, Any]:
+def probe_policy(policy_path: str, tasks: Sequence[str], common: dict[str, Any]) -> dict[str, Any]:
     """Counterfactual probes of a pre-trained policy at the start of each task's episode:
     lower one present skill's observed accuracy below the others and see whether the focus
     follows it; move the progress entry from 0 to 0.9 and record the template and focus."""
@@ -558,31 +654,45 @@ def probe_policy(policy_path: str, tasks: Sequence[str], common: dict[str, Any]
             probe = obs.copy()
             probe[6 + n_t] = p
             action = predict_masked(agent, env, probe)
-            by_progress.append({"task": task, "progress": float(p),
-                                "template": TEMPLATE_NAMES[int(action[-2])],
-                                "focus": None if action[-1] == 0 else SKILLS[int(action[-1]) - 1]})
-    return {"focus_follows_lowered_skill": follows, "probes": probes,
-            "by_progress": by_progress}
+            by_progress.append(
+                {
+                    "task": task,
+                    "progress": float(p),
+                    "template": TEMPLATE_NAMES[int(action[-2])],
+                    "focus": None if action[-1] == 0 else SKILLS[int(action[-1]) - 1],
+                }
+            )
+    return {"focus_follows_lowered_skill": follows, "probes": probes, "by_progress": by_progress}
 
 
 def write_report(result: dict[str, Any], out_dir: Path) -> None:
     budgets = result["budgets"]
     table = result["table"]
     oracle = table.get("oracle", {})
-    lines = ["# Held-out tasks: learned generation policies against fixed settings and search",
-             "", f"`{result['command']}` on {result['machine']}; {result['wall_minutes']:.0f} "
-             "minutes.", "",
-             f"Training tasks: {', '.join(result['train_tasks'])}. "
-             f"Held-out: {', '.join(result['heldout'])}.",
-             "Test-split accuracy (mean over skills) of each method's best-validation episode, "
-             f"mean over {len(result['heldout'])} held-out tasks x {result['n_seeds']} seeds, "
-             "with the 95% t interval; the gain share is the method's gain over the seed-only "
-             "baseline divided by the hindsight oracle's.", ""]
-    lines += ["The paired column is the method minus `fixed_train_best` on the same (task, seed) "
-              "pairs, mean and 95% t interval: a method beats the best fixed setting where the "
-              "whole interval is above 0.", ""]
-    header = "| method | " + " | ".join(f"test @{b} | gain share @{b} | paired vs fixed @{b}"
-                                         for b in budgets) + " |"
+    lines = [
+        "# Held-out tasks: learned generation policies against fixed settings and search",
+        "",
+        f"`{result['command']}` on {result['machine']}; {result['wall_minutes']:.0f} minutes.",
+        "",
+        f"Training tasks: {', '.join(result['train_tasks'])}. "
+        f"Held-out: {', '.join(result['heldout'])}.",
+        "Test-split accuracy (mean over skills) of each method's best-validation episode, "
+        f"mean over {len(result['heldout'])} held-out tasks x {result['n_seeds']} seeds, "
+        "with the 95% t interval; the gain share is the method's gain over the seed-only "
+        "baseline divided by the hindsight oracle's.",
+        "",
+    ]
+    lines += [
+        "The paired column is the method minus `fixed_train_best` on the same (task, seed) "
+        "pairs, mean and 95% t interval: a method beats the best fixed setting where the "
+        "whole interval is above 0.",
+        "",
+    ]
+    header = (
+        "| method | "
+        + " | ".join(f"test @{b} | gain share @{b} | paired vs fixed @{b}" for b in budgets)
+        + " |"
+    )
     lines += [header, "|---|" + "---|---|---|" * len(budgets)]
     for method, row in sorted(table.items(), key=lambda kv: -kv[1][str(budgets[-1])]["mean"]):
         cells = []
@@ -594,31 +704,43 @@ def write_report(result: dict[str, Any], out_dir: Path) -> None:
             paired = f"{vs['mean']:+.3f} ± {vs['ci']:.3f}" if vs else "-"
             cells.append(f"{cell['mean']:.3f} ± {cell['ci']:.3f} | {share:.0%} | {paired}")
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
-    lines += ["", f"Grid: temperature {result['grid_temperatures']} x templates "
-              f"{result['grid_templates']} x focus (any or a "
-              f"skill), top_p {TOP_P}; train-best setting {result['train_best']}, train-best "
-              f"focused {result['train_best_focused']}.", ""]
+    lines += [
+        "",
+        f"Grid: temperature {result['grid_temperatures']} x templates "
+        f"{result['grid_templates']} x focus (any or a "
+        f"skill), top_p {TOP_P}; train-best setting {result['train_best']}, train-best "
+        f"focused {result['train_best_focused']}.",
+        "",
+    ]
     if result.get("state"):
         lines += ["## State dependence of the zero-shot policies", ""]
         for method, s in result["state"].items():
             shares = ", ".join(f"{k} {v:.0%}" for k, v in s["focus_shares"].items())
-            lines.append(f"- {method}: {s['n_steps']} steps, {s['distinct_actions']} distinct "
-                         f"(template, focus, temperature) actions; focus: {shares}.")
+            lines.append(
+                f"- {method}: {s['n_steps']} steps, {s['distinct_actions']} distinct "
+                f"(template, focus, temperature) actions; focus: {shares}."
+            )
         lines.append("")
     for name, probe in (result.get("probes") or {}).items():
         changes = len({(p["template"], p["focus"]) for p in probe["by_progress"]})
-        lines.append(f"- {name} probe: lowering one present skill's observed accuracy moved the "
-                     f"focus to it in {probe['focus_follows_lowered_skill']} of "
-                     f"{probe['probes']} probes; over progress 0..0.9 the policy chose "
-                     f"{changes} distinct (template, focus) pairs.")
+        lines.append(
+            f"- {name} probe: lowering one present skill's observed accuracy moved the "
+            f"focus to it in {probe['focus_follows_lowered_skill']} of "
+            f"{probe['probes']} probes; over progress 0..0.9 the policy chose "
+            f"{changes} distinct (template, focus) pairs."
+        )
     lines.append("")
     comparison = result.get("best_policy") or {}
     if comparison.get("rivals"):
-        lines += [f"## The best learned policy, paired with each rival: {comparison['method']}",
-                  "", "Its test accuracy minus the rival's on the same (task, seed) pairs, mean "
-                  "and 95% t interval; **bold**: the whole interval is above 0.", "",
-                  "| rival | " + " | ".join(f"@{b}" for b in budgets) + " |",
-                  "|---|" + "---|" * len(budgets)]
+        lines += [
+            f"## The best learned policy, paired with each rival: {comparison['method']}",
+            "",
+            "Its test accuracy minus the rival's on the same (task, seed) pairs, mean "
+            "and 95% t interval; **bold**: the whole interval is above 0.",
+            "",
+            "| rival | " + " | ".join(f"@{b}" for b in budgets) + " |",
+            "|---|" + "---|" * len(budgets),
+        ]
         for rival, diffs in comparison["rivals"].items():
             cells = []
             for b in budgets:
@@ -645,8 +767,14 @@ def plot(result: dict[str, Any], out_dir: Path) -> None:
     for i, b in enumerate(budgets):
         means = [table[m][str(b)]["mean"] for m in methods]
         cis = [table[m][str(b)]["ci"] for m in methods]
-        ax.errorbar(means, np.arange(len(methods)) + 0.2 * i, xerr=cis, fmt="o",
-                    label=f"{b} evaluations", capsize=3)
+        ax.errorbar(
+            means,
+            np.arange(len(methods)) + 0.2 * i,
+            xerr=cis,
+            fmt="o",
+            label=f"{b} evaluations",
+            capsize=3,
+        )
     ax.set_yticks(np.arange(len(methods)))
     ax.set_yticklabels(methods)
     ax.set_xlabel("held-out test accuracy (mean over skills)")
@@ -662,8 +790,13 @@ def plot(result: dict[str, Any], out_dir: Path) -> None:
             prog = sorted(s["focus_by_progress"], key=int)
             bottom = np.zeros(len(prog))
             for kind in kinds:
-                vals = np.array([s["focus_by_progress"][p].get(kind, 0) /
-                                 max(1, sum(s["focus_by_progress"][p].values())) for p in prog])
+                vals = np.array(
+                    [
+                        s["focus_by_progress"][p].get(kind, 0)
+                        / max(1, sum(s["focus_by_progress"][p].values()))
+                        for p in prog
+                    ]
+                )
                 ax.bar([int(p) for p in prog], vals, bottom=bottom, label=kind)
                 bottom += vals
             ax.set_title(f"{method}: focus by episode step")
@@ -676,8 +809,7 @@ def plot(result: dict[str, Any], out_dir: Path) -> None:
 
 
 # ---------------------------------------------------------------------------- main
-def _map(fn: Callable, jobs: list[dict[str, Any]], workers: int, desc: str,
-         log: Path) -> list[Any]:
+def _map(fn: Callable, jobs: list[dict[str, Any]], workers: int, desc: str, log: Path) -> list[Any]:
     """``fn`` over ``jobs`` (in ``workers`` processes), each result appended to the JSONL
     ``log`` as it arrives; jobs already in the log are not run again (a killed benchmark
     resumes where it stopped). Returns the results in job order."""
@@ -694,8 +826,11 @@ def _map(fn: Callable, jobs: list[dict[str, Any]], workers: int, desc: str,
             done[key(row["job"])] = row["result"]
     todo = [j for j in jobs if key(j) not in done]
     log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "a", encoding="utf-8") as fh, \
-            tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=desc) as bar:
+    with (
+        open(log, "a", encoding="utf-8") as fh,
+        tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=desc) as bar,
+    ):
+
         def keep(job: dict[str, Any], result: Any) -> None:
             fh.write(json.dumps({"job": job, "result": result}, default=str) + "\n")
             fh.flush()
@@ -715,9 +850,12 @@ def _map(fn: Callable, jobs: list[dict[str, Any]], workers: int, desc: str,
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="a small check: 1 seed, budget 30, 1 held-out task, short "
-                             "pre-training, a reduced grid")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a small check: 1 seed, budget 30, 1 held-out task, short "
+        "pre-training, a reduced grid",
+    )
     parser.add_argument("--replay", default=None, help="replay cache (see datagen_gym.replay)")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--budgets", type=int, nargs="+", default=[30, 100])
@@ -725,28 +863,57 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pretrain-steps", type=int, default=20000)
     parser.add_argument("--methods", nargs="+", default=list(METHODS))
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=None,
-                        help=f"records per step (default {ENV_KWARGS['batch_size']})")
-    parser.add_argument("--num-iterations", type=int, default=None,
-                        help=f"steps per episode (default {ENV_KWARGS['num_iterations']})")
-    parser.add_argument("--train-tasks", type=int, default=len(TRAIN_TASKS),
-                        help="use the first N training tasks")
-    parser.add_argument("--heldout-tasks", type=int, default=len(HELDOUT_TASKS),
-                        help="use the first N held-out tasks")
-    parser.add_argument("--grid-temperatures", type=float, nargs="+",
-                        default=list(GRID_TEMPERATURES))
-    parser.add_argument("--hold-temperature", action="store_true",
-                        help="hold the temperature too: every method chooses template x focus "
-                             "only (all settings then fit a grid-sized replay cache)")
-    parser.add_argument("--grid-templates", nargs="+", default=None,
-                        help="templates of the fixed-setting grids (default: all ten)")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help=f"records per step (default {ENV_KWARGS['batch_size']})",
+    )
+    parser.add_argument(
+        "--num-iterations",
+        type=int,
+        default=None,
+        help=f"steps per episode (default {ENV_KWARGS['num_iterations']})",
+    )
+    parser.add_argument(
+        "--train-tasks", type=int, default=len(TRAIN_TASKS), help="use the first N training tasks"
+    )
+    parser.add_argument(
+        "--heldout-tasks",
+        type=int,
+        default=len(HELDOUT_TASKS),
+        help="use the first N held-out tasks",
+    )
+    parser.add_argument(
+        "--grid-temperatures", type=float, nargs="+", default=list(GRID_TEMPERATURES)
+    )
+    parser.add_argument(
+        "--hold-temperature",
+        action="store_true",
+        help="hold the temperature too: every method chooses template x focus "
+        "only (all settings then fit a grid-sized replay cache)",
+    )
+    parser.add_argument(
+        "--grid-templates",
+        nargs="+",
+        default=None,
+        help="templates of the fixed-setting grids (default: all ten)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--work", type=Path, default=None,
-                        help="finished grid cells, policies and runs (default: "
-                             "OUT/heldout_work); a rerun with the same options reuses them")
-    parser.add_argument("--from-json", type=Path, default=None,
-                        help="re-render the report (tables, analysis, plots) of a finished "
-                             "run's heldout.json into --out; runs nothing")
+    parser.add_argument(
+        "--work",
+        type=Path,
+        default=None,
+        help="finished grid cells, policies and runs (default: "
+        "OUT/heldout_work); a rerun with the same options reuses them",
+    )
+    parser.add_argument(
+        "--from-json",
+        type=Path,
+        default=None,
+        help="re-render the report (tables, analysis, plots) of a finished "
+        "run's heldout.json into --out; runs nothing",
+    )
     args = parser.parse_args(argv)
     if args.from_json is not None:
         rerender(args.from_json, args.out)
@@ -762,44 +929,74 @@ def main(argv: list[str] | None = None) -> None:
         args.heldout_tasks, args.grid_temperatures = 1, [1.0]
         templates = tuple(args.grid_templates or ("self_instruct", "evol_breadth"))
     temperatures = tuple(args.grid_temperatures)
-    train_tasks, heldout = TRAIN_TASKS[:args.train_tasks], HELDOUT_TASKS[:args.heldout_tasks]
-    common = {"replay": args.replay, "batch_size": args.batch_size,
-              "num_iterations": args.num_iterations, "hold_temperature": args.hold_temperature}
+    train_tasks, heldout = TRAIN_TASKS[: args.train_tasks], HELDOUT_TASKS[: args.heldout_tasks]
+    common = {
+        "replay": args.replay,
+        "batch_size": args.batch_size,
+        "num_iterations": args.num_iterations,
+        "hold_temperature": args.hold_temperature,
+    }
     if args.hold_temperature:
         temperatures = (START_TEMPERATURE,)
     t0 = time.perf_counter()
     budget = max(args.budgets)
     seeds = list(range(args.seeds))
 
-    train_cells = _map(run_grid_cell, [
-        {"task": t, "setting": s, "seed": 1000 + g, **common}
-        for t in train_tasks for s in grid_settings(temperatures, templates)
-        for g in range(args.grid_seeds)],
-        args.workers, "grid on training tasks", work / "train_grid.jsonl")
+    train_cells = _map(
+        run_grid_cell,
+        [
+            {"task": t, "setting": s, "seed": 1000 + g, **common}
+            for t in train_tasks
+            for s in grid_settings(temperatures, templates)
+            for g in range(args.grid_seeds)
+        ],
+        args.workers,
+        "grid on training tasks",
+        work / "train_grid.jsonl",
+    )
     train_best, train_best_focused = best_setting(train_cells), best_setting(train_cells, True)
-    oracle_cells = _map(run_grid_cell, [
-        {"task": t, "setting": s, "seed": 2000 + g, **common}
-        for t in heldout for s in grid_settings(temperatures, templates, t)
-        for g in range(args.grid_seeds)],
-        args.workers, "hindsight grid on held-out tasks", work / "oracle_grid.jsonl")
+    oracle_cells = _map(
+        run_grid_cell,
+        [
+            {"task": t, "setting": s, "seed": 2000 + g, **common}
+            for t in heldout
+            for s in grid_settings(temperatures, templates, t)
+            for g in range(args.grid_seeds)
+        ],
+        args.workers,
+        "hindsight grid on held-out tasks",
+        work / "oracle_grid.jsonl",
+    )
     oracle = {t: best_setting([c for c in oracle_cells if c["task"] == t]) for t in heldout}
 
-    pretrain_jobs = [{"algo": algo, "seed": seed, "steps": args.pretrain_steps,
-                      "tasks": list(train_tasks), "common": common,
-                      "hyperparams": HYPERPARAMS[algo], "out": str(work / "policies")}
-                     for algo in POLICY_ALGOS for seed in seeds
-                     if any(policy_algo(m) == algo for m in args.methods
-                            if m in POLICY_METHODS)]
-    paths = _map(run_pretrain, pretrain_jobs, args.workers, "pre-training on training tasks",
-                 work / "pretrain.jsonl")
+    pretrain_jobs = [
+        {
+            "algo": algo,
+            "seed": seed,
+            "steps": args.pretrain_steps,
+            "tasks": list(train_tasks),
+            "common": common,
+            "hyperparams": HYPERPARAMS[algo],
+            "out": str(work / "policies"),
+        }
+        for algo in POLICY_ALGOS
+        for seed in seeds
+        if any(policy_algo(m) == algo for m in args.methods if m in POLICY_METHODS)
+    ]
+    paths = _map(
+        run_pretrain,
+        pretrain_jobs,
+        args.workers,
+        "pre-training on training tasks",
+        work / "pretrain.jsonl",
+    )
     policies = {(j["algo"], j["seed"]): p for j, p in zip(pretrain_jobs, paths)}
 
     jobs = []
     for method in args.methods:
         for task in heldout:
             for seed in seeds:
-                job = {"method": method, "task": task, "seed": seed, "budget": budget,
-                       **common}
+                job = {"method": method, "task": task, "seed": seed, "budget": budget, **common}
                 if method == "fixed_train_best":
                     job["setting"] = train_best
                 elif method in SCHEDULE_METHODS:
@@ -810,26 +1007,40 @@ def main(argv: list[str] | None = None) -> None:
                     algo = policy_algo(method)
                     job["policy"] = policies[(algo, seed)]
                     # part of the job's identity: a policy trained longer is another run
-                    job["pretrain"] = {"steps": args.pretrain_steps,
-                                       "hyperparams": HYPERPARAMS[algo]}
+                    job["pretrain"] = {
+                        "steps": args.pretrain_steps,
+                        "hyperparams": HYPERPARAMS[algo],
+                    }
                 jobs.append(job)
-    runs = _map(run_method, jobs, args.workers, "methods on held-out tasks",
-                work / "runs.jsonl")
-    probes = {f"{algo} seed {seed}": probe_policy(path, heldout, common)
-              for (algo, seed), path in policies.items()}
-    command = "python -m benchmarks.heldout " + " ".join(argv if argv is not None else
-                                                         __import__("sys").argv[1:])
-    result = {"command": command.strip(), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
-              "budgets": args.budgets, "n_seeds": args.seeds, "train_best": train_best,
-              "train_best_focused": train_best_focused, "oracle_settings": oracle,
-              "heldout": list(heldout), "train_tasks": list(train_tasks),
-              "grid_temperatures": list(temperatures), "grid_templates": list(templates),
-              "table": (table := summarise(runs, args.budgets, heldout)),
-              "best_policy": best_policy_comparison(table, runs, args.budgets),
-              "state": state_dependence(runs),
-              "probes": probes,
-              "train_cells": train_cells, "oracle_cells": oracle_cells, "runs": runs,
-              "wall_minutes": (time.perf_counter() - t0) / 60}
+    runs = _map(run_method, jobs, args.workers, "methods on held-out tasks", work / "runs.jsonl")
+    probes = {
+        f"{algo} seed {seed}": probe_policy(path, heldout, common)
+        for (algo, seed), path in policies.items()
+    }
+    command = "python -m benchmarks.heldout " + " ".join(
+        argv if argv is not None else __import__("sys").argv[1:]
+    )
+    result = {
+        "command": command.strip(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+        "budgets": args.budgets,
+        "n_seeds": args.seeds,
+        "train_best": train_best,
+        "train_best_focused": train_best_focused,
+        "oracle_settings": oracle,
+        "heldout": list(heldout),
+        "train_tasks": list(train_tasks),
+        "grid_temperatures": list(temperatures),
+        "grid_templates": list(templates),
+        "table": (table := summarise(runs, args.budgets, heldout)),
+        "best_policy": best_policy_comparison(table, runs, args.budgets),
+        "state": state_dependence(runs),
+        "probes": probes,
+        "train_cells": train_cells,
+        "oracle_cells": oracle_cells,
+        "runs": runs,
+        "wall_minutes": (time.perf_counter() - t0) / 60,
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     result = json.loads(json.dumps(result, default=str))  # as --from-json reads it back
     write_report(result, args.out)

@@ -33,8 +33,12 @@ def run_cell(args: tuple) -> dict:
     from datagen_gym.envs import DataGenEnv
     from datagen_gym.generators.prompts import TEMPLATE_NAMES
 
-    cfg = Config.from_dict({"sampling": {"temperature": temperature, "top_p": top_p},
-                            "generation": {"template": template}})
+    cfg = Config.from_dict(
+        {
+            "sampling": {"temperature": temperature, "top_p": top_p},
+            "generation": {"template": template},
+        }
+    )
     env = DataGenEnv(config=cfg, batch_size=batch_size, num_iterations=steps, task=task)
     env.reset(seed=seed)
     keep = np.array([1, 1, TEMPLATE_NAMES.index(template)])
@@ -44,10 +48,17 @@ def run_cell(args: tuple) -> dict:
         if not np.isnan(info["correctness"]):
             corr.append(info["correctness"])
         kept.append(info["kept_fraction"])
-    return {"temperature": temperature, "top_p": top_p, "template": template, "seed": seed,
-            "metric": info["metric"], "baseline": info["baseline_metric"],
-            "correctness": float(np.mean(corr)) if corr else float("nan"),
-            "kept_fraction": float(np.mean(kept)), "records": info["dataset_size"]}
+    return {
+        "temperature": temperature,
+        "top_p": top_p,
+        "template": template,
+        "seed": seed,
+        "metric": info["metric"],
+        "baseline": info["baseline_metric"],
+        "correctness": float(np.mean(corr)) if corr else float("nan"),
+        "kept_fraction": float(np.mean(kept)),
+        "records": info["dataset_size"],
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -82,19 +93,26 @@ def main(argv: list[str] | None = None) -> None:
     summary = []
     for (t, p, tpl), rs in by_cfg.items():
         m = [r["metric"] for r in rs]
-        summary.append({"temperature": t, "top_p": p, "template": tpl,
-                        "mean": statistics.mean(m), "std": statistics.pstdev(m),
-                        "correctness": statistics.mean(r["correctness"] for r in rs),
-                        "kept": statistics.mean(r["kept_fraction"] for r in rs),
-                        "records": statistics.mean(r["records"] for r in rs)})
+        summary.append(
+            {
+                "temperature": t,
+                "top_p": p,
+                "template": tpl,
+                "mean": statistics.mean(m),
+                "std": statistics.pstdev(m),
+                "correctness": statistics.mean(r["correctness"] for r in rs),
+                "kept": statistics.mean(r["kept_fraction"] for r in rs),
+                "records": statistics.mean(r["records"] for r in rs),
+            }
+        )
     summary.sort(key=lambda s: -s["mean"])
     best, worst = summary[0], summary[-1]
     noise = statistics.mean(s["std"] for s in summary)
     default = Config()
-    start_cfg = (default.sampling.temperature, default.sampling.top_p,
-                 default.generation.template)
-    start_row = next((s for s in summary
-                      if (s["temperature"], s["top_p"], s["template"]) == start_cfg), None)
+    start_cfg = (default.sampling.temperature, default.sampling.top_p, default.generation.template)
+    start_row = next(
+        (s for s in summary if (s["temperature"], s["top_p"], s["template"]) == start_cfg), None
+    )
     baseline = rows[0]["baseline"]
 
     lines = [
@@ -118,17 +136,25 @@ def main(argv: list[str] | None = None) -> None:
         f"(mean std over configurations): **{noise:.3f}**",
     ]
     if start_row:
-        lines.append(f"- the starting configuration (T={start_cfg[0]}, top_p={start_cfg[1]}, "
-                     f"`{start_cfg[2]}`) is on the grid: {start_row['mean']:.3f} ± "
-                     f"{start_row['std']:.3f} (rank {summary.index(start_row) + 1} of "
-                     f"{len(summary)})")
-    lines += ["", "![landscape](landscape.png)", "",
-              "| rank | temperature | top_p | template | accuracy | std | correctness | kept | "
-              "records |", "|---|---|---|---|---|---|---|---|---|"]
+        lines.append(
+            f"- the starting configuration (T={start_cfg[0]}, top_p={start_cfg[1]}, "
+            f"`{start_cfg[2]}`) is on the grid: {start_row['mean']:.3f} ± "
+            f"{start_row['std']:.3f} (rank {summary.index(start_row) + 1} of "
+            f"{len(summary)})"
+        )
+    lines += [
+        "",
+        "![landscape](landscape.png)",
+        "",
+        "| rank | temperature | top_p | template | accuracy | std | correctness | kept | records |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for i, s in enumerate(summary, start=1):
-        lines.append(f"| {i} | {s['temperature']} | {s['top_p']} | {s['template']} | "
-                     f"{s['mean']:.3f} | {s['std']:.3f} | {s['correctness']:.2f} | "
-                     f"{s['kept']:.2f} | {s['records']:.0f} |")
+        lines.append(
+            f"| {i} | {s['temperature']} | {s['top_p']} | {s['template']} | "
+            f"{s['mean']:.3f} | {s['std']:.3f} | {s['correctness']:.2f} | "
+            f"{s['kept']:.2f} | {s['records']:.0f} |"
+        )
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "landscape.md").write_text("\n".join(lines) + "\n")
     (RESULTS / "landscape.json").write_text(json.dumps(rows, indent=1))
@@ -146,8 +172,9 @@ def plot(summary: list[dict], args, baseline: float) -> None:
     n = len(args.templates)
     cols = min(3, n)
     rows = (n + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.9 * rows), squeeze=False,
-                             layout="constrained")
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(3.6 * cols, 2.9 * rows), squeeze=False, layout="constrained"
+    )
     lookup = {(s["temperature"], s["top_p"], s["template"]): s["mean"] for s in summary}
     vmin, vmax = min(lookup.values()), max(lookup.values())
     for ax, tpl in zip(axes.flat, args.templates):
@@ -160,8 +187,7 @@ def plot(summary: list[dict], args, baseline: float) -> None:
         ax.set_ylabel("top_p", fontsize=7)
         for i in range(len(tops)):
             for j in range(len(temps)):
-                ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=6,
-                        color="w")
+                ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=6, color="w")
     for ax in axes.flat[n:]:
         ax.axis("off")
     fig.colorbar(im, ax=axes, shrink=0.8, label="final accuracy")

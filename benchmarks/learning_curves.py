@@ -57,8 +57,15 @@ class StepRecorder(gym.Wrapper):
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)
         self._ret += float(reward)
-        self.steps.append({"k": self._k, "template": info["template"], "reward": float(reward),
-                           "temperature": info["temperature"], "top_p": info["top_p"]})
+        self.steps.append(
+            {
+                "k": self._k,
+                "template": info["template"],
+                "reward": float(reward),
+                "temperature": info["temperature"],
+                "top_p": info["top_p"],
+            }
+        )
         self._k += 1
         if terminated or truncated:
             self.episodes.append({"return": self._ret, "metric": info["metric"]})
@@ -74,8 +81,7 @@ def train_one(job: tuple) -> dict[str, Any]:
     import datagen_gym  # noqa: F401
     from agents import make_agent
 
-    env = StepRecorder(gym.make("DataGen-v0", batch_size=batch_size,
-                                num_iterations=num_iterations))
+    env = StepRecorder(gym.make("DataGen-v0", batch_size=batch_size, num_iterations=num_iterations))
     start = time.perf_counter()
     if algo == "uniform":
         env.action_space.seed(seed)
@@ -84,12 +90,18 @@ def train_one(job: tuple) -> dict[str, Any]:
             if env.step(env.action_space.sample())[3]:
                 env.reset()
     else:
-        agent = make_agent(algo, env, seed=seed, tensorboard_log=str(Path(out) / "tb"),
-                           **HYPERPARAMS.get(algo, {}))
+        agent = make_agent(
+            algo, env, seed=seed, tensorboard_log=str(Path(out) / "tb"), **HYPERPARAMS.get(algo, {})
+        )
         agent.learn(timesteps, tb_log_name=f"{algo}_seed{seed}")
-    return {"algo": algo, "seed": seed, "hyperparams": HYPERPARAMS.get(algo, {}),
-            "steps": env.steps, "episodes": env.episodes,
-            "seconds": time.perf_counter() - start}
+    return {
+        "algo": algo,
+        "seed": seed,
+        "hyperparams": HYPERPARAMS.get(algo, {}),
+        "steps": env.steps,
+        "episodes": env.episodes,
+        "seconds": time.perf_counter() - start,
+    }
 
 
 def template_values(runs: list[dict[str, Any]]) -> dict[str, float]:
@@ -111,29 +123,45 @@ def _fifths(xs: list[float]) -> tuple[float, float]:
 
 def report(runs: list[dict[str, Any]], args: argparse.Namespace) -> str:
     values = template_values(runs)
-    cmd = (f"python -m benchmarks.learning_curves --algos {' '.join(args.algos)} "
-           f"--timesteps {args.timesteps} --batch-size {args.batch_size} --num-iterations "
-           f"{args.num_iterations} --seeds {' '.join(map(str, args.seeds))}")
-    lines = ["# Learning curves on DataGen-v0 (task `sentiment`)", "", f"`{cmd}`", "",
-             *([args.note, ""] if args.note else []),
-             f"Budget per run: {args.timesteps} env steps (target evaluations), episodes of "
-             f"{args.num_iterations} steps, batch {args.batch_size}. Episode return = final "
-             "accuracy - baseline. *Template value* = mean step reward of the chosen templates, "
-             "each template scored by its mean step reward under the uniform policy "
-             "(steps 2+ of an episode).", ""]
+    cmd = (
+        f"python -m benchmarks.learning_curves --algos {' '.join(args.algos)} "
+        f"--timesteps {args.timesteps} --batch-size {args.batch_size} --num-iterations "
+        f"{args.num_iterations} --seeds {' '.join(map(str, args.seeds))}"
+    )
+    lines = [
+        "# Learning curves on DataGen-v0 (task `sentiment`)",
+        "",
+        f"`{cmd}`",
+        "",
+        *([args.note, ""] if args.note else []),
+        f"Budget per run: {args.timesteps} env steps (target evaluations), episodes of "
+        f"{args.num_iterations} steps, batch {args.batch_size}. Episode return = final "
+        "accuracy - baseline. *Template value* = mean step reward of the chosen templates, "
+        "each template scored by its mean step reward under the uniform policy "
+        "(steps 2+ of an episode).",
+        "",
+    ]
     if values:
-        lines += ["Template values (uniform policy): " + ", ".join(
-            f"`{t}` {v:+.3f}" for t, v in sorted(values.items(), key=lambda x: -x[1])), ""]
-    lines += ["| agent | seed | hyper-parameters | episodes | return, first fifth | "
-              "return, last fifth | template value, first fifth | template value, last fifth "
-              "| minutes |", "|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "Template values (uniform policy): "
+            + ", ".join(f"`{t}` {v:+.3f}" for t, v in sorted(values.items(), key=lambda x: -x[1])),
+            "",
+        ]
+    lines += [
+        "| agent | seed | hyper-parameters | episodes | return, first fifth | "
+        "return, last fifth | template value, first fifth | template value, last fifth "
+        "| minutes |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in runs:
         rf, rl = _fifths([e["return"] for e in r["episodes"]])
         tv = [values.get(s["template"], float("nan")) for s in r["steps"]]
         vf, vl = _fifths(tv) if values else (float("nan"), float("nan"))
         hp = ", ".join(f"{k}={v}" for k, v in r["hyperparams"].items()) or "defaults"
-        lines.append(f"| {r['algo']} | {r['seed']} | {hp} | {len(r['episodes'])} | {rf:+.3f} "
-                     f"| {rl:+.3f} | {vf:+.3f} | {vl:+.3f} | {r['seconds'] / 60:.1f} |")
+        lines.append(
+            f"| {r['algo']} | {r['seed']} | {hp} | {len(r['episodes'])} | {rf:+.3f} "
+            f"| {rl:+.3f} | {vf:+.3f} | {vl:+.3f} | {r['seconds'] / 60:.1f} |"
+        )
     lines += ["", "![learning curves](learning_curves.png)", ""]
     return "\n".join(lines)
 
@@ -156,11 +184,18 @@ def plot(runs: list[dict[str, Any]], args: argparse.Namespace, path: Path) -> No
     algos = list(dict.fromkeys(r["algo"] for r in runs))
     for i, algo in enumerate(algos):
         mine = [r for r in runs if r["algo"] == algo]
-        panels = [(ax1, [[e["return"] for e in r["episodes"]] for r in mine], w_ep,
-                   args.num_iterations)]
+        panels = [
+            (ax1, [[e["return"] for e in r["episodes"]] for r in mine], w_ep, args.num_iterations)
+        ]
         if values:
-            panels.append((ax2, [[values.get(s["template"], np.nan) for s in r["steps"]]
-                                 for r in mine], w_step, 1))
+            panels.append(
+                (
+                    ax2,
+                    [[values.get(s["template"], np.nan) for s in r["steps"]] for r in mine],
+                    w_step,
+                    1,
+                )
+            )
         for ax, series, w, per in panels:
             curves = [smooth(x, w) for x in series if len(x) >= w]
             if not curves:
@@ -169,8 +204,13 @@ def plot(runs: list[dict[str, Any]], args: argparse.Namespace, path: Path) -> No
             x = (np.arange(n) + w) * per
             for c in curves:
                 ax.plot(x, c[:n], color=f"C{i}", alpha=0.3, linewidth=0.8)
-            ax.plot(x, np.mean([c[:n] for c in curves], axis=0), color=f"C{i}", linewidth=2,
-                    label=f"{algo} (mean of {len(curves)})")
+            ax.plot(
+                x,
+                np.mean([c[:n] for c in curves], axis=0),
+                color=f"C{i}",
+                linewidth=2,
+                label=f"{algo} (mean of {len(curves)})",
+            )
     ax1.set_xlabel("env steps (target evaluations)")
     ax1.set_ylabel(f"episode return (moving mean of {w_ep} episodes)")
     ax1.set_title("Episode return = final accuracy - baseline")
@@ -181,38 +221,56 @@ def plot(runs: list[dict[str, Any]], args: argparse.Namespace, path: Path) -> No
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
         else:  # runs shorter than the smoothing window
-            ax.text(0.5, 0.5, "too few points to smooth", ha="center", va="center",
-                    transform=ax.transAxes)
+            ax.text(
+                0.5,
+                0.5,
+                "too few points to smooth",
+                ha="center",
+                va="center",
+                transform=ax.transAxes,
+            )
         ax.grid(alpha=0.3)
-    fig.suptitle(f"DataGen-v0 (sentiment): {args.timesteps} steps per run, seeds "
-                 f"{', '.join(map(str, args.seeds))}; thin: one run, bold: mean over seeds")
+    fig.suptitle(
+        f"DataGen-v0 (sentiment): {args.timesteps} steps per run, seeds "
+        f"{', '.join(map(str, args.seeds))}; thin: one run, bold: mean over seeds"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--algos", nargs="+",
-                        default=["uniform", "random_search", "reinforce", "ppo"])
+    parser.add_argument(
+        "--algos", nargs="+", default=["uniform", "random_search", "reinforce", "ppo"]
+    )
     parser.add_argument("--timesteps", type=int, default=600)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--num-iterations", type=int, default=5)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--merge", action="store_true",
-                        help="replace only these --algos' runs in <out>/learning_curves.json")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="replace only these --algos' runs in <out>/learning_curves.json",
+    )
     parser.add_argument("--note", help="a line for the report (e.g. what was re-run)")
-    parser.add_argument("--report-only", action="store_true",
-                        help="re-render the report and plot from <out>/learning_curves.json")
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="re-render the report and plot from <out>/learning_curves.json",
+    )
     args = parser.parse_args(argv)
     saved = args.out / "learning_curves.json"
     if args.report_only:
         write_outputs(json.loads(saved.read_text()), args)
         return
 
-    jobs = [(a, s, args.timesteps, args.batch_size, args.num_iterations, str(args.out))
-            for a in args.algos for s in args.seeds]
+    jobs = [
+        (a, s, args.timesteps, args.batch_size, args.num_iterations, str(args.out))
+        for a in args.algos
+        for s in args.seeds
+    ]
     if args.workers <= 1:
         runs = [train_one(j) for j in jobs]
     else:
@@ -221,8 +279,11 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     if args.merge:  # the new runs take the place of the saved ones with the same agent
         new = {(r["algo"], r["seed"]): r for r in runs}
-        old = [r for r in json.loads(saved.read_text())
-               if r["algo"] not in args.algos or (r["algo"], r["seed"]) in new]
+        old = [
+            r
+            for r in json.loads(saved.read_text())
+            if r["algo"] not in args.algos or (r["algo"], r["seed"]) in new
+        ]
         runs = [new.pop((r["algo"], r["seed"]), r) for r in old] + list(new.values())
         args.algos = list(dict.fromkeys(r["algo"] for r in runs))
     saved.write_text(json.dumps(runs))

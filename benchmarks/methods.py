@@ -62,8 +62,11 @@ ALL_METHODS = (*STATIC_METHODS, "oracle", "tpe", *AGENT_METHODS)
 
 def static_settings(method: str) -> Settings:
     """The fixed settings of a static method."""
-    return {"static_self_instruct": SELF_INSTRUCT, "static_alpaca": ALPACA,
-            "static_default": default_settings()}[method]
+    return {
+        "static_self_instruct": SELF_INSTRUCT,
+        "static_alpaca": ALPACA,
+        "static_default": default_settings(),
+    }[method]
 
 
 class BudgetExhausted(RuntimeError):
@@ -95,23 +98,33 @@ class EvalBudget(gym.Wrapper):
         obs, reward, terminated, truncated, info = self.env.step(action)
         self.evals += 1
         if terminated or truncated:
-            self.episodes.append({"evals": self.evals, "metric": float(info["metric"]),
-                                  "temperature": float(info["temperature"]),
-                                  "top_p": float(info["top_p"]), "template": info["template"]})
+            self.episodes.append(
+                {
+                    "evals": self.evals,
+                    "metric": float(info["metric"]),
+                    "temperature": float(info["temperature"]),
+                    "top_p": float(info["top_p"]),
+                    "template": info["template"],
+                }
+            )
         return obs, reward, terminated, truncated, info
 
 
-def make_env(task: str, batch_size: int, num_iterations: int,
-             settings: Settings | None = None) -> gym.Env:
+def make_env(
+    task: str, batch_size: int, num_iterations: int, settings: Settings | None = None
+) -> gym.Env:
     """``gym.make("DataGen-v0", ...)``; ``settings`` become the config's starting settings."""
     import datagen_gym  # noqa: F401  (registers DataGen-v0)
 
     config = None
     if settings is not None:
-        config = {"sampling": {"temperature": float(settings[0]), "top_p": float(settings[1])},
-                  "generation": {"template": settings[2]}}
-    return gym.make("DataGen-v0", task=task, batch_size=batch_size,
-                    num_iterations=num_iterations, config=config)
+        config = {
+            "sampling": {"temperature": float(settings[0]), "top_p": float(settings[1])},
+            "generation": {"template": settings[2]},
+        }
+    return gym.make(
+        "DataGen-v0", task=task, batch_size=batch_size, num_iterations=num_iterations, config=config
+    )
 
 
 def keep_action(template: str) -> np.ndarray:
@@ -127,8 +140,11 @@ def run_episode(env: gym.Env, settings: Settings, seed: int | None = None) -> fl
     The settings go through ``reset(options=...)``, so every episode of one env (Optuna trials
     included) shares the env's episode seeds.
     """
-    options = {"temperature": float(settings[0]), "top_p": float(settings[1]),
-               "template": settings[2]}
+    options = {
+        "temperature": float(settings[0]),
+        "top_p": float(settings[1]),
+        "template": settings[2],
+    }
     env.reset(seed=seed, options=options)
     action = keep_action(settings[2])
     while True:
@@ -194,9 +210,11 @@ def run_tpe(env: EvalBudget, space: dict[str, Any], seed: int) -> list[dict[str,
     p_lo, p_hi = space["top_p"]
 
     def objective(trial: optuna.Trial) -> float:
-        settings = (trial.suggest_float("temperature", t_lo, t_hi),
-                    trial.suggest_float("top_p", p_lo, p_hi),
-                    trial.suggest_categorical("template", list(space["templates"])))
+        settings = (
+            trial.suggest_float("temperature", t_lo, t_hi),
+            trial.suggest_float("top_p", p_lo, p_hi),
+            trial.suggest_categorical("template", list(space["templates"])),
+        )
         return run_episode(env, settings, seed=seed if trial.number == 0 else None)
 
     study.optimize(objective, n_trials=n_trials)
@@ -224,9 +242,15 @@ def run_method(spec: RunSpec) -> dict[str, Any]:
     settings = spec.settings
     if spec.method in STATIC_METHODS:
         settings = static_settings(spec.method)
-    env = EvalBudget(make_env(spec.task, spec.batch_size, spec.num_iterations,
-                              settings if spec.method in (*STATIC_METHODS, "oracle") else None),
-                     spec.budget)
+    env = EvalBudget(
+        make_env(
+            spec.task,
+            spec.batch_size,
+            spec.num_iterations,
+            settings if spec.method in (*STATIC_METHODS, "oracle") else None,
+        ),
+        spec.budget,
+    )
     extra: dict[str, Any] = {}
     if spec.method in (*STATIC_METHODS, "oracle"):
         if settings is None:
@@ -239,12 +263,19 @@ def run_method(spec: RunSpec) -> dict[str, Any]:
     else:
         raise ValueError(f"unknown method {spec.method!r}; valid: {ALL_METHODS}")
     env.close()
-    return {"method": spec.method, "task": spec.task, "seed": spec.seed,
-            "settings": list(settings) if settings else None, "baseline": env.baseline,
-            "evals": env.evals, "episodes": env.episodes,
-            "curve": best_so_far(env.episodes, env.baseline, spec.budget),
-            "seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu,
-            **extra}
+    return {
+        "method": spec.method,
+        "task": spec.task,
+        "seed": spec.seed,
+        "settings": list(settings) if settings else None,
+        "baseline": env.baseline,
+        "evals": env.evals,
+        "episodes": env.episodes,
+        "curve": best_so_far(env.episodes, env.baseline, spec.budget),
+        "seconds": time.perf_counter() - start,
+        "cpu_seconds": time.process_time() - cpu,
+        **extra,
+    }
 
 
 def run_grid_cell(job: tuple[str, Settings, int, int, int]) -> dict[str, Any]:
@@ -255,5 +286,10 @@ def run_grid_cell(job: tuple[str, Settings, int, int, int]) -> dict[str, Any]:
     env = make_env(task, batch_size, num_iterations, settings)
     metric = run_episode(env, settings, seed=seed)
     env.close()
-    return {"task": task, "settings": tuple(settings), "seed": seed, "metric": metric,
-            "cpu_seconds": time.process_time() - cpu}
+    return {
+        "task": task,
+        "settings": tuple(settings),
+        "seed": seed,
+        "metric": metric,
+        "cpu_seconds": time.process_time() - cpu,
+    }

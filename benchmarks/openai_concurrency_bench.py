@@ -31,24 +31,39 @@ class EchoBackend:
 
     deterministic = True
 
-    def generate(self, prompts: Sequence[str], *, temperature: float, top_p: float,
-                 max_new_tokens: int, seed: int | None = None) -> list[str]:
+    def generate(
+        self,
+        prompts: Sequence[str],
+        *,
+        temperature: float,
+        top_p: float,
+        max_new_tokens: int,
+        seed: int | None = None,
+    ) -> list[str]:
         return [" Is this email spam or not spam?\n" for _ in prompts]
 
 
-def bench(server: OpenAICompatServer, prompts: list[str], concurrency: int, repeats: int,
-          max_new_tokens: int) -> dict[str, float]:
+def bench(
+    server: OpenAICompatServer,
+    prompts: list[str],
+    concurrency: int,
+    repeats: int,
+    max_new_tokens: int,
+) -> dict[str, float]:
     """Median wall time of one ``generate`` over all prompts, and the in-flight peak."""
-    backend = OpenAIBackend(server.base_url, server.model_name, max_concurrency=concurrency,
-                            timeout_s=60)
-    backend.generate(prompts[:concurrency], temperature=1.0, top_p=0.9,
-                     max_new_tokens=max_new_tokens, seed=0)  # warm up the connection pool
+    backend = OpenAIBackend(
+        server.base_url, server.model_name, max_concurrency=concurrency, timeout_s=60
+    )
+    backend.generate(
+        prompts[:concurrency], temperature=1.0, top_p=0.9, max_new_tokens=max_new_tokens, seed=0
+    )  # warm up the connection pool
     times, peaks = [], []
     for r in range(repeats):
         server.reset_stats()
         t0 = time.perf_counter()
-        out = backend.generate(prompts, temperature=1.0, top_p=0.9,
-                               max_new_tokens=max_new_tokens, seed=r)
+        out = backend.generate(
+            prompts, temperature=1.0, top_p=0.9, max_new_tokens=max_new_tokens, seed=r
+        )
         times.append(time.perf_counter() - t0)
         peaks.append(server.max_in_flight)
         assert len(out) == len(prompts)
@@ -71,12 +86,14 @@ def main(argv: list[str] | None = None) -> None:
         import torch
 
         from datagen_gym.backends.transformers_backend import EMBEDDED_TEACHER, TransformersBackend
+
         torch.set_num_threads(1)  # one model call at a time: more threads only contend
         inner = TransformersBackend(EMBEDDED_TEACHER)
     else:
         inner = EchoBackend()
-    prompts = [f"Come up with a series of tasks:\n1. Task number {i}.\n2." for i in
-               range(args.prompts)]
+    prompts = [
+        f"Come up with a series of tasks:\n1. Task number {i}.\n2." for i in range(args.prompts)
+    ]
     rows = []
     with OpenAICompatServer(inner, latency_s=args.latency_ms / 1000.0) as server:
         for c in args.concurrency:
@@ -104,8 +121,10 @@ def main(argv: list[str] | None = None) -> None:
         "|---:|---:|---:|---:|---:|",
     ]
     for c, r in rows:
-        lines.append(f"| {c} | {r['wall_s']:.3f} | {base / r['wall_s']:.2f}x | "
-                     f"{r['max_in_flight']} | {ideal / c:.3f} |")
+        lines.append(
+            f"| {c} | {r['wall_s']:.3f} | {base / r['wall_s']:.2f}x | "
+            f"{r['max_in_flight']} | {ideal / c:.3f} |"
+        )
     lines += ["", "Ideal wall = prompts x latency / concurrency (no client or server overhead)."]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")

@@ -26,30 +26,61 @@ from benchmarks import step_cost as sc
 RESULTS = Path(__file__).resolve().parent / "results"
 
 FULL_SE = se.SEParams()  # topic, spam, animal x 3 seeds, budget 30, 90-configuration grid
-QUICK_SE = se.SEParams(tasks=["topic", "spam"], seeds=[0], budget=20, num_iterations=5,
-                       batch_size=32, grid_temperatures=[0.7, 1.0], grid_top_ps=[0.5, 1.0],
-                       grid_templates=["self_instruct", "self_instruct_classification",
-                                       "evol_breadth"], quick=True)
+QUICK_SE = se.SEParams(
+    tasks=["topic", "spam"],
+    seeds=[0],
+    budget=20,
+    num_iterations=5,
+    batch_size=32,
+    grid_temperatures=[0.7, 1.0],
+    grid_top_ps=[0.5, 1.0],
+    grid_templates=["self_instruct", "self_instruct_classification", "evol_breadth"],
+    quick=True,
+)
 FULL_COST = sc.StepCostParams()
-QUICK_COST = sc.StepCostParams(steps=8, overhead_repeats=3, vec_steps=8, rss_steps=40,
-                               rss_every=10, vec_dummy_threads=(1,), quick=True)
+QUICK_COST = sc.StepCostParams(
+    steps=8,
+    overhead_repeats=3,
+    vec_steps=8,
+    rss_steps=40,
+    rss_every=10,
+    vec_dummy_threads=(1,),
+    quick=True,
+)
 # rouge_filter_bench: the reference (rouge_score) is quadratic, so it runs on a prefix.
-FULL_ROUGE = ["--n", "5000", "20000", "--repeats", "3", "--reference-repeats", "1",
-              "--reference-limit", "2000"]
+FULL_ROUGE = [
+    "--n",
+    "5000",
+    "20000",
+    "--repeats",
+    "3",
+    "--reference-repeats",
+    "1",
+    "--reference-limit",
+    "2000",
+]
 QUICK_ROUGE = ["--n", "1000", "--repeats", "1"]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line: ``--quick``, what to skip, and every size."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="small budget, 1 seed, coarse oracle grid (< 10 min on 2 cores)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="output folder (default benchmarks/results[/quick])")
-    parser.add_argument("--skip", nargs="+", default=[],
-                        choices=["sample_efficiency", "step_cost", "rouge"])
-    parser.add_argument("--rouge-args", nargs=argparse.REMAINDER,
-                        help="arguments for benchmarks.rouge_filter_bench (must come last)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="small budget, 1 seed, coarse oracle grid (< 10 min on 2 cores)",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help="output folder (default benchmarks/results[/quick])"
+    )
+    parser.add_argument(
+        "--skip", nargs="+", default=[], choices=["sample_efficiency", "step_cost", "rouge"]
+    )
+    parser.add_argument(
+        "--rouge-args",
+        nargs=argparse.REMAINDER,
+        help="arguments for benchmarks.rouge_filter_bench (must come last)",
+    )
     se.add_arguments(parser)
     sc.add_arguments(parser)
     return parser.parse_args(argv)
@@ -68,21 +99,36 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"[{time.perf_counter() - start:6.0f} s] {msg}", flush=True)
 
     results: dict[str, Any] = {}
-    summary = ["# DataGen-v0 benchmarks" + (" (QUICK MODE)" if args.quick else ""), "",
-               f"`{command}`", ""]
+    summary = [
+        "# DataGen-v0 benchmarks" + (" (QUICK MODE)" if args.quick else ""),
+        "",
+        f"`{command}`",
+        "",
+    ]
     if args.quick:
-        summary += ["Quick mode: fewer tasks and seeds, a smaller budget, a coarse oracle grid, "
-                    "small timing samples. Indicative only; the full run is "
-                    "`python -m benchmarks.run`.", ""]
+        summary += [
+            "Quick mode: fewer tasks and seeds, a smaller budget, a coarse oracle grid, "
+            "small timing samples. Indicative only; the full run is "
+            "`python -m benchmarks.run`.",
+            "",
+        ]
 
     if "sample_efficiency" not in args.skip:
         p = se.params_from_args(args, QUICK_SE if args.quick else FULL_SE)
-        log(f"sample efficiency: tasks {p.tasks}, seeds {p.seeds}, budget {p.budget}, "
-            f"{len(p.grid())}-configuration oracle grid, {p.workers} workers")
+        log(
+            f"sample efficiency: tasks {p.tasks}, seeds {p.seeds}, budget {p.budget}, "
+            f"{len(p.grid())}-configuration oracle grid, {p.workers} workers"
+        )
         r = se.run_sample_efficiency(p, out, command, log=log)
         results["sample_efficiency"] = r
-        summary += ["## Sample efficiency", "", r["headline"], "",
-                    "Details and per-task tables: `sample_efficiency.md`.", ""]
+        summary += [
+            "## Sample efficiency",
+            "",
+            r["headline"],
+            "",
+            "Details and per-task tables: `sample_efficiency.md`.",
+            "",
+        ]
 
     if "step_cost" not in args.skip:
         cp = sc.params_from_args(args, QUICK_COST if args.quick else FULL_COST)
@@ -101,12 +147,19 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
         text = path.read_text()
         results["rouge"] = {"rc": rc, "markdown": text}
         table = [ln for ln in text.splitlines() if ln.startswith("|")]
-        summary += ["## ROUGE-L filter speed", "", *table, "",
-                    "Details: `rouge_filter_run.md`."
-                    + ("" if rc == 0 else " **Decisions differed from rouge_score!**"), ""]
+        summary += [
+            "## ROUGE-L filter speed",
+            "",
+            *table,
+            "",
+            "Details: `rouge_filter_run.md`."
+            + ("" if rc == 0 else " **Decisions differed from rouge_score!**"),
+            "",
+        ]
 
-    summary.append(f"Total wall time {(time.perf_counter() - start) / 60:.1f} min on "
-                   f"{os.cpu_count()} cores.")
+    summary.append(
+        f"Total wall time {(time.perf_counter() - start) / 60:.1f} min on {os.cpu_count()} cores."
+    )
     md = "\n".join(summary) + "\n"
     (out / "summary.md").write_text(md)
     results["summary"] = md

@@ -46,11 +46,16 @@ GRID_SEED_OFFSET = 10_000  # oracle grid seeds never coincide with scoring seeds
 # A task whose oracle gains less than this over the baseline has no gain to share: a ratio to it
 # is a ratio of noise (animal's oracle gains ~0.01, which turned +0.02 into "177%").
 MIN_ORACLE_GAIN = 0.02
-LABELS = {"static_self_instruct": "static Self-Instruct (T=0.7, top_p=0.5)",
-          "static_alpaca": "static Alpaca (T=1.0, top_p=1.0)",
-          "static_default": "static default config", "oracle": "oracle (best grid config)",
-          "tpe": "Optuna TPE", "random_search": "random search", "reinforce": "REINFORCE",
-          "ppo": "PPO"}
+LABELS = {
+    "static_self_instruct": "static Self-Instruct (T=0.7, top_p=0.5)",
+    "static_alpaca": "static Alpaca (T=1.0, top_p=1.0)",
+    "static_default": "static default config",
+    "oracle": "oracle (best grid config)",
+    "tpe": "Optuna TPE",
+    "random_search": "random search",
+    "reinforce": "REINFORCE",
+    "ppo": "PPO",
+}
 
 
 @dataclass
@@ -77,13 +82,14 @@ class SEParams:
         return list(self.grid_templates or TEMPLATE_NAMES)
 
     def grid(self) -> list[Settings]:
-        return list(itertools.product(self.grid_temperatures, self.grid_top_ps,
-                                      self.templates()))
+        return list(itertools.product(self.grid_temperatures, self.grid_top_ps, self.templates()))
 
     def tpe_space(self) -> dict[str, Any]:
-        return {"temperature": (min(self.grid_temperatures), max(self.grid_temperatures)),
-                "top_p": (min(self.grid_top_ps), max(self.grid_top_ps)),
-                "templates": self.templates()}
+        return {
+            "temperature": (min(self.grid_temperatures), max(self.grid_temperatures)),
+            "top_p": (min(self.grid_top_ps), max(self.grid_top_ps)),
+            "templates": self.templates(),
+        }
 
 
 # ----------------------------------------------------------------------------- execution
@@ -112,15 +118,33 @@ def _pool(workers: int):
 def execute(p: SEParams, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the grid and every method; returns the raw runs, grid cells and oracle choices."""
     grid = p.grid()
-    grid_jobs = [(t, s, gs, p.batch_size, p.num_iterations)
-                 for t in p.tasks for s in grid for gs in p.grid_seeds]
+    grid_jobs = [
+        (t, s, gs, p.batch_size, p.num_iterations)
+        for t in p.tasks
+        for s in grid
+        for gs in p.grid_seeds
+    ]
     scored = [m for m in p.methods if m != "oracle"]
-    specs = [RunSpec(m, t, s, p.budget, p.num_iterations, p.batch_size,
-                     tpe_space=p.tpe_space() if m == "tpe" else None)
-             for t in p.tasks for s in p.seeds for m in scored]
+    specs = [
+        RunSpec(
+            m,
+            t,
+            s,
+            p.budget,
+            p.num_iterations,
+            p.batch_size,
+            tpe_space=p.tpe_space() if m == "tpe" else None,
+        )
+        for t in p.tasks
+        for s in p.seeds
+        for m in scored
+    ]
     need_oracle = "oracle" in p.methods
-    total = (len(grid_jobs) if need_oracle else 0) + len(specs) + \
-        (len(p.tasks) * len(p.seeds) if need_oracle else 0)
+    total = (
+        (len(grid_jobs) if need_oracle else 0)
+        + len(specs)
+        + (len(p.tasks) * len(p.seeds) if need_oracle else 0)
+    )
     start, load_start = time.perf_counter(), os.getloadavg()
     cells: list[dict[str, Any]] = []
     runs: list[dict[str, Any]] = []
@@ -146,18 +170,32 @@ def execute(p: SEParams, log: Callable[[str], None] = print) -> dict[str, Any]:
                     if left[res["task"]] == 0:
                         oracle[res["task"]] = choose_oracle(cells, res["task"])
                         for s in p.seeds:
-                            spec = RunSpec("oracle", res["task"], s, p.budget, p.num_iterations,
-                                           p.batch_size, settings=oracle[res["task"]]["settings"])
+                            spec = RunSpec(
+                                "oracle",
+                                res["task"],
+                                s,
+                                p.budget,
+                                p.num_iterations,
+                                p.batch_size,
+                                settings=oracle[res["task"]]["settings"],
+                            )
                             pending[pool.submit(run_method, spec)] = "run"
                 else:
                     runs.append(res)
                 if done_n % 10 == 0 or not pending:
-                    log(f"  sample efficiency: {done_n}/{total} jobs, "
-                        f"{time.perf_counter() - start:.0f} s")
-    return {"params": asdict(p), "runs": runs, "grid": cells, "oracle": oracle,
-            "seconds": time.perf_counter() - start,
-            "cpu_seconds": sum(x.get("cpu_seconds", 0.0) for x in runs + cells),
-            "load": [load_start[0], os.getloadavg()[0]]}
+                    log(
+                        f"  sample efficiency: {done_n}/{total} jobs, "
+                        f"{time.perf_counter() - start:.0f} s"
+                    )
+    return {
+        "params": asdict(p),
+        "runs": runs,
+        "grid": cells,
+        "oracle": oracle,
+        "seconds": time.perf_counter() - start,
+        "cpu_seconds": sum(x.get("cpu_seconds", 0.0) for x in runs + cells),
+        "load": [load_start[0], os.getloadavg()[0]],
+    }
 
 
 def choose_oracle(cells: Sequence[dict[str, Any]], task: str) -> dict[str, Any]:
@@ -168,8 +206,12 @@ def choose_oracle(cells: Sequence[dict[str, Any]], task: str) -> dict[str, Any]:
             by.setdefault(tuple(c["settings"]), []).append(c["metric"])
     ranked = sorted(by.items(), key=lambda kv: (-statistics.mean(kv[1]), kv[0]))
     best, vals = ranked[0]
-    return {"settings": tuple(best), "grid_metric": statistics.mean(vals),
-            "grid_worst": statistics.mean(ranked[-1][1]), "cells": len(ranked)}
+    return {
+        "settings": tuple(best),
+        "grid_metric": statistics.mean(vals),
+        "grid_worst": statistics.mean(ranked[-1][1]),
+        "cells": len(ranked),
+    }
 
 
 # ----------------------------------------------------------------------------- analysis
@@ -203,49 +245,77 @@ def analyse(raw: dict[str, Any]) -> dict[str, Any]:
         o = by_task_oracle.get(r["task"])
         has_gain = o is not None and o - base >= MIN_ORACLE_GAIN
         gain_thr = base + 0.95 * (o - base) if has_gain else None
-        scored.append({
-            "method": r["method"], "task": r["task"], "seed": r["seed"], "baseline": base,
-            "final": curve[-1], "gain": curve[-1] - base,
-            "mean_episode": statistics.mean(e["metric"] for e in r["episodes"])
-            if r["episodes"] else None,
-            "auc": statistics.mean(curve[1:]),
-            "oracle": o,
-            "share_of_oracle_gain": (curve[-1] - base) / (o - base) if has_gain else None,
-            "to95": None if o is None else first_reach(curve, 0.95 * o),
-            "to95_gain": None if gain_thr is None else first_reach(curve, gain_thr),
-            "seconds": r["seconds"]})
+        scored.append(
+            {
+                "method": r["method"],
+                "task": r["task"],
+                "seed": r["seed"],
+                "baseline": base,
+                "final": curve[-1],
+                "gain": curve[-1] - base,
+                "mean_episode": statistics.mean(e["metric"] for e in r["episodes"])
+                if r["episodes"]
+                else None,
+                "auc": statistics.mean(curve[1:]),
+                "oracle": o,
+                "share_of_oracle_gain": (curve[-1] - base) / (o - base) if has_gain else None,
+                "to95": None if o is None else first_reach(curve, 0.95 * o),
+                "to95_gain": None if gain_thr is None else first_reach(curve, gain_thr),
+                "seconds": r["seconds"],
+            }
+        )
 
     def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         finals = [r["final"] for r in rows]
         tasks = sorted({r["task"] for r in rows})
         # Spread: the seed-to-seed sd within a task, pooled over tasks (task difficulty is not
         # noise, so it is kept out of the spread).
-        variances = [statistics.variance([r["final"] for r in rows if r["task"] == t])
-                     for t in tasks if sum(r["task"] == t for r in rows) > 1]
+        variances = [
+            statistics.variance([r["final"] for r in rows if r["task"] == t])
+            for t in tasks
+            if sum(r["task"] == t for r in rows) > 1
+        ]
         shares = [r["share_of_oracle_gain"] for r in rows if r["share_of_oracle_gain"] is not None]
-        return {"n": len(rows), "final": statistics.mean(finals),
-                "sd": math.sqrt(statistics.mean(variances)) if variances else None,
-                "gain": statistics.mean(r["gain"] for r in rows),
-                "mean_episode": statistics.mean(r["mean_episode"] for r in rows
-                                                if r["mean_episode"] is not None),
-                "share": statistics.mean(shares) if shares else None,
-                "to95": _median_reach([r["to95"] for r in rows if r["oracle"] is not None]),
-                "to95_gain": _median_reach([r["to95_gain"] for r in rows
-                                            if r["share_of_oracle_gain"] is not None]),
-                "auc": statistics.mean(r["auc"] for r in rows),
-                "seconds": statistics.mean(r["seconds"] for r in rows)}
+        return {
+            "n": len(rows),
+            "final": statistics.mean(finals),
+            "sd": math.sqrt(statistics.mean(variances)) if variances else None,
+            "gain": statistics.mean(r["gain"] for r in rows),
+            "mean_episode": statistics.mean(
+                r["mean_episode"] for r in rows if r["mean_episode"] is not None
+            ),
+            "share": statistics.mean(shares) if shares else None,
+            "to95": _median_reach([r["to95"] for r in rows if r["oracle"] is not None]),
+            "to95_gain": _median_reach(
+                [r["to95_gain"] for r in rows if r["share_of_oracle_gain"] is not None]
+            ),
+            "auc": statistics.mean(r["auc"] for r in rows),
+            "seconds": statistics.mean(r["seconds"] for r in rows),
+        }
 
     methods = [m for m in ALL_METHODS if any(r["method"] == m for r in scored)]
-    per_task = {t: {m: summarise([r for r in scored if r["task"] == t and r["method"] == m])
-                    for m in methods if any(r["task"] == t and r["method"] == m for r in scored)}
-                for t in p.tasks}
+    per_task = {
+        t: {
+            m: summarise([r for r in scored if r["task"] == t and r["method"] == m])
+            for m in methods
+            if any(r["task"] == t and r["method"] == m for r in scored)
+        }
+        for t in p.tasks
+    }
     headline_tasks = [t for t in p.tasks if t != TUNING_TASK]
-    headline = {m: summarise([r for r in scored if r["task"] in headline_tasks
-                              and r["method"] == m]) for m in methods
-                if any(r["task"] in headline_tasks and r["method"] == m for r in scored)}
-    return {"runs": scored, "per_task": per_task, "headline": headline,
-            "headline_tasks": headline_tasks, "oracle_metric": by_task_oracle,
-            "methods": methods}
+    headline = {
+        m: summarise([r for r in scored if r["task"] in headline_tasks and r["method"] == m])
+        for m in methods
+        if any(r["task"] in headline_tasks and r["method"] == m for r in scored)
+    }
+    return {
+        "runs": scored,
+        "per_task": per_task,
+        "headline": headline,
+        "headline_tasks": headline_tasks,
+        "oracle_metric": by_task_oracle,
+        "methods": methods,
+    }
 
 
 # ----------------------------------------------------------------------------- reporting
@@ -253,8 +323,9 @@ def _ppo_n_steps() -> int:
     """PPO's rollout length in the benchmarks (it updates once per rollout)."""
     from agents.sb3.sb3_agent import ALGORITHMS
 
-    return int(AGENT_HYPERPARAMS["ppo"].get("n_steps",
-                                            ALGORITHMS["ppo"].defaults.get("n_steps", 2048)))
+    return int(
+        AGENT_HYPERPARAMS["ppo"].get("n_steps", ALGORITHMS["ppo"].defaults.get("n_steps", 2048))
+    )
 
 
 def _fmt(x: float | None, spec: str = ".3f") -> str:
@@ -263,15 +334,19 @@ def _fmt(x: float | None, spec: str = ".3f") -> str:
 
 def summary_table(summary: dict[str, dict[str, Any]]) -> list[str]:
     """Markdown rows: one per method."""
-    lines = ["| method | final accuracy | ± sd (seeds) | gain over baseline | share of oracle's "
-             "gain | evals to 95% of oracle accuracy | evals to 95% of oracle gain | AUC "
-             "(best-so-far, / budget) | mean episode | runs | s / run |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| method | final accuracy | ± sd (seeds) | gain over baseline | share of oracle's "
+        "gain | evals to 95% of oracle accuracy | evals to 95% of oracle gain | AUC "
+        "(best-so-far, / budget) | mean episode | runs | s / run |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for m, s in summary.items():
-        lines.append(f"| {LABELS.get(m, m)} | {s['final']:.3f} | {_fmt(s['sd'])} | "
-                     f"{s['gain']:+.3f} | {_fmt(s['share'], '.0%')} | {s['to95']} | "
-                     f"{s['to95_gain']} | {s['auc']:.3f} | {s['mean_episode']:.3f} | {s['n']} | "
-                     f"{s['seconds']:.0f} |")
+        lines.append(
+            f"| {LABELS.get(m, m)} | {s['final']:.3f} | {_fmt(s['sd'])} | "
+            f"{s['gain']:+.3f} | {_fmt(s['share'], '.0%')} | {s['to95']} | "
+            f"{s['to95_gain']} | {s['auc']:.3f} | {s['mean_episode']:.3f} | {s['n']} | "
+            f"{s['seconds']:.0f} |"
+        )
     return lines
 
 
@@ -280,11 +355,14 @@ def headline_markdown(raw: dict[str, Any], res: dict[str, Any]) -> list[str]:
     p = SEParams(**raw["params"])
     if not res["headline"]:
         return [f"(no headline: every task run is the tuning task `{TUNING_TASK}`)"]
-    return [f"Sample efficiency on {', '.join(f'`{t}`' for t in res['headline_tasks'])} "
-            f"(tuning task `{TUNING_TASK}` excluded), budget {p.budget} target evaluations, "
-            f"{len(p.seeds)} seed(s), episodes of {p.num_iterations} steps x batch "
-            f"{p.batch_size}" + (" — QUICK MODE" if p.quick else "") + ":", "",
-            *summary_table(res["headline"])]
+    return [
+        f"Sample efficiency on {', '.join(f'`{t}`' for t in res['headline_tasks'])} "
+        f"(tuning task `{TUNING_TASK}` excluded), budget {p.budget} target evaluations, "
+        f"{len(p.seeds)} seed(s), episodes of {p.num_iterations} steps x batch "
+        f"{p.batch_size}" + (" — QUICK MODE" if p.quick else "") + ":",
+        "",
+        *summary_table(res["headline"]),
+    ]
 
 
 def write_report(raw: dict[str, Any], res: dict[str, Any], out: Path, command: str) -> str:
@@ -294,23 +372,33 @@ def write_report(raw: dict[str, Any], res: dict[str, Any], out: Path, command: s
     n_trials = p.budget // p.num_iterations
     dflt = default_settings()
     lines = [
-        "# Sample efficiency on DataGen-v0" + (" (quick mode)" if p.quick else ""), "",
+        "# Sample efficiency on DataGen-v0" + (" (quick mode)" if p.quick else ""),
+        "",
         f"`{command}` — {raw['seconds'] / 60:.1f} min on {os.cpu_count()} CPU cores, "
         f"{p.workers} worker process(es); the jobs used {raw['cpu_seconds'] / 60:.1f} CPU-min "
         f"(about {raw['cpu_seconds'] / 60 / max(1, min(p.workers, os.cpu_count() or 1)):.1f} "
         f"min of wall time on an otherwise idle machine). Load average "
         f"{raw['load'][0]:.1f} at the start, {raw['load'][1]:.1f} at the end"
-        + (" (other jobs shared the CPU: wall times are inflated, metrics are not — the env is "
-           "deterministic per machine)" if max(raw["load"]) > (os.cpu_count() or 1) + 0.5
-           else "") + ".", "",
+        + (
+            " (other jobs shared the CPU: wall times are inflated, metrics are not — the env is "
+            "deterministic per machine)"
+            if max(raw["load"]) > (os.cpu_count() or 1) + 0.5
+            else ""
+        )
+        + ".",
+        "",
     ]
     if p.quick:
-        lines += [f"**Quick mode**: {len(p.seeds)} seed(s), budget {p.budget}, a "
-                  f"{len(p.grid_temperatures)}x{len(p.grid_top_ps)}x{len(p.templates())} oracle "
-                  "grid. Numbers are indicative only; run `python -m benchmarks.run` for the full "
-                  "benchmark.", ""]
+        lines += [
+            f"**Quick mode**: {len(p.seeds)} seed(s), budget {p.budget}, a "
+            f"{len(p.grid_temperatures)}x{len(p.grid_top_ps)}x{len(p.templates())} oracle "
+            "grid. Numbers are indicative only; run `python -m benchmarks.run` for the full "
+            "benchmark.",
+            "",
+        ]
     lines += [
-        "## Protocol", "",
+        "## Protocol",
+        "",
         f"- Tasks: {', '.join(f'`{t}`' for t in p.tasks)}; seeds {p.seeds}. Every method runs "
         f"through the same env (`DataGen-v0`, built-in scikit-learn target, batch "
         f"{p.batch_size}, episodes of {p.num_iterations} steps, data mode `episode`) with the "
@@ -326,17 +414,23 @@ def write_report(raw: dict[str, Any], res: dict[str, Any], out: Path, command: s
         "on the other tasks — so the headline averages the other tasks only "
         f"({', '.join(f'`{t}`' for t in res['headline_tasks'])}); `{TUNING_TASK}` is reported "
         "separately below. Agents run as `make_agent(name, env, seed=seed, **hyper-parameters)`"
-        " with " + "; ".join(f"{k}: " + (", ".join(f"`{a}={b}`" for a, b in v.items())
-                                        or "defaults")
-                            for k, v in AGENT_HYPERPARAMS.items()) + ".",
+        " with "
+        + "; ".join(
+            f"{k}: " + (", ".join(f"`{a}={b}`" for a, b in v.items()) or "defaults")
+            for k, v in AGENT_HYPERPARAMS.items()
+        )
+        + ".",
         f"- Static methods keep their starting settings every step (action `[1, 1, template]`): "
         f"Self-Instruct T={SELF_INSTRUCT[0]}, top_p={SELF_INSTRUCT[1]}; Alpaca T={ALPACA[0]}, "
         f"top_p={ALPACA[1]}; the default config T={dflt[0]}, top_p={dflt[1]}; all with "
         "template `self_instruct`.",
         f"- **Oracle**: the best fixed configuration of a grid of {len(grid)} configurations "
         f"(temperature {p.grid_temperatures} x top_p {p.grid_top_ps} x "
-        + (f"{len(p.templates())} templates {p.templates()}" if p.grid_templates
-           else "all 10 templates")
+        + (
+            f"{len(p.templates())} templates {p.templates()}"
+            if p.grid_templates
+            else "all 10 templates"
+        )
         + f"), one {p.num_iterations}-step episode per configuration and grid seed "
         f"{p.grid_seeds} (seeds disjoint from the scoring seeds, so it is not chosen on the noise "
         "it is scored on); the search cost is not charged. It is then scored exactly like a "
@@ -353,10 +447,13 @@ def write_report(raw: dict[str, Any], res: dict[str, Any], out: Path, command: s
         f"episode from the default config and move temperature / top_p by at most ±0.05 per "
         f"step, so within {p.num_iterations} steps they reach only settings near the default "
         "(the template they can switch freely)."
-        + (f" PPO's `n_steps={_ppo_n_steps()}` exceeds the budget: it never updates "
-           "and is stopped at the budget mid-rollout, i.e. its row is its initial, near-uniform "
-           "policy."
-           if p.budget < _ppo_n_steps() else ""),
+        + (
+            f" PPO's `n_steps={_ppo_n_steps()}` exceeds the budget: it never updates "
+            "and is stopped at the budget mid-rollout, i.e. its row is its initial, near-uniform "
+            "policy."
+            if p.budget < _ppo_n_steps()
+            else ""
+        ),
         "- Columns: final accuracy (mean over runs); ± sd = seed-to-seed standard deviation "
         "within a task, pooled over tasks; gain = final - baseline; share of oracle's gain = "
         "(final - baseline) / (oracle - baseline), averaged over runs, and like the gain-based "
@@ -368,33 +465,59 @@ def write_report(raw: dict[str, Any], res: dict[str, Any], out: Path, command: s
         "mean episode = the mean (not the best) final accuracy of the run's episodes, i.e. the "
         "quality of the data it generated on average rather than its luckiest episode; s / run "
         "= wall time of one run (shared CPU, indicative).",
-        "", "## Headline (non-tuning tasks)", "", *headline_markdown(raw, res)[2:], "",
-        "![sample efficiency](sample_efficiency.png)", "", "## Per task", ""]
+        "",
+        "## Headline (non-tuning tasks)",
+        "",
+        *headline_markdown(raw, res)[2:],
+        "",
+        "![sample efficiency](sample_efficiency.png)",
+        "",
+        "## Per task",
+        "",
+    ]
     for t in p.tasks:
         base = next((r["baseline"] for r in raw["runs"] if r["task"] == t), float("nan"))
         o = raw["oracle"].get(t)
         tag = " (tuning task)" if t == TUNING_TASK else ""
-        lines += [f"### `{t}`{tag}", "", f"Baseline accuracy {base:.3f}."
-                  + (f" Oracle configuration T={o['settings'][0]}, top_p={o['settings'][1]}, "
-                     f"`{o['settings'][2]}` (grid {o['grid_metric']:.3f}; the worst grid "
-                     f"configuration {o['grid_worst']:.3f}); oracle final accuracy "
-                     f"{res['oracle_metric'].get(t, float('nan')):.3f}." if o else ""), "",
-                  *summary_table(res["per_task"][t]), ""]
-    lines += ["## Best settings each method found (per task, over seeds)", "",
-              "| task | method | best episode: accuracy, T, top_p, template |", "|---|---|---|"]
+        lines += [
+            f"### `{t}`{tag}",
+            "",
+            f"Baseline accuracy {base:.3f}."
+            + (
+                f" Oracle configuration T={o['settings'][0]}, top_p={o['settings'][1]}, "
+                f"`{o['settings'][2]}` (grid {o['grid_metric']:.3f}; the worst grid "
+                f"configuration {o['grid_worst']:.3f}); oracle final accuracy "
+                f"{res['oracle_metric'].get(t, float('nan')):.3f}."
+                if o
+                else ""
+            ),
+            "",
+            *summary_table(res["per_task"][t]),
+            "",
+        ]
+    lines += [
+        "## Best settings each method found (per task, over seeds)",
+        "",
+        "| task | method | best episode: accuracy, T, top_p, template |",
+        "|---|---|---|",
+    ]
     for t in p.tasks:
         for m in res["methods"]:
-            eps = [e for r in raw["runs"] if r["task"] == t and r["method"] == m
-                   for e in r["episodes"]]
+            eps = [
+                e for r in raw["runs"] if r["task"] == t and r["method"] == m for e in r["episodes"]
+            ]
             if eps:
                 e = max(eps, key=lambda e: e["metric"])
-                lines.append(f"| {t} | {LABELS.get(m, m)} | {e['metric']:.3f}, "
-                             f"{e['temperature']:.2f}, {e['top_p']:.2f}, `{e['template']}` |")
+                lines.append(
+                    f"| {t} | {LABELS.get(m, m)} | {e['metric']:.3f}, "
+                    f"{e['temperature']:.2f}, {e['top_p']:.2f}, `{e['template']}` |"
+                )
     md = "\n".join(lines) + "\n"
     out.mkdir(parents=True, exist_ok=True)
     (out / "sample_efficiency.md").write_text(md)
-    (out / "sample_efficiency.json").write_text(json.dumps({"raw": raw, "analysis": res},
-                                                           indent=1, default=str))
+    (out / "sample_efficiency.json").write_text(
+        json.dumps({"raw": raw, "analysis": res}, indent=1, default=str)
+    )
     plot(raw, res, out / "sample_efficiency.png")
     return md
 
@@ -414,20 +537,36 @@ def plot(raw: dict[str, Any], res: dict[str, Any], path: Path) -> None:
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False)
     # One extra point past the budget so that a jump at the last evaluation shows as a step.
     x = np.append(np.arange(p.budget + 1), p.budget + 0.6)
-    styles = {"oracle": dict(color="k", lw=2.2), "static_self_instruct": dict(ls="--"),
-              "static_alpaca": dict(ls="--"), "static_default": dict(ls="--")}
+    styles = {
+        "oracle": dict(color="k", lw=2.2),
+        "static_self_instruct": dict(ls="--"),
+        "static_alpaca": dict(ls="--"),
+        "static_default": dict(ls="--"),
+    }
     for ax, t in zip(axes.flat, p.tasks):
         for m in res["methods"]:
-            curves = np.array([r["curve"] + r["curve"][-1:] for r in raw["runs"]
-                               if r["task"] == t and r["method"] == m])
+            curves = np.array(
+                [
+                    r["curve"] + r["curve"][-1:]
+                    for r in raw["runs"]
+                    if r["task"] == t and r["method"] == m
+                ]
+            )
             if not len(curves):
                 continue
             mean = curves.mean(axis=0)
-            line, = ax.plot(x, mean, label=LABELS.get(m, m), drawstyle="steps-post",
-                            **styles.get(m, {}))
+            (line,) = ax.plot(
+                x, mean, label=LABELS.get(m, m), drawstyle="steps-post", **styles.get(m, {})
+            )
             if len(curves) > 1:
-                ax.fill_between(x, curves.min(axis=0), curves.max(axis=0), alpha=0.08, step="post",
-                                color=line.get_color())
+                ax.fill_between(
+                    x,
+                    curves.min(axis=0),
+                    curves.max(axis=0),
+                    alpha=0.08,
+                    step="post",
+                    color=line.get_color(),
+                )
         o = res["oracle_metric"].get(t)
         if o is not None:
             ax.axhline(0.95 * o, color="k", lw=0.8, ls=":", label="95% of oracle")
@@ -440,21 +579,29 @@ def plot(raw: dict[str, Any], res: dict[str, Any], path: Path) -> None:
         ax.axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=min(5, len(labels)), fontsize=7)
-    fig.suptitle(f"DataGen-v0 sample efficiency (mean over {len(p.seeds)} seed(s); band = "
-                 f"min-max){' — quick mode' if p.quick else ''}", fontsize=10)
+    fig.suptitle(
+        f"DataGen-v0 sample efficiency (mean over {len(p.seeds)} seed(s); band = "
+        f"min-max){' — quick mode' if p.quick else ''}",
+        fontsize=10,
+    )
     fig.tight_layout(rect=(0, 0.1 if rows == 1 else 0.06, 1, 0.95))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def run_sample_efficiency(p: SEParams, out: Path, command: str,
-                          log: Callable[[str], None] = print) -> dict[str, Any]:
+def run_sample_efficiency(
+    p: SEParams, out: Path, command: str, log: Callable[[str], None] = print
+) -> dict[str, Any]:
     """Execute, analyse and report; returns raw results, analysis, Markdown and headline."""
     raw = execute(p, log=log)
     res = analyse(raw)
     md = write_report(raw, res, out, command)
-    return {"raw": raw, "analysis": res, "markdown": md,
-            "headline": "\n".join(headline_markdown(raw, res))}
+    return {
+        "raw": raw,
+        "analysis": res,
+        "markdown": md,
+        "headline": "\n".join(headline_markdown(raw, res)),
+    }
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -481,13 +628,16 @@ def params_from_args(args: argparse.Namespace, base: SEParams) -> SEParams:
             d[k] = v
     p = SEParams(**d)
     if p.budget < p.num_iterations:
-        raise SystemExit(f"--budget ({p.budget}) must pay for at least one episode of "
-                         f"--num-iterations ({p.num_iterations}) steps")
+        raise SystemExit(
+            f"--budget ({p.budget}) must pay for at least one episode of "
+            f"--num-iterations ({p.num_iterations}) steps"
+        )
     return p
 
 
-def rerun_methods(saved: Path, methods: list[str], workers: int,
-                  log: Callable[[str], None] = print) -> dict[str, Any]:
+def rerun_methods(
+    saved: Path, methods: list[str], workers: int, log: Callable[[str], None] = print
+) -> dict[str, Any]:
     """Re-run ``methods`` with the saved run's tasks, seeds and sizes and replace their runs in
     ``saved`` (a ``sample_efficiency.json``); the grid, the oracle and every other method's
     runs are kept. Rewrites the report next to it, and the sample-efficiency section of the
@@ -498,41 +648,58 @@ def rerun_methods(saved: Path, methods: list[str], workers: int,
     params = SEParams(**{**old["params"], "methods": methods, "workers": workers})
     log(f"re-running {methods} on {params.tasks}, seeds {params.seeds}, budget {params.budget}")
     new = execute(params, log=log)
-    raw = {**old, "runs": [r for r in old["runs"] if r["method"] not in methods] + new["runs"],
-           "seconds": old["seconds"] + new["seconds"],
-           "cpu_seconds": old["cpu_seconds"] + new["cpu_seconds"],
-           "rerun": old.get("rerun", []) + [{"methods": methods, "seconds": new["seconds"]}]}
+    raw = {
+        **old,
+        "runs": [r for r in old["runs"] if r["method"] not in methods] + new["runs"],
+        "seconds": old["seconds"] + new["seconds"],
+        "cpu_seconds": old["cpu_seconds"] + new["cpu_seconds"],
+        "rerun": old.get("rerun", []) + [{"methods": methods, "seconds": new["seconds"]}],
+    }
     return _write_saved(saved, raw, lambda cmd: f"{', '.join(methods)} re-run with `{cmd}`.")
 
 
 def _command(saved: Path, raw: dict[str, Any]) -> str:
     """The command that made a saved run, followed by the re-runs recorded in it."""
-    first = next((ln for ln in (saved.parent / "sample_efficiency.md").read_text().splitlines()
-                  if ln.startswith("`python -m")), "`python -m benchmarks.run`")
-    cmd = first[1:first.index("`", 1)]
+    first = next(
+        (
+            ln
+            for ln in (saved.parent / "sample_efficiency.md").read_text().splitlines()
+            if ln.startswith("`python -m")
+        ),
+        "`python -m benchmarks.run`",
+    )
+    cmd = first[1 : first.index("`", 1)]
     for r in raw.get("rerun", []):
-        cmd += (f"`, then `python -m benchmarks.sample_efficiency --rerun {saved.name} "
-                f"--methods {' '.join(r['methods'])}")
+        cmd += (
+            f"`, then `python -m benchmarks.sample_efficiency --rerun {saved.name} "
+            f"--methods {' '.join(r['methods'])}"
+        )
     return cmd
 
 
 def update_summary(path: Path, raw: dict[str, Any], res: dict[str, Any], note: str) -> None:
     """Replace the sample-efficiency section of a ``benchmarks.run`` summary, if there is one."""
-    replace_section(path, "Sample efficiency", [
-        *headline_markdown(raw, res), "",
-        f"Details and per-task tables: `sample_efficiency.md`. {note}"])
+    replace_section(
+        path,
+        "Sample efficiency",
+        [
+            *headline_markdown(raw, res),
+            "",
+            f"Details and per-task tables: `sample_efficiency.md`. {note}",
+        ],
+    )
 
 
 def render(saved: Path) -> dict[str, Any]:
     """Re-analyse a saved ``sample_efficiency.json`` and rewrite the reports next to it (after a
     change to the analysis or the report; nothing is run)."""
     raw = json.loads(saved.read_text())["raw"]
-    return _write_saved(saved, raw,
-                        lambda cmd: f"Runs: `{cmd}`; report re-rendered from the saved runs.")
+    return _write_saved(
+        saved, raw, lambda cmd: f"Runs: `{cmd}`; report re-rendered from the saved runs."
+    )
 
 
-def _write_saved(saved: Path, raw: dict[str, Any], note: Callable[[str], str]
-                 ) -> dict[str, Any]:
+def _write_saved(saved: Path, raw: dict[str, Any], note: Callable[[str], str]) -> dict[str, Any]:
     """Analyse ``raw`` and rewrite the reports next to ``saved`` (the JSON included) and the
     summary's section; ``note(command)`` is the summary's line about how the runs were made."""
     res = analyse(raw)
@@ -547,10 +714,18 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_arguments(parser)
     parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--rerun", type=Path, metavar="JSON",
-                        help="re-run --methods inside a saved sample_efficiency.json")
-    parser.add_argument("--render", type=Path, metavar="JSON",
-                        help="only re-render the reports of a saved sample_efficiency.json")
+    parser.add_argument(
+        "--rerun",
+        type=Path,
+        metavar="JSON",
+        help="re-run --methods inside a saved sample_efficiency.json",
+    )
+    parser.add_argument(
+        "--render",
+        type=Path,
+        metavar="JSON",
+        help="only re-render the reports of a saved sample_efficiency.json",
+    )
     args = parser.parse_args(argv)
     if args.render is not None:
         r = render(args.render)

@@ -24,8 +24,9 @@ from typing import Any
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def collect_training_sets(episodes: int, batch_size: int, seed: int = 0
-                          ) -> tuple[list[list[dict[str, Any]]], float]:
+def collect_training_sets(
+    episodes: int, batch_size: int, seed: int = 0
+) -> tuple[list[list[dict[str, Any]]], float]:
     """The training sets DataGen-v0's target saw, and the median generation time per step."""
     import gymnasium as gym
 
@@ -39,8 +40,13 @@ def collect_training_sets(episodes: int, batch_size: int, seed: int = 0
         seen.append(list(data))
         return target(data)
 
-    env = gym.make("DataGen-v0", target_model=recording_target, validation_dataset=validation,
-                   batch_size=batch_size, num_iterations=10)
+    env = gym.make(
+        "DataGen-v0",
+        target_model=recording_target,
+        validation_dataset=validation,
+        batch_size=batch_size,
+        num_iterations=10,
+    )
     env.action_space.seed(seed)
     gen = []
     for episode in range(episodes):
@@ -52,8 +58,9 @@ def collect_training_sets(episodes: int, batch_size: int, seed: int = 0
     return seen, statistics.median(gen)
 
 
-def time_targets(targets: dict[str, Callable], data: list[list[dict[str, Any]]],
-                 repeats: int) -> dict[str, float]:
+def time_targets(
+    targets: dict[str, Callable], data: list[list[dict[str, Any]]], repeats: int
+) -> dict[str, float]:
     """Median seconds per call of each target over the same training sets, interleaved."""
     times: dict[str, list[float]] = {name: [] for name in targets}
     for _ in range(repeats):
@@ -78,20 +85,28 @@ def main(argv: list[str] | None = None) -> None:
 
     data, t_gen = collect_training_sets(args.episodes, args.batch_size)
     now, _ = make_builtin_target("sentiment")
-    seed_era = SklearnClassifierTarget([{k: r[k] for k in ("instruction", "input", "output")}
-                                        for r in make_validation_set("sentiment")])
+    seed_era = SklearnClassifierTarget(
+        [
+            {k: r[k] for k in ("instruction", "input", "output")}
+            for r in make_validation_set("sentiment")
+        ]
+    )
     five, _ = make_builtin_target("classification")
-    t = time_targets({"seed_era": seed_era, "now": now, "five_skills": five}, data,
-                     args.repeats)
+    t = time_targets({"seed_era": seed_era, "now": now, "five_skills": five}, data, args.repeats)
     step_ratio = (t_gen + t["now"]) / (t_gen + t["seed_era"])
     five_ratio = (t_gen + t["five_skills"]) / (t_gen + t["seed_era"])
-    command = (f"python -m benchmarks.skills_cost --episodes {args.episodes} "
-               f"--batch-size {args.batch_size} --repeats {args.repeats}")
+    command = (
+        f"python -m benchmarks.skills_cost --episodes {args.episodes} "
+        f"--batch-size {args.batch_size} --repeats {args.repeats}"
+    )
     lines = [
-        "# What skills and the test split cost a DataGen-v0 step", "",
+        "# What skills and the test split cost a DataGen-v0 step",
+        "",
         f"`{command}` on {platform.machine()}, {len(data)} training sets x {args.repeats} "
-        "repeats, interleaved. Medians.", "",
-        "| measure | value |", "|---|---|",
+        "repeats, interleaved. Medians.",
+        "",
+        "| measure | value |",
+        "|---|---|",
         f"| generation per step (unchanged) | {t_gen:.3f} s |",
         f"| target, seed era (validation only) | {t['seed_era'] * 1000:.1f} ms |",
         f"| target now (per-skill metrics + 200-record test split) | {t['now'] * 1000:.1f} ms |",
@@ -99,7 +114,8 @@ def main(argv: list[str] | None = None) -> None:
         f"| **step ratio now / seed era** (goal <= 1.05) | **{step_ratio:.3f}** |",
         f"| five-skill target (1000 validation + 1000 test records) | "
         f"{t['five_skills'] * 1000:.1f} ms |",
-        f"| step ratio five-skill / seed era | {five_ratio:.3f} |", "",
+        f"| step ratio five-skill / seed era | {five_ratio:.3f} |",
+        "",
     ]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines))

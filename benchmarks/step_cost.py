@@ -62,8 +62,12 @@ class StepCostParams:
 
 
 # ----------------------------------------------------------------------------- env factory
-def make_default_env(task: str = "sentiment", batch_size: int = 64, num_iterations: int = 10,
-                     teacher_threads: int | None = None):
+def make_default_env(
+    task: str = "sentiment",
+    batch_size: int = 64,
+    num_iterations: int = 10,
+    teacher_threads: int | None = None,
+):
     """Build the default DataGen-v0 env (a top-level function, so it pickles for subprocesses).
 
     ``teacher_threads`` sets ``sampling.num_threads`` (None: the embedded teacher's 1 thread).
@@ -73,8 +77,9 @@ def make_default_env(task: str = "sentiment", batch_size: int = 64, num_iteratio
     import datagen_gym  # noqa: F401
 
     config = {"sampling": {"num_threads": teacher_threads}} if teacher_threads else None
-    return gym.make("DataGen-v0", task=task, batch_size=batch_size,
-                    num_iterations=num_iterations, config=config)
+    return gym.make(
+        "DataGen-v0", task=task, batch_size=batch_size, num_iterations=num_iterations, config=config
+    )
 
 
 class EnvFactory:
@@ -112,7 +117,7 @@ def overhead(p: StepCostParams, seed: int = 0) -> dict[str, Any]:
     step_c, raw_c = [], []  # CPU times
     for r in range(p.overhead_repeats):
         s = seed + 1 + r
-        for order in ((0, 1) if r % 2 == 0 else (1, 0)):  # alternate which goes first
+        for order in (0, 1) if r % 2 == 0 else (1, 0):  # alternate which goes first
             env.reset(seed=s)
             if order == 0:
                 c0, t0 = time.process_time(), time.perf_counter()
@@ -134,11 +139,17 @@ def overhead(p: StepCostParams, seed: int = 0) -> dict[str, Any]:
         same.append(abs(step_metric - raw_metric) < 1e-12)
     env.close()
     ratios = [a / b for a, b in zip(step_t, raw_t)]
-    return {"step": statistics.median(step_t), "raw": statistics.median(raw_t),
-            "generate": statistics.median(gen_t), "target": statistics.median(tgt_t),
-            "ratio": statistics.median(ratios), "ratios": ratios, "same_work": all(same),
-            "cpu_ratio": statistics.median(a / b for a, b in zip(step_c, raw_c)),
-            "repeats": p.overhead_repeats}
+    return {
+        "step": statistics.median(step_t),
+        "raw": statistics.median(raw_t),
+        "generate": statistics.median(gen_t),
+        "target": statistics.median(tgt_t),
+        "ratio": statistics.median(ratios),
+        "ratios": ratios,
+        "same_work": all(same),
+        "cpu_ratio": statistics.median(a / b for a, b in zip(step_c, raw_c)),
+        "repeats": p.overhead_repeats,
+    }
 
 
 def _vec_rate(vec_env, n_env_steps: int, seed: int) -> float:
@@ -166,8 +177,9 @@ def vec_envs(p: StepCostParams, seed: int = 0) -> dict[str, float]:
         venv = DummyVecEnv([EnvFactory(**kw, teacher_threads=threads)])
         out[f"dummy_1env_{threads}thr"] = _vec_rate(venv, p.vec_steps, seed)
         venv.close()
-    venv = SubprocVecEnv([EnvFactory(**kw, teacher_threads=1) for _ in range(2)],
-                         start_method="forkserver")
+    venv = SubprocVecEnv(
+        [EnvFactory(**kw, teacher_threads=1) for _ in range(2)], start_method="forkserver"
+    )
     out["subproc_2env_1thr"] = _vec_rate(venv, p.vec_steps, seed)
     venv.close()
     return out
@@ -187,16 +199,26 @@ def rss_run(job: tuple[str, int, int, int, int]) -> dict[str, Any]:
     env = make_default_env(task, batch_size, num_iterations)
     env.action_space.seed(0)
     env.reset(seed=0)
-    series = [{"step": 0, "rss_mb": _rss_mb(),
-               "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}]
+    series = [
+        {
+            "step": 0,
+            "rss_mb": _rss_mb(),
+            "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        }
+    ]
     t0 = time.perf_counter()
     for i in range(1, steps + 1):
         _, _, term, trunc, _ = env.step(env.action_space.sample())
         if term or trunc:
             env.reset()
         if i % every == 0 or i == steps:
-            series.append({"step": i, "rss_mb": _rss_mb(),
-                           "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0})
+            series.append(
+                {
+                    "step": i,
+                    "rss_mb": _rss_mb(),
+                    "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+                }
+            )
     env.close()
     return {"series": series, "seconds": time.perf_counter() - t0}
 
@@ -206,8 +228,9 @@ def rss(p: StepCostParams) -> dict[str, Any]:
     past step 0, i.e. once the first episodes have warmed every code path)."""
     ctx = multiprocessing.get_context("forkserver")
     with ProcessPoolExecutor(1, mp_context=ctx) as pool:
-        r = pool.submit(rss_run, (p.task, p.batch_size, p.num_iterations, p.rss_steps,
-                                  p.rss_every)).result()
+        r = pool.submit(
+            rss_run, (p.task, p.batch_size, p.num_iterations, p.rss_steps, p.rss_every)
+        ).result()
     pts = [s for s in r["series"] if s["step"] > 0]
     fit = pts[1:] if len(pts) >= 3 else pts
 
@@ -222,17 +245,23 @@ def rss(p: StepCostParams) -> dict[str, Any]:
 
     (rss_slope, rss_sd), (peak_slope, peak_sd) = fit_line("rss_mb"), fit_line("peak_mb")
     window = (fit[-1]["step"] - fit[0]["step"]) / 100 if fit else float("nan")
-    return {**r, "slope_mb_per_100_steps": rss_slope, "residual_sd_mb": rss_sd,
-            "peak_slope_mb_per_100_steps": peak_slope, "peak_residual_sd_mb": peak_sd,
-            "window_100_steps": window,
-            "growth_mb": fit[-1]["rss_mb"] - fit[0]["rss_mb"] if fit else float("nan"),
-            "peak_growth_mb": fit[-1]["peak_mb"] - fit[0]["peak_mb"] if fit else float("nan"),
-            "fit_from_step": fit[0]["step"] if fit else None}
+    return {
+        **r,
+        "slope_mb_per_100_steps": rss_slope,
+        "residual_sd_mb": rss_sd,
+        "peak_slope_mb_per_100_steps": peak_slope,
+        "peak_residual_sd_mb": peak_sd,
+        "window_100_steps": window,
+        "growth_mb": fit[-1]["rss_mb"] - fit[0]["rss_mb"] if fit else float("nan"),
+        "peak_growth_mb": fit[-1]["peak_mb"] - fit[0]["peak_mb"] if fit else float("nan"),
+        "fit_from_step": fit[0]["step"] if fit else None,
+    }
 
 
 # ----------------------------------------------------------------------------- report
-def run_step_cost(p: StepCostParams, out: Path, command: str,
-                  log: Callable[[str], None] = print) -> dict[str, Any]:
+def run_step_cost(
+    p: StepCostParams, out: Path, command: str, log: Callable[[str], None] = print
+) -> dict[str, Any]:
     """Every measurement, written to ``step_cost.md`` / ``.json``; returns results and md."""
     import torch
 
@@ -245,18 +274,36 @@ def run_step_cost(p: StepCostParams, out: Path, command: str,
     vec = vec_envs(p)
     log(f"  step cost: RSS over {p.rss_steps} steps")
     mem = rss(p)
-    run = {"command": command, "seconds": time.perf_counter() - t_start,
-           "cores": os.cpu_count(), "processor": platform.processor() or platform.machine(),
-           "torch": torch.__version__, "threads": torch.get_num_threads(),
-           "load_start": load_start, "load_end": os.getloadavg()[0]}
-    return write_report({"params": asdict(p), "run": run, "throughput": thr, "overhead": ovh,
-                         "vec": vec, "rss": mem}, out)
+    run = {
+        "command": command,
+        "seconds": time.perf_counter() - t_start,
+        "cores": os.cpu_count(),
+        "processor": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "load_start": load_start,
+        "load_end": os.getloadavg()[0],
+    }
+    return write_report(
+        {
+            "params": asdict(p),
+            "run": run,
+            "throughput": thr,
+            "overhead": ovh,
+            "vec": vec,
+            "rss": mem,
+        },
+        out,
+    )
 
 
 def peak_halves(mem: dict[str, Any]) -> tuple[float, float]:
     """How much the peak RSS rose in the first and in the second half of the fitted window."""
-    pts = [s for s in mem["series"] if mem["fit_from_step"] is not None
-           and s["step"] >= mem["fit_from_step"]]
+    pts = [
+        s
+        for s in mem["series"]
+        if mem["fit_from_step"] is not None and s["step"] >= mem["fit_from_step"]
+    ]
     if len(pts) < 3:
         return float("nan"), float("nan")
     mid = pts[len(pts) // 2]
@@ -265,8 +312,9 @@ def peak_halves(mem: dict[str, Any]) -> tuple[float, float]:
 
 def write_report(saved: dict[str, Any], out: Path) -> dict[str, Any]:
     """Render ``step_cost.md`` from the measurements (also for ``--render``); write both files."""
-    p = StepCostParams(**{**saved["params"], "vec_dummy_threads":
-                          tuple(saved["params"]["vec_dummy_threads"])})
+    p = StepCostParams(
+        **{**saved["params"], "vec_dummy_threads": tuple(saved["params"]["vec_dummy_threads"])}
+    )
     run, thr, ovh, vec, mem = (saved[k] for k in ("run", "throughput", "overhead", "vec", "rss"))
     cores = run["cores"]
     dummy_1 = vec.get("dummy_1env_1thr", max(v for k, v in vec.items() if k.startswith("dummy")))
@@ -275,28 +323,41 @@ def write_report(saved: dict[str, Any], out: Path) -> dict[str, Any]:
         if math.isnan(slope):
             return "too few samples to fit a line"
         growth = slope * mem["window_100_steps"]
-        text = (f"{slope:+.1f} MB / 100 steps: {growth:+.0f} MB over the window, residual sd "
-                f"{sd:.0f} MB -> ")
+        text = (
+            f"{slope:+.1f} MB / 100 steps: {growth:+.0f} MB over the window, residual sd "
+            f"{sd:.0f} MB -> "
+        )
         if abs(growth) <= max(1.0, 2 * sd):
             return text + "**flat within noise**"
         return text + ("**shrinking**" if growth < 0 else "**GROWING**")
 
     first, second = peak_halves(mem)
-    peak = ("too few samples" if math.isnan(first) else
-            f"{mem['peak_slope_mb_per_100_steps']:+.1f} MB / 100 steps fitted; {first:+.0f} MB "
-            f"in the window's first half, {second:+.0f} MB in its second -> "
-            + ("**levelled off**" if second <= 1.0 else "**still rising**"))
+    peak = (
+        "too few samples"
+        if math.isnan(first)
+        else f"{mem['peak_slope_mb_per_100_steps']:+.1f} MB / 100 steps fitted; {first:+.0f} MB "
+        f"in the window's first half, {second:+.0f} MB in its second -> "
+        + ("**levelled off**" if second <= 1.0 else "**still rising**")
+    )
     busy = max(run["load_start"], run["load_end"]) > (cores or 1) + 0.5
     lines = [
-        "# Cost of a DataGen-v0 step" + (" (quick mode)" if p.quick else ""), "",
+        "# Cost of a DataGen-v0 step" + (" (quick mode)" if p.quick else ""),
+        "",
         f"`{run['command']}` — {run['seconds']:.0f} s on {cores} CPU cores "
         f"({run['processor']}), torch {run['torch']} ({run['threads']} threads in the main "
         f"process), task `{p.task}`, batch {p.batch_size}. Timings are medians. Load average "
         f"{run['load_start']:.1f} at the start, {run['load_end']:.1f} at the end"
-        + (" — **other jobs shared the CPU, so wall-clock rates are pessimistic**; the CPU-time "
-           "rows are not affected much" if busy else "") + "."
-        + (" **Quick mode: small sample sizes.**" if p.quick else ""), "",
-        "| measure | value |", "|---|---|",
+        + (
+            " — **other jobs shared the CPU, so wall-clock rates are pessimistic**; the CPU-time "
+            "rows are not affected much"
+            if busy
+            else ""
+        )
+        + "."
+        + (" **Quick mode: small sample sizes.**" if p.quick else ""),
+        "",
+        "| measure | value |",
+        "|---|---|",
         f"| env step (random actions, {p.steps} steps) | {thr['step']:.3f} s = "
         f"**{thr['steps_per_s']:.2f} steps/s** |",
         f"| CPU time per step (≈ wall time on an idle machine) | {thr['cpu_per_step']:.3f} s = "
@@ -314,7 +375,8 @@ def write_report(saved: dict[str, Any], out: Path) -> dict[str, Any]:
     ]
     for k, v in vec.items():
         label = {"subproc_2env_1thr": "`SubprocVecEnv`, 2 workers x 1 teacher thread"}.get(
-            k, f"`DummyVecEnv`, 1 env, {k.split('_')[-1][:-3]} teacher thread(s)")
+            k, f"`DummyVecEnv`, 1 env, {k.split('_')[-1][:-3]} teacher thread(s)"
+        )
         lines.append(f"| {label} | {v:.2f} env steps/s |")
     lines += [
         f"| SubprocVecEnv(2) / DummyVecEnv(1), 1 teacher thread each | "
@@ -325,31 +387,41 @@ def write_report(saved: dict[str, Any], out: Path) -> dict[str, Any]:
         f"| current RSS (VmRSS) slope, least squares from step {mem['fit_from_step']} | "
         f"{verdict(mem['slope_mb_per_100_steps'], mem['residual_sd_mb'])} |",
         f"| peak RSS (`ru_maxrss`), same window | {peak} |",
-        "", f"RSS series (MB, every {p.rss_every} steps, sampled right after an episode's reset "
+        "",
+        f"RSS series (MB, every {p.rss_every} steps, sampled right after an episode's reset "
         f"when {p.rss_every} is a multiple of the episode length {p.num_iterations}), "
         "step: current / peak: "
-        + ", ".join(f"{s['step']}: {s['rss_mb']:.0f} / {s['peak_mb']:.0f}"
-                    for s in mem["series"]), "",
+        + ", ".join(f"{s['step']}: {s['rss_mb']:.0f} / {s['peak_mb']:.0f}" for s in mem["series"]),
+        "",
         "The current RSS is the leak check: a leak makes it rise steadily. It moves by tens of "
         "MB between samples (each episode's target is refitted on a growing dataset, and the "
-        "allocator keeps freed pages). \"Flat within noise\" means the growth the fitted line "
+        'allocator keeps freed pages). "Flat within noise" means the growth the fitted line '
         "implies over the window is at most twice the residual standard deviation (at least "
         "1 MB). The peak is a running maximum: it moves up, in steps, whenever one step (a long "
         "generation, a large episode dataset) sets a new high-water mark, so a line fitted to it "
-        "rises even without a leak; \"levelled off\" means no new high-water mark in the second "
-        "half of the window.", "",
+        'rises even without a leak; "levelled off" means no new high-water mark in the second '
+        "half of the window.",
+        "",
         f"Vec envs: {p.vec_steps} env steps each after one warm-up step, random actions. With "
         f"{cores} cores, 2 worker processes are the ceiling; a single env whose teacher uses "
         f"{cores} threads (`sampling.num_threads`) is the other way to use both cores; 1 thread "
         "is the embedded teacher's default. The target (scikit-learn) is single-threaded "
         "throughout. Threads that share cores with other processes stall, so the multi-thread "
-        "row is very sensitive to other load on the machine.", ""]
+        "row is very sensitive to other load on the machine.",
+        "",
+    ]
     md = "\n".join(lines) + "\n"
     out.mkdir(parents=True, exist_ok=True)
     (out / "step_cost.md").write_text(md)
     (out / "step_cost.json").write_text(json.dumps(saved, indent=1))
-    return {"markdown": md, "table": "\n".join(lines[4:lines.index("", 4)]),
-            "throughput": thr, "overhead": ovh, "vec": vec, "rss": mem}
+    return {
+        "markdown": md,
+        "table": "\n".join(lines[4 : lines.index("", 4)]),
+        "throughput": thr,
+        "overhead": ovh,
+        "vec": vec,
+        "rss": mem,
+    }
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -365,9 +437,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def params_from_args(args: argparse.Namespace, base: StepCostParams) -> StepCostParams:
     """``base`` with the options given on the command line replaced."""
     d = asdict(base)
-    for arg, key in (("cost_steps", "steps"), ("overhead_repeats", "overhead_repeats"),
-                     ("vec_steps", "vec_steps"), ("rss_steps", "rss_steps"),
-                     ("rss_every", "rss_every"), ("cost_batch_size", "batch_size")):
+    for arg, key in (
+        ("cost_steps", "steps"),
+        ("overhead_repeats", "overhead_repeats"),
+        ("vec_steps", "vec_steps"),
+        ("rss_steps", "rss_steps"),
+        ("rss_every", "rss_every"),
+        ("cost_batch_size", "batch_size"),
+    ):
         v = getattr(args, arg, None)
         if v is not None:
             d[key] = v
@@ -379,8 +456,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_arguments(parser)
     parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--render", type=Path, metavar="JSON",
-                        help="only re-render the report of a saved step_cost.json")
+    parser.add_argument(
+        "--render",
+        type=Path,
+        metavar="JSON",
+        help="only re-render the report of a saved step_cost.json",
+    )
     args = parser.parse_args(argv)
     if args.render is not None:
         saved = json.loads(args.render.read_text())
@@ -393,8 +474,11 @@ def main(argv: list[str] | None = None) -> None:
         command = " ".join(["python -m benchmarks.step_cost", *given])
         r = run_step_cost(p, args.out, command)
         out = args.out
-    replace_section(out / "summary.md", "Cost of a step",
-                    [r["table"], "", f"Details: `step_cost.md` (`{command}`)."])
+    replace_section(
+        out / "summary.md",
+        "Cost of a step",
+        [r["table"], "", f"Details: `step_cost.md` (`{command}`)."],
+    )
     print(r["markdown"])
 
 

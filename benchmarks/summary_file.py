@@ -19,6 +19,6 @@ def replace_section(path: Path, title: str, body: list[str]) -> bool:
     head, sep, rest = path.read_text().partition(f"## {title}\n")
     if not sep:
         return False
-    tail = rest[rest.find("\n## "):] if "\n## " in rest else ""
+    tail = rest[rest.find("\n## ") :] if "\n## " in rest else ""
     path.write_text(head + sep + "\n".join(["", *body, ""]) + tail)
     return True

@@ -44,18 +44,31 @@ import torch
 RESULTS = Path(__file__).resolve().parent / "results"
 REPO = Path(__file__).resolve().parent.parent
 TEACHER_DIR = "datagen_gym/world/teacher"
-SI_TEMPLATES = ("self_instruct", "self_instruct_classification", "self_instruct_text",
-                "self_instruct_math")
+SI_TEMPLATES = (
+    "self_instruct",
+    "self_instruct_classification",
+    "self_instruct_text",
+    "self_instruct_math",
+)
 
 
 def teacher_at_revision(rev: str, dest: Path) -> Path:
     """Copy the embedded teacher committed at ``rev`` into ``dest``."""
-    names = subprocess.run(["git", "ls-tree", "--name-only", f"{rev}:{TEACHER_DIR}"], cwd=REPO,
-                           check=True, capture_output=True, text=True).stdout.split()
+    names = subprocess.run(
+        ["git", "ls-tree", "--name-only", f"{rev}:{TEACHER_DIR}"],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
     dest.mkdir(parents=True, exist_ok=True)
     for name in names:
-        blob = subprocess.run(["git", "show", f"{rev}:{TEACHER_DIR}/{name}"], cwd=REPO,
-                              check=True, capture_output=True).stdout
+        blob = subprocess.run(
+            ["git", "show", f"{rev}:{TEACHER_DIR}/{name}"],
+            cwd=REPO,
+            check=True,
+            capture_output=True,
+        ).stdout
         (dest / name).write_bytes(blob)
     return dest
 
@@ -67,9 +80,15 @@ def _generator(backend, seed: int, temperature: float, top_p: float):
     return Generator(sampler=Sampler(backend, temperature=temperature, top_p=top_p), seed=seed)
 
 
-def focus_share(backend, families: list[str], seeds: list[int], records: int,
-                rounds: int = 2, temperature: float = 1.0, top_p: float = 0.9
-                ) -> dict[str, Any]:
+def focus_share(
+    backend,
+    families: list[str],
+    seeds: list[int],
+    records: int,
+    rounds: int = 2,
+    temperature: float = 1.0,
+    top_p: float = 0.9,
+) -> dict[str, Any]:
     """Per family: records generated with the focus on it, and how many are of that family."""
     from datagen_gym.world import checker
 
@@ -94,22 +113,27 @@ def focus_share(backend, families: list[str], seeds: list[int], records: int,
                 data = gen.generate(records).data
                 counts.update(checker.family_counts(data))
                 n += len(data)
-        out[family] = {"records": n, "focused": counts[family],
-                       "share": counts[family] / n if n else math.nan,
-                       "unknown": counts["unknown"],
-                       "share_without_focus": (unfocused[family] / n_unfocused
-                                               if n_unfocused else math.nan)}
+        out[family] = {
+            "records": n,
+            "focused": counts[family],
+            "share": counts[family] / n if n else math.nan,
+            "unknown": counts["unknown"],
+            "share_without_focus": (unfocused[family] / n_unfocused if n_unfocused else math.nan),
+        }
     total = sum(v["records"] for v in out.values())
-    out["all"] = {"records": total, "focused": sum(v["focused"] for v in out.values()),
-                  "share": (sum(v["focused"] for v in out.values()) / total
-                            if total else math.nan),
-                  "unknown": sum(v["unknown"] for v in out.values()),
-                  "share_without_focus": 1.0 / len(families)}
+    out["all"] = {
+        "records": total,
+        "focused": sum(v["focused"] for v in out.values()),
+        "share": (sum(v["focused"] for v in out.values()) / total if total else math.nan),
+        "unknown": sum(v["unknown"] for v in out.values()),
+        "share_without_focus": 1.0 / len(families),
+    }
     return out
 
 
-def correctness(backend, families: list[str], seeds: list[int], records: int,
-                temperature: float, top_p: float) -> dict[str, Any]:
+def correctness(
+    backend, families: list[str], seeds: list[int], records: int, temperature: float, top_p: float
+) -> dict[str, Any]:
     """Checker verdicts per family on the Self-Instruct templates' records."""
     from datagen_gym.world import checker
     from datagen_gym.world.tasks import identify
@@ -127,21 +151,36 @@ def correctness(backend, families: list[str], seeds: list[int], records: int,
         name = family.name if family else "unknown"
         total[name] += 1
         right[name] += checker.is_correct(r)
-    per = {f: {"correct": right[f], "records": total[f],
-               "accuracy": right[f] / total[f] if total[f] else math.nan}
-           for f in families + ["unknown"]}
+    per = {
+        f: {
+            "correct": right[f],
+            "records": total[f],
+            "accuracy": right[f] / total[f] if total[f] else math.nan,
+        }
+        for f in families + ["unknown"]
+    }
     n = len(data_all)
-    per["all"] = {"correct": sum(right.values()), "records": n,
-                  "accuracy": sum(right.values()) / n if n else math.nan}
+    per["all"] = {
+        "correct": sum(right.values()),
+        "records": n,
+        "accuracy": sum(right.values()) / n if n else math.nan,
+    }
     instructions = [str(r["instruction"]) for r in data_all]
     per["all"]["unique_instructions"] = len(set(instructions)) / n if n else math.nan
-    per["all"]["distinct_records"] = len({(r["instruction"], r["input"], r["output"])
-                                          for r in data_all})
+    per["all"]["distinct_records"] = len(
+        {(r["instruction"], r["input"], r["output"]) for r in data_all}
+    )
     return per
 
 
-def instance_accuracy(backend, families: list[str], temperature: float, top_p: float,
-                      per_family: int = 24, seed: int = 0) -> dict[str, float]:
+def instance_accuracy(
+    backend,
+    families: list[str],
+    temperature: float,
+    top_p: float,
+    per_family: int = 24,
+    seed: int = 0,
+) -> dict[str, float]:
     """The instance prompts alone, on valid tasks: the share of exact first answers."""
     from datagen_gym.generators import prompts
     from datagen_gym.world.tasks import FAMILY_BY_NAME, expected_output
@@ -153,14 +192,17 @@ def instance_accuracy(backend, families: list[str], temperature: float, top_p: f
         for i in range(per_family):
             inst = fam.sample_inline(rng)[0] if i % 2 else fam.sample_instruction(rng)
             tasks.append((name, inst, fam.is_classification))
-            prompt_list.append(prompts.output_first_prompt(inst) if fam.is_classification
-                               else prompts.input_first_prompt(inst))
-    texts = backend.generate(prompt_list, temperature=temperature, top_p=top_p,
-                             max_new_tokens=64, seed=seed)
+            prompt_list.append(
+                prompts.output_first_prompt(inst)
+                if fam.is_classification
+                else prompts.input_first_prompt(inst)
+            )
+    texts = backend.generate(
+        prompt_list, temperature=temperature, top_p=top_p, max_new_tokens=64, seed=seed
+    )
     right: Counter = Counter()
     for (name, inst, is_cls), text in zip(tasks, texts):
-        pairs = (prompts.parse_output_first(text) if is_cls
-                 else prompts.parse_input_first(text))
+        pairs = prompts.parse_output_first(text) if is_cls else prompts.parse_input_first(text)
         if pairs:
             x, y = pairs[0]
             right[name] += expected_output(inst, x) == y
@@ -169,8 +211,14 @@ def instance_accuracy(backend, families: list[str], temperature: float, top_p: f
     return out
 
 
-def measure(path: Path, seeds: list[int], records: int, temperatures: list[float],
-            top_p: float, threads: int) -> dict[str, Any]:
+def measure(
+    path: Path,
+    seeds: list[int],
+    records: int,
+    temperatures: list[float],
+    top_p: float,
+    threads: int,
+) -> dict[str, Any]:
     from datagen_gym.backends import TransformersBackend
     from datagen_gym.world.tasks import FAMILIES
 
@@ -179,9 +227,13 @@ def measure(path: Path, seeds: list[int], records: int, temperatures: list[float
     n_params = sum(p.numel() for p in backend.model.parameters())
     t0 = time.perf_counter()
     result: dict[str, Any] = {
-        "path": str(path), "parameters": n_params, "vocab": len(backend.tokenizer),
+        "path": str(path),
+        "parameters": n_params,
+        "vocab": len(backend.tokenizer),
         "focus": focus_share(backend, families, seeds, records),
-        "correctness": {}, "instances": {}}
+        "correctness": {},
+        "instances": {},
+    }
     for t in temperatures:
         result["correctness"][str(t)] = correctness(backend, families, seeds, records, t, top_p)
         result["instances"][str(t)] = instance_accuracy(backend, families, t, top_p)
@@ -199,21 +251,35 @@ def render(report: dict[str, Any]) -> str:
     teachers = report["teachers"]
     families = report["families"]
     temps = report["temperatures"]
-    lines = ["# Teacher quality: does it follow its prompt, is its data right?", "",
-             f"`{report['command']}`", "",
-             f"{report['machine']}. Seeds {report['seeds']}, {report['records']} records per "
-             f"generate call, top_p {report['top_p']}.", ""]
+    lines = [
+        "# Teacher quality: does it follow its prompt, is its data right?",
+        "",
+        f"`{report['command']}`",
+        "",
+        f"{report['machine']}. Seeds {report['seeds']}, {report['records']} records per "
+        f"generate call, top_p {report['top_p']}.",
+        "",
+    ]
     lines += ["| teacher | parameters | vocabulary | measured in |", "|---|---|---|---|"]
     for label in labels:
         t = teachers[label]
-        lines.append(f"| {label} | {t['parameters'] / 1e6:.2f}M | {t['vocab']} | "
-                     f"{t['seconds']:.0f} s |")
-    lines += ["", "## Focus: share of the focused family among the records", "",
-              "`Generator.set_focus(family)`, template `self_instruct`, T=1.0, top_p 0.9, two "
-              "rounds per seed. *without focus*: the family's share of the unfocused "
-              "`self_instruct` records.", ""]
-    head = "| family | " + " | ".join(f"{lb}: focused / records | {lb}: share"
-                                      for lb in labels) + " | without focus (new) |"
+        lines.append(
+            f"| {label} | {t['parameters'] / 1e6:.2f}M | {t['vocab']} | {t['seconds']:.0f} s |"
+        )
+    lines += [
+        "",
+        "## Focus: share of the focused family among the records",
+        "",
+        "`Generator.set_focus(family)`, template `self_instruct`, T=1.0, top_p 0.9, two "
+        "rounds per seed. *without focus*: the family's share of the unfocused "
+        "`self_instruct` records.",
+        "",
+    ]
+    head = (
+        "| family | "
+        + " | ".join(f"{lb}: focused / records | {lb}: share" for lb in labels)
+        + " | without focus (new) |"
+    )
     lines += [head, "|---|" + "---|---|" * len(labels) + "---|"]
     for f in families + ["all"]:
         row = [f]
@@ -222,9 +288,14 @@ def render(report: dict[str, Any]) -> str:
             row += [f"{v['focused']} / {v['records']}", _pct(v["share"])]
         row.append(_pct(teachers[labels[-1]]["focus"][f]["share_without_focus"]))
         lines.append("| " + " | ".join(row) + " |")
-    lines += ["", "## Correctness per family (checker), Self-Instruct templates", "",
-              "Records of `self_instruct`, `_classification`, `_text` and `_math`; correct / "
-              "records. `unknown`: instructions no grammar knows (always wrong).", ""]
+    lines += [
+        "",
+        "## Correctness per family (checker), Self-Instruct templates",
+        "",
+        "Records of `self_instruct`, `_classification`, `_text` and `_math`; correct / "
+        "records. `unknown`: instructions no grammar knows (always wrong).",
+        "",
+    ]
     cols = [(lb, t) for lb in labels for t in temps]
     lines.append("| family | " + " | ".join(f"{lb} T={t}" for lb, t in cols) + " |")
     lines.append("|---|" + "---|" * len(cols))
@@ -232,40 +303,57 @@ def render(report: dict[str, Any]) -> str:
         row = [f]
         for lb, t in cols:
             v = teachers[lb]["correctness"][str(t)][f]
-            row.append(f"{v['correct']}/{v['records']} ({_pct(v['accuracy'])})"
-                       if v["records"] else "0/0")
+            row.append(
+                f"{v['correct']}/{v['records']} ({_pct(v['accuracy'])})" if v["records"] else "0/0"
+            )
         lines.append("| " + " | ".join(row) + " |")
     row = ["unique instructions"]
-    row += [_pct(teachers[lb]["correctness"][str(t)]["all"]["unique_instructions"])
-            for lb, t in cols]
+    row += [
+        _pct(teachers[lb]["correctness"][str(t)]["all"]["unique_instructions"]) for lb, t in cols
+    ]
     lines.append("| " + " | ".join(row) + " |")
     row = ["distinct records"]
-    row += [str(teachers[lb]["correctness"][str(t)]["all"]["distinct_records"])
-            for lb, t in cols]
+    row += [str(teachers[lb]["correctness"][str(t)]["all"]["distinct_records"]) for lb, t in cols]
     lines.append("| " + " | ".join(row) + " |")
-    lines += ["", "## Instance answers on valid tasks", "",
-              "The instance prompt alone (input-first; output-first for classification) on 24 "
-              "valid tasks per family (half with the input inline): share of exact first "
-              "answers.", ""]
+    lines += [
+        "",
+        "## Instance answers on valid tasks",
+        "",
+        "The instance prompt alone (input-first; output-first for classification) on 24 "
+        "valid tasks per family (half with the input inline): share of exact first "
+        "answers.",
+        "",
+    ]
     lines.append("| family | " + " | ".join(f"{lb} T={t}" for lb, t in cols) + " |")
     lines.append("|---|" + "---|" * len(cols))
     for f in families + ["all"]:
-        lines.append("| " + " | ".join([f] + [_pct(teachers[lb]["instances"][str(t)][f])
-                                              for lb, t in cols]) + " |")
+        lines.append(
+            "| "
+            + " | ".join([f] + [_pct(teachers[lb]["instances"][str(t)][f]) for lb, t in cols])
+            + " |"
+        )
     lines.append("")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--teacher", type=Path, default=None,
-                        help="teacher directory (default: the embedded teacher)")
+    parser.add_argument(
+        "--teacher",
+        type=Path,
+        default=None,
+        help="teacher directory (default: the embedded teacher)",
+    )
     parser.add_argument("--label", default="new", help="the teacher's name in the report")
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--baseline-rev", default=None,
-                       help="also measure the embedded teacher committed at this git revision")
-    group.add_argument("--baseline", type=Path, default=None,
-                       help="also measure this teacher directory")
+    group.add_argument(
+        "--baseline-rev",
+        default=None,
+        help="also measure the embedded teacher committed at this git revision",
+    )
+    group.add_argument(
+        "--baseline", type=Path, default=None, help="also measure this teacher directory"
+    )
     parser.add_argument("--baseline-label", default="old")
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--records", type=int, default=64)
@@ -284,22 +372,29 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         if args.baseline_rev:
             teachers[f"{args.baseline_label} ({args.baseline_rev})"] = teacher_at_revision(
-                args.baseline_rev, Path(tmp) / "baseline")
+                args.baseline_rev, Path(tmp) / "baseline"
+            )
         elif args.baseline:
             teachers[args.baseline_label] = args.baseline
         teachers[args.label] = args.teacher or EMBEDDED_TEACHER
         results = {}
         for label, path in teachers.items():
             print(f"measuring {label} ({path})", flush=True)
-            results[label] = measure(path, seeds, args.records, args.temperatures, args.top_p,
-                                     args.threads)
+            results[label] = measure(
+                path, seeds, args.records, args.temperatures, args.top_p, args.threads
+            )
     report = {
-        "command": "python -m benchmarks.teacher_quality " + " ".join(
-            sys.argv[1:] if argv is None else argv),
+        "command": "python -m benchmarks.teacher_quality "
+        + " ".join(sys.argv[1:] if argv is None else argv),
         "machine": f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), "
-                   f"torch {torch.__version__}, {args.threads} torch thread(s)",
-        "seeds": seeds, "records": args.records, "temperatures": args.temperatures,
-        "top_p": args.top_p, "families": [f.name for f in FAMILIES], "teachers": results}
+        f"torch {torch.__version__}, {args.threads} torch thread(s)",
+        "seeds": seeds,
+        "records": args.records,
+        "temperatures": args.temperatures,
+        "top_p": args.top_p,
+        "families": [f.name for f in FAMILIES],
+        "teachers": results,
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "teacher_quality.json").write_text(json.dumps(report, indent=1))
     text = render(report)

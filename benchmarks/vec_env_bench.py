@@ -34,6 +34,7 @@ def _make(kind: str, workers: int, env_kwargs: dict):
         return make_vec_env(workers, start_method="forkserver", env_kwargs=env_kwargs)
     if kind == "ray":
         from datagen_gym.envs.ray_vec_env import RayVecEnv
+
         # 0 CPUs per actor: 4 actors may share 2 cores, as 4 SubprocVecEnv workers do.
         return RayVecEnv(env_kwargs, num_envs=workers, num_cpus_per_env=0)
     raise ValueError(kind)
@@ -46,8 +47,9 @@ def _steps(venv, steps: int) -> float:
     return time.perf_counter() - t0
 
 
-def run(settings: list[tuple[str, int]], steps: int, repeats: int, env_kwargs: dict,
-        seed: int = 0) -> list[dict]:
+def run(
+    settings: list[tuple[str, int]], steps: int, repeats: int, env_kwargs: dict, seed: int = 0
+) -> list[dict]:
     """Build every vec env first, then time them in interleaved rounds, so that load from
     other work on the machine spreads over all settings; the best round counts."""
     rows, envs = [], []
@@ -56,8 +58,15 @@ def run(settings: list[tuple[str, int]], steps: int, repeats: int, env_kwargs: d
             t0 = time.perf_counter()
             venv = _make(kind, workers, env_kwargs)
             envs.append(venv)
-            rows.append({"kind": kind, "workers": workers,
-                         "startup_s": time.perf_counter() - t0, "times": [], "loads": []})
+            rows.append(
+                {
+                    "kind": kind,
+                    "workers": workers,
+                    "startup_s": time.perf_counter() - t0,
+                    "times": [],
+                    "loads": [],
+                }
+            )
             venv.action_space.seed(seed)
             venv.seed(seed)
             venv.reset()
@@ -81,22 +90,30 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--steps", type=int, default=4, help="timed vector steps per round")
-    parser.add_argument("--repeats", type=int, default=3,
-                        help="interleaved timing rounds; the best counts")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="interleaved timing rounds; the best counts"
+    )
     parser.add_argument("--batch-size", type=int, default=16, help="records per env step")
     parser.add_argument("--no-ray", action="store_true")
     args = parser.parse_args(argv)
 
     from datagen_gym.envs.vector import _limit_threads
+
     _limit_threads(1)  # the Dummy baseline gets one torch and one BLAS thread, like each worker
     import torch
+
     env_kwargs = {"batch_size": args.batch_size, "num_iterations": 1000}
     load_start = os.getloadavg()
     settings = [("dummy", 1)] + [("subproc", n) for n in args.workers]
     if not args.no_ray:
         import ray
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
-                 runtime_env={"env_vars": {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}})
+
+        ray.init(
+            num_cpus=os.cpu_count(),
+            include_dashboard=False,
+            log_to_driver=False,
+            runtime_env={"env_vars": {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}},
+        )
         settings += [("ray", n) for n in args.workers]
     try:
         rows = run(settings, args.steps, args.repeats, env_kwargs)
@@ -105,8 +122,11 @@ def main(argv: list[str] | None = None) -> None:
             ray.shutdown()
 
     base = rows[0]["steps_per_s"]
-    names = {"dummy": "DummyVecEnv (baseline)", "subproc": "SubprocVecEnv (forkserver)",
-             "ray": "RayVecEnv (local Ray)"}
+    names = {
+        "dummy": "DummyVecEnv (baseline)",
+        "subproc": "SubprocVecEnv (forkserver)",
+        "ray": "RayVecEnv (local Ray)",
+    }
     load = os.getloadavg()
     lines = [
         "# Vector envs: DataGen-v0 env steps per second",
@@ -126,9 +146,11 @@ def main(argv: list[str] | None = None) -> None:
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        lines.append(f"| {names[r['kind']]} | {r['workers']} | {r['startup_s']:.1f} | "
-                     f"{r['env_steps']} | {r['seconds']:.2f} | {r['steps_per_s']:.2f} | "
-                     f"{r['steps_per_s'] / base:.2f}x | {r['load']:.1f} |")
+        lines.append(
+            f"| {names[r['kind']]} | {r['workers']} | {r['startup_s']:.1f} | "
+            f"{r['env_steps']} | {r['seconds']:.2f} | {r['steps_per_s']:.2f} | "
+            f"{r['steps_per_s'] / base:.2f}x | {r['load']:.1f} |"
+        )
     lines += [
         "",
         "A step is CPU-bound (teacher generation, then the target's fit), so the speed-up is "

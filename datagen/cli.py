@@ -62,94 +62,172 @@ class _Parser(argparse.ArgumentParser):
 # ---------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     """The ``datagen`` argument parser (subcommands ``rl-tune`` and ``generate``)."""
-    parser = _Parser(prog=PROG, description="Synthetic instruction data generation, tuned by "
-                     "reinforcement learning for your target model.")
+    parser = _Parser(
+        prog=PROG,
+        description="Synthetic instruction data generation, tuned by "
+        "reinforcement learning for your target model.",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
     tune = sub.add_parser(
-        "rl-tune", aliases=["rl_tune"],
+        "rl-tune",
+        aliases=["rl_tune"],
         help="learn the generation settings that make the target model best",
         description="Train an RL agent (random search, REINFORCE, PPO, DQN, ...) to choose the "
-                    "teacher's temperature, top_p and prompt template; then generate a dataset "
-                    "with the best settings found.")
-    tune.add_argument("--config", metavar="FILE",
-                      help="YAML config (default: the embedded default task and target)")
-    tune.add_argument("--algo", metavar="NAME",
-                      help="agent: random_search, reinforce, ppo, a2c, dqn, ... "
-                           "(default: rl_tuning.rl_algorithm)")
-    tune.add_argument("--timesteps", type=_positive_int, metavar="N",
-                      help="total env steps of the run (default: one episode for random "
-                           "search, 20 episodes for learning agents)")
-    tune.add_argument("--num-iterations", type=_positive_int, metavar="N",
-                      help="episode length (overrides rl_tuning.num_iterations)")
-    tune.add_argument("--batch-size", type=_positive_int, metavar="N",
-                      help="records generated per step (overrides rl_tuning.batch_size)")
+        "teacher's temperature, top_p and prompt template; then generate a dataset "
+        "with the best settings found.",
+    )
+    tune.add_argument(
+        "--config",
+        metavar="FILE",
+        help="YAML config (default: the embedded default task and target)",
+    )
+    tune.add_argument(
+        "--algo",
+        metavar="NAME",
+        help="agent: random_search, reinforce, ppo, a2c, dqn, ... "
+        "(default: rl_tuning.rl_algorithm)",
+    )
+    tune.add_argument(
+        "--timesteps",
+        type=_positive_int,
+        metavar="N",
+        help="total env steps of the run (default: one episode for random "
+        "search, 20 episodes for learning agents)",
+    )
+    tune.add_argument(
+        "--num-iterations",
+        type=_positive_int,
+        metavar="N",
+        help="episode length (overrides rl_tuning.num_iterations)",
+    )
+    tune.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        metavar="N",
+        help="records generated per step (overrides rl_tuning.batch_size)",
+    )
     tune.add_argument("--seed", type=int, metavar="S", help="overrides rl_tuning.seed")
-    tune.add_argument("--tensorboard", metavar="DIR", default=DEFAULT_TENSORBOARD,
-                      help=f"TensorBoard log root (default: {DEFAULT_TENSORBOARD})")
+    tune.add_argument(
+        "--tensorboard",
+        metavar="DIR",
+        default=DEFAULT_TENSORBOARD,
+        help=f"TensorBoard log root (default: {DEFAULT_TENSORBOARD})",
+    )
     tune.add_argument("--no-tensorboard", action="store_true", help="do not log to TensorBoard")
-    tune.add_argument("--output", metavar="DIR", default=DEFAULT_OUTPUT,
-                      help=f"output directory: data.jsonl, checkpoint/, history.jsonl, "
-                           f"summary.json (default: {DEFAULT_OUTPUT})")
-    tune.add_argument("--checkpoint-every", type=_positive_int, metavar="K",
-                      help="steps between checkpoints (default: one episode)")
-    tune.add_argument("--resume", action="store_true",
-                      help="continue from OUTPUT/checkpoint if it exists; --timesteps, "
-                           "--checkpoint-every, --n and connection settings (--set "
-                           "sampling.base_url=...) may change, settings that change results "
-                           "may not")
-    tune.add_argument("--overwrite", action="store_true",
-                      help="replace the run already in OUTPUT (its checkpoint and outputs)")
-    tune.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                      dest="set_fields", type=_assignment,
-                      help="set a config field (YAML value), e.g. --set "
-                           "sampling.base_url=http://host:8000/v1; repeatable")
-    tune.add_argument("--replay", metavar="CACHE",
-                      help="replay tier: answer generation from this replay cache (misses are "
-                           "generated live and stored); same as --set "
-                           "rl_tuning.replay_cache=CACHE")
-    tune.add_argument("--n", type=_positive_int, metavar="N",
-                      help="records in the final data.jsonl (default: batch_size * "
-                           "num_iterations)")
+    tune.add_argument(
+        "--output",
+        metavar="DIR",
+        default=DEFAULT_OUTPUT,
+        help=f"output directory: data.jsonl, checkpoint/, history.jsonl, "
+        f"summary.json (default: {DEFAULT_OUTPUT})",
+    )
+    tune.add_argument(
+        "--checkpoint-every",
+        type=_positive_int,
+        metavar="K",
+        help="steps between checkpoints (default: one episode)",
+    )
+    tune.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from OUTPUT/checkpoint if it exists; --timesteps, "
+        "--checkpoint-every, --n and connection settings (--set "
+        "sampling.base_url=...) may change, settings that change results "
+        "may not",
+    )
+    tune.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run already in OUTPUT (its checkpoint and outputs)",
+    )
+    tune.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        dest="set_fields",
+        type=_assignment,
+        help="set a config field (YAML value), e.g. --set "
+        "sampling.base_url=http://host:8000/v1; repeatable",
+    )
+    tune.add_argument(
+        "--replay",
+        metavar="CACHE",
+        help="replay tier: answer generation from this replay cache (misses are "
+        "generated live and stored); same as --set "
+        "rl_tuning.replay_cache=CACHE",
+    )
+    tune.add_argument(
+        "--n",
+        type=_positive_int,
+        metavar="N",
+        help="records in the final data.jsonl (default: batch_size * num_iterations)",
+    )
     tune.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     tune.set_defaults(func=cmd_rl_tune)
 
     gen = sub.add_parser(
-        "generate", help="generate a dataset with fixed settings",
+        "generate",
+        help="generate a dataset with fixed settings",
         description="Generate records with fixed sampling settings, template and focus: those "
-                    "of a tuning checkpoint with --checkpoint; else, when the config sets "
-                    "rl_tuning.enable_rl_tuning, the best ones of a tuning run done first "
-                    "(rl_tuning section: algorithm, target, budget); else the config's.")
+        "of a tuning checkpoint with --checkpoint; else, when the config sets "
+        "rl_tuning.enable_rl_tuning, the best ones of a tuning run done first "
+        "(rl_tuning section: algorithm, target, budget); else the config's.",
+    )
     gen.add_argument("--config", metavar="FILE", help="YAML config (default: embedded default)")
-    gen.add_argument("--checkpoint", metavar="DIR",
-                     help="an rl-tune checkpoint: start from its best settings (and its config "
-                          "when --config is not given)")
-    gen.add_argument("--n", type=_positive_int, metavar="N",
-                     help="number of records (default: rl_tuning.batch_size)")
+    gen.add_argument(
+        "--checkpoint",
+        metavar="DIR",
+        help="an rl-tune checkpoint: start from its best settings (and its config "
+        "when --config is not given)",
+    )
+    gen.add_argument(
+        "--n",
+        type=_positive_int,
+        metavar="N",
+        help="number of records (default: rl_tuning.batch_size)",
+    )
     gen.add_argument("--temperature", type=float, metavar="T")
     gen.add_argument("--top-p", type=float, metavar="P")
-    gen.add_argument("--template", metavar="NAME",
-                     help="prompt template name (e.g. self_instruct, evol_deepen)")
-    gen.add_argument("--seed", type=int, metavar="S",
-                     help="generation seed (default: rl_tuning.seed or 0)")
-    gen.add_argument("--timesteps", type=_positive_int, metavar="N",
-                     help="target evaluations of the tuning run that rl_tuning.enable_rl_tuning "
-                          "asks for (default: as rl-tune)")
-    gen.add_argument("--output", metavar="FILE", required=True,
-                     help="output file; its suffix picks the format: .jsonl (JSON Lines) or "
-                          ".parquet (needs the 'hf' extra: pip install \"datagen-gym[hf]\")")
-    gen.add_argument("--layout", choices=("alpaca", "messages"), default="alpaca",
-                     help="record layout: alpaca (instruction, input, output columns) or "
-                          "messages (TRL's chat format: user and assistant turns); both keep "
-                          "the metadata columns (default: alpaca)")
+    gen.add_argument(
+        "--template", metavar="NAME", help="prompt template name (e.g. self_instruct, evol_deepen)"
+    )
+    gen.add_argument(
+        "--seed", type=int, metavar="S", help="generation seed (default: rl_tuning.seed or 0)"
+    )
+    gen.add_argument(
+        "--timesteps",
+        type=_positive_int,
+        metavar="N",
+        help="target evaluations of the tuning run that rl_tuning.enable_rl_tuning "
+        "asks for (default: as rl-tune)",
+    )
+    gen.add_argument(
+        "--output",
+        metavar="FILE",
+        required=True,
+        help="output file; its suffix picks the format: .jsonl (JSON Lines) or "
+        ".parquet (needs the 'hf' extra: pip install \"datagen-gym[hf]\")",
+    )
+    gen.add_argument(
+        "--layout",
+        choices=("alpaca", "messages"),
+        default="alpaca",
+        help="record layout: alpaca (instruction, input, output columns) or "
+        "messages (TRL's chat format: user and assistant turns); both keep "
+        "the metadata columns (default: alpaca)",
+    )
     gen.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     gen.set_defaults(func=cmd_generate)
 
     build = sub.add_parser(
-        "replay-build", add_help=False,
+        "replay-build",
+        add_help=False,
         help="fill a replay cache with real teacher batches for a grid of settings",
-        description="python -m datagen_gym.replay.build; see `datagen replay-build --help`.")
+        description="python -m datagen_gym.replay.build; see `datagen replay-build --help`.",
+    )
     build.add_argument("build_args", nargs=argparse.REMAINDER)
     build.set_defaults(func=cmd_replay_build)
     return parser
@@ -162,8 +240,9 @@ def _assignment(text: str) -> tuple[str, str, Any]:
     name, sep, raw = text.partition("=")
     section, dot, key = name.strip().partition(".")
     if not sep or not dot or not section or not key:
-        raise argparse.ArgumentTypeError(f"expected SECTION.KEY=VALUE (e.g. "
-                                         f"sampling.base_url=http://host:8000/v1), got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected SECTION.KEY=VALUE (e.g. sampling.base_url=http://host:8000/v1), got {text!r}"
+        )
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError:
@@ -197,8 +276,9 @@ def load_config(path: str | None) -> Any:
         raise ConfigError(f"config file {path} is not UTF-8 text") from None
     except (TypeError, ValueError, OverflowError, RecursionError) as exc:
         # Config's checks assume string keys and float-sized numbers; YAML allows more.
-        raise ConfigError(f"config file {path} is not a valid config: {type(exc).__name__}: "
-                          f"{_one_line(exc)}") from None
+        raise ConfigError(
+            f"config file {path} is not a valid config: {type(exc).__name__}: {_one_line(exc)}"
+        ) from None
     return resolve_config_paths(config, Path(path).resolve().parent)
 
 
@@ -213,6 +293,7 @@ def _fmt(x: float | None) -> str:
 
 def _write_json(path: Path, obj: Any) -> None:
     from datagen_gym.atomic_io import atomic_write_json
+
     atomic_write_json(path, obj)
 
 
@@ -235,8 +316,9 @@ def _absolute_paths(sections: dict[str, dict[str, Any]]) -> dict[str, dict[str, 
             try:
                 sections[section][key] = str(Path(value).expanduser().resolve())
             except (RuntimeError, ValueError, OSError) as exc:
-                raise ConfigError(f"--set {section}.{key}={value!r} is not a usable path "
-                                  f"({exc})") from None
+                raise ConfigError(
+                    f"--set {section}.{key}={value!r} is not a usable path ({exc})"
+                ) from None
     return sections
 
 
@@ -252,8 +334,9 @@ def _check_writable_dir(option: str, path: Path) -> None:
     except NotADirectoryError as exc:
         raise CLIError(f"{option} {path}: {exc.strerror} (or lies under a file)", 2) from exc
     except OSError as exc:
-        raise CLIError(f"{option} {path}: cannot create or write to the directory "
-                       f"({exc.strerror or exc})", 2) from exc
+        raise CLIError(
+            f"{option} {path}: cannot create or write to the directory ({exc.strerror or exc})", 2
+        ) from exc
 
 
 def _existing_run(ckpt_dir: Path) -> str | None:
@@ -291,8 +374,11 @@ def cmd_rl_tune(args: argparse.Namespace) -> int:
     ckpt_dir = output / CHECKPOINT_DIR
     tensorboard = None if args.no_tensorboard else args.tensorboard
     if args.resume and args.overwrite:
-        raise CLIError("--resume and --overwrite exclude each other: continue the run in "
-                       f"{output}, or replace it", 2)
+        raise CLIError(
+            "--resume and --overwrite exclude each other: continue the run in "
+            f"{output}, or replace it",
+            2,
+        )
 
     # ---- paths first: nothing below may run into a bad output path after a long run
     _check_writable_dir("--output", output)
@@ -306,8 +392,11 @@ def cmd_rl_tune(args: argparse.Namespace) -> int:
         else:
             resume_from = checkpoint_path(ckpt_dir)
     elif previous is not None and not args.overwrite:
-        raise CLIError(f"--output {output} already holds a run ({previous}); add --resume to "
-                       f"continue it or --overwrite to replace it", 2)
+        raise CLIError(
+            f"--output {output} already holds a run ({previous}); add --resume to "
+            f"continue it or --overwrite to replace it",
+            2,
+        )
 
     # ---- setup: every failure here is a usage / input error (exit code 2)
     applied: list[str] = []
@@ -322,20 +411,32 @@ def cmd_rl_tune(args: argparse.Namespace) -> int:
             # that would change the results).
             if args.config:
                 requested = _merge(load_config(args.config).to_dict(), requested)
-            flags = {"rl_algorithm": args.algo and check_algorithm(args.algo),
-                     "seed": args.seed, "batch_size": args.batch_size,
-                     "num_iterations": args.num_iterations}
+            flags = {
+                "rl_algorithm": args.algo and check_algorithm(args.algo),
+                "seed": args.seed,
+                "batch_size": args.batch_size,
+                "num_iterations": args.num_iterations,
+            }
             requested.setdefault("rl_tuning", {}).update(
-                {k: v for k, v in flags.items() if v is not None})
+                {k: v for k, v in flags.items() if v is not None}
+            )
             config, applied = resume_config(saved, requested)
         else:
             config = load_config(args.config)
-            algo = check_algorithm(args.algo) if args.algo else \
-                check_algorithm(config.rl_tuning.rl_algorithm)
+            algo = (
+                check_algorithm(args.algo)
+                if args.algo
+                else check_algorithm(config.rl_tuning.rl_algorithm)
+            )
             if requested:
                 config = _replace(config, requested)
-            config = _override(config, rl_algorithm=algo, seed=args.seed,
-                               batch_size=args.batch_size, num_iterations=args.num_iterations)
+            config = _override(
+                config,
+                rl_algorithm=algo,
+                seed=args.seed,
+                batch_size=args.batch_size,
+                num_iterations=args.num_iterations,
+            )
         target, validation = build_target(config)
     except (ValueError, TypeError, FileNotFoundError, IsADirectoryError) as exc:
         raise CLIError(str(exc), 2) from exc
@@ -362,18 +463,23 @@ def cmd_rl_tune(args: argparse.Namespace) -> int:
     resume_cmd = _resume_command(args)
     if total != 0:
         try:
-            tuner.train(total_timesteps=total, tensorboard_log=tensorboard,
-                        checkpoint_dir=ckpt_dir, checkpoint_every=every,
-                        progress=not args.no_progress)
+            tuner.train(
+                total_timesteps=total,
+                tensorboard_log=tensorboard,
+                checkpoint_dir=ckpt_dir,
+                checkpoint_every=every,
+                progress=not args.no_progress,
+            )
         except KeyboardInterrupt:
-            print(f"{PROG}: {_write_partial(tuner, output, ckpt_dir, 'interrupted', resume_cmd)}",
-                  file=sys.stderr)
+            print(
+                f"{PROG}: {_write_partial(tuner, output, ckpt_dir, 'interrupted', resume_cmd)}",
+                file=sys.stderr,
+            )
             raise
         except Exception as exc:  # noqa: BLE001 - report which component failed, keep the work
             where = f"{_component(exc, tuner.config)} failed at step {tuner.steps_done + 1}"
             message = f"{where}: {type(exc).__name__}: {_one_line(exc)}"
-            raise CLIError(_write_partial(tuner, output, ckpt_dir, message, resume_cmd),
-                           1) from exc
+            raise CLIError(_write_partial(tuner, output, ckpt_dir, message, resume_cmd), 1) from exc
     elif resume_from is not None and Path(resume_from) != ckpt_dir:
         tuner.save(ckpt_dir)
 
@@ -381,27 +487,39 @@ def cmd_rl_tune(args: argparse.Namespace) -> int:
     n = args.n or tuner.batch_size * tuner.num_iterations
     data_path, history_path = output / "data.jsonl", output / "history.jsonl"
     from datagen_gym.atomic_io import atomic_write_jsonl
+
     atomic_write_jsonl(history_path, tuner.history)
     bar = _bar(n, "generate", args.no_progress)
     try:
         data = tuner.generate_dataset(n, data_path, on_batch=lambda b: bar.update(len(b)))
     except Exception as exc:  # noqa: BLE001
         bar.close()
-        message = (f"{_component(exc, tuner.config)} failed while generating the final "
-                   f"dataset: {type(exc).__name__}: {_one_line(exc)}")
+        message = (
+            f"{_component(exc, tuner.config)} failed while generating the final "
+            f"dataset: {type(exc).__name__}: {_one_line(exc)}"
+        )
         raise CLIError(_write_partial(tuner, output, ckpt_dir, message, resume_cmd), 1) from exc
     bar.close()
     if len(data) < n:
-        print(f"{PROG}: warning: only {len(data)} of {n} records passed the filters (the "
-              f"teacher stopped producing new instructions)", file=sys.stderr)
+        print(
+            f"{PROG}: warning: only {len(data)} of {n} records passed the filters (the "
+            f"teacher stopped producing new instructions)",
+            file=sys.stderr,
+        )
     summary = tuner.summary()
     tb_dir = tuner.tensorboard_dir if tensorboard is not None else None
-    summary.update({
-        "data_path": str(data_path), "num_records": len(data),
-        "checkpoint_path": str(ckpt_dir), "history_path": str(history_path),
-        "tensorboard_log": tensorboard, "tensorboard_run": tb_dir,
-        "resume_changes": applied, "config": tuner.config.to_dict(),
-    })
+    summary.update(
+        {
+            "data_path": str(data_path),
+            "num_records": len(data),
+            "checkpoint_path": str(ckpt_dir),
+            "history_path": str(history_path),
+            "tensorboard_log": tensorboard,
+            "tensorboard_run": tb_dir,
+            "resume_changes": applied,
+            "config": tuner.config.to_dict(),
+        }
+    )
     _write_json(output / "summary.json", summary)
     _print_summary(summary, tuner.env.reward_metric, output)
     return 0
@@ -420,31 +538,41 @@ def _replace(config: Any, sections: dict[str, dict[str, Any]]) -> Any:
         raise ConfigError(f"--set {names}: not a valid value ({_one_line(exc)})") from None
 
 
-def _merge(base: dict[str, dict[str, Any]], extra: dict[str, dict[str, Any]]
-           ) -> dict[str, dict[str, Any]]:
+def _merge(
+    base: dict[str, dict[str, Any]], extra: dict[str, dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
     return {s: {**base.get(s, {}), **extra.get(s, {})} for s in {*base, *extra}}
 
 
-def _resume_budget(args: argparse.Namespace, tuner: Any, resume_from: Path,
-                   applied: list[str]) -> int | None:
+def _resume_budget(
+    args: argparse.Namespace, tuner: Any, resume_from: Path, applied: list[str]
+) -> int | None:
     """Steps still to run on a resume (None: the saved plan's rest); reports what it applied."""
     done, planned = tuner.steps_done, tuner.total_planned
     if args.timesteps is not None and args.timesteps != planned:
         applied.append(f"--timesteps {args.timesteps} (was {planned})")
     notes = f"; applied: {', '.join(applied)}" if applied else ""
-    print(f"{PROG}: resuming {tuner.algorithm} from {resume_from} at step {done}/"
-          f"{args.timesteps if args.timesteps is not None else planned}{notes}",
-          file=sys.stderr)
+    print(
+        f"{PROG}: resuming {tuner.algorithm} from {resume_from} at step {done}/"
+        f"{args.timesteps if args.timesteps is not None else planned}{notes}",
+        file=sys.stderr,
+    )
     if args.timesteps is not None:
         if args.timesteps <= done:
-            print(f"{PROG}: --timesteps {args.timesteps}: the run already has {done} steps; "
-                  f"no training, writing its outputs", file=sys.stderr)
+            print(
+                f"{PROG}: --timesteps {args.timesteps}: the run already has {done} steps; "
+                f"no training, writing its outputs",
+                file=sys.stderr,
+            )
             return 0
         return args.timesteps - done  # --timesteps is the run's total
     if done < planned:
         return None  # the unfinished run's remaining steps
-    print(f"{PROG}: the run in {resume_from} is complete ({done} steps); writing its outputs "
-          f"(a larger --timesteps continues it)", file=sys.stderr)
+    print(
+        f"{PROG}: the run in {resume_from} is complete ({done} steps); writing its outputs "
+        f"(a larger --timesteps continues it)",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -475,8 +603,7 @@ def _resume_command(args: argparse.Namespace) -> str:
     return " ".join(shlex.quote(str(p)) for p in parts)
 
 
-def _write_partial(tuner: Any, output: Path, ckpt_dir: Path, error: str,
-                   resume_cmd: str) -> str:
+def _write_partial(tuner: Any, output: Path, ckpt_dir: Path, error: str, resume_cmd: str) -> str:
     """After a failure: history, an incomplete summary and the unsaved records; returns the
     one-line error for the user (what failed, what was kept, how to go on)."""
     from datagen.rl_tuning.rl_tuner import checkpoint_path, read_state
@@ -485,22 +612,28 @@ def _write_partial(tuner: Any, output: Path, ckpt_dir: Path, error: str,
     history_path = output / "history.jsonl"
     kept = [f"{len(tuner.history)} finished steps in {history_path}"]
     try:
-        saved_steps: int | None = read_state(checkpoint_path(ckpt_dir))["counters"][
-            "steps_done"]
+        saved_steps: int | None = read_state(checkpoint_path(ckpt_dir))["counters"]["steps_done"]
     except (FileNotFoundError, ValueError):
         saved_steps = None
-    summary = {**tuner.summary(), "complete": False, "error": error,
-               "history_path": str(history_path), "config": tuner.config.to_dict(),
-               "checkpoint_path": str(ckpt_dir) if saved_steps is not None else None,
-               "checkpoint_steps": saved_steps}
+    summary = {
+        **tuner.summary(),
+        "complete": False,
+        "error": error,
+        "history_path": str(history_path),
+        "config": tuner.config.to_dict(),
+        "checkpoint_path": str(ckpt_dir) if saved_steps is not None else None,
+        "checkpoint_steps": saved_steps,
+    }
     try:
         atomic_write_jsonl(history_path, tuner.history)
         records = tuner.records_since_checkpoint()
         if records:
             atomic_write_jsonl(output / UNSAVED_RECORDS_FILE, records)
             summary["records_since_checkpoint_path"] = str(output / UNSAVED_RECORDS_FILE)
-            kept.append(f"{len(records)} records generated since the checkpoint in "
-                        f"{output / UNSAVED_RECORDS_FILE}")
+            kept.append(
+                f"{len(records)} records generated since the checkpoint in "
+                f"{output / UNSAVED_RECORDS_FILE}"
+            )
         _write_json(output / "summary.json", summary)
     except OSError as exc:  # the disk may be what failed: still report the original error
         kept = [f"writing the partial outputs failed too ({exc.strerror or exc})"]
@@ -513,6 +646,7 @@ def _write_partial(tuner: Any, output: Path, ckpt_dir: Path, error: str,
 
 def _bar(total: int, desc: str, disabled: bool) -> Any:
     from tqdm import tqdm
+
     return tqdm(total=total, desc=desc, unit="rec", disable=disabled, dynamic_ncols=True)
 
 
@@ -525,9 +659,9 @@ def _print_summary(s: dict[str, Any], metric: str, output: Path) -> None:
         f"episode{'' if s['episodes'] == 1 else 's'} of {s['num_iterations']}) "
         f"with {s['algorithm']}",
         f"  best {metric}:  {_fmt(s['best_metric'])} (baseline {_fmt(s['baseline_metric'])}"
-        f"{delta})" + (f" at step {best['iteration']}" if best.get("iteration") else "")
-        + ("" if best.get("test_metric") is None else
-           f"; test split {_fmt(best['test_metric'])}"),
+        f"{delta})"
+        + (f" at step {best['iteration']}" if best.get("iteration") else "")
+        + ("" if best.get("test_metric") is None else f"; test split {_fmt(best['test_metric'])}"),
         f"  best settings: temperature={best['temperature']:.2f} top_p={best['top_p']:.2f} "
         f"template={best['template']}" + (f" focus={best['focus']}" if best.get("focus") else ""),
         f"  data:        {s['data_path']} ({s['num_records']} records)",
@@ -553,8 +687,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     output = Path(args.output)
     if output.is_dir():
-        raise CLIError(f"--output {output} is a directory; expected a .jsonl or .parquet file "
-                       "path", 2)
+        raise CLIError(
+            f"--output {output} is a directory; expected a .jsonl or .parquet file path", 2
+        )
     try:
         output_format = format_for_path(output)
     except ValueError as exc:
@@ -568,46 +703,66 @@ def cmd_generate(args: argparse.Namespace) -> int:
         settings: dict[str, Any] = {}
         if args.checkpoint:
             state = read_state(checkpoint_path(args.checkpoint))
-            config = load_config(args.config) if args.config else \
-                Config.from_dict(state["config"])
+            config = load_config(args.config) if args.config else Config.from_dict(state["config"])
             best = state.get("best") or {}
-            settings = {k: best[k] for k in ("temperature", "top_p", "template", "focus")
-                        if k in best}
+            settings = {
+                k: best[k] for k in ("temperature", "top_p", "template", "focus") if k in best
+            }
         else:
             config = load_config(args.config)
             if config.rl_tuning.enable_rl_tuning:  # the design's switch: tune, then generate
                 _check_writable_dir("--output", output.parent)  # before the tuning run
                 settings = _tune_for_generate(config, args)
-        temperature = args.temperature if args.temperature is not None else \
-            settings.get("temperature", config.sampling.temperature)
-        top_p = args.top_p if args.top_p is not None else \
-            settings.get("top_p", config.sampling.top_p)
+        temperature = (
+            args.temperature
+            if args.temperature is not None
+            else settings.get("temperature", config.sampling.temperature)
+        )
+        top_p = (
+            args.top_p if args.top_p is not None else settings.get("top_p", config.sampling.top_p)
+        )
         template = args.template or settings.get("template") or config.generation.template
-        for name, value, (lo, hi) in (("--temperature", temperature, TEMPERATURE_RANGE),
-                                      ("--top-p", top_p, TOP_P_RANGE)):
+        for name, value, (lo, hi) in (
+            ("--temperature", temperature, TEMPERATURE_RANGE),
+            ("--top-p", top_p, TOP_P_RANGE),
+        ):
             if not lo <= value <= hi:
                 raise ValueError(f"{name}={value} is out of range; allowed: [{lo}, {hi}]")
         prompts.get_template(template)
-        seed = args.seed if args.seed is not None else \
-            (config.rl_tuning.seed if config.rl_tuning.seed is not None else 0)
+        seed = (
+            args.seed
+            if args.seed is not None
+            else (config.rl_tuning.seed if config.rl_tuning.seed is not None else 0)
+        )
         n = args.n or config.rl_tuning.batch_size
     except (ValueError, TypeError, FileNotFoundError) as exc:
         raise CLIError(str(exc), 2) from exc
     _check_writable_dir("--output", output.parent)  # before the generation, not after
 
     bar = _bar(n, "generate", args.no_progress)
-    results = generate_with_settings(config, n, temperature, top_p, template, seed=seed,
-                                     focus=settings.get("focus"),
-                                     on_batch=lambda b: bar.update(len(b)))
+    results = generate_with_settings(
+        config,
+        n,
+        temperature,
+        top_p,
+        template,
+        seed=seed,
+        focus=settings.get("focus"),
+        on_batch=lambda b: bar.update(len(b)),
+    )
     bar.close()
     results.save(output, format=output_format, layout=args.layout)
     focus = f" focus={settings['focus']}" if settings.get("focus") else ""
-    print(f"generated {len(results)} records (temperature={temperature:.2f} top_p={top_p:.2f} "
-          f"template={template}{focus}; {results.num_kept} of {results.num_candidates} candidate "
-          f"instructions passed the filters) -> {output} ({args.layout} layout)")
+    print(
+        f"generated {len(results)} records (temperature={temperature:.2f} top_p={top_p:.2f} "
+        f"template={template}{focus}; {results.num_kept} of {results.num_candidates} candidate "
+        f"instructions passed the filters) -> {output} ({args.layout} layout)"
+    )
     if len(results) < n:
-        print(f"{PROG}: warning: only {len(results)} of {n} records passed the filters",
-              file=sys.stderr)
+        print(
+            f"{PROG}: warning: only {len(results)} of {n} records passed the filters",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -622,18 +777,25 @@ def _tune_for_generate(config: Any, args: argparse.Namespace) -> dict[str, Any]:
     target, validation = build_target(config)
     tuner = RLTuner(config, target, validation)
     total = args.timesteps or tuner.default_timesteps()
-    print(f"{PROG}: rl_tuning.enable_rl_tuning is set: tuning with "
-          f"{tuner.algorithm} for {total} target evaluations first", file=sys.stderr)
+    print(
+        f"{PROG}: rl_tuning.enable_rl_tuning is set: tuning with "
+        f"{tuner.algorithm} for {total} target evaluations first",
+        file=sys.stderr,
+    )
     try:
         tuner.train(total_timesteps=total, progress=not args.no_progress)
     except (BackendError, TargetModelError) as exc:
-        raise CLIError(f"{_component(exc, config)} failed while tuning: {_one_line(exc)}",
-                       1) from exc
+        raise CLIError(
+            f"{_component(exc, config)} failed while tuning: {_one_line(exc)}", 1
+        ) from exc
     best = tuner.best_params
-    print(f"{PROG}: tuned: {tuner.env.reward_metric} {best['metric']:.4f} (baseline "
-          f"{tuner.summary()['baseline_metric']:.4f}) with temperature={best['temperature']:.2f} "
-          f"top_p={best['top_p']:.2f} template={best['template']}"
-          + (f" focus={best['focus']}" if best.get("focus") else ""), file=sys.stderr)
+    print(
+        f"{PROG}: tuned: {tuner.env.reward_metric} {best['metric']:.4f} (baseline "
+        f"{tuner.summary()['baseline_metric']:.4f}) with temperature={best['temperature']:.2f} "
+        f"top_p={best['top_p']:.2f} template={best['template']}"
+        + (f" focus={best['focus']}" if best.get("focus") else ""),
+        file=sys.stderr,
+    )
     return {k: best[k] for k in ("temperature", "top_p", "template", "focus") if k in best}
 
 
@@ -695,6 +857,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if debug:
             raise
         from datagen_gym.config import ConfigError
+
         code = 2 if isinstance(exc, (ConfigError, FileNotFoundError)) else 1
         kind = "" if code == 2 else f"{type(exc).__name__}: "
         print(f"{PROG}: error: {kind}{_one_line(exc)}", file=sys.stderr)

@@ -21,8 +21,11 @@ if "DataGen-v0" not in registry:
     register(id="DataGen-v0", entry_point="datagen_gym.envs.datagen_env:DataGenEnv")
 if "DataGen-Skills-v0" not in registry:
     # Five skills (the classification families) in one target, and the focus action.
-    register(id="DataGen-Skills-v0", entry_point="datagen_gym.envs.datagen_env:DataGenEnv",
-             kwargs={"task": "classification", "focus": True})
+    register(
+        id="DataGen-Skills-v0",
+        entry_point="datagen_gym.envs.datagen_env:DataGenEnv",
+        kwargs={"task": "classification", "focus": True},
+    )
 if "DataGen-LM-v0" not in registry:
     # DataGenEnv with a LoRA-fine-tuned causal LM as the target (needs peft).
     register(id="DataGen-LM-v0", entry_point="datagen_gym.targets.lora_target:make_lm_env")
@@ -33,9 +36,13 @@ def _deprecated_application_import(old: str, module: str, name: str):
     import importlib
     import warnings
 
-    warnings.warn(f"{old} moved to {module}.{name} (the application layer: datagen_gym is the "
-                  f"library, agents the algorithms, datagen the tuner and CLI); the old path "
-                  f"will be removed", DeprecationWarning, stacklevel=3)
+    warnings.warn(
+        f"{old} moved to {module}.{name} (the application layer: datagen_gym is the "
+        f"library, agents the algorithms, datagen the tuner and CLI); the old path "
+        f"will be removed",
+        DeprecationWarning,
+        stacklevel=3,
+    )
     return getattr(importlib.import_module(module), name)
 
 
@@ -56,16 +63,33 @@ def __getattr__(name):
         "RayVecEnv": "datagen_gym.envs.ray_vec_env",
     }
     if name == "RLTuner":  # the application layer; the library never imports it itself
-        return _deprecated_application_import("datagen_gym.RLTuner", "datagen.rl_tuning",
-                                               name)
+        return _deprecated_application_import("datagen_gym.RLTuner", "datagen.rl_tuning", name)
     if name in lazy:
         import importlib
+
         return getattr(importlib.import_module(lazy[name]), name)
     raise AttributeError(f"module 'datagen_gym' has no attribute {name!r}")
 
 
-__all__ = ["Config", "ConfigError", "GenerationConfig", "RLTuningConfig", "SamplingConfig",
-           "Results", "Sampler", "DataGenEnv", "TargetModelError", "Generator",
-           "SelfInstructGenerator", "EvolInstructGenerator", "TransformersBackend",
-           "SklearnClassifierTarget", "RLTuner", "LoRATarget", "make_lm_env", "VLLMBackend",
-           "make_vec_env", "RayVecEnv"]
+__all__ = [
+    "Config",
+    "ConfigError",
+    "GenerationConfig",
+    "RLTuningConfig",
+    "SamplingConfig",
+    "Results",
+    "Sampler",
+    "DataGenEnv",
+    "TargetModelError",
+    "Generator",
+    "SelfInstructGenerator",
+    "EvolInstructGenerator",
+    "TransformersBackend",
+    "SklearnClassifierTarget",
+    "RLTuner",
+    "LoRATarget",
+    "make_lm_env",
+    "VLLMBackend",
+    "make_vec_env",
+    "RayVecEnv",
+]

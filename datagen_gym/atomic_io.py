@@ -153,8 +153,9 @@ def atomic_write_json(path: PathLike, obj: Any) -> Path:
 
 def atomic_write_jsonl(path: PathLike, rows: Iterable[Mapping[str, Any]]) -> Path:
     """Atomically write ``rows`` as JSON Lines (one strict JSON object per line)."""
-    lines = [json.dumps(to_jsonable(row), ensure_ascii=False, allow_nan=False) + "\n"
-             for row in rows]
+    lines = [
+        json.dumps(to_jsonable(row), ensure_ascii=False, allow_nan=False) + "\n" for row in rows
+    ]
     return atomic_write_bytes(path, "".join(lines).encode("utf-8"))
 
 
@@ -176,24 +177,30 @@ def read_json(path: PathLike) -> Any:
     except UnicodeDecodeError:
         raise CheckpointError(f"{path} is not a JSON text file (not UTF-8)") from None
     except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno} "
-                              f"column {exc.colno}; truncated or corrupt?)") from None
+        raise CheckpointError(
+            f"{path} is not valid JSON ({exc.msg} at line {exc.lineno} "
+            f"column {exc.colno}; truncated or corrupt?)"
+        ) from None
 
 
-def read_json_object(path: PathLike, required: Mapping[str, type | tuple[type, ...]] = {}
-                     ) -> dict[str, Any]:
+def read_json_object(
+    path: PathLike, required: Mapping[str, type | tuple[type, ...]] = {}
+) -> dict[str, Any]:
     """:func:`read_json` of a file that must hold an object with ``required`` keys and types."""
     data = read_json(path)
     if not isinstance(data, dict):
         raise CheckpointError(f"{path} holds a JSON {_json_kind(data)}, expected an object")
     for key, types in required.items():
         if key not in data:
-            raise CheckpointError(f"{path} lacks the key {key!r}; it is not a complete "
-                                  f"checkpoint of this version")
-        if not isinstance(data[key], types) or (isinstance(data[key], bool)
-                                                 and bool not in _as_tuple(types)):
-            raise CheckpointError(f"{path}: {key!r} is a JSON {_json_kind(data[key])}, "
-                                  f"expected {_kinds(types)}")
+            raise CheckpointError(
+                f"{path} lacks the key {key!r}; it is not a complete checkpoint of this version"
+            )
+        if not isinstance(data[key], types) or (
+            isinstance(data[key], bool) and bool not in _as_tuple(types)
+        ):
+            raise CheckpointError(
+                f"{path}: {key!r} is a JSON {_json_kind(data[key])}, expected {_kinds(types)}"
+            )
     return data
 
 
@@ -201,8 +208,15 @@ def _as_tuple(types: type | tuple[type, ...]) -> tuple[type, ...]:
     return types if isinstance(types, tuple) else (types,)
 
 
-_KIND = {dict: "object", list: "array", str: "string", int: "integer", float: "number",
-         bool: "boolean", type(None): "null"}
+_KIND = {
+    dict: "object",
+    list: "array",
+    str: "string",
+    int: "integer",
+    float: "number",
+    bool: "boolean",
+    type(None): "null",
+}
 
 
 def _json_kind(value: Any) -> str:
@@ -211,5 +225,3 @@ def _json_kind(value: Any) -> str:
 
 def _kinds(types: type | tuple[type, ...]) -> str:
     return " or ".join(dict.fromkeys(_KIND.get(t, t.__name__) for t in _as_tuple(types)))
-
-

@@ -23,5 +23,4 @@ if __name__ == "__main__":
 
     from datagen_gym import _deprecated_application_import
 
-    sys.exit(_deprecated_application_import("python -m datagen_gym.cli", "datagen.cli",
-                                            "main")())
+    sys.exit(_deprecated_application_import("python -m datagen_gym.cli", "datagen.cli", "main")())

@@ -36,8 +36,9 @@ class SamplingConfig:
     temperature: float = field(default=1.0, metadata=_range(0.0, 2.0))
     top_p: float = field(default=0.9, metadata=_range(0.05, 1.0))
     max_new_tokens: int = field(default=96, metadata=_range(1, 4096))
-    backend: str = field(default="embedded",
-                         metadata=_choices("embedded", "transformers", "openai", "vllm"))
+    backend: str = field(
+        default="embedded", metadata=_choices("embedded", "transformers", "openai", "vllm")
+    )
     # A local Hugging Face causal-LM directory, for backend "transformers".
     model_path: str | None = None
     device: str = "cpu"
@@ -81,9 +82,23 @@ class GenerationConfig:
     min_instruction_words: int = field(default=3, metadata=_range(0, 1000))
     max_instruction_words: int = field(default=150, metadata=_range(1, 10000))
     max_instances_per_task: int = field(default=3, metadata=_range(1, 64))
-    blacklist: list[str] = field(default_factory=lambda: [
-        "image", "images", "graph", "graphs", "picture", "pictures", "file", "files", "map",
-        "maps", "draw", "plot", "go to"])
+    blacklist: list[str] = field(
+        default_factory=lambda: [
+            "image",
+            "images",
+            "graph",
+            "graphs",
+            "picture",
+            "pictures",
+            "file",
+            "files",
+            "map",
+            "maps",
+            "draw",
+            "plot",
+            "go to",
+        ]
+    )
 
 
 @dataclass
@@ -138,16 +153,18 @@ class Config:
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8"))
         except UnicodeDecodeError as exc:
-            raise ConfigError(f"config file {path} is not UTF-8 text ({exc.reason} at byte "
-                              f"{exc.start})") from None
+            raise ConfigError(
+                f"config file {path} is not UTF-8 text ({exc.reason} at byte {exc.start})"
+            ) from None
         except yaml.YAMLError as exc:
             reason = " ".join(str(exc).split())  # one line
             raise ConfigError(f"config file {path} is not valid YAML: {reason}") from None
         except RecursionError:
             raise ConfigError(f"config file {path} is nested too deeply to be a config") from None
         if data is not None and not isinstance(data, dict):
-            raise ConfigError(f"config file {path} must hold a mapping of sections, "
-                              f"got {type(data).__name__}")
+            raise ConfigError(
+                f"config file {path} must hold a mapping of sections, got {type(data).__name__}"
+            )
         return cls.from_dict(data)
 
     def to_dict(self) -> dict[str, Any]:
@@ -162,8 +179,9 @@ class Config:
         data = self.to_dict()
         for name, values in sections.items():
             if name not in data:
-                raise ConfigError(f"unknown config section {name!r}; "
-                                  f"valid sections: {sorted(data)}")
+                raise ConfigError(
+                    f"unknown config section {name!r}; valid sections: {sorted(data)}"
+                )
             data[name].update(values)
         return Config.from_dict(data)
 
@@ -175,15 +193,17 @@ class Config:
 
 def _build(cls, data: dict[str, Any], prefix: str):
     if not isinstance(data, dict):
-        raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be a mapping, "
-                          f"got {type(data).__name__}")
+        raise ConfigError(
+            f"{prefix.rstrip('.') or 'config'} must be a mapping, got {type(data).__name__}"
+        )
     hints = get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted((k for k in data if k not in fields), key=str)
     if unknown:
         where = f"section '{prefix.rstrip('.')}'" if prefix else "the config"
-        raise ConfigError(f"unknown key '{prefix}{unknown[0]}' in {where}; "
-                          f"valid keys: {sorted(fields)}")
+        raise ConfigError(
+            f"unknown key '{prefix}{unknown[0]}' in {where}; valid keys: {sorted(fields)}"
+        )
     kwargs = {}
     for name, value in data.items():
         f, hint, full = fields[name], hints[name], prefix + name
@@ -231,6 +251,5 @@ def _check(name: str, value: Any, hint: Any, meta: Any) -> Any:
             bracket = "(" if lo_open else "["
             raise ConfigError(f"{name}={value!r} is out of range; allowed: {bracket}{lo}, {hi}]")
     if "choices" in meta and value not in meta["choices"]:
-        raise ConfigError(f"{name}={value!r} is not allowed; choose one of "
-                          f"{list(meta['choices'])}")
+        raise ConfigError(f"{name}={value!r} is not allowed; choose one of {list(meta['choices'])}")
     return value

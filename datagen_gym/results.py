@@ -33,9 +33,11 @@ def import_datasets() -> Any:
         import datasets
         import pyarrow  # noqa: F401 - a datasets dependency; the exports build Arrow tables
     except ImportError as exc:
-        raise ImportError(f"exporting to a Hugging Face Dataset / Parquet needs the "
-                          f"'datasets' package ({exc}); install it with: "
-                          f"{HF_INSTALL_HINT}") from exc
+        raise ImportError(
+            f"exporting to a Hugging Face Dataset / Parquet needs the "
+            f"'datasets' package ({exc}); install it with: "
+            f"{HF_INSTALL_HINT}"
+        ) from exc
     return datasets
 
 
@@ -61,8 +63,9 @@ def _text(record: dict[str, Any], key: str, index: int) -> str:
     if value is None:
         if key == "input":
             return ""
-        raise ValueError(f"record {index}: {key!r} is missing or null; each record needs "
-                         f"{list(RECORD_FIELDS)}")
+        raise ValueError(
+            f"record {index}: {key!r} is missing or null; each record needs {list(RECORD_FIELDS)}"
+        )
     return value if isinstance(value, str) else str(value)
 
 
@@ -88,8 +91,9 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
         with open(path, encoding="utf-8") as fh:
             lines = list(fh)
     except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: not UTF-8 text (byte {exc.start}); expected JSON "
-                         "Lines") from None
+        raise ValueError(
+            f"{path}: not UTF-8 text (byte {exc.start}); expected JSON Lines"
+        ) from None
     for lineno, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -111,8 +115,9 @@ class Results:
     instructions proposed before filtering, so :attr:`kept_fraction` says how much survived.
     """
 
-    def __init__(self, records: Iterable[dict[str, Any]] = (), num_candidates: int = 0,
-                 num_kept: int = 0) -> None:
+    def __init__(
+        self, records: Iterable[dict[str, Any]] = (), num_candidates: int = 0, num_kept: int = 0
+    ) -> None:
         self.data: list[dict[str, Any]] = list(records)
         self.num_candidates = num_candidates
         self.num_kept = num_kept
@@ -149,8 +154,9 @@ class Results:
         """Mean number of words over instruction + input + output."""
         if not self.data:
             return 0.0
-        return sum(len(" ".join(str(r.get(k, "")) for k in RECORD_FIELDS).split())
-                   for r in self.data) / len(self.data)
+        return sum(
+            len(" ".join(str(r.get(k, "")) for k in RECORD_FIELDS).split()) for r in self.data
+        ) / len(self.data)
 
     def summary(self) -> dict[str, float]:
         return {
@@ -177,15 +183,23 @@ class Results:
             instruction, input_text, output = (_text(record, k, i) for k in RECORD_FIELDS)
             meta = {k: v for k, v in record.items() if k not in RECORD_FIELDS}
             if layout == "alpaca":
-                rows.append({"instruction": instruction, "input": input_text, "output": output,
-                             **meta})
+                rows.append(
+                    {"instruction": instruction, "input": input_text, "output": output, **meta}
+                )
                 continue
             if "messages" in meta:
-                raise ValueError(f"record {i}: has a 'messages' field, which the messages "
-                                 "layout would overwrite")
-            rows.append({"messages": [
-                {"role": "user", "content": user_content(instruction, input_text)},
-                {"role": "assistant", "content": output}], **meta})
+                raise ValueError(
+                    f"record {i}: has a 'messages' field, which the messages layout would overwrite"
+                )
+            rows.append(
+                {
+                    "messages": [
+                        {"role": "user", "content": user_content(instruction, input_text)},
+                        {"role": "assistant", "content": output},
+                    ],
+                    **meta,
+                }
+            )
         return rows
 
     def to_hf_dataset(self, layout: str = "alpaca") -> datasets.Dataset:
@@ -201,10 +215,12 @@ class Results:
         hf = import_datasets()
         import pyarrow as pa
 
-        core = {"alpaca": {k: pa.string() for k in RECORD_FIELDS},
-                "messages": {"messages": pa.list_(pa.struct([("role", pa.string()),
-                                                             ("content", pa.string())]))},
-                }[layout]
+        core = {
+            "alpaca": {k: pa.string() for k in RECORD_FIELDS},
+            "messages": {
+                "messages": pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
+            },
+        }[layout]
         names = list(core) + list(dict.fromkeys(k for r in rows for k in r if k not in core))
         columns = {name: [r.get(name) for r in rows] for name in names}
         fields = []
@@ -212,8 +228,10 @@ class Results:
             try:
                 fields.append(pa.field(name, pa.array(columns[name], type=core.get(name)).type))
             except (pa.ArrowException, ValueError, TypeError) as exc:
-                raise ValueError(f"metadata column {name!r} cannot be stored in one Arrow "
-                                 f"column (mixed value types?): {exc}") from None
+                raise ValueError(
+                    f"metadata column {name!r} cannot be stored in one Arrow "
+                    f"column (mixed value types?): {exc}"
+                ) from None
         features = hf.Features.from_arrow_schema(pa.schema(fields))
         return hf.Dataset.from_dict(columns, features=features)
 
@@ -258,6 +276,7 @@ class Results:
         for i, row in enumerate(rows, start=1):
             missing = [k for k in RECORD_FIELDS if k not in row]
             if missing:
-                raise ValueError(f"{path}:{i}: record lacks {missing}; "
-                                 f"each record needs {list(RECORD_FIELDS)}")
+                raise ValueError(
+                    f"{path}:{i}: record lacks {missing}; each record needs {list(RECORD_FIELDS)}"
+                )
         return cls(rows, num_candidates=len(rows), num_kept=len(rows))

@@ -17,19 +17,24 @@ class Sampler:
     Bounds: temperature in [0.0, 2.0] (0 is greedy decoding), top_p in [0.05, 1.0].
     """
 
-    def __init__(self, backend: LLMBackend, temperature: float = 1.0, top_p: float = 0.9,
-                 max_new_tokens: int = 128) -> None:
+    def __init__(
+        self,
+        backend: LLMBackend,
+        temperature: float = 1.0,
+        top_p: float = 0.9,
+        max_new_tokens: int = 128,
+    ) -> None:
         self.backend = backend
         self.max_new_tokens = max_new_tokens
         self._temperature = self._top_p = 0.0
         self.set_params(temperature=temperature, top_p=top_p)
 
     @classmethod
-    def from_config(cls, config: SamplingConfig, backend: LLMBackend | None = None
-                    ) -> Sampler:
+    def from_config(cls, config: SamplingConfig, backend: LLMBackend | None = None) -> Sampler:
         """A sampler over the configured backend (the embedded teacher by default)."""
         if backend is None:
             from datagen_gym.backends import make_backend
+
             backend = make_backend(config)
         return cls(backend, config.temperature, config.top_p, config.max_new_tokens)
 
@@ -44,14 +49,14 @@ class Sampler:
     def get_params(self) -> dict[str, float]:
         return {"temperature": self._temperature, "top_p": self._top_p}
 
-    def set_params(self, temperature: float | None = None, top_p: float | None = None
-                   ) -> None:
+    def set_params(self, temperature: float | None = None, top_p: float | None = None) -> None:
         """Set either parameter; a value out of bounds is an error naming the bound."""
         if temperature is not None:
             lo, hi = TEMPERATURE_RANGE
             if not lo <= temperature <= hi:
-                raise ValueError(f"temperature={temperature} is out of range; "
-                                 f"allowed: [{lo}, {hi}]")
+                raise ValueError(
+                    f"temperature={temperature} is out of range; allowed: [{lo}, {hi}]"
+                )
             self._temperature = float(temperature)
         if top_p is not None:
             lo, hi = TOP_P_RANGE
@@ -59,9 +64,14 @@ class Sampler:
                 raise ValueError(f"top_p={top_p} is out of range; allowed: [{lo}, {hi}]")
             self._top_p = float(top_p)
 
-    def generate(self, prompts: Sequence[str], max_new_tokens: int | None = None,
-                 seed: int | None = None) -> list[str]:
+    def generate(
+        self, prompts: Sequence[str], max_new_tokens: int | None = None, seed: int | None = None
+    ) -> list[str]:
         """Complete each prompt with the current temperature and top_p."""
-        return self.backend.generate(prompts, temperature=self._temperature, top_p=self._top_p,
-                                     max_new_tokens=max_new_tokens or self.max_new_tokens,
-                                     seed=seed)
+        return self.backend.generate(
+            prompts,
+            temperature=self._temperature,
+            top_p=self._top_p,
+            max_new_tokens=max_new_tokens or self.max_new_tokens,
+            seed=seed,
+        )

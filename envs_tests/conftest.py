@@ -11,4 +11,5 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 @pytest.fixture(scope="session")
 def teacher():
     from datagen_gym.backends import EMBEDDED_TEACHER, TransformersBackend
+
     return TransformersBackend(EMBEDDED_TEACHER)

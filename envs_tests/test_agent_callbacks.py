@@ -76,8 +76,13 @@ def test_callback_protocol_in_order_with_the_agent_as_model() -> None:
     agent = make_agent("reinforce", env, seed=0)
     rec = Recorder()
     agent.learn(2 * EPISODE, callback=rec)
-    assert rec.events == ["init", "training_start", *rollout(EPISODE), *rollout(EPISODE),
-                          "training_end"]
+    assert rec.events == [
+        "init",
+        "training_start",
+        *rollout(EPISODE),
+        *rollout(EPISODE),
+        "training_end",
+    ]
     assert rec.models == [agent] and rec.model is agent
     assert rec.steps == list(range(1, 2 * EPISODE + 1)) and len(rec.metrics) == 2 * EPISODE
     assert isinstance(agent.logger, Logger) and agent.get_vec_normalize_env() is None
@@ -98,15 +103,21 @@ def test_on_step_false_stops_at_that_exact_step(name: str) -> None:
     assert agent.num_timesteps == 7 and env.total_steps == 7 and rec.n_calls == 7
     assert rec.events[-1] == "training_end"  # SB3 also ends training after a stop
     if name == "reinforce":  # the partial second batch is still closed and used
-        assert rec.events == ["init", "training_start", *rollout(EPISODE), *rollout(2),
-                              "training_end"]
+        assert rec.events == [
+            "init",
+            "training_start",
+            *rollout(EPISODE),
+            *rollout(2),
+            "training_end",
+        ]
 
 
 @pytest.mark.parametrize("name", ["reinforce", "random_search"])
 def test_sb3_checkpoint_callback_writes_loadable_checkpoints(tmp_path: Path, name: str) -> None:
     agent = make_agent(name, FakeDataGenEnv(), seed=0)
-    agent.learn(12, callback=CheckpointCallback(save_freq=5, save_path=str(tmp_path),
-                                                name_prefix=name))
+    agent.learn(
+        12, callback=CheckpointCallback(save_freq=5, save_path=str(tmp_path), name_prefix=name)
+    )
     # SB3 names them <prefix>_<n>_steps.zip; agent checkpoints are directories without the suffix
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"{name}_10_steps", f"{name}_5_steps"]
     for steps in (5, 10):
@@ -118,8 +129,10 @@ def test_sb3_checkpoint_callback_writes_loadable_checkpoints(tmp_path: Path, nam
     if name == "reinforce":  # the step-5 checkpoint precedes the first update, step 10 follows it
         first = load_agent(tmp_path / "reinforce_5_steps")
         second = load_agent(tmp_path / "reinforce_10_steps")
-        assert any(not torch.equal(p, second.policy.state_dict()[k])
-                   for k, p in first.policy.state_dict().items())
+        assert any(
+            not torch.equal(p, second.policy.state_dict()[k])
+            for k, p in first.policy.state_dict().items()
+        )
     # A continued run from a checkpoint keeps counting where it stopped.
     resumed = load_agent(tmp_path / f"{name}_10_steps", env=FakeDataGenEnv())
     rec = Recorder()
@@ -145,8 +158,10 @@ def test_function_callback_and_mixed_lists() -> None:
     agent = make_agent("reinforce", FakeDataGenEnv(), seed=0)
     agent.learn(6, callback=count)
     assert seen == list(range(1, 7))
-    for mixed in (lambda rec: [count, rec],
-                  lambda rec: CallbackList([ConvertCallback(count), rec])):
+    for mixed in (
+        lambda rec: [count, rec],
+        lambda rec: CallbackList([ConvertCallback(count), rec]),
+    ):
         seen.clear()
         rec = Recorder(stop_at=4)
         agent = make_agent("random_search", FakeDataGenEnv(), seed=0)
@@ -167,8 +182,13 @@ def test_one_callback_object_serves_a_hand_rolled_and_an_sb3_agent() -> None:
     before = len(rec.events)
     sb3.learn(16, callback=rec)
     assert rec.model is sb3.model and rec.n_calls == EPISODE + 16
-    assert rec.events[before:] == ["init", "training_start", *rollout(8), *rollout(8),
-                                   "training_end"]
+    assert rec.events[before:] == [
+        "init",
+        "training_start",
+        *rollout(8),
+        *rollout(8),
+        "training_end",
+    ]
     assert len(rec.metrics) == EPISODE + 16  # the same `infos` key in both kinds of locals
     assert sb3.logger is sb3.model.logger
 
@@ -204,11 +224,15 @@ def test_logger_writes_sb3_run_dirs_and_continues_them(tmp_path: Path) -> None:
 def test_resume_from_a_checkpoint_purges_the_redone_steps(tmp_path: Path) -> None:
     tb = tmp_path / "tb"
     agent = make_agent("reinforce", FakeDataGenEnv(), seed=0, tensorboard_log=tb)
-    agent.learn(2 * EPISODE, tb_log_name="r",
-                callback=CheckpointCallback(2 * EPISODE, str(tmp_path / "ck"), "r"))
+    agent.learn(
+        2 * EPISODE,
+        tb_log_name="r",
+        callback=CheckpointCallback(2 * EPISODE, str(tmp_path / "ck"), "r"),
+    )
     agent.learn(2 * EPISODE, tb_log_name="r", reset_num_timesteps=False)  # "lost" steps 11-20
-    resumed = load_agent(tmp_path / "ck" / "r_10_steps.zip", env=FakeDataGenEnv(),
-                         tensorboard_log=tb)
+    resumed = load_agent(
+        tmp_path / "ck" / "r_10_steps.zip", env=FakeDataGenEnv(), tensorboard_log=tb
+    )
     resumed.learn(2 * EPISODE, tb_log_name="r", reset_num_timesteps=False)
     assert sorted(p.name for p in tb.iterdir()) == ["r_1"]
     acc = read_events(tb / "r_1")
@@ -216,8 +240,9 @@ def test_resume_from_a_checkpoint_purges_the_redone_steps(tmp_path: Path) -> Non
     assert [e.step for e in acc.Scalars("rollout/ep_rew_mean")] == [5, 10, 15, 20]
 
 
-def test_no_tensorboard_log_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_no_tensorboard_log_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where SB3's configure() would go
     for name in ("reinforce", "random_search", "exp3"):
         agent = make_agent(name, FakeDataGenEnv(), seed=0)
@@ -244,7 +269,6 @@ def test_end_learn_after_an_exception_closes_the_logger(tmp_path: Path) -> None:
         agent.learn(10, callback=Boom())
     agent.end_learn()  # what the application layer calls; nothing left open, so a no-op
     agent.end_learn()
-    assert [e.step for e in read_events(tmp_path / "run_1").Scalars("datagen/metric")] == [
-        1, 2, 3]
+    assert [e.step for e in read_events(tmp_path / "run_1").Scalars("datagen/metric")] == [1, 2, 3]
     agent.learn(EPISODE, reset_num_timesteps=False)  # the agent stays usable
     assert agent.num_timesteps == 3 + EPISODE

@@ -449,10 +449,12 @@ def test_tensorboard_tags_sb3_overlay(tmp_path: Path) -> None:
 def test_tensorboard_helpers_tolerate_missing_keys() -> None:
     assert info_scalars({"metric": 0.5}, 1.0, None) == {}  # an env that declares no tags
     assert info_scalars({}, 1.0, INFO_LOG) == {"datagen/reward": 1.0}
-    assert info_scalars({"metric": float("nan"), "top_p": None, "temperature": 0.5}, 0.1,
-                        INFO_LOG) == {"datagen/temperature": 0.5, "datagen/reward": 0.1}
+    assert info_scalars(
+        {"metric": float("nan"), "top_p": None, "temperature": 0.5}, 0.1, INFO_LOG
+    ) == {"datagen/temperature": 0.5, "datagen/reward": 0.1}
     assert info_scalars({"skill_metrics": {"a": 0.25, "b": None}}, None, INFO_LOG) == {
-        "datagen/skill/a": 0.25}
+        "datagen/skill/a": 0.25
+    }
     assert examples_markdown({"metric": 0.3}, 1, INFO_LOG) is None
     assert examples_markdown({"examples": [{"instruction": "x"}]}, 1, None) is None
 
@@ -476,7 +478,8 @@ def test_tags_come_from_the_env_declaration(tmp_path: Path) -> None:
     env = Declared(spaces.Discrete(3), lambda a: float(a))
     for name in ("reinforce", "ppo"):
         make_agent(name, env, seed=0, tensorboard_log=tmp_path, **SMALL.get(name, {})).learn(
-            16, tb_log_name=f"declared_{name}")
+            16, tb_log_name=f"declared_{name}"
+        )
         tags = set(read_events(tmp_path / f"declared_{name}_1").Tags()["scalars"])
         assert {"bandit/arm", "bandit/reward"} <= tags, (name, tags)
 

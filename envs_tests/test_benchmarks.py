@@ -14,11 +14,41 @@ import pytest
 
 from benchmarks import methods, run, sample_efficiency
 
-TINY = ["--quick", "--tasks", "topic", "--seeds", "0", "--budget", "4", "--num-iterations", "2",
-        "--batch-size", "4", "--grid-temperatures", "0.7", "1.0", "--grid-top-ps", "1.0",
-        "--grid-templates", "self_instruct", "evol_deepen", "--workers", "1",
-        "--cost-steps", "2", "--overhead-repeats", "1", "--vec-steps", "2", "--rss-steps", "4",
-        "--rss-every", "2", "--cost-batch-size", "4"]
+TINY = [
+    "--quick",
+    "--tasks",
+    "topic",
+    "--seeds",
+    "0",
+    "--budget",
+    "4",
+    "--num-iterations",
+    "2",
+    "--batch-size",
+    "4",
+    "--grid-temperatures",
+    "0.7",
+    "1.0",
+    "--grid-top-ps",
+    "1.0",
+    "--grid-templates",
+    "self_instruct",
+    "evol_deepen",
+    "--workers",
+    "1",
+    "--cost-steps",
+    "2",
+    "--overhead-repeats",
+    "1",
+    "--vec-steps",
+    "2",
+    "--rss-steps",
+    "4",
+    "--rss-every",
+    "2",
+    "--cost-batch-size",
+    "4",
+]
 
 
 def test_best_so_far_and_first_reach() -> None:
@@ -31,8 +61,7 @@ def test_best_so_far_and_first_reach() -> None:
 
 
 def test_quick_mode_tiny_budget(tmp_path: Path) -> None:
-    result = run.run([*TINY, "--out", str(tmp_path), "--rouge-args", "--n", "50", "--repeats",
-                      "1"])
+    result = run.run([*TINY, "--out", str(tmp_path), "--rouge-args", "--n", "50", "--repeats", "1"])
     se = result["sample_efficiency"]
     runs = se["raw"]["runs"]
     assert {r["method"] for r in runs} == set(methods.ALL_METHODS)
@@ -49,16 +78,22 @@ def test_quick_mode_tiny_budget(tmp_path: Path) -> None:
     assert "overhead: step / raw" in result["summary"]
     assert "SubprocVecEnv" in result["summary"] and "peak RSS" in result["summary"]
     assert result["rouge"]["rc"] == 0 and "| 50 |" in result["summary"]
-    for name in ("sample_efficiency.md", "sample_efficiency.png", "sample_efficiency.json",
-                 "step_cost.md", "step_cost.json", "rouge_filter_run.md", "summary.md"):
+    for name in (
+        "sample_efficiency.md",
+        "sample_efficiency.png",
+        "sample_efficiency.json",
+        "step_cost.md",
+        "step_cost.json",
+        "rouge_filter_run.md",
+        "summary.md",
+    ):
         assert (tmp_path / name).is_file(), name
 
     # Re-running one method replaces its runs and keeps everything else.
     saved = tmp_path / "sample_efficiency.json"
     before = json.loads(saved.read_text())["raw"]
     after = sample_efficiency.rerun_methods(saved, ["ppo"], workers=1, log=lambda m: None)["raw"]
-    assert sorted(r["method"] for r in after["runs"]) == sorted(r["method"]
-                                                                 for r in before["runs"])
+    assert sorted(r["method"] for r in after["runs"]) == sorted(r["method"] for r in before["runs"])
     keep = [r for r in before["runs"] if r["method"] != "ppo"]
     assert [r for r in after["runs"] if r["method"] != "ppo"] == keep
     assert after["grid"] == before["grid"] and after["oracle"] == before["oracle"]
@@ -68,6 +103,7 @@ def test_quick_mode_tiny_budget(tmp_path: Path) -> None:
 
     # The step-cost report re-renders from its JSON alone, to the same text.
     from benchmarks import step_cost
+
     report = (tmp_path / "step_cost.md").read_text()
     (tmp_path / "step_cost.md").unlink()
     step_cost.main(["--render", str(tmp_path / "step_cost.json")])
@@ -77,9 +113,25 @@ def test_quick_mode_tiny_budget(tmp_path: Path) -> None:
 def test_learning_curves_tiny(tmp_path: Path) -> None:
     from benchmarks import learning_curves
 
-    learning_curves.main(["--algos", "uniform", "reinforce", "--timesteps", "4", "--batch-size",
-                          "4", "--num-iterations", "2", "--seeds", "0", "--workers", "1",
-                          "--out", str(tmp_path)])
+    learning_curves.main(
+        [
+            "--algos",
+            "uniform",
+            "reinforce",
+            "--timesteps",
+            "4",
+            "--batch-size",
+            "4",
+            "--num-iterations",
+            "2",
+            "--seeds",
+            "0",
+            "--workers",
+            "1",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     runs = json.loads((tmp_path / "learning_curves.json").read_text())
     assert [r["algo"] for r in runs] == ["uniform", "reinforce"]
     for r in runs:
@@ -96,11 +148,33 @@ def test_heldout_tiny(tmp_path: Path, hold: bool) -> None:
     """The held-out benchmark end to end at a size that checks the plumbing (no thresholds)."""
     from benchmarks import heldout
 
-    argv = ["--seeds", "1", "--budgets", "2", "4", "--grid-seeds", "1",
-            "--grid-temperatures", "1.0", "--grid-templates", "self_instruct",
-            "--train-tasks", "1", "--heldout-tasks", "1", "--batch-size", "4",
-            "--num-iterations", "2", "--pretrain-steps", "4", "--workers", "1",
-            "--out", str(tmp_path)] + (["--hold-temperature"] if hold else [])
+    argv = [
+        "--seeds",
+        "1",
+        "--budgets",
+        "2",
+        "4",
+        "--grid-seeds",
+        "1",
+        "--grid-temperatures",
+        "1.0",
+        "--grid-templates",
+        "self_instruct",
+        "--train-tasks",
+        "1",
+        "--heldout-tasks",
+        "1",
+        "--batch-size",
+        "4",
+        "--num-iterations",
+        "2",
+        "--pretrain-steps",
+        "4",
+        "--workers",
+        "1",
+        "--out",
+        str(tmp_path),
+    ] + (["--hold-temperature"] if hold else [])
     heldout.main(argv)
     result = json.loads((tmp_path / "heldout.json").read_text())
     # A rerun with the same options reuses every finished cell, policy and run.
@@ -121,8 +195,9 @@ def test_heldout_tiny(tmp_path: Path, hold: bool) -> None:
     assert zero_shot[0]["trace"] and "skills_before" in zero_shot[0]["trace"][0]
     for r in result["runs"]:  # a masked policy never focuses on a skill the task lacks
         if r["method"].startswith("maskable_ppo"):
-            assert r["trace"] and all(s["focus"] in (None, *r["task"].split("+"))
-                                      for s in r["trace"]), r["trace"]
+            assert r["trace"] and all(
+                s["focus"] in (None, *r["task"].split("+")) for s in r["trace"]
+            ), r["trace"]
     vs = result["table"]["ppo_zero_shot"]["4"]["vs_ref"]
     assert vs["reference"] == "fixed_train_best" and vs["n"] == 1
     assert result["table"]["fixed_train_best"]["4"]["vs_ref"]["mean"] == 0.0
@@ -130,12 +205,13 @@ def test_heldout_tiny(tmp_path: Path, hold: bool) -> None:
         assert (tmp_path / name).is_file(), name
     best = result["best_policy"]
     assert best["method"] in heldout.POLICY_METHODS
-    assert set(best["rivals"]) == set(heldout.RIVALS) and "paired with each rival" in \
-        (tmp_path / "heldout.md").read_text()
+    assert (
+        set(best["rivals"]) == set(heldout.RIVALS)
+        and "paired with each rival" in (tmp_path / "heldout.md").read_text()
+    )
     # the report re-renders from the run's JSON alone, identically
     heldout.main(["--from-json", str(tmp_path / "heldout.json"), "--out", str(tmp_path / "again")])
-    assert (tmp_path / "again" / "heldout.md").read_text() == \
-        (tmp_path / "heldout.md").read_text()
+    assert (tmp_path / "again" / "heldout.md").read_text() == (tmp_path / "heldout.md").read_text()
 
 
 def test_heldout_split_and_wrappers() -> None:
@@ -148,13 +224,15 @@ def test_heldout_split_and_wrappers() -> None:
     env = heldout.make_env("topic+spam+animal", batch_size=4, num_iterations=2)
     assert env.action_space == gym_multi_discrete([3, 10, 6])
     np.testing.assert_array_equal(env.action([2, 7, 3]), [2, 1, 7, 3])  # top_p held at keep
-    held = heldout.make_env("topic+spam+animal", batch_size=4, num_iterations=2,
-                            hold_temperature=True)
+    held = heldout.make_env(
+        "topic+spam+animal", batch_size=4, num_iterations=2, hold_temperature=True
+    )
     assert held.action_space == gym_multi_discrete([10, 6])
     np.testing.assert_array_equal(held.action([7, 3]), [1, 1, 7, 3])
     np.testing.assert_array_equal(heldout.keep_action(held, "evol_deepen", "spam"), [5, 3])
-    mixture = heldout.TaskMixture([heldout.make_env(t, batch_size=4, num_iterations=2)
-                                   for t in heldout.TRAIN_TASKS[:3]])
+    mixture = heldout.TaskMixture(
+        [heldout.make_env(t, batch_size=4, num_iterations=2) for t in heldout.TRAIN_TASKS[:3]]
+    )
     drawn = set()
     for seed in range(8):
         _, info = mixture.reset(seed=seed)

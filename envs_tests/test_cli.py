@@ -15,7 +15,7 @@ from datagen_gym.results import read_jsonl
 
 REPO = Path(__file__).resolve().parents[1]
 
-TARGET_FILE = '''
+TARGET_FILE = """
 LABELS = {"positive", "negative"}
 
 def make_target_model(validation_dataset):
@@ -24,7 +24,7 @@ def make_target_model(validation_dataset):
         hits = sum(str(r["output"]).strip() in LABELS for r in records)
         return {"accuracy": (hits + 1) / (len(records) + 2)}
     return target_model
-'''
+"""
 
 
 def write_setup(tmp_path: Path, *, target: str = TARGET_FILE, **rl) -> Path:
@@ -33,12 +33,23 @@ def write_setup(tmp_path: Path, *, target: str = TARGET_FILE, **rl) -> Path:
     conf.mkdir(exist_ok=True)
     data.mkdir(exist_ok=True)
     (conf / "target.py").write_text(target)
-    rows = [{"instruction": "Is this review positive or negative?", "input": f"text {i}",
-             "output": "positive" if i % 2 else "negative"} for i in range(10)]
+    rows = [
+        {
+            "instruction": "Is this review positive or negative?",
+            "input": f"text {i}",
+            "output": "positive" if i % 2 else "negative",
+        }
+        for i in range(10)
+    ]
     (data / "val.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    settings = {"batch_size": 4, "num_iterations": 3, "seed": 0,
-                "target_model_path": "target.py", "validation_data_path": "../data/val.jsonl",
-                **rl}
+    settings = {
+        "batch_size": 4,
+        "num_iterations": 3,
+        "seed": 0,
+        "target_model_path": "target.py",
+        "validation_data_path": "../data/val.jsonl",
+        **rl,
+    }
     lines = ["rl_tuning:"] + [f"  {k}: {json.dumps(v)}" for k, v in settings.items()]
     path = conf / "rl.yaml"
     path.write_text("\n".join(lines) + "\n")
@@ -56,8 +67,22 @@ def assert_one_line_error(err: str) -> None:
 def test_rl_tune_in_process_and_resume(tmp_path, capsys):
     cfg = write_setup(tmp_path)
     out, tb = tmp_path / "out", tmp_path / "runs"
-    rc = main(["rl-tune", "--config", str(cfg), "--output", str(out), "--tensorboard", str(tb),
-               "--timesteps", "3", "--n", "5", "--no-progress"])
+    rc = main(
+        [
+            "rl-tune",
+            "--config",
+            str(cfg),
+            "--output",
+            str(out),
+            "--tensorboard",
+            str(tb),
+            "--timesteps",
+            "3",
+            "--n",
+            "5",
+            "--no-progress",
+        ]
+    )
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     assert "best accuracy" in captured.out and "baseline" in captured.out
@@ -65,19 +90,34 @@ def test_rl_tune_in_process_and_resume(tmp_path, capsys):
     history = read_jsonl(out / "history.jsonl")
     assert [h["iteration"] for h in history] == [1, 2, 3]
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["steps_done"] == 3 and summary["num_records"] == len(
-        read_jsonl(out / "data.jsonl")) > 0
+    assert (
+        summary["steps_done"] == 3
+        and summary["num_records"] == len(read_jsonl(out / "data.jsonl")) > 0
+    )
     best = summary["best_params"]
     assert all(r["template"] == best["template"] for r in read_jsonl(out / "data.jsonl"))
     assert (out / "checkpoint" / "tuner.json").is_file()
     # relative paths were resolved against the config file's directory
-    assert summary["config"]["rl_tuning"]["validation_data_path"] == \
-        str((tmp_path / "data" / "val.jsonl").resolve())
+    assert summary["config"]["rl_tuning"]["validation_data_path"] == str(
+        (tmp_path / "data" / "val.jsonl").resolve()
+    )
     assert list(tb.glob("random_search_*/events.out.tfevents.*"))
 
     # --resume with a larger total continues the same run (rl_tune alias, config not needed).
-    rc = main(["rl_tune", "--output", str(out), "--resume", "--timesteps", "5",
-               "--no-tensorboard", "--n", "2", "--no-progress"])
+    rc = main(
+        [
+            "rl_tune",
+            "--output",
+            str(out),
+            "--resume",
+            "--timesteps",
+            "5",
+            "--no-tensorboard",
+            "--n",
+            "2",
+            "--no-progress",
+        ]
+    )
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     assert "resuming random_search" in captured.err
@@ -90,8 +130,19 @@ def test_rl_tune_with_replay_and_replay_build(tmp_path, capsys):
     """--replay fills (then reuses) a cache; replay-build passes its arguments through."""
     cfg = write_setup(tmp_path)
     cache = tmp_path / "cache.sqlite"
-    argv = ["rl-tune", "--config", str(cfg), "--timesteps", "3", "--n", "2", "--no-progress",
-            "--no-tensorboard", "--replay", str(cache)]
+    argv = [
+        "rl-tune",
+        "--config",
+        str(cfg),
+        "--timesteps",
+        "3",
+        "--n",
+        "2",
+        "--no-progress",
+        "--no-tensorboard",
+        "--replay",
+        str(cache),
+    ]
     assert main([*argv, "--output", str(tmp_path / "a")]) == 0, capsys.readouterr().err
     summary = json.loads((tmp_path / "a" / "summary.json").read_text())
     assert summary["config"]["rl_tuning"]["replay_cache"] == str(cache.resolve())
@@ -109,17 +160,47 @@ def test_rl_tune_with_replay_and_replay_build(tmp_path, capsys):
 def test_rl_tune_subprocess(tmp_path):
     cfg = write_setup(tmp_path)
     out = tmp_path / "out"
-    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-           "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+    }
     proc = subprocess.run(
-        [sys.executable, "-m", "datagen.cli", "rl-tune", "--config", str(cfg),
-         "--algo", "reinforce", "--timesteps", "2", "--output", str(out), "--no-tensorboard",
-         "--checkpoint-every", "1", "--n", "3"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
+        [
+            sys.executable,
+            "-m",
+            "datagen.cli",
+            "rl-tune",
+            "--config",
+            str(cfg),
+            "--algo",
+            "reinforce",
+            "--timesteps",
+            "2",
+            "--output",
+            str(out),
+            "--no-tensorboard",
+            "--checkpoint-every",
+            "1",
+            "--n",
+            "3",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
-    for name in ("data.jsonl", "history.jsonl", "summary.json", "checkpoint/tuner.json",
-                 "checkpoint/agent/agent.json"):
+    for name in (
+        "data.jsonl",
+        "history.jsonl",
+        "summary.json",
+        "checkpoint/tuner.json",
+        "checkpoint/agent/agent.json",
+    ):
         assert (out / name).is_file(), name
     assert len(read_jsonl(out / "history.jsonl")) == 2
     assert json.loads((out / "summary.json").read_text())["algorithm"] == "reinforce"
@@ -129,27 +210,63 @@ def test_rl_tune_subprocess(tmp_path):
 # ----------------------------------------------------------------------------- generate
 def test_generate_with_fixed_settings(tmp_path, capsys):
     out = tmp_path / "gen.jsonl"
-    rc = main(["generate", "--n", "4", "--temperature", "0.7", "--top-p", "0.8",
-               "--template", "self_instruct_classification", "--seed", "3",
-               "--output", str(out), "--no-progress"])
+    rc = main(
+        [
+            "generate",
+            "--n",
+            "4",
+            "--temperature",
+            "0.7",
+            "--top-p",
+            "0.8",
+            "--template",
+            "self_instruct_classification",
+            "--seed",
+            "3",
+            "--output",
+            str(out),
+            "--no-progress",
+        ]
+    )
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     rows = read_jsonl(out)
     assert 0 < len(rows) <= 4 and "generated" in captured.out
     for r in rows:
         assert (r["temperature"], r["top_p"], r["template"]) == (
-            0.7, 0.8, "self_instruct_classification")
+            0.7,
+            0.8,
+            "self_instruct_classification",
+        )
 
 
 def test_generate_honours_enable_rl_tuning(tmp_path, capsys):
     """The design's switch: with rl_tuning.enable_rl_tuning the ordinary generation path tunes
     first (the config's algorithm, target and budget), then generates with the best settings."""
-    cfg = write_setup(tmp_path, enable_rl_tuning=True, task="topic+spam", focus=True,
-                      skills=["topic", "spam"], target_model_path=None,
-                      validation_data_path=None)
+    cfg = write_setup(
+        tmp_path,
+        enable_rl_tuning=True,
+        task="topic+spam",
+        focus=True,
+        skills=["topic", "spam"],
+        target_model_path=None,
+        validation_data_path=None,
+    )
     out = tmp_path / "gen.jsonl"
-    rc = main(["generate", "--config", str(cfg), "--n", "4", "--timesteps", "3",
-               "--output", str(out), "--no-progress"])
+    rc = main(
+        [
+            "generate",
+            "--config",
+            str(cfg),
+            "--n",
+            "4",
+            "--timesteps",
+            "3",
+            "--output",
+            str(out),
+            "--no-progress",
+        ]
+    )
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     assert "tuning with random_search for 3 target evaluations" in captured.err
@@ -157,13 +274,17 @@ def test_generate_honours_enable_rl_tuning(tmp_path, capsys):
     rows = read_jsonl(out)
     assert rows
     for r in rows:  # generated with the tuned settings, not the config's (1.0, 0.9)
-        assert f"temperature={r['temperature']:.2f} top_p={r['top_p']:.2f} " \
-               f"template={r['template']}" in tuned
+        assert (
+            f"temperature={r['temperature']:.2f} top_p={r['top_p']:.2f} "
+            f"template={r['template']}" in tuned
+        )
     # without the switch the same config generates with its own settings, no tuning
-    plain = write_setup(tmp_path, task="topic+spam", target_model_path=None,
-                        validation_data_path=None)
-    rc = main(["generate", "--config", str(plain), "--n", "2", "--output", str(out),
-               "--no-progress"])
+    plain = write_setup(
+        tmp_path, task="topic+spam", target_model_path=None, validation_data_path=None
+    )
+    rc = main(
+        ["generate", "--config", str(plain), "--n", "2", "--output", str(out), "--no-progress"]
+    )
     captured = capsys.readouterr()
     assert rc == 0 and "tuning" not in captured.err
     assert {(r["temperature"], r["top_p"]) for r in read_jsonl(out)} == {(1.0, 0.9)}
@@ -184,24 +305,46 @@ def _errors_cases(tmp_path: Path) -> dict[str, list[str]]:
     }
 
 
-@pytest.mark.parametrize("case", ["bad config value", "missing config", "no target_model",
-                                  "unknown algo", "bad template", "no subcommand"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "bad config value",
+        "missing config",
+        "no target_model",
+        "unknown algo",
+        "bad template",
+        "no subcommand",
+    ],
+)
 def test_errors_are_one_line(tmp_path, capsys, case):
     args = _errors_cases(tmp_path)[case]
-    rc = main(args + ["--output", str(tmp_path / "out")] if args and args[0] == "rl-tune"
-              else args)
+    rc = main(args + ["--output", str(tmp_path / "out")] if args and args[0] == "rl-tune" else args)
     captured = capsys.readouterr()
     assert rc == 2
     assert_one_line_error(captured.err)
-    assert {"bad config value": "rl_tuning.batch_size", "missing config": "not found",
-            "no target_model": "defines neither", "unknown algo": "alphazero",
-            "bad template": "poetry", "no subcommand": "required"}[case] in captured.err
+    assert {
+        "bad config value": "rl_tuning.batch_size",
+        "missing config": "not found",
+        "no target_model": "defines neither",
+        "unknown algo": "alphazero",
+        "bad template": "poetry",
+        "no subcommand": "required",
+    }[case] in captured.err
 
 
 def test_failing_target_is_a_runtime_error(tmp_path, capsys):
     cfg = write_setup(tmp_path, target="def target_model(records):\n    return {'f1': 1.0}\n")
-    rc = main(["rl-tune", "--config", str(cfg), "--output", str(tmp_path / "out"),
-               "--no-tensorboard", "--no-progress"])
+    rc = main(
+        [
+            "rl-tune",
+            "--config",
+            str(cfg),
+            "--output",
+            str(tmp_path / "out"),
+            "--no-tensorboard",
+            "--no-progress",
+        ]
+    )
     captured = capsys.readouterr()
     assert rc == 1
     assert_one_line_error(captured.err)
@@ -210,8 +353,13 @@ def test_failing_target_is_a_runtime_error(tmp_path, capsys):
 
 def test_error_subprocess_has_no_traceback(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.run([sys.executable, "-m", "datagen.cli", "rl-tune", "--algo",
-                           "alphazero"], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "datagen.cli", "rl-tune", "--algo", "alphazero"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert_one_line_error(proc.stderr)

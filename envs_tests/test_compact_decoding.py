@@ -11,10 +11,16 @@ from datagen_gym.generators import prompts
 
 # Prompts of different lengths (left padding) whose continuations end at different steps, so
 # rows finish early and the batch is compacted several times.
-TASKS = ["Is this email spam or not spam?", "Reverse the word.",
-         "Count the vowels in the sentence.", "What is the sum of the two numbers?",
-         "Convert the text to upper case.", "Classify the topic of the news headline.",
-         "Is the sentiment of the review positive or negative?", "Name the animal described."]
+TASKS = [
+    "Is this email spam or not spam?",
+    "Reverse the word.",
+    "Count the vowels in the sentence.",
+    "What is the sum of the two numbers?",
+    "Convert the text to upper case.",
+    "Classify the topic of the news headline.",
+    "Is the sentiment of the review positive or negative?",
+    "Name the animal described.",
+]
 
 
 def _instance_prompts():
@@ -29,7 +35,7 @@ def _hf(model, enc, temperature, top_p, max_new_tokens):
         kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
     with torch.inference_mode():
         ids = model.generate(**enc, **kwargs)
-    return ids[:, enc["input_ids"].shape[1]:]
+    return ids[:, enc["input_ids"].shape[1] :]
 
 
 @pytest.mark.parametrize("temperature,top_p", [(1.0, 0.9), (0.7, 1.0), (1.4, 0.5), (0.0, 1.0)])
@@ -48,9 +54,17 @@ def test_same_tokens_as_model_generate(teacher, temperature, top_p, monkeypatch)
         torch.manual_seed(seed)
         ref = _hf(model, enc, temperature, top_p, 48)
         torch.manual_seed(seed)
-        ours = sample(model, enc["input_ids"], enc["attention_mask"], temperature=temperature,
-                      top_p=top_p, max_new_tokens=48, eos_token_id=0, pad_token_id=0,
-                      share_prefix=False)
+        ours = sample(
+            model,
+            enc["input_ids"],
+            enc["attention_mask"],
+            temperature=temperature,
+            top_p=top_p,
+            max_new_tokens=48,
+            eos_token_id=0,
+            pad_token_id=0,
+            share_prefix=False,
+        )
         assert ours.shape == ref.shape
         assert torch.equal(ours, ref)
     assert compactions, "no row finished early: the test does not exercise compaction"
@@ -61,10 +75,16 @@ def test_common_prefix_of_left_padded_rows():
     mask = (torch.arange(6) >= torch.tensor([[2], [0], [1]])).long()
     assert common_prefix_length(mask, ids) == 3
     # Identical prompts keep one token of their own to predict from.
-    assert common_prefix_length(torch.ones(2, 4, dtype=torch.long),
-                                torch.tensor([[1, 2, 3, 4]] * 2)) == 3
-    assert common_prefix_length(mask, torch.tensor([[0, 0, 1, 2, 3, 4], [9, 2, 3, 4, 5, 6],
-                                                    [0, 1, 2, 3, 4, 5]])) == 0
+    assert (
+        common_prefix_length(torch.ones(2, 4, dtype=torch.long), torch.tensor([[1, 2, 3, 4]] * 2))
+        == 3
+    )
+    assert (
+        common_prefix_length(
+            mask, torch.tensor([[0, 0, 1, 2, 3, 4], [9, 2, 3, 4, 5, 6], [0, 1, 2, 3, 4, 5]])
+        )
+        == 0
+    )
 
 
 def test_shared_prefix_matches_a_full_prefill(teacher):
@@ -90,9 +110,21 @@ def test_shared_prefix_matches_a_full_prefill(teacher):
         model.forward = counting_forward
         try:
             torch.manual_seed(0)
-            runs[share] = (sample(model, enc["input_ids"], enc["attention_mask"], temperature=1.0,
-                                  top_p=0.9, max_new_tokens=32, eos_token_id=0, pad_token_id=0,
-                                  share_prefix=share), logits, calls)
+            runs[share] = (
+                sample(
+                    model,
+                    enc["input_ids"],
+                    enc["attention_mask"],
+                    temperature=1.0,
+                    top_p=0.9,
+                    max_new_tokens=32,
+                    eos_token_id=0,
+                    pad_token_id=0,
+                    share_prefix=share,
+                ),
+                logits,
+                calls,
+            )
         finally:
             del model.forward
     (full, full_logits, full_calls), (shared, shared_logits, shared_calls) = runs[False], runs[True]
@@ -151,8 +183,9 @@ def test_models_it_cannot_serve_fall_back_to_generate(teacher, tmp_path):
     from datagen_gym.backends import TransformersBackend
 
     def model(config, forward=teacher.model.forward, generation=None):
-        return SimpleNamespace(config=config, forward=forward,
-                               generation_config=generation or GenerationConfig())
+        return SimpleNamespace(
+            config=config, forward=forward, generation_config=generation or GenerationConfig()
+        )
 
     reason = compact_decoding.unsupported_reason
     assert reason(teacher.model) is None
@@ -161,12 +194,23 @@ def test_models_it_cannot_serve_fall_back_to_generate(teacher, tmp_path):
     assert "sliding_window=8" in reason(model(MistralConfig(sliding_window=8)))
     assert "window_size=8" in reason(model(GPTNeoConfig(window_size=8)))
     assert "encoder-decoder" in reason(model(T5Config()))
-    assert "cache" in reason(model(MistralConfig(sliding_window=None),
-                                   forward=lambda input_ids, past_key_values: 0))
-    assert "repetition_penalty=1.3" in reason(model(
-        MistralConfig(sliding_window=None), generation=GenerationConfig(repetition_penalty=1.3)))
-    assert reason(model(MistralConfig(sliding_window=None),
-                        generation=GenerationConfig(repetition_penalty=1.0, top_k=50))) is None
+    assert "cache" in reason(
+        model(MistralConfig(sliding_window=None), forward=lambda input_ids, past_key_values: 0)
+    )
+    assert "repetition_penalty=1.3" in reason(
+        model(
+            MistralConfig(sliding_window=None), generation=GenerationConfig(repetition_penalty=1.3)
+        )
+    )
+    assert (
+        reason(
+            model(
+                MistralConfig(sliding_window=None),
+                generation=GenerationConfig(repetition_penalty=1.0, top_k=50),
+            )
+        )
+        is None
+    )
 
     # A teacher whose generation config sets a repetition penalty is decoded by model.generate,
     # which applies it.
@@ -183,26 +227,39 @@ def test_models_it_cannot_serve_fall_back_to_generate(teacher, tmp_path):
     assert backend.generate(TASKS, **args) != teacher.generate(TASKS, **args)
 
 
-@pytest.mark.parametrize("case", ["one_row", "eos_list", "no_eos", "one_token", "greedy_shared",
-                                  "identical_prompts"])
+@pytest.mark.parametrize(
+    "case", ["one_row", "eos_list", "no_eos", "one_token", "greedy_shared", "identical_prompts"]
+)
 def test_edge_cases_match_model_generate(teacher, case):
     tok, model = teacher.tokenizer, teacher.model
     texts = {"one_row": TASKS[:1], "identical_prompts": [TASKS[0]] * 4}.get(
-        case, _instance_prompts()[:6])
+        case, _instance_prompts()[:6]
+    )
     enc = tok(texts, return_tensors="pt", padding=True)
     eos = {"eos_list": [0, 5], "no_eos": None}.get(case, 0)
     temperature = 0.0 if case == "greedy_shared" else 1.0
     new_tokens = 1 if case == "one_token" else 24
     kwargs = dict(max_new_tokens=new_tokens, pad_token_id=0, eos_token_id=eos)
-    kwargs.update(dict(do_sample=True, temperature=1.0, top_p=0.9, top_k=0) if temperature
-                  else dict(do_sample=False, temperature=None, top_p=None, top_k=None))
+    kwargs.update(
+        dict(do_sample=True, temperature=1.0, top_p=0.9, top_k=0)
+        if temperature
+        else dict(do_sample=False, temperature=None, top_p=None, top_k=None)
+    )
     torch.manual_seed(3)
     with torch.inference_mode():
-        ref = model.generate(**enc, **kwargs)[:, enc["input_ids"].shape[1]:]
+        ref = model.generate(**enc, **kwargs)[:, enc["input_ids"].shape[1] :]
     torch.manual_seed(3)
-    ours = sample(model, enc["input_ids"], enc["attention_mask"], temperature=temperature,
-                  top_p=0.9, max_new_tokens=new_tokens, eos_token_id=eos, pad_token_id=0,
-                  share_prefix=case in ("greedy_shared", "identical_prompts"))
+    ours = sample(
+        model,
+        enc["input_ids"],
+        enc["attention_mask"],
+        temperature=temperature,
+        top_p=0.9,
+        max_new_tokens=new_tokens,
+        eos_token_id=eos,
+        pad_token_id=0,
+        share_prefix=case in ("greedy_shared", "identical_prompts"),
+    )
     assert torch.equal(ours, ref)
 
 
@@ -210,8 +267,16 @@ def test_right_padding_is_refused(teacher):
     ids = torch.tensor([[5, 6, 7], [5, 6, 0]])
     mask = torch.tensor([[1, 1, 1], [1, 1, 0]])
     with pytest.raises(ValueError, match="left-padded"):
-        sample(teacher.model, ids, mask, temperature=1.0, top_p=1.0, max_new_tokens=4,
-               eos_token_id=0, pad_token_id=0)
+        sample(
+            teacher.model,
+            ids,
+            mask,
+            temperature=1.0,
+            top_p=1.0,
+            max_new_tokens=4,
+            eos_token_id=0,
+            pad_token_id=0,
+        )
 
 
 def test_cache_layer_keeps_the_dynamic_layer_contract():

@@ -26,23 +26,27 @@ def test_registered_both_ways():
 
 def test_gymnasium_env_checker():
     from gymnasium.utils.env_checker import check_env
+
     env = DataGenEnv(**SMALL)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         check_env(env, skip_render_check=True)
-    assert not [w for w in caught if "space" in str(w.message).lower()], \
-        [str(w.message) for w in caught]
+    assert not [w for w in caught if "space" in str(w.message).lower()], [
+        str(w.message) for w in caught
+    ]
 
 
 @pytest.mark.parametrize("mode", ["discrete", "continuous"])
 def test_sb3_env_checker(mode):
     from stable_baselines3.common.env_checker import check_env
+
     env = DataGenEnv(action_mode=mode, **SMALL)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         check_env(env, warn=True)
-    assert not [w for w in caught if "space" in str(w.message).lower()], \
-        [str(w.message) for w in caught]
+    assert not [w for w in caught if "space" in str(w.message).lower()], [
+        str(w.message) for w in caught
+    ]
 
 
 def test_step_info_and_episode_end():
@@ -56,9 +60,20 @@ def test_step_info_and_episode_end():
         total += reward
         assert env.observation_space.contains(obs)
         assert not terminated and truncated == (t == 2)
-        for key in ("metric", "metrics", "best_metric", "temperature", "top_p", "template",
-                    "kept_fraction", "unique_ratio", "correctness", "num_kept", "all_filtered",
-                    "examples"):
+        for key in (
+            "metric",
+            "metrics",
+            "best_metric",
+            "temperature",
+            "top_p",
+            "template",
+            "kept_fraction",
+            "unique_ratio",
+            "correctness",
+            "num_kept",
+            "all_filtered",
+            "examples",
+        ):
             assert key in info
         assert "time_generation_s" not in info  # measurements stay out of the compared info
         assert info["template"] == "self_instruct_classification"
@@ -120,13 +135,16 @@ def test_invalid_action_is_a_clear_error():
     env.unwrapped.step(np.array([1, 1, 0]))  # still usable
 
 
-@pytest.mark.parametrize("target, needle", [
-    (lambda data: 1 / 0, "target_model raised ZeroDivisionError"),
-    (lambda data: {"accuracy": math.nan}, "expected a finite number"),
-    (lambda data: {"f1": 0.5}, "no 'accuracy'"),
-    (lambda data: 0.5, "returned float; expected a dict"),
-    (lambda data: {"accuracy": "high"}, "expected a number"),
-])
+@pytest.mark.parametrize(
+    "target, needle",
+    [
+        (lambda data: 1 / 0, "target_model raised ZeroDivisionError"),
+        (lambda data: {"accuracy": math.nan}, "expected a finite number"),
+        (lambda data: {"f1": 0.5}, "no 'accuracy'"),
+        (lambda data: 0.5, "returned float; expected a dict"),
+        (lambda data: {"accuracy": "high"}, "expected a number"),
+    ],
+)
 def test_bad_target_is_a_clear_error_and_env_recovers(target, needle):
     calls = {"n": 0}
 
@@ -154,8 +172,9 @@ def test_target_failing_at_reset():
 def test_all_filtered_batch_is_a_valid_step():
     cfg = {"generation": {"min_instruction_words": 500}}  # every instruction is "too short"
     calls = []
-    env = DataGenEnv(config=cfg, target_model=lambda d: calls.append(len(d)) or
-                     {"accuracy": 0.5}, **SMALL)
+    env = DataGenEnv(
+        config=cfg, target_model=lambda d: calls.append(len(d)) or {"accuracy": 0.5}, **SMALL
+    )
     env.reset(seed=0)
     obs, reward, terminated, truncated, info = env.step(np.array([1, 1, 0]))
     assert reward == 0.0 and info["all_filtered"] and info["num_records"] == 0
@@ -181,9 +200,11 @@ def test_user_target_receives_records():
         seen.append(data)
         return {"accuracy": len(data) / 1000}
 
-    env = DataGenEnv(target_model=target, validation_dataset=[{"instruction": "x",
-                                                               "input": "", "output": "y"}],
-                     **SMALL)
+    env = DataGenEnv(
+        target_model=target,
+        validation_dataset=[{"instruction": "x", "input": "", "output": "y"}],
+        **SMALL,
+    )
     env.reset(seed=1)
     env.step(np.array([1, 1, 0]))
     assert len(seen[1]) > len(seen[0])

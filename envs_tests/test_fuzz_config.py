@@ -20,20 +20,32 @@ from datagen.cli import CLIError, load_config, main
 from datagen.rl_tuning.user_target import load_validation_data
 from datagen_gym.config import Config, ConfigError
 
-FUZZ = settings(max_examples=60, deadline=None, derandomize=True,
-                suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                       HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
-SECTIONS = {f.name: [g.name for g in dataclasses.fields(getattr(Config(), f.name))]
-            for f in dataclasses.fields(Config)}
+SECTIONS = {
+    f.name: [g.name for g in dataclasses.fields(getattr(Config(), f.name))]
+    for f in dataclasses.fields(Config)
+}
 
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(min_value=-10**30, max_value=10**30),
-    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12),
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**30), max_value=10**30),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
 )
-values = st.recursive(scalars, lambda inner: st.one_of(
-    st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=6), inner, max_size=3)),
-    max_leaves=6)
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
 # Mostly real keys (so the checks behind them run), sometimes typos and non-string keys.
 section_names = st.one_of(st.sampled_from(sorted(SECTIONS)), st.text(max_size=8))
 
@@ -43,10 +55,10 @@ def config_dicts(draw) -> dict:
     out = {}
     for section in draw(st.lists(section_names, max_size=3, unique=True)):
         keys = SECTIONS.get(section, [])
-        key_st = st.one_of(st.sampled_from(keys), st.text(max_size=8)) if keys else \
-            st.text(max_size=8)
-        out[section] = draw(st.one_of(
-            st.dictionaries(key_st, values, max_size=4), values))
+        key_st = (
+            st.one_of(st.sampled_from(keys), st.text(max_size=8)) if keys else st.text(max_size=8)
+        )
+        out[section] = draw(st.one_of(st.dictionaries(key_st, values, max_size=4), values))
     return out
 
 
@@ -67,8 +79,11 @@ def _render(data: dict, style: str) -> bytes:
 
 # ----------------------------------------------------------------------------- config
 @FUZZ
-@given(data=config_dicts(), style=st.sampled_from(["yaml", "json", "utf-16", "latin-1"]),
-       cut=st.floats(0.0, 1.0))
+@given(
+    data=config_dicts(),
+    style=st.sampled_from(["yaml", "json", "utf-16", "latin-1"]),
+    cut=st.floats(0.0, 1.0),
+)
 def test_config_files_load_or_fail_with_one_named_error(tmp_path_factory, data, style, cut):
     raw = _render(data, style)
     if cut < 0.3:  # a truncated file
@@ -99,23 +114,49 @@ def test_config_cli_is_one_line(tmp_path_factory, capsys, data):
         pass
     else:
         assume(False)  # a valid config would start a run: not what this test is about
-    rc = main(["rl-tune", "--config", str(path), "--output", str(path.parent / "out"),
-               "--no-tensorboard", "--no-progress"])
+    rc = main(
+        [
+            "rl-tune",
+            "--config",
+            str(path),
+            "--output",
+            str(path.parent / "out"),
+            "--no-tensorboard",
+            "--no-progress",
+        ]
+    )
     assert rc == 2
     assert_one_line(capsys.readouterr().err)
 
 
-@pytest.mark.parametrize("raw", [
-    b"rl_tuning:\n  batch_size: 4\n  seed: [", b"\xff\xfe\x00\x00garbage", b"rl_tuning: 3\n",
-    b"- a\n- b\n", b"rl_tuning:\n  learning_rate: " + b"9" * 400 + b"\n",
-    b"1: 2\nrl_tuning: {}\n", b"!!python/object/apply:os.system ['true']\n", b"[" * 2000,
-    b"rl_tuning:\n  target_model_path: ~nosuchuser_datagen/x.py\n",
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"rl_tuning:\n  batch_size: 4\n  seed: [",
+        b"\xff\xfe\x00\x00garbage",
+        b"rl_tuning: 3\n",
+        b"- a\n- b\n",
+        b"rl_tuning:\n  learning_rate: " + b"9" * 400 + b"\n",
+        b"1: 2\nrl_tuning: {}\n",
+        b"!!python/object/apply:os.system ['true']\n",
+        b"[" * 2000,
+        b"rl_tuning:\n  target_model_path: ~nosuchuser_datagen/x.py\n",
+    ],
+)
 def test_config_edge_files(tmp_path, capsys, raw):
     path = tmp_path / "rl.yaml"
     path.write_bytes(raw)
-    rc = main(["rl-tune", "--config", str(path), "--output", str(tmp_path / "out"),
-               "--no-tensorboard", "--no-progress"])
+    rc = main(
+        [
+            "rl-tune",
+            "--config",
+            str(path),
+            "--output",
+            str(tmp_path / "out"),
+            "--no-tensorboard",
+            "--no-progress",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2, err
     assert_one_line(err)
@@ -123,10 +164,16 @@ def test_config_edge_files(tmp_path, capsys, raw):
 
 
 @FUZZ
-@given(key=st.sampled_from([f"{s}.{k}" for s, ks in SECTIONS.items() for k in ks]
-                           + ["nope.key", "rl_tuning.nope"]),
-       value=st.one_of(st.text(max_size=10), st.integers(-10**400, 10**400).map(str),
-                       st.sampled_from(["[1, 2]", "{a: 1}", "nan", "-inf", "1e999", "~", "'"])))
+@given(
+    key=st.sampled_from(
+        [f"{s}.{k}" for s, ks in SECTIONS.items() for k in ks] + ["nope.key", "rl_tuning.nope"]
+    ),
+    value=st.one_of(
+        st.text(max_size=10),
+        st.integers(-(10**400), 10**400).map(str),
+        st.sampled_from(["[1, 2]", "{a: 1}", "nan", "-inf", "1e999", "~", "'"]),
+    ),
+)
 def test_set_values_are_validated(tmp_path_factory, capsys, key, value):
     from datagen.cli import _assignment
 
@@ -140,26 +187,48 @@ def test_set_values_are_validated(tmp_path_factory, capsys, key, value):
     else:
         assume(False)  # valid: it would start a run
     out = tmp_path_factory.mktemp("set") / "out"
-    rc = main(["rl-tune", "--set", f"{key}={value}", "--output", str(out), "--no-tensorboard",
-               "--no-progress"])
+    rc = main(
+        [
+            "rl-tune",
+            "--set",
+            f"{key}={value}",
+            "--output",
+            str(out),
+            "--no-tensorboard",
+            "--no-progress",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2, err
     assert_one_line(err)
 
 
 # ----------------------------------------------------------------------------- validation data
-record_values = st.one_of(st.text(max_size=8), st.integers(), st.none(), st.booleans(),
-                          st.lists(st.text(max_size=3), max_size=2),
-                          st.floats(allow_nan=True))
+record_values = st.one_of(
+    st.text(max_size=8),
+    st.integers(),
+    st.none(),
+    st.booleans(),
+    st.lists(st.text(max_size=3), max_size=2),
+    st.floats(allow_nan=True),
+)
 
 
 @st.composite
 def jsonl_bytes(draw) -> bytes:
-    rows = draw(st.lists(st.one_of(
-        st.fixed_dictionaries({"instruction": record_values, "output": record_values},
-                              optional={"input": record_values}),
-        st.dictionaries(st.text(max_size=6), record_values, max_size=3),
-        record_values), max_size=4))
+    rows = draw(
+        st.lists(
+            st.one_of(
+                st.fixed_dictionaries(
+                    {"instruction": record_values, "output": record_values},
+                    optional={"input": record_values},
+                ),
+                st.dictionaries(st.text(max_size=6), record_values, max_size=3),
+                record_values,
+            ),
+            max_size=4,
+        )
+    )
     text = "".join(json.dumps(r) + "\n" for r in rows)
     style = draw(st.sampled_from(["utf-8", "utf-16", "junk", "truncated"]))
     if style == "utf-16":
@@ -181,8 +250,12 @@ def test_validation_files_load_or_fail_naming_the_file(tmp_path_factory, raw):
     except (ConfigError, ValueError) as exc:
         assert str(path) in str(exc) and "\n" not in str(exc)
     else:
-        assert rows and all(isinstance(r["instruction"], str) and isinstance(r["output"], str)
-                            and isinstance(r["input"], str) for r in rows)
+        assert rows and all(
+            isinstance(r["instruction"], str)
+            and isinstance(r["output"], str)
+            and isinstance(r["input"], str)
+            for r in rows
+        )
 
 
 @FUZZ
@@ -196,8 +269,17 @@ def test_validation_files_through_the_cli(tmp_path_factory, capsys, raw):
     assume(not load_validation_data_ok)  # a valid file would start a run
     cfg = root / "rl.yaml"
     cfg.write_text("rl_tuning:\n  validation_data_path: v.jsonl\n")
-    rc = main(["rl-tune", "--config", str(cfg), "--output", str(root / "out"),
-               "--no-tensorboard", "--no-progress"])
+    rc = main(
+        [
+            "rl-tune",
+            "--config",
+            str(cfg),
+            "--output",
+            str(root / "out"),
+            "--no-tensorboard",
+            "--no-progress",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2, err
     assert_one_line(err)
@@ -223,6 +305,7 @@ def test_validation_edge_cases(tmp_path):
         with pytest.raises(ValueError) as info:
             load_validation_data(path)
         assert expected in str(info.value) and str(path) in str(info.value), raw
-    ok = load_validation_data(_write(tmp_path / "v.jsonl",
-                                     b'{"instruction": "x", "output": "a", "input": null}\n'))
+    ok = load_validation_data(
+        _write(tmp_path / "v.jsonl", b'{"instruction": "x", "output": "a", "input": null}\n')
+    )
     assert ok == [{"instruction": "x", "output": "a", "input": ""}]

@@ -45,16 +45,18 @@ class ScriptedBackend:
 
 
 def test_parsers():
-    assert prompts.parse_bootstrap(" Add the two numbers.\n10. Is this email spam or not spam?"
-                                   "\n11 . sort the numbers.\n\n12. ignored") == [
-        "Add the two numbers.", "Is this email spam or not spam?", "Sort the numbers."]
+    assert prompts.parse_bootstrap(
+        " Add the two numbers.\n10. Is this email spam or not spam?"
+        "\n11 . sort the numbers.\n\n12. ignored"
+    ) == ["Add the two numbers.", "Is this email spam or not spam?", "Sort the numbers."]
     assert prompts.parse_bootstrap(" A b c d.\n16. stop here") == ["A b c d."]
-    assert prompts.parse_input_first("Input: 1 and 2\nOutput: 3\n\nExample 2\nInput: 4 and 5"
-                                     "\nOutput: 9\n") == [("1 and 2", "3"), ("4 and 5", "9")]
+    assert prompts.parse_input_first(
+        "Input: 1 and 2\nOutput: 3\n\nExample 2\nInput: 4 and 5\nOutput: 9\n"
+    ) == [("1 and 2", "3"), ("4 and 5", "9")]
     assert prompts.parse_input_first("Output: 7\n") == [("", "7")]
-    assert prompts.parse_output_first(" spam\nInput: free cash\nClass label: not spam\n"
-                                      "Input: see you\n") == [("free cash", "spam"),
-                                                              ("see you", "not spam")]
+    assert prompts.parse_output_first(
+        " spam\nInput: free cash\nClass label: not spam\nInput: see you\n"
+    ) == [("free cash", "spam"), ("see you", "not spam")]
     assert prompts.parse_classification_check(" Yes\n") is True
     assert prompts.parse_classification_check(" No") is False
 
@@ -78,15 +80,21 @@ def test_instruction_rules():
 
 
 def test_self_instruct_prompt_uses_six_human_and_two_machine_tasks():
-    backend = ScriptedBackend(bootstrap=" Would a careful reader call this note spam or not spam?\n"
-                                        "10. Multiply each pair of integers and report it.\n")
+    backend = ScriptedBackend(
+        bootstrap=" Would a careful reader call this note spam or not spam?\n"
+        "10. Multiply each pair of integers and report it.\n"
+    )
     gen = SelfInstructGenerator(sampler=Sampler(backend), seed=0)
     human = {t["instruction"] for t in gen.pool.human}
     first = gen.bootstrap_prompts(1)[0]
     listed = re.findall(r"^\d+\. (.*)$", first, re.M)
     assert len(listed) == 8 and set(listed) <= human
-    gen.pool.add_machine([{"instruction": f"Machine task number {i} here.",
-                           "is_classification": False} for i in range(3)])
+    gen.pool.add_machine(
+        [
+            {"instruction": f"Machine task number {i} here.", "is_classification": False}
+            for i in range(3)
+        ]
+    )
     listed = re.findall(r"^\d+\. (.*)$", gen.bootstrap_prompts(1)[0], re.M)
     assert sum(i.startswith("Machine task") for i in listed) == 2
     assert sum(i in human for i in listed) == 6
@@ -94,17 +102,22 @@ def test_self_instruct_prompt_uses_six_human_and_two_machine_tasks():
 
 
 def test_self_instruct_filters_and_instance_order():
-    backend = ScriptedBackend(bootstrap=(
-        " Would a careful reader call this note spam or not spam?\n"
-        # duplicate: ROUGE-L rejects
-        "10. Would a careful reader call this note spam or not spam?\n"
-        "11. Draw a map of the city streets.\n"         # blacklist
-        "12. Multiply each pair of integers and report it.\n"))
+    backend = ScriptedBackend(
+        bootstrap=(
+            " Would a careful reader call this note spam or not spam?\n"
+            # duplicate: ROUGE-L rejects
+            "10. Would a careful reader call this note spam or not spam?\n"
+            "11. Draw a map of the city streets.\n"  # blacklist
+            "12. Multiply each pair of integers and report it.\n"
+        )
+    )
     gen = SelfInstructGenerator(sampler=Sampler(backend), seed=0)
     res = gen.generate_from_seed(4)
     kinds = [r["instruction"] for r in res]
-    assert set(kinds) == {"Would a careful reader call this note spam or not spam?",
-                          "Multiply each pair of integers and report it."}
+    assert set(kinds) == {
+        "Would a careful reader call this note spam or not spam?",
+        "Multiply each pair of integers and report it.",
+    }
     assert res.num_candidates >= 4 and res.kept_fraction < 1.0
     spam = [r for r in res if "spam" in r["instruction"]]
     assert {r["output"] for r in spam} == {"spam", "not spam"}  # output-first for classification
@@ -185,6 +198,7 @@ def test_end_to_end_on_teacher(teacher):
 
 def test_correctness_falls_with_temperature(teacher):
     """The trade-off the agent must learn: hotter sampling writes more wrong answers."""
+
     def correctness_at(temperature, top_p):
         gen = Generator(sampler=Sampler(teacher, temperature=temperature, top_p=top_p), seed=1)
         gen.select_template("self_instruct_classification")
@@ -196,11 +210,16 @@ def test_correctness_falls_with_temperature(teacher):
 
 def test_custom_seed_tasks(tmp_path):
     import json
+
     path = tmp_path / "seeds.jsonl"
     with open(path, "w") as fh:
         for t in make_seed_tasks()[:5]:
-            fh.write(json.dumps({"instruction": t["instruction"], "input": t["input"],
-                                 "output": t["output"]}) + "\n")
+            fh.write(
+                json.dumps(
+                    {"instruction": t["instruction"], "input": t["input"], "output": t["output"]}
+                )
+                + "\n"
+            )
     cfg = Config.from_dict({"generation": {"seed_tasks_path": str(path)}})
     gen = Generator(cfg, sampler=Sampler(ScriptedBackend()))
     assert len(gen.pool.human) == 5

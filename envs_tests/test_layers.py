@@ -10,8 +10,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIMS = {"datagen_gym/__init__.py", "datagen_gym/cli.py", "datagen_gym/rl_tuning/__init__.py",
-         "datagen_gym/rl_tuning/rl_tuner.py", "datagen_gym/rl_tuning/user_target.py"}
+SHIMS = {
+    "datagen_gym/__init__.py",
+    "datagen_gym/cli.py",
+    "datagen_gym/rl_tuning/__init__.py",
+    "datagen_gym/rl_tuning/rl_tuner.py",
+    "datagen_gym/rl_tuning/user_target.py",
+}
 
 
 def _imported_packages(path: Path) -> set[str]:
@@ -25,8 +30,9 @@ def _imported_packages(path: Path) -> set[str]:
     return names
 
 
-@pytest.mark.parametrize("package, forbidden", [("datagen_gym", {"agents", "datagen"}),
-                                                ("agents", {"datagen"})])
+@pytest.mark.parametrize(
+    "package, forbidden", [("datagen_gym", {"agents", "datagen"}), ("agents", {"datagen"})]
+)
 def test_no_module_imports_a_layer_above_it(package, forbidden):
     offenders = {}
     for path in sorted((ROOT / package).rglob("*.py")):
@@ -40,12 +46,15 @@ def test_no_module_imports_a_layer_above_it(package, forbidden):
 
 
 def test_using_the_env_loads_neither_agents_nor_the_application():
-    code = ("import sys, gymnasium as gym, datagen_gym\n"
-            "env = gym.make('DataGen-v0', batch_size=4, num_iterations=1)\n"
-            "env.reset(seed=0); env.step(env.action_space.sample())\n"
-            "print(sorted(m for m in ('agents', 'datagen') if m in sys.modules))\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, cwd=ROOT)
+    code = (
+        "import sys, gymnasium as gym, datagen_gym\n"
+        "env = gym.make('DataGen-v0', batch_size=4, num_iterations=1)\n"
+        "env.reset(seed=0); env.step(env.action_space.sample())\n"
+        "print(sorted(m for m in ('agents', 'datagen') if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
     assert out.stdout.strip() == "[]", out.stdout
 
 
@@ -61,8 +70,11 @@ def test_old_application_paths_work_and_warn():
     with pytest.warns(DeprecationWarning, match="datagen_gym.rl_tuning.RLTuner moved"):
         from datagen_gym.rl_tuning import RLTuner as via_old
     assert via_old is RLTuner
-    out = subprocess.run([sys.executable, "-W", "always::DeprecationWarning", "-m",
-                          "datagen_gym.cli", "--help"], capture_output=True, text=True,
-                         cwd=ROOT)
+    out = subprocess.run(
+        [sys.executable, "-W", "always::DeprecationWarning", "-m", "datagen_gym.cli", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert out.returncode == 0 and "rl-tune" in out.stdout
     assert "moved to datagen.cli.main" in out.stderr

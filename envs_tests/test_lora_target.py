@@ -49,8 +49,14 @@ def _stable(metrics):
 
 
 def test_generative_validation_set():
-    assert set(GENERATIVE_TASKS) == {"reverse", "uppercase", "count_words", "addition",
-                                     "sort_numbers", "max_number"}
+    assert set(GENERATIVE_TASKS) == {
+        "reverse",
+        "uppercase",
+        "count_words",
+        "addition",
+        "sort_numbers",
+        "max_number",
+    }
     for task in ("uppercase", "reverse", "addition"):
         rows = make_generative_validation_set(task, 10, seed=3)
         assert len(rows) == 10 and rows == make_generative_validation_set(task, 10, seed=3)
@@ -60,8 +66,10 @@ def test_generative_validation_set():
             assert r["instruction"] in fam.all_instructions and fam.solve(r["input"]) == r["output"]
     with pytest.raises(ValueError, match="unknown built-in task 'sentiment'.*uppercase"):
         make_generative_validation_set("sentiment", 5)
-    assert format_prompt({"instruction": "Do it.", "input": "x", "output": "y"}) == \
-        "### Instruction:\nDo it.\n\n### Input:\nx\n\n### Response:\n"
+    assert (
+        format_prompt({"instruction": "Do it.", "input": "x", "output": "y"})
+        == "### Instruction:\nDo it.\n\n### Input:\nx\n\n### Response:\n"
+    )
 
 
 def test_fine_tuning_changes_the_metrics(target, data):
@@ -143,8 +151,14 @@ def test_lm_env(student):
 
     if "DataGen-LM-v0" not in registry:  # registered by datagen_gym once the patch is in
         register(id="DataGen-LM-v0", entry_point="datagen_gym.targets.lora_target:make_lm_env")
-    env = gym.make("DataGen-LM-v0", task="uppercase", student_path=student, n_validation=10,
-                   batch_size=4, num_iterations=1)
+    env = gym.make(
+        "DataGen-LM-v0",
+        task="uppercase",
+        student_path=student,
+        n_validation=10,
+        batch_size=4,
+        num_iterations=1,
+    )
     assert env.unwrapped.reward_metric == "token_accuracy"
     obs, info = env.reset(seed=0)
     assert info["metric"] == info["baseline_metric"]
@@ -153,8 +167,14 @@ def test_lm_env(student):
     assert not info["all_filtered"] and info["num_records"] > 0  # the student did train
     assert {"exact_match", "val_loss", "token_accuracy"} <= set(info["metrics"])
     assert reward == pytest.approx(info["metrics"]["token_accuracy"] - info["baseline_metric"])
-    env2 = make_lm_env("count_words", student_path=student, n_validation=5, batch_size=4,
-                       num_iterations=1, reward_metric="token_accuracy")
+    env2 = make_lm_env(
+        "count_words",
+        student_path=student,
+        n_validation=5,
+        batch_size=4,
+        num_iterations=1,
+        reward_metric="token_accuracy",
+    )
     assert env2.reward_metric == "token_accuracy"
 
 

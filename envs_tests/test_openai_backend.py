@@ -23,8 +23,9 @@ from datagen_gym.generators.generator import Generator
 
 FAKE_KEY = "sk-test-DO-NOT-LEAK-7f3a9c"
 KEY_ENV = "DATAGEN_TEST_OPENAI_KEY"
-TEACHER_CONFIG = Path(__file__).resolve().parent.parent / "datagen_gym" / "world" / "teacher" \
-    / "config.json"
+TEACHER_CONFIG = (
+    Path(__file__).resolve().parent.parent / "datagen_gym" / "world" / "teacher" / "config.json"
+)
 
 
 class EchoBackend:
@@ -33,22 +34,30 @@ class EchoBackend:
     deterministic = True
 
     def generate(self, prompts, *, temperature, top_p, max_new_tokens, seed=None):
-        return [f" echo[{p}] t={temperature} p={top_p} n={max_new_tokens} s={seed}"
-                for p in prompts]
+        return [
+            f" echo[{p}] t={temperature} p={top_p} n={max_new_tokens} s={seed}" for p in prompts
+        ]
 
 
 @pytest.fixture
 def server():
     # hang_s only needs to outlast the client's 0.3 s timeout.
-    with OpenAICompatServer(EchoBackend(), model_name="echo", serialize_backend=False,
-                            hang_s=1.0) as srv:
+    with OpenAICompatServer(
+        EchoBackend(), model_name="echo", serialize_backend=False, hang_s=1.0
+    ) as srv:
         yield srv
 
 
 def make(srv, **kw):
     """A backend with test-sized timeouts and backoffs."""
-    opts = dict(model="echo", api_key_env=KEY_ENV, timeout_s=0.3, max_retries=3,
-                backoff_s=0.01, max_concurrency=4)
+    opts = dict(
+        model="echo",
+        api_key_env=KEY_ENV,
+        timeout_s=0.3,
+        max_retries=3,
+        backoff_s=0.01,
+        max_concurrency=4,
+    )
     opts.update(kw)
     return OpenAIBackend(srv.base_url, **opts)
 
@@ -70,7 +79,8 @@ def test_every_prompt_answered_in_order(server, endpoint):
     assert {r.path for r in server.requests} == {path}
     if endpoint == "chat":
         assert server.requests[0].body["messages"] == [
-            {"role": "user", "content": server.requests[0].body["messages"][0]["content"]}]
+            {"role": "user", "content": server.requests[0].body["messages"][0]["content"]}
+        ]
     assert gen(backend, []) == []
 
 
@@ -91,8 +101,14 @@ def test_sampling_settings_reach_the_server(server):
     backend = make(server, extra_body={"top_k": 5})
     out = gen(backend, ["a", "a", "b"], temperature=0.0, top_p=0.37, max_new_tokens=7, seed=11)
     bodies = [r.body for r in server.requests]
-    assert all(b["temperature"] == 0 and b["top_p"] == 0.37 and b["max_tokens"] == 7
-               and b["model"] == "echo" and b["top_k"] == 5 for b in bodies)
+    assert all(
+        b["temperature"] == 0
+        and b["top_p"] == 0.37
+        and b["max_tokens"] == 7
+        and b["model"] == "echo"
+        and b["top_k"] == 5
+        for b in bodies
+    )
     assert all(" t=0.0 p=0.37 n=7 " in o for o in out)
     # Per-prompt seeds: distinct (identical prompts must not get identical samples) and
     # derived from the batch seed, so the same call sends the same seeds again.
@@ -143,8 +159,10 @@ def test_retry_after_is_honoured(server):
 
 
 def test_backoff_schedule():
-    a, b = (OpenAIBackend("http://127.0.0.1:9/v1", "m", backoff_s=1.0, max_backoff_s=6.0,
-                          jitter_seed=3) for _ in range(2))
+    a, b = (
+        OpenAIBackend("http://127.0.0.1:9/v1", "m", backoff_s=1.0, max_backoff_s=6.0, jitter_seed=3)
+        for _ in range(2)
+    )
     delays = [a._delay(k, None) for k in range(1, 6)]
     assert delays == [b._delay(k, None) for k in range(1, 6)]  # seeded jitter
     assert all(0.5 * 2 ** (k - 1) <= d < 1.5 * 2 ** (k - 1) for k, d in enumerate(delays[:2], 1))
@@ -152,12 +170,15 @@ def test_backoff_schedule():
     assert a._delay(1, 4.0) == 4.0 and a._delay(1, 100.0) == 6.0  # Retry-After, capped
 
 
-@pytest.mark.parametrize("headers, low, high", [
-    ({"Retry-After": "0.5"}, 0.45, 1.0),
-    ({"retry-after-ms": "250", "Retry-After": "9"}, 0.2, 1.0),  # ms wins over seconds
-    ({"Retry-After": "date"}, 0.45, 2.5),  # an HTTP date, 1 to 2 s ahead
-    ({"Retry-After": "soon"}, 0.0, 0.3),  # unparseable: the backoff alone
-])
+@pytest.mark.parametrize(
+    "headers, low, high",
+    [
+        ({"Retry-After": "0.5"}, 0.45, 1.0),
+        ({"retry-after-ms": "250", "Retry-After": "9"}, 0.2, 1.0),  # ms wins over seconds
+        ({"Retry-After": "date"}, 0.45, 2.5),  # an HTTP date, 1 to 2 s ahead
+        ({"Retry-After": "soon"}, 0.0, 0.3),  # unparseable: the backoff alone
+    ],
+)
 def test_retry_after_forms_are_honoured(server, headers, low, high):
     if headers.get("Retry-After") == "date":
         headers = {"Retry-After": formatdate(time.time() + 2, usegmt=True)}
@@ -185,8 +206,11 @@ def test_fault_outlasting_retries_keeps_finished_completions(server):
     err = info.value
     assert isinstance(err, BackendError)
     assert err.completions[2] is None and err.attempts[2] == 4
-    assert [c.split("]")[0] for i, c in enumerate(err.completions) if i != 2] == \
-        [" echo[p0", " echo[p1", " echo[p3"]
+    assert [c.split("]")[0] for i, c in enumerate(err.completions) if i != 2] == [
+        " echo[p0",
+        " echo[p1",
+        " echo[p3",
+    ]
     msg = str(err)
     assert backend.url in msg and "HTTP 500" in msg and "after 4 attempt(s)" in msg
     assert "3/4 completions kept" in msg
@@ -248,8 +272,13 @@ def test_api_key_sent_but_never_leaked(server, monkeypatch, caplog):
         with pytest.raises(PartialBatchError) as info:
             gen(backend, ["x"])
         err = info.value
-        texts += [str(err), repr(err), repr(err.errors), repr(err.completions),
-                  "".join(traceback.format_exception(err))]
+        texts += [
+            str(err),
+            repr(err),
+            repr(err.errors),
+            repr(err.completions),
+            "".join(traceback.format_exception(err)),
+        ]
     assert "invalid credentials: Bearer <redacted>" in str(err)  # the 401 echo was scrubbed
     assert server.pending_faults() == 0
     server.stop()
@@ -269,18 +298,23 @@ def test_missing_openai_gives_install_hint(monkeypatch):
 
 
 def test_openai_is_imported_only_when_a_backend_is_built():
-    code = ("import sys, datagen_gym, datagen_gym.backends.openai_backend as ob\n"
-            "assert 'openai' not in sys.modules, 'imported too early'\n"
-            "ob.OpenAIBackend('http://127.0.0.1:9/v1', 'm')\n"
-            "assert 'openai' in sys.modules\n")
+    code = (
+        "import sys, datagen_gym, datagen_gym.backends.openai_backend as ob\n"
+        "assert 'openai' not in sys.modules, 'imported too early'\n"
+        "ob.OpenAIBackend('http://127.0.0.1:9/v1', 'm')\n"
+        "assert 'openai' in sys.modules\n"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_generator_end_to_end_over_http_matches_direct():
     """A scripted backend behind the server gives the same records as called directly."""
     from test_generators import ScriptedBackend
-    bootstrap = (" Is this text message spam or not spam?\n"
-                 "10. Multiply each pair of integers and report it.\n")
+
+    bootstrap = (
+        " Is this text message spam or not spam?\n"
+        "10. Multiply each pair of integers and report it.\n"
+    )
     direct = Generator(sampler=Sampler(ScriptedBackend(bootstrap=bootstrap)), seed=0).generate(8)
     with OpenAICompatServer(ScriptedBackend(bootstrap=bootstrap)) as srv:
         backend = OpenAIBackend(srv.base_url, "scripted", timeout_s=5, backoff_s=0.01)
@@ -289,9 +323,11 @@ def test_generator_end_to_end_over_http_matches_direct():
     assert list(over_http) == list(direct)
 
 
-@pytest.mark.skipif(not TEACHER_CONFIG.is_file(),
-                    reason="the embedded teacher is not trained yet "
-                           "(datagen_gym/world/teacher/config.json is missing)")
+@pytest.mark.skipif(
+    not TEACHER_CONFIG.is_file(),
+    reason="the embedded teacher is not trained yet "
+    "(datagen_gym/world/teacher/config.json is missing)",
+)
 def test_generator_end_to_end_on_teacher_over_http(teacher):
     with OpenAICompatServer(teacher) as srv:
         backend = OpenAIBackend(srv.base_url, srv.model_name, timeout_s=60, backoff_s=0.01)

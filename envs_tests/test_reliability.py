@@ -51,8 +51,10 @@ def plant_in_zip(zip_path: Path, marker: Path, members: tuple[str, ...] = ()) ->
     with zipfile.ZipFile(zip_path) as archive:
         contents = {name: archive.read(name) for name in archive.namelist()}
     data = json.loads(contents["data"])
-    payload = {":type:": "<class 'function'>",
-               ":serialized:": base64.b64encode(evil_bytes(marker)).decode()}
+    payload = {
+        ":type:": "<class 'function'>",
+        ":serialized:": base64.b64encode(evil_bytes(marker)).decode(),
+    }
     replaced = [k for k, v in data.items() if isinstance(v, dict) and ":serialized:" in v]
     for key in replaced:
         data[key] = dict(payload)
@@ -76,7 +78,7 @@ def run_cli(capsys, *args: str) -> tuple[int, str, str]:
     return rc, captured.out, captured.err
 
 
-FAIL_AFTER_TARGET = '''
+FAIL_AFTER_TARGET = """
 import os
 LABELS = {{"positive", "negative"}}
 CALLS = [0]
@@ -89,7 +91,7 @@ def make_target_model(validation_dataset):
         hits = sum(str(r["output"]).strip() in LABELS for r in records)
         return {{"accuracy": (hits + 1) / (len(records) + 2)}}
     return target_model
-'''
+"""
 
 
 def failing_setup(tmp_path: Path, limit: int = 4, **rl) -> tuple[Path, Path]:
@@ -105,8 +107,19 @@ def finished_run(tmp_path_factory) -> Path:
     """A finished 2-step run (config in conf/, outputs in out/); tests copy it."""
     root = tmp_path_factory.mktemp("finished")
     cfg = write_setup(root)
-    rc = main(cli("--config", str(cfg), "--output", str(root / "out"), "--no-tensorboard",
-                  "--timesteps", "2", "--n", "2"))
+    rc = main(
+        cli(
+            "--config",
+            str(cfg),
+            "--output",
+            str(root / "out"),
+            "--no-tensorboard",
+            "--timesteps",
+            "2",
+            "--n",
+            "2",
+        )
+    )
     assert rc == 0
     return root
 
@@ -136,8 +149,11 @@ def test_the_planted_payload_is_live():
 @pytest.mark.parametrize("algo", ["ppo", "dqn", "td3"])
 def test_sb3_load_never_unpickles_the_zip_data(tmp_path, algo):
     env = gym.make("Pendulum-v1" if algo == "td3" else "CartPole-v1")
-    kwargs = {"n_steps": 8, "batch_size": 8} if algo == "ppo" else {"learning_starts": 4,
-                                                                     "batch_size": 4}
+    kwargs = (
+        {"n_steps": 8, "batch_size": 8}
+        if algo == "ppo"
+        else {"learning_starts": 4, "batch_size": 4}
+    )
     agent = make_agent(algo, env, seed=0, **kwargs)
     agent.learn(16)
     agent.save(tmp_path / "a")
@@ -149,14 +165,14 @@ def test_sb3_load_never_unpickles_the_zip_data(tmp_path, algo):
     assert not marker.exists()
     assert isinstance(loaded, SB3Agent) and loaded.model.num_timesteps == 16
     obs = np.stack([env.observation_space.sample() for _ in range(4)])
-    np.testing.assert_array_equal(loaded.predict(obs, deterministic=True)[0],
-                                  agent.predict(obs, deterministic=True)[0])
+    np.testing.assert_array_equal(
+        loaded.predict(obs, deterministic=True)[0], agent.predict(obs, deterministic=True)[0]
+    )
     loaded.learn(4, reset_num_timesteps=False)  # the rebuilt model trains
     assert loaded.model.num_timesteps >= 20 and not marker.exists()
 
 
-@pytest.mark.parametrize("member", ["policy.pth", "policy.optimizer.pth",
-                                    "pytorch_variables.pth"])
+@pytest.mark.parametrize("member", ["policy.pth", "policy.optimizer.pth", "pytorch_variables.pth"])
 def test_sb3_load_refuses_a_pickle_in_a_tensor_member(tmp_path, member):
     env = gym.make("CartPole-v1")
     make_agent("ppo", env, seed=0, n_steps=8, batch_size=8).save(tmp_path / "a")
@@ -175,8 +191,12 @@ def test_json_and_safetensors_files_refuse_planted_pickles(tmp_path):
     ReinforceAgent(env, seed=0).save(tmp_path / "rf")
     make_agent("random_search", env, seed=0).save(tmp_path / "rs")
     make_agent("ppo", env, seed=0, n_steps=8, batch_size=8).save(tmp_path / "ppo")
-    planted = [tmp_path / "rf" / "policy.safetensors", tmp_path / "rf" / "agent.json",
-               tmp_path / "rs" / "agent.json", tmp_path / "ppo" / "agent.json"]
+    planted = [
+        tmp_path / "rf" / "policy.safetensors",
+        tmp_path / "rf" / "agent.json",
+        tmp_path / "rs" / "agent.json",
+        tmp_path / "ppo" / "agent.json",
+    ]
     for file in planted:
         original = file.read_bytes()
         file.write_bytes(evil_bytes(marker))
@@ -190,21 +210,35 @@ def test_json_and_safetensors_files_refuse_planted_pickles(tmp_path):
 def test_resume_of_a_tampered_sb3_run(tmp_path, capsys):
     cfg = write_setup(tmp_path)
     out = tmp_path / "out"
-    rc, _, err = run_cli(capsys, "--config", str(cfg), "--algo", "ppo", "--timesteps", "2",
-                         "--output", str(out), "--no-tensorboard", "--n", "2")
+    rc, _, err = run_cli(
+        capsys,
+        "--config",
+        str(cfg),
+        "--algo",
+        "ppo",
+        "--timesteps",
+        "2",
+        "--output",
+        str(out),
+        "--no-tensorboard",
+        "--n",
+        "2",
+    )
     assert rc == 0, err
     marker = tmp_path / "marker"
     zip_path = out / "checkpoint" / "agent" / "model.zip"
     plant_in_zip(zip_path, marker)
-    rc, _, err = run_cli(capsys, "--output", str(out), "--resume", "--timesteps", "3",
-                         "--no-tensorboard", "--n", "2")
+    rc, _, err = run_cli(
+        capsys, "--output", str(out), "--resume", "--timesteps", "3", "--no-tensorboard", "--n", "2"
+    )
     assert rc == 0, err
     assert not marker.exists()
     assert len(read_jsonl(out / "history.jsonl")) == 3
 
     plant_in_zip(zip_path, marker, members=("policy.pth",))
-    rc, _, err = run_cli(capsys, "--output", str(out), "--resume", "--timesteps", "4",
-                         "--no-tensorboard")
+    rc, _, err = run_cli(
+        capsys, "--output", str(out), "--resume", "--timesteps", "4", "--no-tensorboard"
+    )
     assert rc == 2 and not marker.exists()
     assert_one_line_error(err)
     assert "policy.pth" in err and str(zip_path) in err
@@ -221,22 +255,35 @@ def _bad_paths(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
     a_file = tmp_path / "a-file"
     a_file.write_text("not a directory\n")
     cases = {
-        "output is a file": (["--output", str(a_file)], f"--output {a_file}: exists and is "
-                                                        f"not a directory"),
+        "output is a file": (
+            ["--output", str(a_file)],
+            f"--output {a_file}: exists and is not a directory",
+        ),
         "output under a file": (["--output", str(a_file / "sub")], f"--output {a_file / 'sub'}"),
-        "tensorboard is a file": (["--output", str(tmp_path / "o"), "--tensorboard",
-                                   str(a_file)], f"--tensorboard {a_file}"),
+        "tensorboard is a file": (
+            ["--output", str(tmp_path / "o"), "--tensorboard", str(a_file)],
+            f"--tensorboard {a_file}",
+        ),
     }
     if sys.platform.startswith("linux"):
         cases["output in /proc"] = (["--output", "/proc/datagen-foo"], "--output /proc/datagen-foo")
-        cases["tensorboard in /proc"] = (["--output", str(tmp_path / "o"), "--tensorboard",
-                                          "/proc/datagen-foo"], "--tensorboard /proc/datagen-foo")
+        cases["tensorboard in /proc"] = (
+            ["--output", str(tmp_path / "o"), "--tensorboard", "/proc/datagen-foo"],
+            "--tensorboard /proc/datagen-foo",
+        )
     return cases
 
 
-@pytest.mark.parametrize("case", ["output is a file", "output under a file",
-                                  "tensorboard is a file", "output in /proc",
-                                  "tensorboard in /proc"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "output is a file",
+        "output under a file",
+        "tensorboard is a file",
+        "output in /proc",
+        "tensorboard in /proc",
+    ],
+)
 def test_bad_output_paths_fail_before_the_first_step(tmp_path, capsys, monkeypatch, case):
     cases = _bad_paths(tmp_path)
     if case not in cases:
@@ -250,8 +297,9 @@ def test_bad_output_paths_fail_before_the_first_step(tmp_path, capsys, monkeypat
     assert expected in err
 
 
-@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
-                    reason="root writes into read-only directories")
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root writes into read-only directories"
+)
 def test_unwritable_output_directory(tmp_path, capsys):
     locked = tmp_path / "locked"
     locked.mkdir()
@@ -282,8 +330,7 @@ def test_existing_run_needs_resume_or_overwrite(tmp_path, capsys):
     assert rc == 0, err
     assert "removed the previous run" in err
     assert len(read_jsonl(out / "history.jsonl")) == 2
-    assert json.loads((out / "checkpoint" / TUNER_FILE).read_text())["counters"][
-        "steps_done"] == 2
+    assert json.loads((out / "checkpoint" / TUNER_FILE).read_text())["counters"]["steps_done"] == 2
     rc, _, err = run_cli(capsys, *common, "--resume", "--overwrite")
     assert rc == 2 and "exclude each other" in err
 
@@ -294,13 +341,29 @@ def test_outputs_honour_the_umask(tmp_path, capsys, umask):
     out, tb = tmp_path / "out", tmp_path / "runs"
     old = os.umask(umask)
     try:
-        rc, _, err = run_cli(capsys, "--config", str(cfg), "--output", str(out),
-                             "--tensorboard", str(tb), "--timesteps", "2", "--n", "2")
+        rc, _, err = run_cli(
+            capsys,
+            "--config",
+            str(cfg),
+            "--output",
+            str(out),
+            "--tensorboard",
+            str(tb),
+            "--timesteps",
+            "2",
+            "--n",
+            "2",
+        )
     finally:
         os.umask(old)
     assert rc == 0, err
-    files = [out / "data.jsonl", out / "history.jsonl", out / "summary.json",
-             out / "checkpoint" / TUNER_FILE, out / "checkpoint" / "agent" / "agent.json"]
+    files = [
+        out / "data.jsonl",
+        out / "history.jsonl",
+        out / "summary.json",
+        out / "checkpoint" / TUNER_FILE,
+        out / "checkpoint" / "agent" / "agent.json",
+    ]
     dirs = [out, out / "checkpoint", out / "checkpoint" / "agent"]
     for f in files:
         assert stat.S_IMODE(f.stat().st_mode) == 0o666 & ~umask, f
@@ -308,15 +371,19 @@ def test_outputs_honour_the_umask(tmp_path, capsys, umask):
         assert stat.S_IMODE(d.stat().st_mode) == 0o777 & ~umask, d
 
 
-@pytest.mark.parametrize("content, expected", [
-    (None, "is not valid JSON"),  # truncated
-    ('{"format_version": 1}', "lacks the key 'config'"),
-    ("[]", "holds a JSON array, expected an object"),
-    ('{"format_version": 7}', "format_version 7"),
-    (b"\x80\x04\x95garbage", "not a JSON text file"),
-])
-def test_corrupt_checkpoint_is_one_line_naming_the_file(tmp_path, capsys, finished_run,
-                                                       content, expected):
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        (None, "is not valid JSON"),  # truncated
+        ('{"format_version": 1}', "lacks the key 'config'"),
+        ("[]", "holds a JSON array, expected an object"),
+        ('{"format_version": 7}', "format_version 7"),
+        (b"\x80\x04\x95garbage", "not a JSON text file"),
+    ],
+)
+def test_corrupt_checkpoint_is_one_line_naming_the_file(
+    tmp_path, capsys, finished_run, content, expected
+):
     out = copy_run(finished_run, tmp_path)
     tuner_json = out / "checkpoint" / TUNER_FILE
     text = tuner_json.read_text()
@@ -331,16 +398,26 @@ def test_corrupt_checkpoint_is_one_line_naming_the_file(tmp_path, capsys, finish
     assert_one_line_error(err)
     assert str(tuner_json) in err and expected in err
     # `datagen generate --checkpoint` reads the same file the same way.
-    rc = main(["generate", "--checkpoint", str(out / "checkpoint"), "--output",
-               str(tmp_path / "g.jsonl"), "--no-progress"])
+    rc = main(
+        [
+            "generate",
+            "--checkpoint",
+            str(out / "checkpoint"),
+            "--output",
+            str(tmp_path / "g.jsonl"),
+            "--no-progress",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and str(tuner_json) in err
     assert_one_line_error(err)
 
 
 def test_corrupt_agent_files_name_the_file(tmp_path):
-    tuner = RLTuner({"rl_tuning": {"batch_size": 4, "num_iterations": 3, "seed": 0}},
-                    target_model=lambda records: {"accuracy": len(records) / 100})
+    tuner = RLTuner(
+        {"rl_tuning": {"batch_size": 4, "num_iterations": 3, "seed": 0}},
+        target_model=lambda records: {"accuracy": len(records) / 100},
+    )
     tuner.train(total_timesteps=1, progress=False)
     tuner.save(tmp_path / "ckpt")
     agent_json = tmp_path / "ckpt" / "agent" / "agent.json"
@@ -353,14 +430,18 @@ def test_corrupt_agent_files_name_the_file(tmp_path):
 
 
 def test_tampered_env_state_is_refused_before_any_step(tmp_path):
-    tuner = RLTuner({"rl_tuning": {"batch_size": 4, "num_iterations": 3, "seed": 0}},
-                    target_model=lambda records: {"accuracy": len(records) / 100})
+    tuner = RLTuner(
+        {"rl_tuning": {"batch_size": 4, "num_iterations": 3, "seed": 0}},
+        target_model=lambda records: {"accuracy": len(records) / 100},
+    )
     tuner.train(total_timesteps=1, progress=False)
     tuner.save(tmp_path / "ckpt")
     file = tmp_path / "ckpt" / TUNER_FILE
     state = json.loads(file.read_text())
-    for key, value, expected in [("actions", [[7, 7, 7]], "env.actions[0]"),
-                                 ("rng_state", {"bit_generator": "seed"}, "env.rng_state")]:
+    for key, value, expected in [
+        ("actions", [[7, 7, 7]], "env.actions[0]"),
+        ("rng_state", {"bit_generator": "seed"}, "env.rng_state"),
+    ]:
         bad = json.loads(json.dumps(state))
         bad["env"][key] = value
         file.write_text(json.dumps(bad))
@@ -373,8 +454,19 @@ def test_target_failure_keeps_the_work_and_says_how_to_resume(tmp_path, capsys):
     """Also issue item 8 for a hand-rolled agent: see the TensorBoard check at the end."""
     cfg, ok = failing_setup(tmp_path, limit=5)
     out, tb = tmp_path / "out", tmp_path / "runs"
-    rc, _, err = run_cli(capsys, "--config", str(cfg), "--output", str(out),
-                         "--tensorboard", str(tb), "--timesteps", "6", "--checkpoint-every", "3")
+    rc, _, err = run_cli(
+        capsys,
+        "--config",
+        str(cfg),
+        "--output",
+        str(out),
+        "--tensorboard",
+        str(tb),
+        "--timesteps",
+        "6",
+        "--checkpoint-every",
+        "3",
+    )
     assert rc == 1
     assert_one_line_error(err)
     target_path = str((tmp_path / "conf" / "target.py").resolve())
@@ -394,8 +486,9 @@ def test_target_failure_keeps_the_work_and_says_how_to_resume(tmp_path, capsys):
     assert all({"instruction", "input", "output"} <= set(r) for r in unsaved)
 
     ok.write_text("fixed")
-    rc, _, err = run_cli(capsys, "--output", str(out), "--resume", "--tensorboard", str(tb),
-                         "--n", "2")
+    rc, _, err = run_cli(
+        capsys, "--output", str(out), "--resume", "--tensorboard", str(tb), "--n", "2"
+    )
     assert rc == 0, err
     summary = json.loads((out / "summary.json").read_text())
     assert summary["complete"] is True and summary["steps_done"] == 6
@@ -405,12 +498,16 @@ def test_target_failure_keeps_the_work_and_says_how_to_resume(tmp_path, capsys):
 
 
 def test_ctrl_c_keeps_the_finished_steps(tmp_path, capsys):
-    cfg = write_setup(tmp_path, target=FAIL_AFTER_TARGET.format(limit=3, ok="/nonexistent")
-                      .replace('raise RuntimeError("the GPU fell off the bus")',
-                               "raise KeyboardInterrupt"))
+    cfg = write_setup(
+        tmp_path,
+        target=FAIL_AFTER_TARGET.format(limit=3, ok="/nonexistent").replace(
+            'raise RuntimeError("the GPU fell off the bus")', "raise KeyboardInterrupt"
+        ),
+    )
     out = tmp_path / "out"
-    rc, _, err = run_cli(capsys, "--config", str(cfg), "--output", str(out),
-                         "--no-tensorboard", "--timesteps", "6")
+    rc, _, err = run_cli(
+        capsys, "--config", str(cfg), "--output", str(out), "--no-tensorboard", "--timesteps", "6"
+    )
     assert rc == 130 and "interrupted" in err and "Traceback" not in err
     summary = json.loads((out / "summary.json").read_text())
     assert summary["complete"] is False and summary["error"] == "interrupted"
@@ -418,13 +515,17 @@ def test_ctrl_c_keeps_the_finished_steps(tmp_path, capsys):
 
 
 def test_library_train_checks_its_paths_first(tmp_path):
-    tuner = RLTuner({"rl_tuning": {"batch_size": 4, "num_iterations": 3, "seed": 0}},
-                    target_model=lambda records: {"accuracy": len(records) / 100})
+    tuner = RLTuner(
+        {"rl_tuning": {"batch_size": 4, "num_iterations": 3, "seed": 0}},
+        target_model=lambda records: {"accuracy": len(records) / 100},
+    )
     a_file = tmp_path / "f"
     a_file.write_text("x")
-    for kwargs, name in [({"checkpoint_dir": a_file / "ckpt"}, "checkpoint_dir"),
-                         ({"checkpoint_dir": a_file}, "checkpoint_dir"),
-                         ({"tensorboard_log": a_file}, "tensorboard_log")]:
+    for kwargs, name in [
+        ({"checkpoint_dir": a_file / "ckpt"}, "checkpoint_dir"),
+        ({"checkpoint_dir": a_file}, "checkpoint_dir"),
+        ({"tensorboard_log": a_file}, "tensorboard_log"),
+    ]:
         with pytest.raises(ValueError, match=name):
             tuner.train(total_timesteps=2, progress=False, **kwargs)
         assert tuner.steps_done == 0
@@ -453,11 +554,23 @@ def test_backend_failure_names_the_url_and_a_moved_server_resumes(tmp_path, caps
     with OpenAICompatServer(dying, model_name="teacher") as server:
         dying.server = server
         cfg = write_setup(tmp_path)
-        cfg.write_text(cfg.read_text() + "sampling:\n  backend: openai\n"
-                       f"  base_url: {server.base_url}\n  model: teacher\n"
-                       "  max_retries: 0\n  max_concurrency: 1\n  timeout_s: 20\n")
-        rc, _, err = run_cli(capsys, "--config", str(cfg), "--output", str(out),
-                             "--no-tensorboard", "--timesteps", "30", "--checkpoint-every", "1")
+        cfg.write_text(
+            cfg.read_text() + "sampling:\n  backend: openai\n"
+            f"  base_url: {server.base_url}\n  model: teacher\n"
+            "  max_retries: 0\n  max_concurrency: 1\n  timeout_s: 20\n"
+        )
+        rc, _, err = run_cli(
+            capsys,
+            "--config",
+            str(cfg),
+            "--output",
+            str(out),
+            "--no-tensorboard",
+            "--timesteps",
+            "30",
+            "--checkpoint-every",
+            "1",
+        )
     assert rc == 1
     assert_one_line_error(err)
     assert f"the teacher backend (openai at {server.base_url}) failed at step" in err
@@ -470,9 +583,19 @@ def test_backend_failure_names_the_url_and_a_moved_server_resumes(tmp_path, caps
 
     # The teacher came back elsewhere: the resume points at it and finishes the run.
     with OpenAICompatServer(teacher, model_name="teacher") as moved:
-        rc, _, err = run_cli(capsys, "--output", str(out), "--resume", "--no-tensorboard",
-                             "--timesteps", str(done + 1), "--n", "1",
-                             "--set", f"sampling.base_url={moved.base_url}")
+        rc, _, err = run_cli(
+            capsys,
+            "--output",
+            str(out),
+            "--resume",
+            "--no-tensorboard",
+            "--timesteps",
+            str(done + 1),
+            "--n",
+            "1",
+            "--set",
+            f"sampling.base_url={moved.base_url}",
+        )
     assert rc == 0, err
     assert f"sampling.base_url='{moved.base_url}' (was '{server.base_url}')" in err
     summary = json.loads((out / "summary.json").read_text())
@@ -485,11 +608,24 @@ def test_resume_applies_run_length_and_connection_settings(tmp_path, capsys):
     cfg, ok = failing_setup(tmp_path, limit=5)
     out = tmp_path / "out"
     common = ["--output", str(out), "--no-tensorboard", "--n", "2"]
-    assert run_cli(capsys, "--config", str(cfg), *common, "--timesteps", "8",
-                   "--checkpoint-every", "2")[0] == 1
+    assert (
+        run_cli(
+            capsys, "--config", str(cfg), *common, "--timesteps", "8", "--checkpoint-every", "2"
+        )[0]
+        == 1
+    )
     ok.write_text("fixed")
-    rc, _, err = run_cli(capsys, *common, "--resume", "--timesteps", "5",
-                         "--set", "sampling.timeout_s=5", "--set", "sampling.max_concurrency=2")
+    rc, _, err = run_cli(
+        capsys,
+        *common,
+        "--resume",
+        "--timesteps",
+        "5",
+        "--set",
+        "sampling.timeout_s=5",
+        "--set",
+        "sampling.max_concurrency=2",
+    )
     assert rc == 0, err
     assert "applied:" in err and "--timesteps 5 (was 8)" in err
     assert "sampling.timeout_s=5 (was 60.0)" in err and "sampling.max_concurrency=2" in err
@@ -507,27 +643,51 @@ def test_set_paths_are_stored_absolute(tmp_path, capsys, monkeypatch):
     write_setup(tmp_path)
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "out"
-    rc, _, err = run_cli(capsys, "--set", "rl_tuning.validation_data_path=data/val.jsonl",
-                         "--set", "rl_tuning.batch_size=4", "--set", "rl_tuning.num_iterations=2",
-                         "--output", str(out), "--no-tensorboard", "--timesteps", "1",
-                         "--n", "1")
+    rc, _, err = run_cli(
+        capsys,
+        "--set",
+        "rl_tuning.validation_data_path=data/val.jsonl",
+        "--set",
+        "rl_tuning.batch_size=4",
+        "--set",
+        "rl_tuning.num_iterations=2",
+        "--output",
+        str(out),
+        "--no-tensorboard",
+        "--timesteps",
+        "1",
+        "--n",
+        "1",
+    )
     assert rc == 0, err
     saved = json.loads((out / "checkpoint" / TUNER_FILE).read_text())["config"]
     assert saved["rl_tuning"]["validation_data_path"] == str(tmp_path / "data" / "val.jsonl")
     # Resuming from elsewhere with the same relative --set is the same path: accepted.
     monkeypatch.chdir(tmp_path / "data")
-    rc, _, err = run_cli(capsys, "--set", "rl_tuning.validation_data_path=val.jsonl",
-                         "--output", str(out), "--resume", "--no-tensorboard", "--n", "1")
+    rc, _, err = run_cli(
+        capsys,
+        "--set",
+        "rl_tuning.validation_data_path=val.jsonl",
+        "--output",
+        str(out),
+        "--resume",
+        "--no-tensorboard",
+        "--n",
+        "1",
+    )
     assert rc == 0, err
 
 
-@pytest.mark.parametrize("args, field", [
-    (["--seed", "1"], "rl_tuning.seed"),
-    (["--set", "generation.template=evol_deepen"], "generation.template"),
-    (["--set", "rl_tuning.target_model_path=/elsewhere.py"], "rl_tuning.target_model_path"),
-    (["--batch-size", "8"], "rl_tuning.batch_size"),
-    (["--algo", "ppo"], "rl_tuning.rl_algorithm"),
-])
+@pytest.mark.parametrize(
+    "args, field",
+    [
+        (["--seed", "1"], "rl_tuning.seed"),
+        (["--set", "generation.template=evol_deepen"], "generation.template"),
+        (["--set", "rl_tuning.target_model_path=/elsewhere.py"], "rl_tuning.target_model_path"),
+        (["--batch-size", "8"], "rl_tuning.batch_size"),
+        (["--algo", "ppo"], "rl_tuning.rl_algorithm"),
+    ],
+)
 def test_resume_refuses_result_changing_settings(tmp_path, capsys, finished_run, args, field):
     out = copy_run(finished_run, tmp_path)
     rc, _, err = run_cli(capsys, "--output", str(out), "--resume", "--no-tensorboard", *args)
@@ -537,8 +697,10 @@ def test_resume_refuses_result_changing_settings(tmp_path, capsys, finished_run,
 
 
 def test_library_resume_config_changes(tmp_path):
-    tuner = RLTuner({"rl_tuning": {"batch_size": 4, "num_iterations": 3, "seed": 0}},
-                    target_model=lambda records: {"accuracy": len(records) / 100})
+    tuner = RLTuner(
+        {"rl_tuning": {"batch_size": 4, "num_iterations": 3, "seed": 0}},
+        target_model=lambda records: {"accuracy": len(records) / 100},
+    )
     tuner.train(total_timesteps=1, checkpoint_dir=tmp_path / "ckpt", progress=False)
     loaded = RLTuner.load(tmp_path / "ckpt", config_changes={"sampling": {"max_retries": 1}})
     assert loaded.config.sampling.max_retries == 1
@@ -573,8 +735,23 @@ def test_tensorboard_has_no_duplicate_steps_after_resume_sb3(tmp_path, capsys):
     cfg, ok = failing_setup(tmp_path, limit=5)
     out, tb = tmp_path / "out", tmp_path / "runs"
     common = ["--output", str(out), "--tensorboard", str(tb), "--n", "1"]
-    assert run_cli(capsys, "--config", str(cfg), "--algo", algo, *common, "--timesteps", "6",
-                   "--checkpoint-every", "3", "--set", "rl_tuning.learning_rate=0.01")[0] == 1
+    assert (
+        run_cli(
+            capsys,
+            "--config",
+            str(cfg),
+            "--algo",
+            algo,
+            *common,
+            "--timesteps",
+            "6",
+            "--checkpoint-every",
+            "3",
+            "--set",
+            "rl_tuning.learning_rate=0.01",
+        )[0]
+        == 1
+    )
     failed_steps = len(read_jsonl(out / "history.jsonl"))
     assert failed_steps > 3  # steps after the checkpoint were logged by the failed run
     ok.write_text("fixed")
@@ -589,8 +766,18 @@ def test_tensorboard_has_no_duplicate_steps_after_resume_sb3(tmp_path, capsys):
 def test_outputs_have_no_float_noise_and_no_null_step(tmp_path, capsys):
     cfg = write_setup(tmp_path)
     out = tmp_path / "out"
-    rc, _, err = run_cli(capsys, "--config", str(cfg), "--output", str(out), "--no-tensorboard",
-                         "--timesteps", "6", "--n", "3")
+    rc, _, err = run_cli(
+        capsys,
+        "--config",
+        str(cfg),
+        "--output",
+        str(out),
+        "--no-tensorboard",
+        "--timesteps",
+        "6",
+        "--n",
+        "3",
+    )
     assert rc == 0, err
     summary = json.loads((out / "summary.json").read_text())
     for entry in read_jsonl(out / "history.jsonl") + [summary["best_params"]]:
@@ -614,8 +801,12 @@ def test_make_validation_data_names_the_file_after_the_task(tmp_path):
     out = tmp_path / "v.jsonl"
     module.main(["--task", "topic", "--n", "5", "--output", str(out)])
     rows = read_jsonl(out)
-    assert len(rows) == 5 and {r["output"] for r in rows} <= {"sports", "politics", "science",
-                                                               "business"}
+    assert len(rows) == 5 and {r["output"] for r in rows} <= {
+        "sports",
+        "politics",
+        "science",
+        "business",
+    }
 
 
 def test_gitignore_lists_the_readme_output():

@@ -29,8 +29,9 @@ def live(teacher):
 
 
 def _env(path, live_generator=None, env_id="DataGen-v0", **kw):
-    return gym.make(env_id, replay_cache=str(path), generator=live_generator,
-                    **{**SMALL, **kw}).unwrapped
+    return gym.make(
+        env_id, replay_cache=str(path), generator=live_generator, **{**SMALL, **kw}
+    ).unwrapped
 
 
 def _episode(env, seed, actions):
@@ -82,8 +83,7 @@ def test_no_replica_reused_within_an_episode(tmp_path, live):
 
 
 @pytest.mark.parametrize("episode_filter", [True, False])
-def test_episode_filter_drops_instructions_repeated_in_the_episode(tmp_path, live,
-                                                                   episode_filter):
+def test_episode_filter_drops_instructions_repeated_in_the_episode(tmp_path, live, episode_filter):
     gen = ReplayGenerator(live, tmp_path / "c.sqlite", episode_filter=episode_filter)
     key = gen.current_key(4)  # self_instruct: its batches pass the ROUGE filter live
 
@@ -92,9 +92,13 @@ def test_episode_filter_drops_instructions_repeated_in_the_episode(tmp_path, liv
 
     repeated = "Count the vowels in each word of the sentence below"
     gen.cache.add(key, [rec(repeated), rec(repeated)], 3, 1, origin="test")
-    gen.cache.add(key, [rec(repeated + " please"), rec("Sort these five numbers from low to "
-                                                       "high and print them")], 3, 2,
-                  origin="test")
+    gen.cache.add(
+        key,
+        [rec(repeated + " please"), rec("Sort these five numbers from low to high and print them")],
+        3,
+        2,
+        origin="test",
+    )
     gen.reseed(0)
     gen.reset_pool()
     sizes = sorted((len(gen.generate(4)), len(gen.generate(4))))
@@ -144,8 +148,9 @@ def test_teacher_files_changing_under_a_running_generator_stop_it(tmp_path, teac
     shutil.copytree(EMBEDDED_TEACHER, model_dir)
     backend = type(teacher).__new__(type(teacher))  # the loaded teacher, claiming the copy
     backend.__dict__.update(teacher.__dict__, model_path=model_dir)
-    gen = ReplayGenerator(Generator(Config(), sampler=Sampler(backend, max_new_tokens=96)),
-                          tmp_path / "c.sqlite")
+    gen = ReplayGenerator(
+        Generator(Config(), sampler=Sampler(backend, max_new_tokens=96)), tmp_path / "c.sqlite"
+    )
     gen.generate(4)
     with open(model_dir / "config.json", "a") as fh:  # a retrained teacher written in place
         fh.write("\n")
@@ -154,8 +159,10 @@ def test_teacher_files_changing_under_a_running_generator_stop_it(tmp_path, teac
 
 
 def test_world_identity_follows_the_generation_settings(live, teacher):
-    other = Generator(Config().replace(generation={"max_instances_per_task": 2}),
-                      sampler=Sampler(teacher, max_new_tokens=96))
+    other = Generator(
+        Config().replace(generation={"max_instances_per_task": 2}),
+        sampler=Sampler(teacher, max_new_tokens=96),
+    )
     assert generator_identity(other)["world"] != generator_identity(live)["world"]
     assert generator_identity(other)["teacher"] == generator_identity(live)["teacher"]
 
@@ -163,8 +170,10 @@ def test_world_identity_follows_the_generation_settings(live, teacher):
 def test_world_hash_ignores_documentation_and_layout_but_not_code(tmp_path):
     from datagen_gym.replay.identity import code_fingerprint
 
-    base = '"""Doc."""\nTEMPLATE = "Come up with {n} tasks:"\n\n\ndef f(x: int) -> int:\n' \
-           '    """Doc of f."""\n    return x + 1  # a comment\n'
+    base = (
+        '"""Doc."""\nTEMPLATE = "Come up with {n} tasks:"\n\n\ndef f(x: int) -> int:\n'
+        '    """Doc of f."""\n    return x + 1  # a comment\n'
+    )
     variants = {
         "same": base,
         "docs": base.replace("Doc.", "Other words.").replace("Doc of f.", "More."),
@@ -217,8 +226,13 @@ def _writer(path, identity, worker, n):
     cache = ReplayCache(path, identity)
     key = cache.key("self_instruct", None, 1.0, 0.9, 4)
     for i in range(n):
-        cache.add(key, [{"instruction": f"w{worker} r{i}", "input": "", "output": "x" * 2000}],
-                  num_candidates=1, num_kept=1, origin=f"worker{worker}")
+        cache.add(
+            key,
+            [{"instruction": f"w{worker} r{i}", "input": "", "output": "x" * 2000}],
+            num_candidates=1,
+            num_kept=1,
+            origin=f"worker{worker}",
+        )
 
 
 def test_two_processes_writing_one_cache(tmp_path):
@@ -262,7 +276,9 @@ def test_skills_env_with_replay(tmp_path, live):
     assert [r[0] for r in again] == pytest.approx([r[0] for r in first])
     keys = set(env.generator.cache.counts())
     assert {(k.template, k.focus) for k in keys} == {
-        ("self_instruct", env.skills[0]), ("evol_add_constraints", env.skills[1])}
+        ("self_instruct", env.skills[0]),
+        ("evol_add_constraints", env.skills[1]),
+    }
 
 
 def test_env_config_field_and_vector_env(tmp_path):
@@ -271,8 +287,7 @@ def test_env_config_field_and_vector_env(tmp_path):
     path = tmp_path / "vec.sqlite"
     cfg = Config().replace(rl_tuning={"replay_cache": str(path)})
     assert cfg.rl_tuning.replay_cache == str(path)
-    venv = make_vec_env(2, env_kwargs={**SMALL, "replay_cache": str(path)}, vec_cls="dummy",
-                        seed=0)
+    venv = make_vec_env(2, env_kwargs={**SMALL, "replay_cache": str(path)}, vec_cls="dummy", seed=0)
     try:
         venv.reset()
         venv.step([KEEP, KEEP])
@@ -291,8 +306,20 @@ def test_build_fills_a_grid_and_resumes(tmp_path, capsys):
     from datagen_gym.replay import build
 
     path = tmp_path / "grid.sqlite"
-    argv = ["--cache", str(path), "--templates", "self_instruct,evol_breadth",
-            "--temperatures", "0.9,1.0", "--top-ps", "0.9", "--batch-size", "4", "--seed", "3"]
+    argv = [
+        "--cache",
+        str(path),
+        "--templates",
+        "self_instruct,evol_breadth",
+        "--temperatures",
+        "0.9,1.0",
+        "--top-ps",
+        "0.9",
+        "--batch-size",
+        "4",
+        "--seed",
+        "3",
+    ]
     assert build.main(argv + ["--replicas", "1"]) == 0
     assert "4 keys" in capsys.readouterr().err  # 2 templates x 2 temperatures x 1 top_p
     with sqlite3.connect(path) as conn:

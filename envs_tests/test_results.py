@@ -7,15 +7,36 @@ from datagen_gym import Results
 
 def _records():
     return [
-        {"instruction": "Add the two numbers.", "input": "1 and 2", "output": "3",
-         "method": "self_instruct", "template": "self_instruct", "temperature": 0.7,
-         "top_p": 0.9, "step": 0},
-        {"instruction": "Add the two numbers.", "input": "1 and 2", "output": "3",
-         "method": "self_instruct", "template": "self_instruct", "temperature": 0.7,
-         "top_p": 0.9, "step": 0},
-        {"instruction": "Is this message spam or not spam?", "input": "free cash now",
-         "output": "spam", "method": "evol_instruct", "template": "evol_deepen",
-         "temperature": 1.0, "top_p": 1.0, "step": 1},
+        {
+            "instruction": "Add the two numbers.",
+            "input": "1 and 2",
+            "output": "3",
+            "method": "self_instruct",
+            "template": "self_instruct",
+            "temperature": 0.7,
+            "top_p": 0.9,
+            "step": 0,
+        },
+        {
+            "instruction": "Add the two numbers.",
+            "input": "1 and 2",
+            "output": "3",
+            "method": "self_instruct",
+            "template": "self_instruct",
+            "temperature": 0.7,
+            "top_p": 0.9,
+            "step": 0,
+        },
+        {
+            "instruction": "Is this message spam or not spam?",
+            "input": "free cash now",
+            "output": "spam",
+            "method": "evol_instruct",
+            "template": "evol_deepen",
+            "temperature": 1.0,
+            "top_p": 1.0,
+            "step": 1,
+        },
     ]
 
 
@@ -54,6 +75,7 @@ def test_save_is_atomic(tmp_path, monkeypatch):
             raise KeyboardInterrupt
 
     from datagen_gym import results as results_mod
+
     with pytest.raises(KeyboardInterrupt):
         results_mod.write_jsonl_atomic(path, Boom())
     assert path.read_text() == before

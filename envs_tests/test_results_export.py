@@ -17,16 +17,41 @@ datasets = pytest.importorskip("datasets")
 pq = pytest.importorskip("pyarrow.parquet")
 
 RECORDS = [
-    {"instruction": "Is this review positive or negative?", "input": "A moving, funny film.",
-     "output": "positive", "method": "self_instruct", "template": "self_instruct_classification",
-     "temperature": 0.7, "top_p": 0.9, "skill": "sentiment", "is_classification": True},
-    {"instruction": "Write a haiku about autumn.", "input": "", "output": "Leaves fall, slow.",
-     "method": "evol_instruct", "template": "evol_deepen", "temperature": 1.0, "top_p": 0.8,
-     "skill": None, "is_classification": False},
+    {
+        "instruction": "Is this review positive or negative?",
+        "input": "A moving, funny film.",
+        "output": "positive",
+        "method": "self_instruct",
+        "template": "self_instruct_classification",
+        "temperature": 0.7,
+        "top_p": 0.9,
+        "skill": "sentiment",
+        "is_classification": True,
+    },
+    {
+        "instruction": "Write a haiku about autumn.",
+        "input": "",
+        "output": "Leaves fall, slow.",
+        "method": "evol_instruct",
+        "template": "evol_deepen",
+        "temperature": 1.0,
+        "top_p": 0.8,
+        "skill": None,
+        "is_classification": False,
+    },
     # a metadata key only the last record has: a column, None for the other rows
-    {"instruction": "Translate to French.", "input": "  ", "output": "Bonjour.",
-     "method": "self_instruct", "template": "self_instruct", "temperature": 0.5, "top_p": 1.0,
-     "skill": "translation", "is_classification": False, "step": 3},
+    {
+        "instruction": "Translate to French.",
+        "input": "  ",
+        "output": "Bonjour.",
+        "method": "self_instruct",
+        "template": "self_instruct",
+        "temperature": 0.5,
+        "top_p": 1.0,
+        "skill": "translation",
+        "is_classification": False,
+        "step": 3,
+    },
 ]
 META = ["method", "template", "temperature", "top_p", "skill", "is_classification", "step"]
 
@@ -36,11 +61,21 @@ def expected_alpaca() -> list[dict]:
 
 
 def expected_messages() -> list[dict]:
-    users = ["Is this review positive or negative?\n\nA moving, funny film.",
-             "Write a haiku about autumn.", "Translate to French."]
-    return [{"messages": [{"role": "user", "content": user},
-                          {"role": "assistant", "content": r["output"]}],
-             **{k: r.get(k) for k in META}} for user, r in zip(users, RECORDS)]
+    users = [
+        "Is this review positive or negative?\n\nA moving, funny film.",
+        "Write a haiku about autumn.",
+        "Translate to French.",
+    ]
+    return [
+        {
+            "messages": [
+                {"role": "user", "content": user},
+                {"role": "assistant", "content": r["output"]},
+            ],
+            **{k: r.get(k) for k in META},
+        }
+        for user, r in zip(users, RECORDS)
+    ]
 
 
 @pytest.fixture
@@ -50,8 +85,9 @@ def results() -> Results:
 
 def load_parquet(path, tmp_path):
     """The file as a trainer reads it: ``datasets.load_dataset("parquet", ...)``."""
-    return datasets.load_dataset("parquet", data_files=str(path), split="train",
-                                 cache_dir=str(tmp_path / "hf_cache"))
+    return datasets.load_dataset(
+        "parquet", data_files=str(path), split="train", cache_dir=str(tmp_path / "hf_cache")
+    )
 
 
 # ----------------------------------------------------------------------------- layouts
@@ -77,8 +113,9 @@ def test_messages_layout_is_trl_conversational(results):
     assert results.to_rows("messages") == expected_messages_jsonl()  # no Arrow, no padding
 
 
-@pytest.mark.parametrize("layout, columns", [("alpaca", ["instruction", "input", "output"]),
-                                             ("messages", ["messages"])])
+@pytest.mark.parametrize(
+    "layout, columns", [("alpaca", ["instruction", "input", "output"]), ("messages", ["messages"])]
+)
 def test_empty_results_export_empty_dataset_with_columns(tmp_path, layout, columns):
     ds = Results().to_hf_dataset(layout)
     assert len(ds) == 0 and ds.column_names == columns
@@ -95,8 +132,9 @@ def test_empty_results_export_empty_dataset_with_columns(tmp_path, layout, colum
 
 
 def test_bad_layout_and_bad_records_are_value_errors(results, tmp_path):
-    with pytest.raises(ValueError, match="unknown layout 'chatml'; expected one of alpaca, "
-                                         "messages"):
+    with pytest.raises(
+        ValueError, match="unknown layout 'chatml'; expected one of alpaca, messages"
+    ):
         results.to_hf_dataset("chatml")
     with pytest.raises(ValueError, match="unknown format 'csv'"):
         results.save(tmp_path / "x.csv", format="csv")
@@ -122,8 +160,10 @@ def test_missing_datasets_names_the_extra(results, tmp_path, monkeypatch):
 
 def expected_messages_jsonl() -> list[dict]:
     """JSONL keeps each record's own keys: no ``step: null`` padding."""
-    return [{k: v for k, v in row.items() if k != "step" or i == 2}
-            for i, row in enumerate(expected_messages())]
+    return [
+        {k: v for k, v in row.items() if k != "step" or i == 2}
+        for i, row in enumerate(expected_messages())
+    ]
 
 
 # ----------------------------------------------------------------------------- files
@@ -135,8 +175,10 @@ def test_parquet_round_trip(results, tmp_path, layout):
     back = load_parquet(path, tmp_path)
     assert back.to_list() == expected
     assert back.features == results.to_hf_dataset(layout).features
-    assert datasets.Dataset.from_parquet(
-        str(path), cache_dir=str(tmp_path / "hf_cache2")).to_list() == expected
+    assert (
+        datasets.Dataset.from_parquet(str(path), cache_dir=str(tmp_path / "hf_cache2")).to_list()
+        == expected
+    )
     assert pq.read_table(path).to_pylist() == expected  # plain pyarrow reads it too
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp left
 
@@ -173,8 +215,12 @@ def test_failed_parquet_write_keeps_the_old_file(results, tmp_path, monkeypatch)
 def test_exports_honour_the_umask(results, tmp_path, umask):
     old = os.umask(umask)
     try:
-        for name, layout in (("a.parquet", "alpaca"), ("m.parquet", "messages"),
-                             ("m.jsonl", "messages"), ("sub/a.jsonl", "alpaca")):
+        for name, layout in (
+            ("a.parquet", "alpaca"),
+            ("m.parquet", "messages"),
+            ("m.jsonl", "messages"),
+            ("sub/a.jsonl", "alpaca"),
+        ):
             results.save(tmp_path / name, layout=layout)
     finally:
         os.umask(old)
@@ -186,12 +232,28 @@ def test_exports_honour_the_umask(results, tmp_path, umask):
 # ----------------------------------------------------------------------------- CLI
 def test_generate_writes_parquet_and_messages_jsonl(tmp_path, capsys):
     """One generation (--n 2), then the same settings to messages JSONL and Parquet."""
-    common = ["generate", "--n", "2", "--temperature", "0.7", "--top-p", "0.8", "--template",
-              "self_instruct_classification", "--seed", "3", "--no-progress"]
+    common = [
+        "generate",
+        "--n",
+        "2",
+        "--temperature",
+        "0.7",
+        "--top-p",
+        "0.8",
+        "--template",
+        "self_instruct_classification",
+        "--seed",
+        "3",
+        "--no-progress",
+    ]
     old = os.umask(0o027)
     try:
-        for name, layout in (("a.jsonl", "alpaca"), ("m.jsonl", "messages"),
-                             ("m.parquet", "messages"), ("a.parquet", "alpaca")):
+        for name, layout in (
+            ("a.jsonl", "alpaca"),
+            ("m.jsonl", "messages"),
+            ("m.parquet", "messages"),
+            ("a.parquet", "alpaca"),
+        ):
             rc = main(common + ["--output", str(tmp_path / name), "--layout", layout])
             captured = capsys.readouterr()
             assert rc == 0, captured.err
@@ -203,10 +265,14 @@ def test_generate_writes_parquet_and_messages_jsonl(tmp_path, capsys):
     assert {(r["temperature"], r["top_p"]) for r in alpaca} == {(0.7, 0.8)}
     messages = Results(alpaca).to_rows("messages")
     assert read_jsonl(tmp_path / "m.jsonl") == messages
-    assert load_parquet(tmp_path / "m.parquet", tmp_path).to_list() == \
-        Results(alpaca).to_hf_dataset("messages").to_list()
-    assert load_parquet(tmp_path / "a.parquet", tmp_path).to_list() == \
-        Results(alpaca).to_hf_dataset("alpaca").to_list()
+    assert (
+        load_parquet(tmp_path / "m.parquet", tmp_path).to_list()
+        == Results(alpaca).to_hf_dataset("messages").to_list()
+    )
+    assert (
+        load_parquet(tmp_path / "a.parquet", tmp_path).to_list()
+        == Results(alpaca).to_hf_dataset("alpaca").to_list()
+    )
     for row, record in zip(read_jsonl(tmp_path / "m.jsonl"), alpaca):
         assert row["messages"][1] == {"role": "assistant", "content": record["output"]}
         assert row["messages"][0]["content"].startswith(record["instruction"])
@@ -215,16 +281,22 @@ def test_generate_writes_parquet_and_messages_jsonl(tmp_path, capsys):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o640, name
 
 
-@pytest.mark.parametrize("args, expected", [
-    (["--output", "out.csv"], "--output out.csv: unknown file suffix '.csv'; expected .jsonl "
-                              "or .parquet"),
-    (["--output", "out"], "--output out: no file suffix; expected .jsonl or .parquet"),
-    (["--output", "x.jsonl", "--layout", "chatml"], "argument --layout: invalid choice: "
-                                                    "'chatml'"),
-    (["--output", "{dir}"], "is a directory; expected a .jsonl or .parquet file path"),
-])
-def test_generate_bad_output_or_layout_is_one_line(tmp_path, capsys, monkeypatch, args,
-                                                    expected):
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (
+            ["--output", "out.csv"],
+            "--output out.csv: unknown file suffix '.csv'; expected .jsonl or .parquet",
+        ),
+        (["--output", "out"], "--output out: no file suffix; expected .jsonl or .parquet"),
+        (
+            ["--output", "x.jsonl", "--layout", "chatml"],
+            "argument --layout: invalid choice: 'chatml'",
+        ),
+        (["--output", "{dir}"], "is a directory; expected a .jsonl or .parquet file path"),
+    ],
+)
+def test_generate_bad_output_or_layout_is_one_line(tmp_path, capsys, monkeypatch, args, expected):
     args = [a.replace("{dir}", str(tmp_path)) for a in args]
     monkeypatch.chdir(tmp_path)  # a failure must not leave files in the repo
     rc = main(["generate", "--n", "1", "--no-progress", *args])

@@ -75,17 +75,23 @@ def test_train_history_keys_length_and_best(trained):
         json.dumps(h, allow_nan=False)  # strict JSON: NaN correctness is stored as null
     # Rewards telescope from the baseline.
     assert sum(h["reward"] for h in history) == pytest.approx(
-        history[-1]["metric"] - tuner.baseline_metric)
+        history[-1]["metric"] - tuner.baseline_metric
+    )
     # best_params is the best step of the history.
     candidates = [h for h in history if not h["all_filtered"]]
     best = max(candidates, key=lambda h: h["metric"])
-    assert tuner.best_params == {"temperature": best["temperature"], "top_p": best["top_p"],
-                                 "template": best["template"], "focus": None,
-                                 "metric": best["metric"], "test_metric": None,
-                                 "iteration": best["iteration"]}
+    assert tuner.best_params == {
+        "temperature": best["temperature"],
+        "top_p": best["top_p"],
+        "template": best["template"],
+        "focus": None,
+        "metric": best["metric"],
+        "test_metric": None,
+        "iteration": best["iteration"],
+    }
     assert [h["best_metric"] for h in history] == [
-        max(c["metric"] for c in candidates if c["iteration"] <= h["iteration"])
-        for h in history]
+        max(c["metric"] for c in candidates if c["iteration"] <= h["iteration"]) for h in history
+    ]
     # TensorBoard events under <root>/random_search_1.
     assert list(Path(tb).glob("random_search_*/events.out.tfevents.*"))
 
@@ -98,8 +104,12 @@ def test_tensorboard_shows_the_env_tags_and_where_the_time_goes(trained):
     acc = EventAccumulator(str(run_dir))
     acc.Reload()
     tags = set(acc.Tags()["scalars"])
-    assert {"datagen/metric", "datagen/reward", "datagen/time_generation_s",
-            "datagen/time_target_s"} <= tags, tags
+    assert {
+        "datagen/metric",
+        "datagen/reward",
+        "datagen/time_generation_s",
+        "datagen/time_target_s",
+    } <= tags, tags
     assert len(acc.Scalars("datagen/time_generation_s")) == len(history)
 
 
@@ -109,10 +119,10 @@ def test_default_budget_and_agent_choices():
     rf = RLTuner(config(rl_algorithm="reinforce", learning_rate=0.05), target_model=cheap_target)
     assert rf.default_timesteps() == 20 * 3
     assert rf.agent.learning_rate == 0.05  # config's learning rate reaches the agent
-    ppo = RLTuner(config(), target_model=cheap_target, rl_agent="ppo",
-                  agent_kwargs={"n_steps": 4})
+    ppo = RLTuner(config(), target_model=cheap_target, rl_agent="ppo", agent_kwargs={"n_steps": 4})
     assert ppo.algorithm == "ppo" and ppo.agent.model.learning_rate == 0.001
     from agents import make_agent
+
     other = RLTuner(config(), target_model=cheap_target)
     agent = make_agent("reinforce", other.recorder, seed=1)
     given = RLTuner(config(), target_model=cheap_target, rl_agent=agent)
@@ -128,8 +138,7 @@ def test_default_budget_and_agent_choices():
 def test_learning_agent_runs_episodes_and_budget():
     tuner = RLTuner(config(rl_algorithm="reinforce"), target_model=cheap_target)
     history = tuner.train(total_timesteps=4, progress=False)
-    assert [(h["episode"], h["episode_step"]) for h in history] == [(1, 1), (1, 2), (1, 3),
-                                                                   (2, 1)]
+    assert [(h["episode"], h["episode_step"]) for h in history] == [(1, 1), (1, 2), (1, 3), (2, 1)]
     history = tuner.train(total_timesteps=2, progress=False)  # continues mid-episode
     assert [(h["episode"], h["episode_step"]) for h in history[4:]] == [(2, 2), (2, 3)]
     assert tuner.steps_done == 6
@@ -172,8 +181,10 @@ def test_save_load_same_state_and_same_continuation(tmp_path):
     assert loaded.env.generator.template.name == tuner.env.generator.template.name
     assert loaded.recorder.state_dict() == tuner.recorder.state_dict()
     obs = np.stack([tuner.env.observation_space.sample() for _ in range(5)])
-    np.testing.assert_array_equal(loaded.agent.predict(obs, deterministic=True)[0],
-                                  tuner.agent.predict(obs, deterministic=True)[0])
+    np.testing.assert_array_equal(
+        loaded.agent.predict(obs, deterministic=True)[0],
+        tuner.agent.predict(obs, deterministic=True)[0],
+    )
     # Both continue identically (same mid-episode env state, same agent state).
     a = tuner.train(total_timesteps=3, progress=False)
     b = loaded.train(total_timesteps=3, progress=False)
@@ -213,8 +224,9 @@ def test_atomic_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
         RLTuner.load(tmp_path / "missing", target_model=cheap_target)
 
 
-@pytest.mark.parametrize("algo, agent_kwargs", [("random_search", {}),
-                                                ("ppo", {"n_steps": 2, "batch_size": 2})])
+@pytest.mark.parametrize(
+    "algo, agent_kwargs", [("random_search", {}), ("ppo", {"n_steps": 2, "batch_size": 2})]
+)
 def test_kill_and_resume_continues(tmp_path, algo, agent_kwargs):
     total, every = 6, 2
     ckpt = tmp_path / "ckpt"
@@ -224,27 +236,36 @@ def test_kill_and_resume_continues(tmp_path, algo, agent_kwargs):
     # entirely filtered out does not call the target).
     target.condition = lambda: tuner.steps_done >= 4
     with pytest.raises(TargetModelError, match="simulated kill"):
-        tuner.train(total_timesteps=total, checkpoint_dir=ckpt, checkpoint_every=every,
-                    progress=False)
+        tuner.train(
+            total_timesteps=total, checkpoint_dir=ckpt, checkpoint_every=every, progress=False
+        )
     assert 4 <= tuner.steps_done < total
     killed_history = list(tuner.history)
 
     resumed = RLTuner.load(ckpt, target_model=cheap_target)
     assert (resumed.steps_done, resumed.total_planned) == (4, total)
     assert resumed.history == killed_history[:4]
-    assert resumed.best_params["metric"] == max(h["metric"] for h in killed_history[:4]
-                                                if not h["all_filtered"])
+    assert resumed.best_params["metric"] == max(
+        h["metric"] for h in killed_history[:4] if not h["all_filtered"]
+    )
     # Mid-episode (episode 2, step 1): the episode was replayed, not restarted.
     assert (resumed.recorder.episode, resumed.recorder.episode_step) == (2, 1)
     history = resumed.train(checkpoint_dir=ckpt, checkpoint_every=every, progress=False)
     assert [h["iteration"] for h in history] == list(range(1, total + 1))
     assert [(h["episode"], h["episode_step"]) for h in history] == [
-        (1, 1), (1, 2), (1, 3), (2, 1), (2, 2), (2, 3)]
+        (1, 1),
+        (1, 2),
+        (1, 3),
+        (2, 1),
+        (2, 2),
+        (2, 3),
+    ]
     assert json.loads((ckpt / TUNER_FILE).read_text())["counters"]["steps_done"] == total
     if algo == "random_search":
         # The search state and the env were restored exactly: the same run as without a kill.
         uninterrupted = RLTuner(config(), target_model=cheap_target).train(
-            total_timesteps=total, progress=False)
+            total_timesteps=total, progress=False
+        )
         assert comparable(history) == comparable(uninterrupted)
     else:
         assert resumed.agent.num_timesteps >= 4
@@ -264,8 +285,16 @@ def test_summary_and_repr(trained):
 def test_focus_runs_through_the_tuner(tmp_path):
     """A skills config (built-in two-skill target, focus action): history, best settings,
     the final dataset and a checkpoint round trip all carry the focus."""
-    cfg = {"rl_tuning": {"batch_size": 4, "num_iterations": 2, "seed": 0, "task": "topic+spam",
-                         "focus": True, "rl_algorithm": "ucb"}}
+    cfg = {
+        "rl_tuning": {
+            "batch_size": 4,
+            "num_iterations": 2,
+            "seed": 0,
+            "task": "topic+spam",
+            "focus": True,
+            "rl_algorithm": "ucb",
+        }
+    }
     tuner = RLTuner(cfg)
     assert tuner.env.action_space.nvec.tolist() == [3, 3, 10, 3]
     history = tuner.train(num_iterations=4, progress=False)

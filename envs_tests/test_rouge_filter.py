@@ -16,11 +16,35 @@ from datagen_gym.generators.rouge_filter import RougeLFilter, rouge_l_f1, rouge_
 SCORER = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
 
 EDGE_TEXTS = [
-    "", " ", "\n\t", "!!!", "...?", "-- , ; :", "a", "A", "123", "1,234.5", "007 bond",
-    "Hello, World!", "hello world", "HELLO   world", "the the the the", "the cat the cat",
-    "café naïve résumé", "日本語のテキスト", "日本語 text 2024", "İstanbul ıi", "Straße",
-    "x_y-z/w", "e.g. i.e. etc.", "tab\tseparated\nlines", "emoji 🙂 here 🙂", "ｆｕｌｌｗｉｄｔｈ",
-    "Write a poem.", "write a POEM", "Write a short poem about the sea.",
+    "",
+    " ",
+    "\n\t",
+    "!!!",
+    "...?",
+    "-- , ; :",
+    "a",
+    "A",
+    "123",
+    "1,234.5",
+    "007 bond",
+    "Hello, World!",
+    "hello world",
+    "HELLO   world",
+    "the the the the",
+    "the cat the cat",
+    "café naïve résumé",
+    "日本語のテキスト",
+    "日本語 text 2024",
+    "İstanbul ıi",
+    "Straße",
+    "x_y-z/w",
+    "e.g. i.e. etc.",
+    "tab\tseparated\nlines",
+    "emoji 🙂 here 🙂",
+    "ｆｕｌｌｗｉｄｔｈ",
+    "Write a poem.",
+    "write a POEM",
+    "Write a short poem about the sea.",
 ]
 
 
@@ -65,8 +89,13 @@ def make_instructions(n: int, seed: int) -> list[str]:
                     words[i] = words[i] + str(rng.choice([",", "!", "?", ""]))
             out.append(" ".join(words))
         else:
-            parts = [rng.choice(verbs), rng.choice(objs), "about", rng.choice(topics),
-                     rng.choice(tails)]
+            parts = [
+                rng.choice(verbs),
+                rng.choice(objs),
+                "about",
+                rng.choice(topics),
+                rng.choice(tails),
+            ]
             out.append(" ".join(str(p) for p in parts if p) + ".")
     return out
 
@@ -164,16 +193,18 @@ def test_scores_and_max_score_exact(instructions):
 
 def test_within_batch_duplicates_and_empty_pool():
     f = RougeLFilter()
-    assert f.filter(["Write a poem about cats.", "write a poem about CATS!",
-                     "Explain taxes to a child."]) == [True, False, True]
+    assert f.filter(
+        ["Write a poem about cats.", "write a poem about CATS!", "Explain taxes to a child."]
+    ) == [True, False, True]
     assert f.pool == ("Write a poem about cats.", "Explain taxes to a child.")
 
 
 def test_empty_and_punctuation_only_candidates_are_kept():
     cands = ["", "!!!", "...", "", "Write a poem."]
     f = RougeLFilter(pool=["Write a poem."])
-    assert f.filter(cands) == ref_filter(cands, ["Write a poem."]) == [
-        True, True, True, True, False]
+    assert (
+        f.filter(cands) == ref_filter(cands, ["Write a poem."]) == [True, True, True, True, False]
+    )
     assert len(f) == 5  # token-less texts score 0 against everything, so they join the pool
 
 
@@ -184,8 +215,9 @@ def _tie_texts(lcs: int, la: int, lb: int) -> tuple[str, str]:
     return " ".join(a), " ".join(b)
 
 
-@pytest.mark.parametrize("lcs,la,lb", [(7, 10, 10), (14, 20, 20), (7, 7, 13), (7, 13, 7),
-                                       (14, 16, 24), (21, 23, 37)])
+@pytest.mark.parametrize(
+    "lcs,la,lb", [(7, 10, 10), (14, 20, 20), (7, 7, 13), (7, 13, 7), (14, 16, 24), (21, 23, 37)]
+)
 def test_threshold_tie_follows_rouge_score_floats(lcs, la, lb):
     # All of these are exactly 0.7 in rational arithmetic; rouge_score's float formula lands on
     # 0.7 (kept) for some and on 0.7000000000000001 (rejected) for others.
@@ -212,8 +244,9 @@ def test_tie_cases_cover_both_outcomes():
 @pytest.mark.parametrize("threshold", [-0.1, 0.0, 0.3, 0.5, 0.9, 1.0])
 def test_other_thresholds_match(instructions, threshold):
     seeds, cands = instructions[:5], instructions[5:150] + ["", "!!"]
-    assert (RougeLFilter(threshold=threshold, pool=seeds).filter(cands)
-            == ref_filter(cands, seeds, threshold))
+    assert RougeLFilter(threshold=threshold, pool=seeds).filter(cands) == ref_filter(
+        cands, seeds, threshold
+    )
 
 
 def test_wide_token_ids_stay_exact(instructions, reference_decisions):

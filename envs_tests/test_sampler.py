@@ -45,5 +45,6 @@ def test_bounds_are_checked(teacher):
 
 def test_backend_refuses_missing_model(tmp_path):
     from datagen_gym.backends import BackendError, TransformersBackend
+
     with pytest.raises(BackendError, match="no Hugging Face model"):
         TransformersBackend(tmp_path)

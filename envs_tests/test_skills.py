@@ -33,15 +33,18 @@ def test_builtin_targets_report_skills_and_test_split(task):
             assert 0.0 <= result[f"{prefix}skill/{s}"] <= 1.0
         # the headline is the mean over skills, so every skill weighs the same
         assert result[f"{prefix}accuracy"] == pytest.approx(
-            np.mean([result[f"{prefix}skill/{s}"] for s in skills]))
+            np.mean([result[f"{prefix}skill/{s}"] for s in skills])
+        )
     assert {r["skill"] for r in validation} == set(skills)
 
 
 def test_per_skill_accuracy_is_computed_on_that_skill_only():
     target, validation = make_builtin_target("topic+parity", n_validation=30, n_test=30)
     # train on the gold topic records only: topic is learnable, parity is not
-    result = target([r for r in validation if r["skill"] == "topic"] * 2 +
-                    [r for r in make_seed_tasks() if r["skill"] == "parity"])
+    result = target(
+        [r for r in validation if r["skill"] == "topic"] * 2
+        + [r for r in make_seed_tasks() if r["skill"] == "parity"]
+    )
     assert result["skill/topic"] == pytest.approx(1.0)
     assert result["skill/parity"] < 0.9
 
@@ -74,12 +77,19 @@ def test_focus_puts_only_that_skills_tasks_in_context():
     gen.set_focus("topic")
     topic = {t["instruction"] for t in gen.pool.human if t["skill"] == "topic"}
     for prompt in gen.self_instruct.bootstrap_prompts(5):
-        listed = [line.split(". ", 1)[1] for line in prompt.splitlines()[1:]
-                  if ". " in line and line.split(". ", 1)[1]]
+        listed = [
+            line.split(". ", 1)[1]
+            for line in prompt.splitlines()[1:]
+            if ". " in line and line.split(". ", 1)[1]
+        ]
         assert listed and set(listed) <= topic
     gen.set_focus(None)
-    anywhere = {line.split(". ", 1)[1] for p in gen.self_instruct.bootstrap_prompts(20)
-                for line in p.splitlines()[1:] if ". " in line and line.split(". ", 1)[1]}
+    anywhere = {
+        line.split(". ", 1)[1]
+        for p in gen.self_instruct.bootstrap_prompts(20)
+        for line in p.splitlines()[1:]
+        if ". " in line and line.split(". ", 1)[1]
+    }
     assert len({identify(i)[0].name for i in anywhere}) > 3
 
 
@@ -109,13 +119,13 @@ def test_skills_env_spaces_and_observation_layout():
     assert env.action_space == gym.spaces.MultiDiscrete([3, 3, 10, 1 + k])
     assert env.observation_space.shape == (21 + (1 + k) + k + (k + 1),)
     obs, info = env.reset(seed=0)
-    focus = obs[21:22 + k]
+    focus = obs[21 : 22 + k]
     assert focus.tolist() == [1.0] + [0.0] * k
-    skill_obs = obs[22 + k:22 + 2 * k]
+    skill_obs = obs[22 + k : 22 + 2 * k]
     assert skill_obs == pytest.approx([info["skill_metrics"][s] for s in base.skills])
     obs, _, _, _, info = env.step(np.array([1, 1, 0, 2]))  # focus on skills[1]
     assert info["focus"] == base.skills[1]
-    assert obs[21:22 + k].tolist() == [0.0, 0.0, 1.0] + [0.0] * (k - 2)
+    assert obs[21 : 22 + k].tolist() == [0.0, 0.0, 1.0] + [0.0] * (k - 2)
     counts = info["skill_counts"]
     assert counts[base.skills[1]] == info["dataset_size"] > 0
     assert obs[22 + 2 * k + 1] == pytest.approx(counts[base.skills[1]] / (8 * 3))
@@ -125,6 +135,7 @@ def test_skills_env_spaces_and_observation_layout():
 def test_env_checkers_pass_with_focus(mode):
     from gymnasium.utils.env_checker import check_env
     from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
     env = DataGenEnv(task="classification", focus=True, action_mode=mode, **SMALL)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -142,12 +153,18 @@ def test_test_metric_is_reported_but_never_observed():
         def target(data):
             out = inner(data)
             return {**out, "test/accuracy": test_value, "test/skill/sentiment": test_value}
+
         return target
 
     runs = []
     for test_value in (0.0, 1.0):
-        env = DataGenEnv(target_model=make_target(test_value), validation_dataset=validation,
-                         focus=True, skills=["sentiment"], **SMALL)
+        env = DataGenEnv(
+            target_model=make_target(test_value),
+            validation_dataset=validation,
+            focus=True,
+            skills=["sentiment"],
+            **SMALL,
+        )
         obs, info = env.reset(seed=3)
         observations, infos = [obs], [info]
         for _ in range(2):
@@ -177,8 +194,9 @@ def test_skills_from_a_users_validation_data():
     def target(data):
         return {"accuracy": 0.5, "skill/topic": 0.25, "skill/spam": 0.75}
 
-    env = DataGenEnv(target_model=target, validation_dataset=validation, observe_skills=True,
-                     **SMALL)
+    env = DataGenEnv(
+        target_model=target, validation_dataset=validation, observe_skills=True, **SMALL
+    )
     assert env.skills == ("topic", "spam")
     obs, info = env.reset(seed=0)
     assert info["skill_metrics"] == {"topic": 0.25, "spam": 0.75}
@@ -189,7 +207,7 @@ def test_skill_slots_the_target_does_not_report_read_minus_one():
     env = DataGenEnv(task="topic+spam", skills=list(CLASSIFICATION_TASKS), focus=True, **SMALL)
     obs, info = env.reset(seed=0)
     k = len(CLASSIFICATION_TASKS)
-    skill_obs = dict(zip(CLASSIFICATION_TASKS, obs[22 + k:22 + 2 * k].tolist()))
+    skill_obs = dict(zip(CLASSIFICATION_TASKS, obs[22 + k : 22 + 2 * k].tolist()))
     assert skill_obs["sentiment"] == skill_obs["parity"] == skill_obs["animal"] == -1.0
     assert skill_obs["topic"] == pytest.approx(info["skill_metrics"]["topic"])
 
@@ -200,10 +218,10 @@ def test_action_masks_forbid_a_focus_on_skills_the_target_lacks():
     env.reset(seed=0)
     mask = env.action_masks()
     assert mask.shape == (int(env.action_space.nvec.sum()),)
-    focus = mask[-(1 + len(CLASSIFICATION_TASKS)):]
+    focus = mask[-(1 + len(CLASSIFICATION_TASKS)) :]
     allowed = {"any", *(s for s, ok in zip(CLASSIFICATION_TASKS, focus[1:]) if ok)}
     assert focus[0] and allowed == {"any", "topic", "spam"}
-    assert mask[:-len(focus)].all()  # temperature, top_p and template are never masked
+    assert mask[: -len(focus)].all()  # temperature, top_p and template are never masked
     with pytest.raises(ValueError, match="action_mode='discrete'"):
         DataGenEnv(task="topic+spam", action_mode="continuous", **SMALL).action_masks()
 
@@ -211,8 +229,13 @@ def test_action_masks_forbid_a_focus_on_skills_the_target_lacks():
 def test_maskable_ppo_never_focuses_on_a_skill_the_task_lacks():
     from agents import make_agent
 
-    env = DataGenEnv(task="topic+spam", skills=list(CLASSIFICATION_TASKS), focus=True,
-                     batch_size=4, num_iterations=3)
+    env = DataGenEnv(
+        task="topic+spam",
+        skills=list(CLASSIFICATION_TASKS),
+        focus=True,
+        batch_size=4,
+        num_iterations=3,
+    )
     focuses = []
 
     class Seen(gym.Wrapper):
@@ -239,13 +262,23 @@ def test_focus_needs_skills_the_seed_tasks_name():
 
 def test_reset_options_set_the_start():
     env = _skills_env()
-    _, info = env.reset(seed=0, options={"temperature": 0.4, "top_p": 0.7,
-                                         "template": "evol_deepen", "focus": "spam"})
-    assert (info["temperature"], info["top_p"], info["template"], info["focus"]) == \
-        (0.4, 0.7, "evol_deepen", "spam")
+    _, info = env.reset(
+        seed=0,
+        options={"temperature": 0.4, "top_p": 0.7, "template": "evol_deepen", "focus": "spam"},
+    )
+    assert (info["temperature"], info["top_p"], info["template"], info["focus"]) == (
+        0.4,
+        0.7,
+        "evol_deepen",
+        "spam",
+    )
     _, info = env.reset(seed=0)  # options hold for one episode only
-    assert (info["temperature"], info["top_p"], info["template"], info["focus"]) == \
-        (1.0, 0.9, "self_instruct", None)
+    assert (info["temperature"], info["top_p"], info["template"], info["focus"]) == (
+        1.0,
+        0.9,
+        "self_instruct",
+        None,
+    )
 
 
 def test_reset_randomize_is_seeded_and_varied():
@@ -263,13 +296,16 @@ def test_reset_randomize_is_seeded_and_varied():
     assert start(5, template="evol_breadth")[2] == "evol_breadth"  # explicit options win
 
 
-@pytest.mark.parametrize("options, match", [
-    ({"temperature": 3.0}, "temperature=3.0"),
-    ({"top_p": "high"}, "top_p='high'"),
-    ({"template": "poetry"}, "poetry"),
-    ({"focus": "poetry"}, "focus='poetry'"),
-    ({"tempreature": 0.5}, "unknown reset option 'tempreature'"),
-])
+@pytest.mark.parametrize(
+    "options, match",
+    [
+        ({"temperature": 3.0}, "temperature=3.0"),
+        ({"top_p": "high"}, "top_p='high'"),
+        ({"template": "poetry"}, "poetry"),
+        ({"focus": "poetry"}, "focus='poetry'"),
+        ({"tempreature": 0.5}, "unknown reset option 'tempreature'"),
+    ],
+)
 def test_bad_reset_options_are_named(options, match):
     with pytest.raises(ValueError, match=match):
         _skills_env().reset(seed=0, options=options)

@@ -30,13 +30,25 @@ def test_report_renders():
     fam = {"focused": 3, "records": 4, "share": 0.75, "unknown": 0, "share_without_focus": 0.1}
     corr = {"correct": 1, "records": 2, "accuracy": 0.5}
     total = dict(corr, unique_instructions=1.0, distinct_records=2)
-    teacher = {"parameters": 1e6, "vocab": 10, "seconds": 1.0,
-               "focus": {"a": fam, "all": fam},
-               "correctness": {"1.0": {"a": corr, "unknown": dict(corr, accuracy=math.nan),
-                                       "all": total}},
-               "instances": {"1.0": {"a": 0.5, "all": 0.5}}}
-    text = render({"command": "python -m benchmarks.teacher_quality", "machine": "m",
-                   "seeds": [0], "records": 4, "top_p": 0.9, "temperatures": [1.0],
-                   "families": ["a"], "teachers": {"old": teacher, "new": teacher}})
+    teacher = {
+        "parameters": 1e6,
+        "vocab": 10,
+        "seconds": 1.0,
+        "focus": {"a": fam, "all": fam},
+        "correctness": {"1.0": {"a": corr, "unknown": dict(corr, accuracy=math.nan), "all": total}},
+        "instances": {"1.0": {"a": 0.5, "all": 0.5}},
+    }
+    text = render(
+        {
+            "command": "python -m benchmarks.teacher_quality",
+            "machine": "m",
+            "seeds": [0],
+            "records": 4,
+            "top_p": 0.9,
+            "temperatures": [1.0],
+            "families": ["a"],
+            "teachers": {"old": teacher, "new": teacher},
+        }
+    )
     assert "| a | 3 / 4 | 75% | 3 / 4 | 75% | 10% |" in text
     assert "| a | 1/2 (50%) | 1/2 (50%) |" in text

@@ -49,10 +49,17 @@ def test_gymnasium_async_vector_env_ppo():
 
     # The plain Gymnasium API: an AsyncVectorEnv of registered DataGen-v0 envs. SAME_STEP
     # autoreset and Monitor are what SB3 needs on top (make_async_vector_env sets both).
-    raw = gym.make_vec("DataGen-v0", num_envs=N_ENVS, vectorization_mode="async",
-                       vector_kwargs={"context": "forkserver",
-                                      "autoreset_mode": gym.vector.AutoresetMode.SAME_STEP},
-                       wrappers=[Monitor], **SMALL)
+    raw = gym.make_vec(
+        "DataGen-v0",
+        num_envs=N_ENVS,
+        vectorization_mode="async",
+        vector_kwargs={
+            "context": "forkserver",
+            "autoreset_mode": gym.vector.AutoresetMode.SAME_STEP,
+        },
+        wrappers=[Monitor],
+        **SMALL,
+    )
     try:
         assert isinstance(raw, gym.vector.AsyncVectorEnv)
         obs, infos = raw.reset(seed=0)
@@ -81,8 +88,10 @@ def test_make_async_vector_env_arguments(monkeypatch):
     assert make_async_vector_env(3, env_kwargs=SMALL) == "venv"
     assert seen["args"] == ("DataGen-v0",) and seen["num_envs"] == 3
     assert seen["vectorization_mode"] == "async" and seen["wrappers"] == [Monitor]
-    assert seen["vector_kwargs"] == {"context": "forkserver",
-                                     "autoreset_mode": gym.vector.AutoresetMode.SAME_STEP}
+    assert seen["vector_kwargs"] == {
+        "context": "forkserver",
+        "autoreset_mode": gym.vector.AutoresetMode.SAME_STEP,
+    }
     assert seen["batch_size"] == 4 and seen["num_iterations"] == 2
     with pytest.raises(ValueError, match="SAME_STEP"):
         GymnasiumVecEnvAdapter(_NextStepStub())
@@ -100,6 +109,7 @@ def test_unpicklable_env_kwargs_are_named():
 
 def test_ray_missing_gives_install_hint(monkeypatch):
     from datagen_gym.envs import ray_vec_env
+
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(ImportError, match=r"pip install \"datagen-gym\[ray\]\""):
         ray_vec_env.RayVecEnv(SMALL, num_envs=1)
@@ -108,22 +118,30 @@ def test_ray_missing_gives_install_hint(monkeypatch):
 # ---------------------------------------------------------------------------- Ray
 def _brief(infos):
     """What a mismatch message needs to tell where two runs diverged."""
-    return [(i["metric"], i["template"], i["temperature"], i["top_p"], i["num_records"])
-            for i in infos]
+    return [
+        (i["metric"], i["template"], i["temperature"], i["top_p"], i["num_records"]) for i in infos
+    ]
 
 
-needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
-                               reason="ray is not installed (pip install \"ray[default]\")")
+needs_ray = pytest.mark.skipif(
+    importlib.util.find_spec("ray") is None,
+    reason='ray is not installed (pip install "ray[default]")',
+)
 
 
 @pytest.fixture(scope="module")
 def ray_local():
     import ray
+
     started = not ray.is_initialized()
     if started:
         root = str(Path(__file__).resolve().parents[1])
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-                 runtime_env={"env_vars": {"PYTHONPATH": root}})
+        ray.init(
+            num_cpus=2,
+            include_dashboard=False,
+            log_to_driver=False,
+            runtime_env={"env_vars": {"PYTHONPATH": root}},
+        )
     yield ray
     if started:
         ray.shutdown()
@@ -158,8 +176,9 @@ def test_ray_vec_env_matches_dummy_and_trains_ppo(ray_local):
                 assert i1["metric"] == i2["metric"] and i1["examples"] == i2["examples"]
                 assert ("terminal_observation" in i1) == ("terminal_observation" in i2)
                 if "terminal_observation" in i1:
-                    np.testing.assert_array_equal(i1["terminal_observation"],
-                                                  i2["terminal_observation"])
+                    np.testing.assert_array_equal(
+                        i1["terminal_observation"], i2["terminal_observation"]
+                    )
                     assert i1["TimeLimit.truncated"] is True
         assert ray_env.reset_infos[0]["baseline_metric"] == dummy.reset_infos[0]["baseline_metric"]
 
@@ -169,6 +188,7 @@ def test_ray_vec_env_matches_dummy_and_trains_ppo(ray_local):
         assert ray_env.env_method("get_wrapper_attr", "batch_size", indices=1) == [4]
         ray_env.set_attr("num_iterations", 2)
         from stable_baselines3.common.monitor import Monitor
+
         assert ray_env.env_is_wrapped(Monitor) == [True, True]
 
         _ppo_few_steps(ray_env)

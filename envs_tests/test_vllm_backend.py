@@ -60,8 +60,14 @@ def test_generate_batches_in_order_with_per_prompt_seeds(fake_vllm):
     backend = VLLMBackend("m", dtype="bfloat16", max_model_len=512, enforce_eager=True)
     assert isinstance(backend, LLMBackend) and backend.deterministic is False
     llm = _FakeLLM.instances[0]
-    assert llm.kw == dict(model="m", dtype="bfloat16", tensor_parallel_size=1,
-                          gpu_memory_utilization=0.9, max_model_len=512, enforce_eager=True)
+    assert llm.kw == dict(
+        model="m",
+        dtype="bfloat16",
+        tensor_parallel_size=1,
+        gpu_memory_utilization=0.9,
+        max_model_len=512,
+        enforce_eager=True,
+    )
     out = backend.generate(["a", "b", "a"], temperature=0.7, top_p=0.8, max_new_tokens=5, seed=10)
     assert out == ["a|T=0.7|p=0.8|seed=10", "b|T=0.7|p=0.8|seed=11", "a|T=0.7|p=0.8|seed=12"]
     prompts, params, use_tqdm = llm.calls[0]
@@ -88,13 +94,19 @@ def test_engine_errors_become_backend_errors(fake_vllm):
 def _cuda() -> bool:
     try:
         import torch
+
         return torch.cuda.is_available()
     except Exception:
         return False
 
 
-_NO_VLLM = ("vLLM is not installed" if importlib.util.find_spec("vllm") is None
-            else "vLLM needs a CUDA GPU" if not _cuda() else None)
+_NO_VLLM = (
+    "vLLM is not installed"
+    if importlib.util.find_spec("vllm") is None
+    else "vLLM needs a CUDA GPU"
+    if not _cuda()
+    else None
+)
 
 
 @pytest.mark.skipif(_NO_VLLM is not None, reason=_NO_VLLM or "")
@@ -102,10 +114,17 @@ def test_real_vllm_on_embedded_teacher():
     from datagen_gym.backends import EMBEDDED_TEACHER
     from datagen_gym.generators import prompts
 
-    backend = VLLMBackend(str(EMBEDDED_TEACHER), dtype="float32", gpu_memory_utilization=0.2,
-                          max_model_len=512, enforce_eager=True)
-    ps = [prompts.input_first_prompt("Convert the sentence to uppercase."),
-          prompts.input_first_prompt("Add the two numbers.")]
+    backend = VLLMBackend(
+        str(EMBEDDED_TEACHER),
+        dtype="float32",
+        gpu_memory_utilization=0.2,
+        max_model_len=512,
+        enforce_eager=True,
+    )
+    ps = [
+        prompts.input_first_prompt("Convert the sentence to uppercase."),
+        prompts.input_first_prompt("Add the two numbers."),
+    ]
     out = backend.generate(ps, temperature=0.0, top_p=1.0, max_new_tokens=24)
     assert len(out) == 2 and all(isinstance(t, str) and t for t in out)
     again = backend.generate(ps, temperature=0.0, top_p=1.0, max_new_tokens=24)

@@ -43,25 +43,43 @@ def test_solvers_on_known_answers():
     assert expected_output("Add the two numbers.", "12 and 7") == "19"
     assert expected_output("Reverse the order of the words in the sentence.", "a b c") == "c b a"
     assert expected_output("Tell whether the number is even or odd.", "37") == "odd"
-    assert expected_output("Add the two numbers. Write the answer in capital letters.",
-                           "1 and 2") == "3"
-    assert expected_output("Is the following review positive or negative? "
-                           "Write the answer in capital letters.",
-                           "The food was delicious.") == "POSITIVE"
-    assert expected_output("Sort the numbers in ascending order. Think step by step before "
-                           "giving the final answer.", "3, 1, 2") == \
-        "Let us think step by step. The answer is 1, 2, 3."
+    assert (
+        expected_output("Add the two numbers. Write the answer in capital letters.", "1 and 2")
+        == "3"
+    )
+    assert (
+        expected_output(
+            "Is the following review positive or negative? Write the answer in capital letters.",
+            "The food was delicious.",
+        )
+        == "POSITIVE"
+    )
+    assert (
+        expected_output(
+            "Sort the numbers in ascending order. Think step by step before "
+            "giving the final answer.",
+            "3, 1, 2",
+        )
+        == "Let us think step by step. The answer is 1, 2, 3."
+    )
     assert expected_output("Write a poem about the sea.", "") is None
     assert expected_output("Add the two numbers.", "twelve and seven") is None
-    assert expected_output('Is the review "The food was awful." positive or negative?', "") == \
-        "negative"
-    assert expected_output('Make "red sky" all caps. Put the answer in double quotes.', "") == \
-        '"RED SKY"'
+    assert (
+        expected_output('Is the review "The food was awful." positive or negative?', "")
+        == "negative"
+    )
+    assert (
+        expected_output('Make "red sky" all caps. Put the answer in double quotes.', "")
+        == '"RED SKY"'
+    )
 
 
 def test_checker():
-    good = {"instruction": "Classify the message as spam or not spam.",
-            "input": "Free cash prize now", "output": "spam"}
+    good = {
+        "instruction": "Classify the message as spam or not spam.",
+        "input": "Free cash prize now",
+        "output": "spam",
+    }
     bad = dict(good, output="not spam")
     unknown = dict(good, instruction="Write a poem about the sea.")
     assert checker.is_correct(good) and not checker.is_correct(bad)

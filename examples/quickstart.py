@@ -28,6 +28,7 @@ from datagen_gym.targets import make_validation_set  # noqa: E402
 #    (examples/target_model_example.py shows a scikit-learn one written out in full.)
 def make_target(validation):
     from datagen_gym.targets import SklearnClassifierTarget
+
     classifier = SklearnClassifierTarget(validation)  # TF-IDF + logistic regression
 
     def target_model(records: list[dict]) -> dict[str, float]:
@@ -41,30 +42,43 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--algo", default="random_search")
     parser.add_argument("--steps", type=int, default=6, help="episode length")
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--timesteps", type=int, default=None,
-                        help="total env steps (default: 1 episode for random search, 20 "
-                             "for learning agents)")
+    parser.add_argument(
+        "--timesteps",
+        type=int,
+        default=None,
+        help="total env steps (default: 1 episode for random search, 20 for learning agents)",
+    )
     parser.add_argument("--tensorboard", default="runs")
     args = parser.parse_args(argv)
 
     # 2. The validation data: a list of {"instruction", "input", "output"} dicts.
     val_path = HERE / "validation_sentiment.jsonl"
-    validation = read_jsonl(val_path) if val_path.exists() else \
-        make_validation_set("sentiment", 100)
+    validation = (
+        read_jsonl(val_path) if val_path.exists() else make_validation_set("sentiment", 100)
+    )
 
     # 3. The configuration (the same fields as the YAML file's sections).
-    config = Config.from_dict({"rl_tuning": {
-        "rl_algorithm": args.algo, "num_iterations": args.steps,
-        "batch_size": args.batch_size, "reward_metric": "accuracy", "seed": 0}})
+    config = Config.from_dict(
+        {
+            "rl_tuning": {
+                "rl_algorithm": args.algo,
+                "num_iterations": args.steps,
+                "batch_size": args.batch_size,
+                "reward_metric": "accuracy",
+                "seed": 0,
+            }
+        }
+    )
 
     # 4. Train.
-    tuner = RLTuner(config, target_model=make_target(validation),
-                    validation_dataset=validation)
+    tuner = RLTuner(config, target_model=make_target(validation), validation_dataset=validation)
     history = tuner.train(total_timesteps=args.timesteps, tensorboard_log=args.tensorboard)
     print(f"\n{len(history)} steps; baseline accuracy {tuner.baseline_metric:.3f}")
     for h in history:
-        print(f"  step {h['iteration']:>3}  T={h['temperature']:.2f} top_p={h['top_p']:.2f} "
-              f"{h['template']:<30} accuracy={h['metric']:.3f} reward={h['reward']:+.3f}")
+        print(
+            f"  step {h['iteration']:>3}  T={h['temperature']:.2f} top_p={h['top_p']:.2f} "
+            f"{h['template']:<30} accuracy={h['metric']:.3f} reward={h['reward']:+.3f}"
+        )
 
     # 5. The best settings, and a dataset generated with them.
     best = tuner.best_params
@@ -75,8 +89,11 @@ def main(argv: list[str] | None = None) -> None:
 
         # 6. Save and load (e.g. to continue training later, or on another machine).
         tuner.save(Path(tmp) / "checkpoint")
-        restored = RLTuner.load(Path(tmp) / "checkpoint", target_model=make_target(validation),
-                                validation_dataset=validation)
+        restored = RLTuner.load(
+            Path(tmp) / "checkpoint",
+            target_model=make_target(validation),
+            validation_dataset=validation,
+        )
         assert restored.best_params == best and len(restored.history) == len(history)
         print(f"saved and reloaded: {restored}")
     print(f"TensorBoard: tensorboard --logdir {args.tensorboard}")

@@ -62,15 +62,20 @@ def make_target_model(validation_dataset: Sequence[dict[str, Any]] | None = None
         if len(set(labels)) < 2:
             predictions = [labels[0] if labels else OTHER] * len(val_texts)
         else:
-            model = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True),
-                                  LogisticRegression(C=10.0, max_iter=1000))
+            model = make_pipeline(
+                TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True),
+                LogisticRegression(C=10.0, max_iter=1000),
+            )
             model.fit(texts, labels)
             predictions = list(model.predict(val_texts))
         # 3. Evaluate on the held-out validation set.
         return {
             "accuracy": float(accuracy_score(val_labels, predictions)),
-            "macro_f1": float(f1_score(val_labels, predictions, labels=label_set,
-                                       average="macro", zero_division=0)),
+            "macro_f1": float(
+                f1_score(
+                    val_labels, predictions, labels=label_set, average="macro", zero_division=0
+                )
+            ),
             "num_train": float(len(records)),
         }
 

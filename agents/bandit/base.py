@@ -160,13 +160,16 @@ class BanditAgent(BaseAgent):
         else:
             dims = [self._dim_index(d, names, n_dims) for d in arm_dims]
         if not dims:
-            raise ValueError("no arm dimensions: arm_dims is empty, or the env's "
-                             "action_dim_keep marks every dimension as a delta")
+            raise ValueError(
+                "no arm dimensions: arm_dims is empty, or the env's "
+                "action_dim_keep marks every dimension as a delta"
+            )
         if len(set(dims)) != len(dims):
             raise ValueError(f"arm_dims must name distinct dimensions, got {arm_dims!r}")
         if fixed_action is None:
             fixed = [
-                int(keep[d]) if keep is not None and keep[d] is not None
+                int(keep[d])
+                if keep is not None and keep[d] is not None
                 else int(start[d] + (nvec[d] - 1) // 2)
                 for d in range(n_dims)
             ]
@@ -353,11 +356,13 @@ class BanditAgent(BaseAgent):
                     extra_locals={"arm": arm},
                 )
                 best = self.best_arm()
-                self._log_step_scalars({
-                    "bandit/arm": arm,
-                    "bandit/best_arm": best,
-                    "bandit/best_mean_reward": float(self.means[best]),
-                })
+                self._log_step_scalars(
+                    {
+                        "bandit/arm": arm,
+                        "bandit/best_arm": best,
+                        "bandit/best_mean_reward": float(self.means[best]),
+                    }
+                )
                 if terminated or truncated:
                     self._reset_env()
                 else:

@@ -60,4 +60,3 @@ class UCBAgent(BanditAgent):
 
     def _hyperparameters(self) -> dict[str, Any]:
         return {"c": self.c, "reward_range": self.reward_range}
-

@@ -103,8 +103,9 @@ def info_scalars(
     for prefix, key in (spec.get("mappings") or {}).items():
         values = info.get(key)
         if isinstance(values, Mapping):
-            out.update({prefix + str(k): x for k, v in values.items()
-                        if (x := _as_float(v)) is not None})
+            out.update(
+                {prefix + str(k): x for k, v in values.items() if (x := _as_float(v)) is not None}
+            )
     r = _as_float(reward)
     if r is not None and spec.get("reward"):
         out[spec["reward"]] = r
@@ -120,7 +121,9 @@ def _cell(value: Any, max_chars: int) -> str:
 
 
 def examples_markdown(
-    info: Mapping[str, Any] | None, step: int | None, spec: InfoLogSpec | None,
+    info: Mapping[str, Any] | None,
+    step: int | None,
+    spec: InfoLogSpec | None,
     max_chars: int = 300,
 ) -> str | None:
     """Render the records ``spec["text"]`` names as a markdown table under a one-line header
@@ -248,8 +251,9 @@ class InfoTensorboardCallback(BaseCallback):
         def record(tag: str, value: float) -> None:
             self.logger.record_mean(tag, value, exclude="tensorboard")
 
-        self.tb = InfoTBWriter(writer, info_log_spec(self.training_env),
-                               text_every=self.text_every, record=record)
+        self.tb = InfoTBWriter(
+            writer, info_log_spec(self.training_env), text_every=self.text_every, record=record
+        )
 
     def _on_step(self) -> bool:
         assert self.tb is not None, "on_training_start was not called"

@@ -216,9 +216,11 @@ def _check_action_masks(algo: str, env: gym.Env | VecEnv) -> None:
         except AttributeError:
             found = False
     if not found:
-        raise ValueError(f"{algo.upper()} needs an env with an action_masks() method "
-                         f"(sb3-contrib's convention; DataGenEnv has one in "
-                         f"action_mode='discrete')")
+        raise ValueError(
+            f"{algo.upper()} needs an env with an action_masks() method "
+            f"(sb3-contrib's convention; DataGenEnv has one in "
+            f"action_mode='discrete')"
+        )
 
 
 class SB3Agent(BaseAgent):
@@ -374,11 +376,16 @@ class SB3Agent(BaseAgent):
         extra: dict[str, Any] = {}
         if action_masks is not None:
             if not self.spec.masked:
-                raise ValueError(f"action_masks is only read by masked algorithms "
-                                 f"(maskable_ppo), not {self.algo}")
+                raise ValueError(
+                    f"action_masks is only read by masked algorithms "
+                    f"(maskable_ppo), not {self.algo}"
+                )
             extra["action_masks"] = np.asarray(action_masks, dtype=bool)
         action, state = self.model.predict(
-            observation, state=state, episode_start=episode_start, deterministic=deterministic,
+            observation,
+            state=state,
+            episode_start=episode_start,
+            deterministic=deterministic,
             **extra,
         )
         if self.flatten:
@@ -467,16 +474,26 @@ class SB3Agent(BaseAgent):
         """
         path = checkpoint_dir(path, existing=True)
         meta_path = path / META_FILE
-        meta = read_json_object(meta_path, {
-            "agent": str, "algo": str, "observation_space": dict, "action_space": dict,
-            "algo_kwargs": dict})
+        meta = read_json_object(
+            meta_path,
+            {
+                "agent": str,
+                "algo": str,
+                "observation_space": dict,
+                "action_space": dict,
+                "algo_kwargs": dict,
+            },
+        )
         if meta["agent"] != cls.agent_name:
-            raise CheckpointError(f"{meta_path} holds a {meta['agent']!r} agent, not "
-                                  f"{cls.agent_name!r}")
+            raise CheckpointError(
+                f"{meta_path} holds a {meta['agent']!r} agent, not {cls.agent_name!r}"
+            )
         if meta.get("format_version") not in READABLE_VERSIONS:
-            raise CheckpointError(f"{meta_path} has format_version "
-                                  f"{meta.get('format_version')!r}; this version reads "
-                                  f"{list(READABLE_VERSIONS)}")
+            raise CheckpointError(
+                f"{meta_path} has format_version "
+                f"{meta.get('format_version')!r}; this version reads "
+                f"{list(READABLE_VERSIONS)}"
+            )
         try:
             algo = resolve_algo(meta["algo"])
             obs_space = space_from_dict(meta["observation_space"])
@@ -488,16 +505,22 @@ class SB3Agent(BaseAgent):
         text_every = kwargs.pop("text_every", meta.get("text_every", 10))
         policy = kwargs.pop("policy", None) or meta.get("policy")
         if kwargs.pop("custom_objects", None) is not None:
-            raise TypeError("custom_objects is not supported: SB3Agent.load never unpickles; "
-                            "pass constructor arguments instead")
+            raise TypeError(
+                "custom_objects is not supported: SB3Agent.load never unpickles; "
+                "pass constructor arguments instead"
+            )
         if policy is None:
-            raise ValueError(f"{meta_path}: the model used a custom policy class; pass it as "
-                             f"SB3Agent.load(..., policy=YourPolicy)")
+            raise ValueError(
+                f"{meta_path}: the model used a custom policy class; pass it as "
+                f"SB3Agent.load(..., policy=YourPolicy)"
+            )
         algo_kwargs = {k: _decode_kwarg(meta_path, k, v) for k, v in meta["algo_kwargs"].items()}
         missing = [k for k in meta.get("unstored_kwargs", []) if k not in kwargs]
         if missing:
-            raise ValueError(f"{meta_path}: the arguments {missing} could not be stored as JSON; "
-                             f"pass them to SB3Agent.load(...)")
+            raise ValueError(
+                f"{meta_path}: the arguments {missing} could not be stored as JSON; "
+                f"pass them to SB3Agent.load(...)"
+            )
         algo_kwargs.update(kwargs)
         seed = meta.get("seed")
         agent = cls(
@@ -559,8 +582,10 @@ class SB3Agent(BaseAgent):
                     recursive_setattr(model, f"{name}.data", value.data.to(model.device))
         except (RuntimeError, ValueError, KeyError, AttributeError) as exc:
             detail = " ".join(str(exc).split())[:300]
-            raise CheckpointError(f"{zip_path}: its tensors do not fit a {self.algo} model built "
-                                  f"from agent.json ({detail})") from None
+            raise CheckpointError(
+                f"{zip_path}: its tensors do not fit a {self.algo} model built "
+                f"from agent.json ({detail})"
+            ) from None
         if hasattr(model, "weights") and hasattr(model.policy, "load_from_vector"):
             # ARS keeps a flat copy of the policy weights that it updates; recompute it from
             # the loaded policy (SB3's own loader leaves it at the fresh initialisation).
@@ -601,8 +626,11 @@ def read_sb3_zip(
             counters = {}
             for key, types in ZIP_COUNTERS.items():
                 value = data.get(key)
-                if isinstance(value, types) and not isinstance(value, bool) and (
-                        not isinstance(value, float) or math.isfinite(value)):
+                if (
+                    isinstance(value, types)
+                    and not isinstance(value, bool)
+                    and (not isinstance(value, float) or math.isfinite(value))
+                ):
                     counters[key] = value
             params: dict[str, Any] = {}
             variables: dict[str, Any] | None = None
@@ -628,8 +656,10 @@ def _weights_only_load(zip_path: Path, name: str, raw: bytes) -> Any:
             return torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except Exception as exc:  # UnpicklingError, RuntimeError ...: all mean "not plain tensors"
         first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-        raise CheckpointError(f"{zip_path}: member {name!r} is not a plain tensor file; refused "
-                              f"to load it ({first.strip()[:200]})") from None
+        raise CheckpointError(
+            f"{zip_path}: member {name!r} is not a plain tensor file; refused "
+            f"to load it ({first.strip()[:200]})"
+        ) from None
 
 
 # ---------------------------------------------------------------------------- kwargs <-> JSON
@@ -659,17 +689,23 @@ def _decode_kwarg(meta_path: Path, key: str, value: Any) -> Any:
     if isinstance(value, dict) and ":action_noise:" in value:
         noise_cls = _NOISES.get(value[":action_noise:"])
         if noise_cls is None:
-            raise CheckpointError(f"{meta_path}: algo_kwargs.{key} names an unknown action "
-                                  f"noise {value[':action_noise:']!r}")
+            raise CheckpointError(
+                f"{meta_path}: algo_kwargs.{key} names an unknown action "
+                f"noise {value[':action_noise:']!r}"
+            )
         try:
-            args = {k: np.asarray(v, dtype=np.float64) if k in ("mean", "sigma") else v
-                    for k, v in value.items() if k != ":action_noise:"}
+            args = {
+                k: np.asarray(v, dtype=np.float64) if k in ("mean", "sigma") else v
+                for k, v in value.items()
+                if k != ":action_noise:"
+            }
             if args.get("initial_noise") is not None:
                 args["initial_noise"] = np.asarray(args["initial_noise"], dtype=np.float64)
             return noise_cls(**args)
         except (TypeError, ValueError) as exc:
-            raise CheckpointError(f"{meta_path}: algo_kwargs.{key} is not a valid action noise "
-                                  f"({exc})") from None
+            raise CheckpointError(
+                f"{meta_path}: algo_kwargs.{key} is not a valid action noise ({exc})"
+            ) from None
     return value
 
 

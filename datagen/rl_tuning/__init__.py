@@ -28,7 +28,20 @@ from datagen.rl_tuning.user_target import (
     resolve_config_paths,
 )
 
-__all__ = ["HISTORY_KEYS", "RESUME_SAFE_FIELDS", "CheckpointError", "RLTuner", "TargetFileError",
-           "TargetModelError", "as_config", "build_target", "check_algorithm", "checkpoint_path",
-           "load_target_file", "load_validation_data", "read_state", "resolve_config_paths",
-           "resume_config"]
+__all__ = [
+    "HISTORY_KEYS",
+    "RESUME_SAFE_FIELDS",
+    "CheckpointError",
+    "RLTuner",
+    "TargetFileError",
+    "TargetModelError",
+    "as_config",
+    "build_target",
+    "check_algorithm",
+    "checkpoint_path",
+    "load_target_file",
+    "load_validation_data",
+    "read_state",
+    "resolve_config_paths",
+    "resume_config",
+]

@@ -64,21 +64,46 @@ FORMAT_VERSION = 1
 SETTING_DECIMALS = 6
 #: Config fields a resumed run may change: where and how the teacher is reached, not what it
 #: generates. Everything else (seed, templates, target, sizes, ...) would change the results.
-RESUME_SAFE_FIELDS = frozenset({
-    ("sampling", "base_url"), ("sampling", "model"), ("sampling", "api_key_env"),
-    ("sampling", "max_concurrency"), ("sampling", "timeout_s"), ("sampling", "max_retries"),
-    ("sampling", "num_threads"), ("rl_tuning", "enable_rl_tuning"),
-})
+RESUME_SAFE_FIELDS = frozenset(
+    {
+        ("sampling", "base_url"),
+        ("sampling", "model"),
+        ("sampling", "api_key_env"),
+        ("sampling", "max_concurrency"),
+        ("sampling", "timeout_s"),
+        ("sampling", "max_retries"),
+        ("sampling", "num_threads"),
+        ("rl_tuning", "enable_rl_tuning"),
+    }
+)
 _BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
 #: Episodes a learning agent gets by default (random search gets one episode).
 DEFAULT_LEARNING_EPISODES = 20
 RANDOM_SEARCH_NAMES = ("random", "random_search")
 #: Keys of every history entry.
 HISTORY_KEYS = (
-    "iteration", "episode", "episode_step", "temperature", "top_p", "template", "template_index",
-    "focus", "method", "metric", "metrics", "skill_metrics", "test_metric", "reward",
-    "best_metric", "baseline_metric", "kept_fraction",
-    "correctness", "num_kept", "dataset_size", "all_filtered", "time_generation_s",
+    "iteration",
+    "episode",
+    "episode_step",
+    "temperature",
+    "top_p",
+    "template",
+    "template_index",
+    "focus",
+    "method",
+    "metric",
+    "metrics",
+    "skill_metrics",
+    "test_metric",
+    "reward",
+    "best_metric",
+    "baseline_metric",
+    "kept_fraction",
+    "correctness",
+    "num_kept",
+    "dataset_size",
+    "all_filtered",
+    "time_generation_s",
     "time_target_s",
 )
 
@@ -97,8 +122,9 @@ def as_config(config: Config | dict | str | os.PathLike | None) -> Config:
         return Config.from_dict(config)
     if isinstance(config, (str, os.PathLike)):
         return Config.load(config)
-    raise ConfigError(f"config must be a Config, a dict or a YAML path, got "
-                      f"{type(config).__name__}")
+    raise ConfigError(
+        f"config must be a Config, a dict or a YAML path, got {type(config).__name__}"
+    )
 
 
 def _normalize_name(name: str) -> str:
@@ -108,6 +134,7 @@ def _normalize_name(name: str) -> str:
 def _jsonable(value: Any) -> Any:
     """Plain JSON types; NaN / inf become ``None`` (strict JSON has no spelling for them)."""
     from datagen_gym.atomic_io import to_jsonable
+
     return to_jsonable(value)
 
 
@@ -170,8 +197,10 @@ def checkpoint_path(path: PathLike) -> Path:
     path = Path(path)
     if (path / TUNER_FILE).is_file():
         return path
-    backups = sorted((p for p in path.parent.glob(f".{path.name}.old-*")
-                      if (p / TUNER_FILE).is_file()), key=lambda p: p.stat().st_mtime)
+    backups = sorted(
+        (p for p in path.parent.glob(f".{path.name}.old-*") if (p / TUNER_FILE).is_file()),
+        key=lambda p: p.stat().st_mtime,
+    )
     if backups and not path.exists():
         return backups[-1]
     raise FileNotFoundError(f"no RLTuner checkpoint at {path} (expected {path / TUNER_FILE})")
@@ -179,15 +208,29 @@ def checkpoint_path(path: PathLike) -> Path:
 
 #: tuner.json's keys and JSON types (the structure :meth:`RLTuner.load` relies on).
 _STATE_KEYS: dict[str, Any] = {
-    "format_version": int, "config": dict, "algorithm": str, "agent": dict, "history": list,
-    "best": (dict, type(None)), "baseline_metric": (int, float, type(None)),
-    "generator": dict, "counters": dict, "env": dict,
+    "format_version": int,
+    "config": dict,
+    "algorithm": str,
+    "agent": dict,
+    "history": list,
+    "best": (dict, type(None)),
+    "baseline_metric": (int, float, type(None)),
+    "generator": dict,
+    "counters": dict,
+    "env": dict,
 }
 _GENERATOR_KEYS = {"temperature": (int, float), "top_p": (int, float), "template": str}
 _COUNTER_KEYS = {"steps_done": int, "total_planned": int, "learn_calls": int}
-_ENV_KEYS = {"episode": int, "episode_step": int, "episode_done": bool, "reset_done": bool,
-             "episode_seed": (int, type(None)), "episode_rng_state": (dict, type(None)),
-             "rng_state": dict, "actions": list}
+_ENV_KEYS = {
+    "episode": int,
+    "episode_step": int,
+    "episode_done": bool,
+    "reset_done": bool,
+    "episode_seed": (int, type(None)),
+    "episode_rng_state": (dict, type(None)),
+    "rng_state": dict,
+    "actions": list,
+}
 
 
 def read_state(path: PathLike) -> dict[str, Any]:
@@ -202,19 +245,25 @@ def read_state(path: PathLike) -> dict[str, Any]:
     file = Path(path) / TUNER_FILE
     state = read_json_object(file, {"format_version": (int, float, str, type(None))})
     if state["format_version"] != FORMAT_VERSION:
-        raise CheckpointError(f"{file} has format_version {state['format_version']!r}; this "
-                              f"version of datagen-gym reads {FORMAT_VERSION}")
+        raise CheckpointError(
+            f"{file} has format_version {state['format_version']!r}; this "
+            f"version of datagen-gym reads {FORMAT_VERSION}"
+        )
     read_json_object(file, _STATE_KEYS)  # key presence and types, one message per problem
-    for key, spec in (("generator", _GENERATOR_KEYS), ("counters", _COUNTER_KEYS),
-                      ("env", _ENV_KEYS)):
+    for key, spec in (
+        ("generator", _GENERATOR_KEYS),
+        ("counters", _COUNTER_KEYS),
+        ("env", _ENV_KEYS),
+    ):
         _check_section(file, key, state[key], spec)
     if not all(isinstance(h, dict) for h in state["history"]):
         raise CheckpointError(f"{file}: 'history' must be a list of objects")
     counters = state["counters"]
-    if not 0 <= counters["steps_done"] == len(state["history"]) or \
-            counters["total_planned"] < 0:
-        raise CheckpointError(f"{file}: counters.steps_done={counters['steps_done']} does not "
-                              f"match the {len(state['history'])} history entries")
+    if not 0 <= counters["steps_done"] == len(state["history"]) or counters["total_planned"] < 0:
+        raise CheckpointError(
+            f"{file}: counters.steps_done={counters['steps_done']} does not "
+            f"match the {len(state['history'])} history entries"
+        )
     try:
         state["config"] = Config.from_dict(state["config"]).to_dict()
     except ConfigError as exc:
@@ -222,19 +271,20 @@ def read_state(path: PathLike) -> dict[str, Any]:
     return state
 
 
-def _check_section(file: Path, name: str, value: dict[str, Any],
-                   spec: dict[str, Any]) -> None:
+def _check_section(file: Path, name: str, value: dict[str, Any], spec: dict[str, Any]) -> None:
     for key, types in spec.items():
         if key not in value:
             raise CheckpointError(f"{file}: {name!r} lacks the key {key!r}")
         item = value[key]
         if not isinstance(item, types) or (isinstance(item, bool) and types is not bool):
-            raise CheckpointError(f"{file}: {name}.{key} has the wrong type "
-                                  f"({type(item).__name__})")
+            raise CheckpointError(
+                f"{file}: {name}.{key} has the wrong type ({type(item).__name__})"
+            )
 
 
-def resume_config(saved: Config, changes: dict[str, dict[str, Any]] | None
-                  ) -> tuple[Config, list[str]]:
+def resume_config(
+    saved: Config, changes: dict[str, dict[str, Any]] | None
+) -> tuple[Config, list[str]]:
     """``saved`` with ``changes`` (``{"sampling": {"base_url": ...}}``) applied for a resume.
 
     Returns the new config and what changed, as ``"sampling.base_url=new (was old)"``. Fields
@@ -247,12 +297,15 @@ def resume_config(saved: Config, changes: dict[str, dict[str, Any]] | None
     refused, applied = [], []
     for section, values in changes.items():
         if section not in current:
-            raise ConfigError(f"unknown config section {section!r}; valid sections: "
-                              f"{sorted(current)}")
+            raise ConfigError(
+                f"unknown config section {section!r}; valid sections: {sorted(current)}"
+            )
         for key, value in values.items():
             if key not in current[section]:
-                raise ConfigError(f"unknown key '{section}.{key}' in section '{section}'; "
-                                  f"valid keys: {sorted(current[section])}")
+                raise ConfigError(
+                    f"unknown key '{section}.{key}' in section '{section}'; "
+                    f"valid keys: {sorted(current[section])}"
+                )
             old = current[section][key]
             if value == old:
                 continue
@@ -262,27 +315,36 @@ def resume_config(saved: Config, changes: dict[str, dict[str, Any]] | None
                 refused.append(f"{section}.{key} ({old!r} -> {value!r})")
     if refused:
         safe = ", ".join(sorted(f"{s}.{k}" for s, k in RESUME_SAFE_FIELDS))
-        raise ValueError(f"a resumed run cannot change {', '.join(refused)}: that would change "
-                         f"its results; start a new run (another --output) instead. A resume "
-                         f"may change the run length and {safe}")
+        raise ValueError(
+            f"a resumed run cannot change {', '.join(refused)}: that would change "
+            f"its results; start a new run (another --output) instead. A resume "
+            f"may change the run length and {safe}"
+        )
     if not applied:
         return saved, []
     try:
-        new = saved.replace(**{s: {k: v for s2, k, v, _ in applied if s2 == s}
-                               for s in {a[0] for a in applied}})
+        new = saved.replace(
+            **{s: {k: v for s2, k, v, _ in applied if s2 == s} for s in {a[0] for a in applied}}
+        )
     except (TypeError, OverflowError) as exc:  # e.g. an int too large for a float field
         names = ", ".join(f"{s}.{k}" for s, k, _, _ in applied)
         raise ConfigError(f"{names}: not a valid value ({exc})") from None
     return new, [f"{s}.{k}={v!r} (was {old!r})" for s, k, v, old in applied]
 
 
-def generate_with_settings(config: Config, n: int, temperature: float, top_p: float,
-                           template: str | int, seed: int = 0,
-                           focus: str | None = None,
-                           sampler: Sampler | None = None,
-                           seed_tasks: Sequence[dict[str, Any]] | None = None,
-                           max_rounds: int = 50,
-                           on_batch: Callable[[Results], None] | None = None) -> Results:
+def generate_with_settings(
+    config: Config,
+    n: int,
+    temperature: float,
+    top_p: float,
+    template: str | int,
+    seed: int = 0,
+    focus: str | None = None,
+    sampler: Sampler | None = None,
+    seed_tasks: Sequence[dict[str, Any]] | None = None,
+    max_rounds: int = 50,
+    on_batch: Callable[[Results], None] | None = None,
+) -> Results:
     """``n`` records from a fresh :class:`Generator` (human seed pool only) with fixed settings.
 
     Generation repeats until ``n`` records pass the filters, ``max_rounds`` rounds ran, or 3
@@ -305,8 +367,9 @@ def generate_with_settings(config: Config, n: int, temperature: float, top_p: fl
         rounds += 1
         empty = empty + 1 if len(batch) == 0 else 0
         # No env step produced these records: drop the generator's "step": null.
-        batch.data = [{k: v for k, v in r.items() if k != "step"}
-                      for r in batch.data[: n - len(results)]]
+        batch.data = [
+            {k: v for k, v in r.items() if k != "step"} for r in batch.data[: n - len(results)]
+        ]
         results.extend(batch)
         if on_batch is not None:
             on_batch(batch)
@@ -332,21 +395,20 @@ class EpisodeRecorder(gym.Wrapper):
 
     def __init__(self, env: DataGenEnv) -> None:
         super().__init__(env)
-        self.episode = 0            # episodes started (1-based index of the current one)
-        self.episode_step = 0       # steps taken in the current episode
-        self.episode_done = False   # the current episode ended (the next call is a reset)
-        self.reset_done = False     # an episode has been started at all
+        self.episode = 0  # episodes started (1-based index of the current one)
+        self.episode_step = 0  # steps taken in the current episode
+        self.episode_done = False  # the current episode ended (the next call is a reset)
+        self.reset_done = False  # an episode has been started at all
         self.episode_seed: int | None = None
         self.episode_rng_state: dict[str, Any] | None = None
         self.actions: list[Any] = []
         # (episode, episode_step, reward, info, records generated by the step)
         self.pending: list[tuple[int, int, float, dict[str, Any], list[dict[str, Any]]]] = []
-        self.steps_taken = 0        # non-replayed steps in this process
+        self.steps_taken = 0  # non-replayed steps in this process
         self.stop_at: int | None = None  # refuse to step once steps_taken reaches it
         self._replay: list[Any] | None = None
 
-    def reset(self, *, seed: int | None = None, options: dict | None = None
-              ) -> tuple[Any, dict]:
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[Any, dict]:
         inner = self.env.unwrapped
         self.episode_rng_state = None if seed is not None else _rng_state(inner.np_random)
         obs, info = self.env.reset(seed=seed, options=options)
@@ -377,17 +439,22 @@ class EpisodeRecorder(gym.Wrapper):
         self.episode_done = bool(terminated or truncated)
         if not replaying:
             # The env keeps the episode's records; the new ones are this step's batch.
-            self.pending.append((self.episode, self.episode_step, float(reward), info,
-                                 inner.dataset[kept_before:]))
+            self.pending.append(
+                (self.episode, self.episode_step, float(reward), info, inner.dataset[kept_before:])
+            )
         return obs, reward, terminated, truncated, info
 
     def state_dict(self) -> dict[str, Any]:
         """The JSON-able position of the env (see :meth:`RLTuner.save`)."""
         return {
-            "episode": self.episode, "episode_step": self.episode_step,
-            "episode_done": self.episode_done, "reset_done": self.reset_done,
-            "episode_seed": self.episode_seed, "episode_rng_state": self.episode_rng_state,
-            "rng_state": _rng_state(self.env.unwrapped.np_random), "actions": list(self.actions),
+            "episode": self.episode,
+            "episode_step": self.episode_step,
+            "episode_done": self.episode_done,
+            "reset_done": self.reset_done,
+            "episode_seed": self.episode_seed,
+            "episode_rng_state": self.episode_rng_state,
+            "rng_state": _rng_state(self.env.unwrapped.np_random),
+            "actions": list(self.actions),
         }
 
 
@@ -421,17 +488,25 @@ class RLTuner:
         tuner.save("checkpoint"); RLTuner.load("checkpoint", my_target)
     """
 
-    def __init__(self, config: Config | dict | str | os.PathLike | None = None,
-                 target_model: TargetModel | None = None,
-                 validation_dataset: Sequence[dict[str, Any]] | None = None,
-                 generator: Generator | None = None, rl_agent: Any = None,
-                 agent_kwargs: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        config: Config | dict | str | os.PathLike | None = None,
+        target_model: TargetModel | None = None,
+        validation_dataset: Sequence[dict[str, Any]] | None = None,
+        generator: Generator | None = None,
+        rl_agent: Any = None,
+        agent_kwargs: dict[str, Any] | None = None,
+    ) -> None:
         self.config = as_config(config)
         rl = self.config.rl_tuning
         self.target_model = target_model
         self.validation_dataset = list(validation_dataset) if validation_dataset else None
-        self.env = DataGenEnv(target_model=target_model, validation_dataset=validation_dataset,
-                              config=self.config, generator=generator)
+        self.env = DataGenEnv(
+            target_model=target_model,
+            validation_dataset=validation_dataset,
+            config=self.config,
+            generator=generator,
+        )
         self.recorder = EpisodeRecorder(self.env)
         self.history: list[dict[str, Any]] = []
         self._best: dict[str, Any] | None = None
@@ -473,9 +548,11 @@ class RLTuner:
                     raise
                 mode = self.config.rl_tuning.action_mode
                 other = "continuous" if mode == "discrete" else "discrete"
-                raise ValueError(f"the {name} agent does not support rl_tuning.action_mode="
-                                 f"{mode!r}: set action_mode: {other} in the config's "
-                                 f"rl_tuning section, or choose another algorithm") from exc
+                raise ValueError(
+                    f"the {name} agent does not support rl_tuning.action_mode="
+                    f"{mode!r}: set action_mode: {other} in the config's "
+                    f"rl_tuning section, or choose another algorithm"
+                ) from exc
         if isinstance(rl_agent, SB3Agent):
             rl_agent.set_env(self.recorder)
             self.algorithm = rl_agent.algo
@@ -484,8 +561,10 @@ class RLTuner:
             rl_agent.set_env(self.recorder)
             self.algorithm = rl_agent.agent_name
             return rl_agent
-        raise TypeError(f"rl_agent must be None, an agent name or an agents.BaseAgent, got "
-                        f"{type(rl_agent).__name__}")
+        raise TypeError(
+            f"rl_agent must be None, an agent name or an agents.BaseAgent, got "
+            f"{type(rl_agent).__name__}"
+        )
 
     @property
     def is_random_search(self) -> bool:
@@ -502,13 +581,28 @@ class RLTuner:
         Before any step: the configured start settings with ``metric`` None.
         """
         if self._best is None:
-            return {"temperature": round_setting(self.env.start_params["temperature"]),
-                    "top_p": round_setting(self.env.start_params["top_p"]),
-                    "template": self.env.start_template.name, "focus": None, "metric": None,
-                    "test_metric": None, "iteration": None}
+            return {
+                "temperature": round_setting(self.env.start_params["temperature"]),
+                "top_p": round_setting(self.env.start_params["top_p"]),
+                "template": self.env.start_template.name,
+                "focus": None,
+                "metric": None,
+                "test_metric": None,
+                "iteration": None,
+            }
         # .get: checkpoints written before skills existed have no focus / test metric.
-        return {k: self._best.get(k) for k in ("temperature", "top_p", "template", "focus",
-                                               "metric", "test_metric", "iteration")}
+        return {
+            k: self._best.get(k)
+            for k in (
+                "temperature",
+                "top_p",
+                "template",
+                "focus",
+                "metric",
+                "test_metric",
+                "iteration",
+            )
+        }
 
     @property
     def best(self) -> dict[str, Any] | None:
@@ -547,8 +641,11 @@ class RLTuner:
 
     # ------------------------------------------------------------------ training
     def _apply_sizes(self, num_iterations: int | None, batch_size: int | None) -> None:
-        changes = {k: v for k, v in (("num_iterations", num_iterations),
-                                     ("batch_size", batch_size)) if v is not None}
+        changes = {
+            k: v
+            for k, v in (("num_iterations", num_iterations), ("batch_size", batch_size))
+            if v is not None
+        }
         if not changes:
             return
         self.config = self.config.replace(rl_tuning=changes)
@@ -556,10 +653,16 @@ class RLTuner:
         self.env.num_iterations = self.config.rl_tuning.num_iterations
         self.env.batch_size = self.config.rl_tuning.batch_size
 
-    def train(self, num_iterations: int | None = None, batch_size: int | None = None,
-              total_timesteps: int | None = None, tensorboard_log: PathLike | None = None,
-              checkpoint_dir: PathLike | None = None, checkpoint_every: int | None = None,
-              progress: bool = True) -> list[dict[str, Any]]:
+    def train(
+        self,
+        num_iterations: int | None = None,
+        batch_size: int | None = None,
+        total_timesteps: int | None = None,
+        tensorboard_log: PathLike | None = None,
+        checkpoint_dir: PathLike | None = None,
+        checkpoint_every: int | None = None,
+        progress: bool = True,
+    ) -> list[dict[str, Any]]:
         """Run the RL loop; returns the whole history (one dict per env step, see
         :data:`HISTORY_KEYS`).
 
@@ -582,15 +685,18 @@ class RLTuner:
         self._apply_sizes(num_iterations, batch_size)
         # Before the first step: a bad path must not surface at the first checkpoint.
         from datagen_gym.atomic_io import ensure_writable_dir
-        for name, where in (("checkpoint_dir", None if checkpoint_dir is None
-                             else Path(checkpoint_dir).parent),
-                            ("tensorboard_log", tensorboard_log)):
+
+        for name, where in (
+            ("checkpoint_dir", None if checkpoint_dir is None else Path(checkpoint_dir).parent),
+            ("tensorboard_log", tensorboard_log),
+        ):
             if where is not None:
                 try:
                     ensure_writable_dir(where)
                 except OSError as exc:
-                    raise ValueError(f"{name}: {where} is not a writable directory "
-                                     f"({exc.strerror or exc})") from exc
+                    raise ValueError(
+                        f"{name}: {where} is not a writable directory ({exc.strerror or exc})"
+                    ) from exc
         if checkpoint_dir is not None and Path(checkpoint_dir).is_file():
             raise ValueError(f"checkpoint_dir: {checkpoint_dir} exists and is not a directory")
         if total_timesteps is None and self._planned > self._steps_done:
@@ -605,17 +711,28 @@ class RLTuner:
             self._set_tensorboard(tensorboard_log)
 
         from tqdm import tqdm
-        self._pbar = tqdm(total=self._planned, initial=self._steps_done, unit="step",
-                          desc=f"rl-tune [{self.algorithm}]", disable=not progress,
-                          dynamic_ncols=True)
+
+        self._pbar = tqdm(
+            total=self._planned,
+            initial=self._steps_done,
+            unit="step",
+            desc=f"rl-tune [{self.algorithm}]",
+            disable=not progress,
+            dynamic_ncols=True,
+        )
         self._update_pbar()
         first = self._learn_calls == 0
         self._learn_calls += 1  # before learn: a checkpoint written during it must count it
         self.recorder.stop_at = self.recorder.steps_taken + remaining
         try:
             try:
-                self.agent.learn(remaining, callback=self._on_step, tb_log_name=self.algorithm,
-                                 progress_bar=False, reset_num_timesteps=first)
+                self.agent.learn(
+                    remaining,
+                    callback=self._on_step,
+                    tb_log_name=self.algorithm,
+                    progress_bar=False,
+                    reset_num_timesteps=first,
+                )
             except _BudgetReached:
                 # Only agents that ignore the stop callback get here; the steps are all done.
                 if hasattr(self.agent, "end_learn"):
@@ -651,9 +768,12 @@ class RLTuner:
     def _on_step(self, locals_: dict[str, Any], globals_: dict[str, Any]) -> bool:
         """The agent callback: record the step(s), checkpoint, stop at the step budget."""
         self._drain()
-        if (self._checkpoint_dir is not None and self._checkpoint_every is not None
-                and self._steps_done - self._last_checkpoint_step >= self._checkpoint_every
-                and self._steps_done < self._planned):
+        if (
+            self._checkpoint_dir is not None
+            and self._checkpoint_every is not None
+            and self._steps_done - self._last_checkpoint_step >= self._checkpoint_every
+            and self._steps_done < self._planned
+        ):
             self.save(self._checkpoint_dir)
             self._last_checkpoint_step = self._steps_done
         return self._steps_done < self._planned
@@ -664,40 +784,62 @@ class RLTuner:
             self._steps_done += 1
             self._record(episode, episode_step, reward, info)
             self._unsaved_records.extend(
-                {**r, "step": self._steps_done, "episode": episode} for r in records)
+                {**r, "step": self._steps_done, "episode": episode} for r in records
+            )
         self.recorder.pending.clear()
 
-    def _record(self, episode: int, episode_step: int, reward: float,
-                info: dict[str, Any]) -> None:
+    def _record(self, episode: int, episode_step: int, reward: float, info: dict[str, Any]) -> None:
         if self._baseline is None:
             self._baseline = _float(info.get("baseline_metric"))
         metric = _float(info.get("metric"))
-        entry = _jsonable({
-            "iteration": self._steps_done, "episode": episode, "episode_step": episode_step,
-            "temperature": round_setting(info.get("temperature")),
-            "top_p": round_setting(info.get("top_p")),
-            "template": info.get("template"), "template_index": info.get("template_index"),
-            "focus": info.get("focus"), "method": info.get("method"), "metric": metric,
-            "metrics": info.get("metrics", {}), "skill_metrics": info.get("skill_metrics", {}),
-            "test_metric": _float(info.get("test_metric")),
-            "reward": reward, "best_metric": None,
-            "baseline_metric": info.get("baseline_metric"),
-            "kept_fraction": info.get("kept_fraction"), "correctness": info.get("correctness"),
-            "num_kept": info.get("num_kept"), "dataset_size": info.get("dataset_size"),
-            "all_filtered": bool(info.get("all_filtered", False)),
-            "time_generation_s": info.get("time_generation_s"),
-            "time_target_s": info.get("time_target_s"),
-        })
+        entry = _jsonable(
+            {
+                "iteration": self._steps_done,
+                "episode": episode,
+                "episode_step": episode_step,
+                "temperature": round_setting(info.get("temperature")),
+                "top_p": round_setting(info.get("top_p")),
+                "template": info.get("template"),
+                "template_index": info.get("template_index"),
+                "focus": info.get("focus"),
+                "method": info.get("method"),
+                "metric": metric,
+                "metrics": info.get("metrics", {}),
+                "skill_metrics": info.get("skill_metrics", {}),
+                "test_metric": _float(info.get("test_metric")),
+                "reward": reward,
+                "best_metric": None,
+                "baseline_metric": info.get("baseline_metric"),
+                "kept_fraction": info.get("kept_fraction"),
+                "correctness": info.get("correctness"),
+                "num_kept": info.get("num_kept"),
+                "dataset_size": info.get("dataset_size"),
+                "all_filtered": bool(info.get("all_filtered", False)),
+                "time_generation_s": info.get("time_generation_s"),
+                "time_target_s": info.get("time_target_s"),
+            }
+        )
         # An all-filtered step kept nothing, so its settings did not reach its metric.
-        if metric is not None and not entry["all_filtered"] and (
-                self._best is None or metric > self._best["metric"]):
+        if (
+            metric is not None
+            and not entry["all_filtered"]
+            and (self._best is None or metric > self._best["metric"])
+        ):
             self._best = entry
         entry["best_metric"] = None if self._best is None else self._best["metric"]
         self.history.append(entry)
-        logger.debug("step %d (episode %d.%d): %s=%.4f reward=%+.4f T=%.2f top_p=%.2f %s",
-                     entry["iteration"], episode, episode_step, self.env.reward_metric,
-                     metric if metric is not None else math.nan, reward,
-                     entry["temperature"], entry["top_p"], entry["template"])
+        logger.debug(
+            "step %d (episode %d.%d): %s=%.4f reward=%+.4f T=%.2f top_p=%.2f %s",
+            entry["iteration"],
+            episode,
+            episode_step,
+            self.env.reward_metric,
+            metric if metric is not None else math.nan,
+            reward,
+            entry["temperature"],
+            entry["top_p"],
+            entry["template"],
+        )
         if self._pbar is not None:
             self._pbar.update(1)
             self._update_pbar(entry)
@@ -713,12 +855,18 @@ class RLTuner:
             f"{self.env.reward_metric}={fmt(entry['metric'])} best={fmt(entry['best_metric'])} "
             f"T={entry['temperature']:.2f} top_p={entry['top_p']:.2f} {entry['template']}"
             + (f" focus={entry['focus']}" if entry.get("focus") else ""),
-            refresh=False)
+            refresh=False,
+        )
 
     # ------------------------------------------------------------------ generation
-    def generate_dataset(self, n: int, path: PathLike | None = None,
-                         seed: int | None = None, max_rounds: int = 50,
-                         on_batch: Callable[[Results], None] | None = None) -> Results:
+    def generate_dataset(
+        self,
+        n: int,
+        path: PathLike | None = None,
+        seed: int | None = None,
+        max_rounds: int = 50,
+        on_batch: Callable[[Results], None] | None = None,
+    ) -> Results:
         """Generate ``n`` records with the best settings found (the start settings before
         training), with a fresh generator (human seed pool only) seeded by ``seed`` (default
         ``config.rl_tuning.seed`` or 0). Generation repeats until ``n`` records pass the
@@ -729,15 +877,28 @@ class RLTuner:
         base = self.env.generator
         if seed is None:
             seed = self.config.rl_tuning.seed if self.config.rl_tuning.seed is not None else 0
-        sampler = Sampler(base.sampler.backend, temperature=params["temperature"],
-                          top_p=params["top_p"], max_new_tokens=base.sampler.max_new_tokens)
-        results = generate_with_settings(self.config, n, temperature=params["temperature"],
-                                         top_p=params["top_p"], template=params["template"],
-                                         focus=params["focus"], seed=seed, sampler=sampler,
-                                         seed_tasks=base.pool.human,
-                                         max_rounds=max_rounds, on_batch=on_batch)
+        sampler = Sampler(
+            base.sampler.backend,
+            temperature=params["temperature"],
+            top_p=params["top_p"],
+            max_new_tokens=base.sampler.max_new_tokens,
+        )
+        results = generate_with_settings(
+            self.config,
+            n,
+            temperature=params["temperature"],
+            top_p=params["top_p"],
+            template=params["template"],
+            focus=params["focus"],
+            seed=seed,
+            sampler=sampler,
+            seed_tasks=base.pool.human,
+            max_rounds=max_rounds,
+            on_batch=on_batch,
+        )
         if path is not None:
             from datagen_gym.atomic_io import atomic_write_jsonl
+
             atomic_write_jsonl(path, results.data)
         return results
 
@@ -751,22 +912,32 @@ class RLTuner:
     def state_dict(self) -> dict[str, Any]:
         """Everything of ``tuner.json``: JSON types only."""
         params = self.env.generator.get_sampling_params()
-        return _jsonable({
-            "format_version": FORMAT_VERSION,
-            "config": self.config.to_dict(),
-            "algorithm": self.algorithm,
-            "agent": {"class": type(self.agent).__name__,
-                      "name": getattr(self.agent, "agent_name", None)},
-            "history": self.history,
-            "best": self._best,
-            "baseline_metric": self._baseline,
-            "generator": {"temperature": params["temperature"], "top_p": params["top_p"],
-                          "template": self.env.generator.template.name,
-                          "focus": self.env.generator.focus},
-            "counters": {"steps_done": self._steps_done, "total_planned": self._planned,
-                         "learn_calls": self._learn_calls},
-            "env": self.recorder.state_dict(),
-        })
+        return _jsonable(
+            {
+                "format_version": FORMAT_VERSION,
+                "config": self.config.to_dict(),
+                "algorithm": self.algorithm,
+                "agent": {
+                    "class": type(self.agent).__name__,
+                    "name": getattr(self.agent, "agent_name", None),
+                },
+                "history": self.history,
+                "best": self._best,
+                "baseline_metric": self._baseline,
+                "generator": {
+                    "temperature": params["temperature"],
+                    "top_p": params["top_p"],
+                    "template": self.env.generator.template.name,
+                    "focus": self.env.generator.focus,
+                },
+                "counters": {
+                    "steps_done": self._steps_done,
+                    "total_planned": self._planned,
+                    "learn_calls": self._learn_calls,
+                },
+                "env": self.recorder.state_dict(),
+            }
+        )
 
     def save(self, path: PathLike) -> Path:
         """Write the checkpoint directory ``path`` (``tuner.json`` + ``agent/``), atomically.
@@ -811,10 +982,14 @@ class RLTuner:
             shutil.rmtree(stale, ignore_errors=True)
 
     @classmethod
-    def load(cls, path: PathLike, target_model: TargetModel | None = None,
-             validation_dataset: Sequence[dict[str, Any]] | None = None,
-             generator: Generator | None = None,
-             config_changes: dict[str, dict[str, Any]] | None = None) -> RLTuner:
+    def load(
+        cls,
+        path: PathLike,
+        target_model: TargetModel | None = None,
+        validation_dataset: Sequence[dict[str, Any]] | None = None,
+        generator: Generator | None = None,
+        config_changes: dict[str, dict[str, Any]] | None = None,
+    ) -> RLTuner:
         """Rebuild a tuner from :meth:`save`: config, history, best, counters, agent, and the
         env's position (mid-episode checkpoints are replayed, see the module docstring).
 
@@ -840,8 +1015,10 @@ class RLTuner:
             raise
         except Exception as exc:  # noqa: BLE001 - whatever a tampered file triggers, say which
             detail = " ".join(str(exc).split())[:300] or type(exc).__name__
-            raise CheckpointError(f"{path / AGENT_DIR}: cannot load the agent checkpoint "
-                                  f"({type(exc).__name__}: {detail})") from exc
+            raise CheckpointError(
+                f"{path / AGENT_DIR}: cannot load the agent checkpoint "
+                f"({type(exc).__name__}: {detail})"
+            ) from exc
         tuner.algorithm = state["algorithm"]
         tuner.history = list(state["history"])
         tuner._best = state["best"]
@@ -854,8 +1031,9 @@ class RLTuner:
         tuner._restore_env(state["env"], state["generator"])
         return tuner
 
-    def _check_env_state(self, file: Path, env_state: dict[str, Any],
-                         gen_state: dict[str, Any]) -> None:
+    def _check_env_state(
+        self, file: Path, env_state: dict[str, Any], gen_state: dict[str, Any]
+    ) -> None:
         """Reject env positions the replay cannot use, before any env step runs."""
         space = self.recorder.action_space
         for i, action in enumerate(env_state["actions"]):
@@ -864,23 +1042,30 @@ class RLTuner:
             except (TypeError, ValueError):
                 ok = False
             if not ok:
-                raise CheckpointError(f"{file}: env.actions[{i}]={action!r} is not an action "
-                                      f"of this env ({space})")
+                raise CheckpointError(
+                    f"{file}: env.actions[{i}]={action!r} is not an action of this env ({space})"
+                )
         for key in ("rng_state", "episode_rng_state"):
             if env_state[key] is not None:
                 try:
                     _rng_from_state(env_state[key])
                 except (TypeError, ValueError, KeyError) as exc:
-                    raise CheckpointError(f"{file}: env.{key} is not a numpy RNG state "
-                                          f"({exc})") from None
+                    raise CheckpointError(
+                        f"{file}: env.{key} is not a numpy RNG state ({exc})"
+                    ) from None
         from datagen_gym.generators import prompts
+
         if gen_state["template"] not in prompts.TEMPLATE_NAMES:
-            raise CheckpointError(f"{file}: generator.template {gen_state['template']!r} is "
-                                  f"not a template of this version")
+            raise CheckpointError(
+                f"{file}: generator.template {gen_state['template']!r} is "
+                f"not a template of this version"
+            )
         focus = gen_state.get("focus")  # absent in checkpoints written before skills
         if focus is not None and focus not in self.env.generator.pool.skills():
-            raise CheckpointError(f"{file}: generator.focus {focus!r} is not a skill of the "
-                                  f"seed tasks {list(self.env.generator.pool.skills())}")
+            raise CheckpointError(
+                f"{file}: generator.focus {focus!r} is not a skill of the "
+                f"seed tasks {list(self.env.generator.pool.skills())}"
+            )
 
     def _restore_env(self, env_state: dict[str, Any], gen_state: dict[str, Any]) -> None:
         """Put the env (and the agent's view of it) where the checkpoint left it."""
@@ -888,19 +1073,23 @@ class RLTuner:
         if env_state["reset_done"] and not env_state["episode_done"]:
             if env_state["episode_rng_state"] is not None:
                 inner.np_random = _rng_from_state(env_state["episode_rng_state"])
-            obs, info, ep_return = self._replay(env_state["episode_seed"],
-                                                env_state["actions"])
+            obs, info, ep_return = self._replay(env_state["episode_seed"], env_state["actions"])
             self._install_obs(obs, info, ep_return, len(env_state["actions"]))
             now = inner.generator.get_sampling_params()
-            if (abs(now["temperature"] - gen_state["temperature"]) > 1e-9
-                    or abs(now["top_p"] - gen_state["top_p"]) > 1e-9
-                    or inner.generator.template.name != gen_state["template"]
-                    or inner.generator.focus != gen_state.get("focus")):
-                warnings.warn("replaying the interrupted episode did not reach the saved "
-                              "generator settings (is the backend non-deterministic?); "
-                              "setting them directly", RuntimeWarning, stacklevel=3)
-                inner.generator.set_sampling_params(gen_state["temperature"],
-                                                    gen_state["top_p"])
+            if (
+                abs(now["temperature"] - gen_state["temperature"]) > 1e-9
+                or abs(now["top_p"] - gen_state["top_p"]) > 1e-9
+                or inner.generator.template.name != gen_state["template"]
+                or inner.generator.focus != gen_state.get("focus")
+            ):
+                warnings.warn(
+                    "replaying the interrupted episode did not reach the saved "
+                    "generator settings (is the backend non-deterministic?); "
+                    "setting them directly",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+                inner.generator.set_sampling_params(gen_state["temperature"], gen_state["top_p"])
                 inner.generator.select_template(gen_state["template"])
                 inner.generator.set_focus(gen_state.get("focus"))
         else:
@@ -909,11 +1098,21 @@ class RLTuner:
             inner.generator.set_sampling_params(gen_state["temperature"], gen_state["top_p"])
             inner.generator.select_template(gen_state["template"])
             inner.generator.set_focus(gen_state.get("focus"))
-            if not env_state["reset_done"] and self.config.rl_tuning.seed is not None \
-                    and hasattr(self.agent, "seed_next_reset"):
+            if (
+                not env_state["reset_done"]
+                and self.config.rl_tuning.seed is not None
+                and hasattr(self.agent, "seed_next_reset")
+            ):
                 self.agent.seed_next_reset(self.config.rl_tuning.seed)
-        for key in ("episode", "episode_step", "episode_done", "reset_done", "episode_seed",
-                    "episode_rng_state", "actions"):
+        for key in (
+            "episode",
+            "episode_step",
+            "episode_done",
+            "reset_done",
+            "episode_seed",
+            "episode_rng_state",
+            "actions",
+        ):
             setattr(rec, key, env_state[key])
         rec.pending.clear()
 
@@ -933,8 +1132,9 @@ class RLTuner:
             self.recorder.pending.clear()
         return obs, dict(info), ep_return
 
-    def _install_obs(self, obs: Any, info: dict[str, Any], ep_return: float,
-                     ep_length: int) -> None:
+    def _install_obs(
+        self, obs: Any, info: dict[str, Any], ep_return: float, ep_length: int
+    ) -> None:
         """Tell the agent it is mid-episode at ``obs`` (so its next learn does not reset)."""
         if hasattr(self.agent, "resume_episode"):
             self.agent.resume_episode(obs, info, ep_return, ep_length)
@@ -946,16 +1146,25 @@ class RLTuner:
         improvement = None
         if best["metric"] is not None and self._baseline is not None:
             improvement = best["metric"] - self._baseline
-        return _jsonable({
-            "algorithm": self.algorithm, "reward_metric": self.env.reward_metric,
-            "baseline_metric": self._baseline, "best_metric": best["metric"],
-            "improvement": improvement, "best_params": best,
-            "steps_done": self._steps_done, "total_planned": self._planned,
-            "complete": self._steps_done >= self._planned,
-            "episodes": len({h["episode"] for h in self.history}),
-            "num_iterations": self.num_iterations, "batch_size": self.batch_size,
-        })
+        return _jsonable(
+            {
+                "algorithm": self.algorithm,
+                "reward_metric": self.env.reward_metric,
+                "baseline_metric": self._baseline,
+                "best_metric": best["metric"],
+                "improvement": improvement,
+                "best_params": best,
+                "steps_done": self._steps_done,
+                "total_planned": self._planned,
+                "complete": self._steps_done >= self._planned,
+                "episodes": len({h["episode"] for h in self.history}),
+                "num_iterations": self.num_iterations,
+                "batch_size": self.batch_size,
+            }
+        )
 
     def __repr__(self) -> str:
-        return (f"RLTuner(algorithm={self.algorithm!r}, steps={self._steps_done}/"
-                f"{self._planned}, best={self.best_params})")
+        return (
+            f"RLTuner(algorithm={self.algorithm!r}, steps={self._steps_done}/"
+            f"{self._planned}, best={self.best_params})"
+        )

@@ -27,9 +27,13 @@ from datagen_gym.results import read_jsonl
 TargetModel = Callable[[list[dict[str, Any]]], dict[str, float]]
 
 #: Config fields holding file paths that are resolved relative to the config file's directory.
-PATH_FIELDS = (("rl_tuning", "target_model_path"), ("rl_tuning", "validation_data_path"),
-               ("generation", "seed_tasks_path"), ("sampling", "model_path"),
-               ("rl_tuning", "replay_cache"))
+PATH_FIELDS = (
+    ("rl_tuning", "target_model_path"),
+    ("rl_tuning", "validation_data_path"),
+    ("generation", "seed_tasks_path"),
+    ("sampling", "model_path"),
+    ("rl_tuning", "replay_cache"),
+)
 
 
 class TargetFileError(ValueError):
@@ -45,8 +49,9 @@ def resolve_config_paths(config: Config, base_dir: str | os.PathLike) -> Config:
             continue
         try:
             path = Path(value).expanduser()
-            data[section][key] = str(path if path.is_absolute()
-                                     else (Path(base_dir) / path).resolve())
+            data[section][key] = str(
+                path if path.is_absolute() else (Path(base_dir) / path).resolve()
+            )
         except (RuntimeError, ValueError, OSError) as exc:  # ~unknown_user, a NUL byte, ...
             raise ConfigError(f"{section}.{key}={value!r} is not a usable path ({exc})") from None
     return Config.from_dict(data)
@@ -56,13 +61,15 @@ def load_validation_data(path: str | os.PathLike) -> list[dict[str, Any]]:
     """Read validation records (JSONL); each needs ``instruction`` and ``output``."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"validation data file not found: {path} "
-                                f"(rl_tuning.validation_data_path)")
+        raise FileNotFoundError(
+            f"validation data file not found: {path} (rl_tuning.validation_data_path)"
+        )
     try:
         rows = read_jsonl(path)
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"validation data file {path} is not UTF-8 text (byte {exc.start}); "
-                          f"expected JSON Lines") from None
+        raise ConfigError(
+            f"validation data file {path} is not UTF-8 text (byte {exc.start}); expected JSON Lines"
+        ) from None
     if not rows:
         raise ConfigError(f"validation data file {path} holds no records")
     for i, row in enumerate(rows, start=1):
@@ -75,19 +82,22 @@ def load_validation_data(path: str | os.PathLike) -> list[dict[str, Any]]:
             # Targets compare and tokenise these as text; a number or list would fail later,
             # inside the user's target, with no file named.
             if not isinstance(row[key], str):
-                raise ConfigError(f"{path}:{i}: {key!r} must be a string, got "
-                                  f"{type(row[key]).__name__} {row[key]!r}")
+                raise ConfigError(
+                    f"{path}:{i}: {key!r} must be a string, got "
+                    f"{type(row[key]).__name__} {row[key]!r}"
+                )
     return rows
 
 
-def load_target_file(path: str | os.PathLike,
-                     validation_dataset: Sequence[dict[str, Any]] | None = None
-                     ) -> TargetModel:
+def load_target_file(
+    path: str | os.PathLike, validation_dataset: Sequence[dict[str, Any]] | None = None
+) -> TargetModel:
     """Import the user's target file and return its target model (see the module docstring)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"target model file not found: {path} "
-                                f"(rl_tuning.target_model_path)")
+        raise FileNotFoundError(
+            f"target model file not found: {path} (rl_tuning.target_model_path)"
+        )
     digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:10]
     name = f"datagen_user_target_{digest}"
     spec = importlib.util.spec_from_file_location(name, path)
@@ -100,8 +110,9 @@ def load_target_file(path: str | os.PathLike,
         spec.loader.exec_module(module)
     except Exception as exc:
         sys.modules.pop(name, None)
-        raise TargetFileError(f"importing target file {path} failed: "
-                              f"{type(exc).__name__}: {exc}") from exc
+        raise TargetFileError(
+            f"importing target file {path} failed: {type(exc).__name__}: {exc}"
+        ) from exc
     finally:
         try:
             sys.path.remove(str(path.parent.resolve()))
@@ -112,31 +123,34 @@ def load_target_file(path: str | os.PathLike,
         if not callable(factory):
             raise TargetFileError(f"{path}: make_target_model is not a function")
         try:
-            target = factory(list(validation_dataset) if validation_dataset is not None
-                             else None)
+            target = factory(list(validation_dataset) if validation_dataset is not None else None)
         except Exception as exc:
-            raise TargetFileError(f"{path}: make_target_model(validation_dataset) raised "
-                                  f"{type(exc).__name__}: {exc}") from exc
+            raise TargetFileError(
+                f"{path}: make_target_model(validation_dataset) raised {type(exc).__name__}: {exc}"
+            ) from exc
     elif hasattr(module, "target_model"):
         target = module.target_model
     else:
-        raise TargetFileError(f"{path} defines neither `target_model(records) -> dict` nor "
-                              f"`make_target_model(validation_dataset)`")
+        raise TargetFileError(
+            f"{path} defines neither `target_model(records) -> dict` nor "
+            f"`make_target_model(validation_dataset)`"
+        )
     if not callable(target):
-        raise TargetFileError(f"{path}: the target model is a {type(target).__name__}, not a "
-                              f"function `target_model(records) -> dict`")
+        raise TargetFileError(
+            f"{path}: the target model is a {type(target).__name__}, not a "
+            f"function `target_model(records) -> dict`"
+        )
     return target
 
 
-def build_target(config: Config) -> tuple[TargetModel | None,
-                                          list[dict[str, Any]] | None]:
+def build_target(config: Config) -> tuple[TargetModel | None, list[dict[str, Any]] | None]:
     """The target model and validation data a config names (``(None, None)``: built-in)."""
     rl = config.rl_tuning
-    validation = load_validation_data(rl.validation_data_path) \
-        if rl.validation_data_path else None
+    validation = load_validation_data(rl.validation_data_path) if rl.validation_data_path else None
     if rl.target_model_path:
         return load_target_file(rl.target_model_path, validation), validation
     if validation is not None:
         from datagen_gym.targets import SklearnClassifierTarget
+
         return SklearnClassifierTarget(validation), validation
     return None, None

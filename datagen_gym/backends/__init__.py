@@ -27,59 +27,117 @@ def __getattr__(name: str):
 
 
 @lru_cache(maxsize=4)
-def _cached_transformers(path: str, device: str, dtype, max_batch_size: int,
-                         num_threads: int | None, decoder: str, share_prefix: bool):
+def _cached_transformers(
+    path: str,
+    device: str,
+    dtype,
+    max_batch_size: int,
+    num_threads: int | None,
+    decoder: str,
+    share_prefix: bool,
+):
     from datagen_gym.backends.transformers_backend import TransformersBackend
 
     # Many envs in one process share one copy of the weights; generate() holds no state.
-    return TransformersBackend(path, device=device, dtype=dtype, max_batch_size=max_batch_size,
-                               num_threads=num_threads, decoder=decoder,
-                               share_prefix=share_prefix)
+    return TransformersBackend(
+        path,
+        device=device,
+        dtype=dtype,
+        max_batch_size=max_batch_size,
+        num_threads=num_threads,
+        decoder=decoder,
+        share_prefix=share_prefix,
+    )
 
 
 @lru_cache(maxsize=1)
-def _cached_vllm(model: str, dtype: str, tensor_parallel_size: int,
-                 gpu_memory_utilization: float, max_model_len: int | None):
+def _cached_vllm(
+    model: str,
+    dtype: str,
+    tensor_parallel_size: int,
+    gpu_memory_utilization: float,
+    max_model_len: int | None,
+):
     from datagen_gym.backends.vllm_backend import VLLMBackend
 
     # One engine per process: it pre-allocates most of the GPU, so envs in a process share it.
-    return VLLMBackend(model, dtype=dtype, tensor_parallel_size=tensor_parallel_size,
-                       gpu_memory_utilization=gpu_memory_utilization,
-                       max_model_len=max_model_len)
+    return VLLMBackend(
+        model,
+        dtype=dtype,
+        tensor_parallel_size=tensor_parallel_size,
+        gpu_memory_utilization=gpu_memory_utilization,
+        max_model_len=max_model_len,
+    )
 
 
 def make_backend(config: SamplingConfig) -> LLMBackend:
     """The backend a sampling config names."""
     if config.backend == "embedded":
-        return _cached_transformers(str(EMBEDDED_TEACHER), config.device, config.dtype,
-                                    config.max_batch_size, config.num_threads or 1, config.decoder,
-                                    config.share_prefix)
+        return _cached_transformers(
+            str(EMBEDDED_TEACHER),
+            config.device,
+            config.dtype,
+            config.max_batch_size,
+            config.num_threads or 1,
+            config.decoder,
+            config.share_prefix,
+        )
     if config.backend == "transformers":
         if not config.model_path:
-            raise ConfigError("sampling.model_path must name a local model directory when "
-                              "sampling.backend is 'transformers'")
-        return _cached_transformers(config.model_path, config.device, config.dtype,
-                                    config.max_batch_size, config.num_threads, config.decoder,
-                                    config.share_prefix)
+            raise ConfigError(
+                "sampling.model_path must name a local model directory when "
+                "sampling.backend is 'transformers'"
+            )
+        return _cached_transformers(
+            config.model_path,
+            config.device,
+            config.dtype,
+            config.max_batch_size,
+            config.num_threads,
+            config.decoder,
+            config.share_prefix,
+        )
     if config.backend == "openai":
         if not config.base_url or not config.model:
-            raise ConfigError("sampling.base_url and sampling.model must be set when "
-                              "sampling.backend is 'openai'")
+            raise ConfigError(
+                "sampling.base_url and sampling.model must be set when sampling.backend is 'openai'"
+            )
         # Not cached: it holds no weights, and the key is read from the environment now.
         from datagen_gym.backends.openai_backend import OpenAIBackend
 
-        return OpenAIBackend(config.base_url, config.model, api_key_env=config.api_key_env,
-                             endpoint=config.endpoint, max_concurrency=config.max_concurrency,
-                             timeout_s=config.timeout_s, max_retries=config.max_retries)
+        return OpenAIBackend(
+            config.base_url,
+            config.model,
+            api_key_env=config.api_key_env,
+            endpoint=config.endpoint,
+            max_concurrency=config.max_concurrency,
+            timeout_s=config.timeout_s,
+            max_retries=config.max_retries,
+        )
     if config.backend == "vllm":
         model = config.model or config.model_path
         if not model:
-            raise ConfigError("sampling.model (a hub id or local directory) must be set when "
-                              "sampling.backend is 'vllm'")
-        return _cached_vllm(model, config.dtype or "auto", config.tensor_parallel_size,
-                            config.gpu_memory_utilization, config.max_model_len)
+            raise ConfigError(
+                "sampling.model (a hub id or local directory) must be set when "
+                "sampling.backend is 'vllm'"
+            )
+        return _cached_vllm(
+            model,
+            config.dtype or "auto",
+            config.tensor_parallel_size,
+            config.gpu_memory_utilization,
+            config.max_model_len,
+        )
     raise ConfigError(f"sampling.backend={config.backend!r} is not supported")
 
 
-__all__ = ["BackendError", "LLMBackend", "TransformersBackend", "OpenAIBackend",
-           "PartialBatchError", "make_backend", "EMBEDDED_TEACHER", "VLLMBackend"]
+__all__ = [
+    "BackendError",
+    "LLMBackend",
+    "TransformersBackend",
+    "OpenAIBackend",
+    "PartialBatchError",
+    "make_backend",
+    "EMBEDDED_TEACHER",
+    "VLLMBackend",
+]

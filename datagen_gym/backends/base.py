@@ -20,7 +20,14 @@ class LLMBackend(Protocol):
 
     deterministic: bool
 
-    def generate(self, prompts: Sequence[str], *, temperature: float, top_p: float,
-                 max_new_tokens: int, seed: int | None = None) -> list[str]:
+    def generate(
+        self,
+        prompts: Sequence[str],
+        *,
+        temperature: float,
+        top_p: float,
+        max_new_tokens: int,
+        seed: int | None = None,
+    ) -> list[str]:
         """One completion per prompt (the continuation only, prompt not repeated)."""
         ...

@@ -64,19 +64,21 @@ class GrowingCacheLayer(DynamicLayer):
         self.length = 0
         capacity = key_states.shape[-2] + self.reserve
         self._keys = key_states.new_empty(*key_states.shape[:-2], capacity, key_states.shape[-1])
-        self._values = value_states.new_empty(*value_states.shape[:-2], capacity,
-                                              value_states.shape[-1])
+        self._values = value_states.new_empty(
+            *value_states.shape[:-2], capacity, value_states.shape[-1]
+        )
         self.is_initialized = True
 
-    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args,
-               **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+    def update(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         if not self.is_initialized:
             self.lazy_initialization(key_states, value_states)
         end = self.length + key_states.shape[-2]
         if end > self._keys.shape[-2]:
             self._reallocate(self._keys.shape[0], max(end, 2 * self._keys.shape[-2]))
-        self._keys[..., self.length:end, :] = key_states
-        self._values[..., self.length:end, :] = value_states
+        self._keys[..., self.length : end, :] = key_states
+        self._values[..., self.length : end, :] = value_states
         self.length = end
         self._refresh_views()
         return self.keys, self.values
@@ -87,7 +89,7 @@ class GrowingCacheLayer(DynamicLayer):
         for name in ("_keys", "_values"):
             old = getattr(self, name)
             new = old.new_empty(batch, *old.shape[1:-2], capacity, old.shape[-1])
-            new[..., :self.length, :] = old[..., :self.length, :]
+            new[..., : self.length, :] = old[..., : self.length, :]
             setattr(self, name, new)
         self._refresh_views()
 
@@ -95,8 +97,8 @@ class GrowingCacheLayer(DynamicLayer):
         return self.length if self.is_initialized else 0
 
     def _refresh_views(self) -> None:
-        self.keys = self._keys[..., :self.length, :]
-        self.values = self._values[..., :self.length, :]
+        self.keys = self._keys[..., : self.length, :]
+        self.values = self._values[..., : self.length, :]
 
     def expand_batch(self, batch: int, reserve: int) -> None:
         """Copy a one-row cache (a shared prompt prefix) into ``batch`` rows with room for more."""
@@ -120,8 +122,9 @@ class GrowingCacheLayer(DynamicLayer):
 
     def crop(self, tokens_to_remove: int) -> None:
         if tokens_to_remove > 0:
-            raise ValueError(f"crop takes a negative number of tokens to remove, got "
-                             f"{tokens_to_remove}")
+            raise ValueError(
+                f"crop takes a negative number of tokens to remove, got {tokens_to_remove}"
+            )
         if self.is_initialized:
             self.length = max(0, self.length + tokens_to_remove)
             self._refresh_views()
@@ -148,16 +151,27 @@ class GrowingCacheLayer(DynamicLayer):
 # and top_k=0 like the backend's generate call), so a model that sets any of these is served by
 # model.generate instead.
 _PROCESSOR_FIELDS: dict[str, tuple] = {
-    "repetition_penalty": (None, 1.0), "encoder_repetition_penalty": (None, 1.0),
-    "no_repeat_ngram_size": (None, 0), "encoder_no_repeat_ngram_size": (None, 0),
-    "min_p": (None, 0.0), "typical_p": (None, 1.0), "top_h": (None,),
-    "epsilon_cutoff": (None, 0.0), "eta_cutoff": (None, 0.0),
-    "suppress_tokens": (None, []), "begin_suppress_tokens": (None, []),
-    "bad_words_ids": (None, []), "sequence_bias": (None, {}),
-    "min_new_tokens": (None, 0), "min_length": (None, 0),
-    "forced_bos_token_id": (None,), "forced_eos_token_id": (None,),
-    "exponential_decay_length_penalty": (None,), "renormalize_logits": (None, False),
-    "guidance_scale": (None, 1.0), "watermarking_config": (None,),
+    "repetition_penalty": (None, 1.0),
+    "encoder_repetition_penalty": (None, 1.0),
+    "no_repeat_ngram_size": (None, 0),
+    "encoder_no_repeat_ngram_size": (None, 0),
+    "min_p": (None, 0.0),
+    "typical_p": (None, 1.0),
+    "top_h": (None,),
+    "epsilon_cutoff": (None, 0.0),
+    "eta_cutoff": (None, 0.0),
+    "suppress_tokens": (None, []),
+    "begin_suppress_tokens": (None, []),
+    "bad_words_ids": (None, []),
+    "sequence_bias": (None, {}),
+    "min_new_tokens": (None, 0),
+    "min_length": (None, 0),
+    "forced_bos_token_id": (None,),
+    "forced_eos_token_id": (None,),
+    "exponential_decay_length_penalty": (None,),
+    "renormalize_logits": (None, False),
+    "guidance_scale": (None, 1.0),
+    "watermarking_config": (None,),
     "remove_invalid_values": (None, False),
 }
 
@@ -210,11 +224,19 @@ def logits_warpers(temperature: float, top_p: float) -> LogitsProcessorList:
 
 
 @torch.inference_mode()
-def sample(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, *,
-           temperature: float, top_p: float, max_new_tokens: int,
-           eos_token_id: int | Sequence[int] | None, pad_token_id: int,
-           share_prefix: bool = True,
-           generator: torch.Generator | None = None) -> torch.Tensor:
+def sample(
+    model: torch.nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    *,
+    temperature: float,
+    top_p: float,
+    max_new_tokens: int,
+    eos_token_id: int | Sequence[int] | None,
+    pad_token_id: int,
+    share_prefix: bool = True,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """New tokens for a left-padded batch, shape ``(batch, steps)``, padded after EOS.
 
     ``temperature == 0`` decodes greedily. Decoding ends when every row has emitted an EOS
@@ -225,14 +247,22 @@ def sample(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torc
     """
     batch = input_ids.shape[0]
     if input_ids.shape[1] and not bool(attention_mask[:, -1].all()):
-        raise ValueError("sample() needs left-padded prompts (padding_side='left'): the last "
-                         "column of attention_mask must be all ones")
+        raise ValueError(
+            "sample() needs left-padded prompts (padding_side='left'): the last "
+            "column of attention_mask must be all ones"
+        )
     device = input_ids.device
     greedy = temperature == 0
     warpers = None if greedy else logits_warpers(temperature, top_p)
-    eos = torch.tensor([] if eos_token_id is None else
-                       [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id),
-                       dtype=torch.long, device=device)
+    eos = torch.tensor(
+        []
+        if eos_token_id is None
+        else [eos_token_id]
+        if isinstance(eos_token_id, int)
+        else list(eos_token_id),
+        dtype=torch.long,
+        device=device,
+    )
     tokens = torch.full((batch, max_new_tokens), pad_token_id, dtype=torch.long, device=device)
     if max_new_tokens == 0:
         return tokens
@@ -240,16 +270,24 @@ def sample(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torc
     prefix = common_prefix_length(attention_mask, input_ids) if share_prefix else 0
     if batch > 1 and prefix >= MIN_SHARED_PREFIX:
         cache, attention_mask, positions, out = _prefill_shared_prefix(
-            model, input_ids, attention_mask, prefix, max_new_tokens)
+            model, input_ids, attention_mask, prefix, max_new_tokens
+        )
     else:
         positions = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)
         cache = growing_cache(max_new_tokens)
-        out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
-                    cache=cache, use_cache=True, logits_to_keep=1)
+        out = model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=positions,
+            cache=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
     prompt_len = attention_mask.shape[1]
     # One mask buffer for the whole run; each step exposes one more column of it.
-    mask = torch.ones((batch, prompt_len + max_new_tokens), dtype=attention_mask.dtype,
-                      device=device)
+    mask = torch.ones(
+        (batch, prompt_len + max_new_tokens), dtype=attention_mask.dtype, device=device
+    )
     mask[:, :prompt_len] = attention_mask
     rows = torch.arange(batch, device=device)  # original index of each row in the batch
     running = torch.ones(batch, dtype=torch.bool, device=device)
@@ -276,8 +314,13 @@ def sample(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torc
             cache.batch_select_indices(keep)
             rows, running = rows[keep], running[keep]
             next_tokens, next_pos, mask = next_tokens[keep], next_pos[keep], mask[keep]
-        out = model(input_ids=next_tokens[:, None], attention_mask=mask[:, :prompt_len + step],
-                    position_ids=next_pos, cache=cache, use_cache=True)
+        out = model(
+            input_ids=next_tokens[:, None],
+            attention_mask=mask[:, : prompt_len + step],
+            position_ids=next_pos,
+            cache=cache,
+            use_cache=True,
+        )
         next_pos = next_pos + 1
 
 
@@ -293,8 +336,13 @@ def common_prefix_length(attention_mask: torch.Tensor, input_ids: torch.Tensor) 
     return int(differs[0]) if len(differs) else shortest - 1
 
 
-def _prefill_shared_prefix(model: torch.nn.Module, input_ids: torch.Tensor,
-                           attention_mask: torch.Tensor, prefix: int, max_new_tokens: int):
+def _prefill_shared_prefix(
+    model: torch.nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    prefix: int,
+    max_new_tokens: int,
+):
     """Prefill the shared prefix on one row, copy its cache to every row, prefill the rest.
 
     The rows are laid out ``[prefix][padding][own tokens]``: the padding moves from the left
@@ -307,14 +355,24 @@ def _prefill_shared_prefix(model: torch.nn.Module, input_ids: torch.Tensor,
     rest = int(lengths.max()) - prefix  # the longest row's own tokens
     start = width - int(lengths[0])
     cache = growing_cache(0)
-    model(input_ids=input_ids[:1, start:start + prefix],
-          position_ids=torch.arange(prefix, device=input_ids.device)[None], cache=cache,
-          use_cache=True, logits_to_keep=1)
+    model(
+        input_ids=input_ids[:1, start : start + prefix],
+        position_ids=torch.arange(prefix, device=input_ids.device)[None],
+        cache=cache,
+        use_cache=True,
+        logits_to_keep=1,
+    )
     for layer in cache.layers:
         layer.expand_batch(batch, rest + max_new_tokens)
-    own = (torch.arange(rest, device=input_ids.device)[None] >= rest - (lengths - prefix)[:, None])
+    own = torch.arange(rest, device=input_ids.device)[None] >= rest - (lengths - prefix)[:, None]
     mask = torch.cat([attention_mask.new_ones((batch, prefix)), own.to(attention_mask.dtype)], 1)
     positions = (mask.long().cumsum(-1) - 1)[:, prefix:].masked_fill(~own, 0)
-    out = model(input_ids=input_ids[:, width - rest:], attention_mask=mask, position_ids=positions,
-                cache=cache, use_cache=True, logits_to_keep=1)
+    out = model(
+        input_ids=input_ids[:, width - rest :],
+        attention_mask=mask,
+        position_ids=positions,
+        cache=cache,
+        use_cache=True,
+        logits_to_keep=1,
+    )
     return cache, mask, positions, out

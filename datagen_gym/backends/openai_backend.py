@@ -45,8 +45,13 @@ class PartialBatchError(BackendError):
         attempts: prompt index -> HTTP attempts made for it (0: not sent).
     """
 
-    def __init__(self, message: str, completions: list[str | None],
-                 errors: dict[int, str], attempts: dict[int, int]) -> None:
+    def __init__(
+        self,
+        message: str,
+        completions: list[str | None],
+        errors: dict[int, str],
+        attempts: dict[int, int],
+    ) -> None:
         super().__init__(message)
         self.completions = completions
         self.errors = errors
@@ -99,14 +104,25 @@ class OpenAIBackend:
 
     deterministic = False
 
-    def __init__(self, base_url: str, model: str, api_key_env: str = "OPENAI_API_KEY",
-                 endpoint: str = "completions", max_concurrency: int = 8,
-                 timeout_s: float = 60.0, max_retries: int = 4, backoff_s: float = 0.5,
-                 extra_body: dict[str, Any] | None = None, *, max_backoff_s: float = 30.0,
-                 jitter_seed: int | None = 0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key_env: str = "OPENAI_API_KEY",
+        endpoint: str = "completions",
+        max_concurrency: int = 8,
+        timeout_s: float = 60.0,
+        max_retries: int = 4,
+        backoff_s: float = 0.5,
+        extra_body: dict[str, Any] | None = None,
+        *,
+        max_backoff_s: float = 30.0,
+        jitter_seed: int | None = 0,
+    ) -> None:
         if endpoint not in ENDPOINTS:
-            raise ValueError(f"endpoint={endpoint!r} is not supported; choose one of "
-                             f"{sorted(ENDPOINTS)}")
+            raise ValueError(
+                f"endpoint={endpoint!r} is not supported; choose one of {sorted(ENDPOINTS)}"
+            )
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency={max_concurrency} must be >= 1")
         if timeout_s <= 0:
@@ -117,8 +133,9 @@ class OpenAIBackend:
             raise ValueError("backoff_s and max_backoff_s must be >= 0")
         parts = urlsplit(base_url.rstrip("/"))
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"base_url must be an http:// or https:// URL, got "
-                             f"{_public_url(base_url)!r}")
+            raise ValueError(
+                f"base_url must be an http:// or https:// URL, got {_public_url(base_url)!r}"
+            )
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.api_key_env = api_key_env
@@ -148,23 +165,37 @@ class OpenAIBackend:
         # The client needs some key; without one, the header is omitted from every request.
         self._headers = None if key else {"Authorization": Omit()}
         self._client = _client_class(openai, self)(
-            base_url=_public_url(self.base_url), api_key=key or "none", timeout=self.timeout_s,
-            max_retries=self.max_retries)
+            base_url=_public_url(self.base_url),
+            api_key=key or "none",
+            timeout=self.timeout_s,
+            max_retries=self.max_retries,
+        )
 
     def __repr__(self) -> str:
-        return (f"OpenAIBackend(base_url={_public_url(self.base_url)!r}, model={self.model!r}, "
-                f"endpoint={self.endpoint!r}, api_key_env={self.api_key_env!r}, "
-                f"api_key={'set' if self._has_key else 'unset'}, "
-                f"max_concurrency={self.max_concurrency}, timeout_s={self.timeout_s}, "
-                f"max_retries={self.max_retries})")
+        return (
+            f"OpenAIBackend(base_url={_public_url(self.base_url)!r}, model={self.model!r}, "
+            f"endpoint={self.endpoint!r}, api_key_env={self.api_key_env!r}, "
+            f"api_key={'set' if self._has_key else 'unset'}, "
+            f"max_concurrency={self.max_concurrency}, timeout_s={self.timeout_s}, "
+            f"max_retries={self.max_retries})"
+        )
 
     def __reduce__(self):  # a pickled backend must not carry the key to disk
-        raise TypeError("an OpenAIBackend is not picklable (it holds the API key); build it "
-                        "again from the environment")
+        raise TypeError(
+            "an OpenAIBackend is not picklable (it holds the API key); build it "
+            "again from the environment"
+        )
 
     # ------------------------------------------------------------------ protocol
-    def generate(self, prompts: Sequence[str], *, temperature: float, top_p: float,
-                 max_new_tokens: int, seed: int | None = None) -> list[str]:
+    def generate(
+        self,
+        prompts: Sequence[str],
+        *,
+        temperature: float,
+        top_p: float,
+        max_new_tokens: int,
+        seed: int | None = None,
+    ) -> list[str]:
         """One completion per prompt, in prompt order (the continuation only).
 
         Raises :class:`PartialBatchError` if any prompt fails after its retries.
@@ -184,10 +215,15 @@ class OpenAIBackend:
         attempts: dict[int, int] = {}
 
         def work(i: int) -> None:
-            kwargs: dict[str, Any] = dict(model=self.model, max_tokens=int(max_new_tokens),
-                                          temperature=float(temperature), top_p=float(top_p),
-                                          n=1, extra_body=self.extra_body or None,
-                                          extra_headers=self._headers)
+            kwargs: dict[str, Any] = dict(
+                model=self.model,
+                max_tokens=int(max_new_tokens),
+                temperature=float(temperature),
+                top_p=float(top_p),
+                n=1,
+                extra_body=self.extra_body or None,
+                extra_headers=self._headers,
+            )
             if seeds[i] is not None:
                 kwargs["seed"] = seeds[i]
             try:
@@ -201,8 +237,10 @@ class OpenAIBackend:
             for i in range(len(prompts)):
                 work(i)
         else:
-            with ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(prompts)),
-                                    thread_name_prefix="openai-backend") as pool:
+            with ThreadPoolExecutor(
+                max_workers=min(self.max_concurrency, len(prompts)),
+                thread_name_prefix="openai-backend",
+            ) as pool:
                 list(pool.map(work, range(len(prompts))))
         if errors:
             raise self._partial_error(results, errors, attempts)
@@ -214,39 +252,46 @@ class OpenAIBackend:
         self._client = self._client.copy(http_client=self._openai.DefaultHttpxClient())
 
     # ------------------------------------------------------------------ one prompt
-    def _complete(self, prompt: str, kwargs: dict[str, Any], abort: threading.Event
-                  ) -> tuple[str, int]:
+    def _complete(
+        self, prompt: str, kwargs: dict[str, Any], abort: threading.Event
+    ) -> tuple[str, int]:
         """The completion and the HTTP attempts it took; raises :class:`_Stop`."""
         openai, state = self._openai, self._local
         state.abort, state.attempts = abort, 0
         budget = self.max_retries + 1
         while True:
             if abort.is_set():
-                raise _Stop("not sent: the batch stopped after another prompt failed"
-                            if state.attempts == 0 else
-                            "stopped retrying: another prompt failed", state.attempts)
+                raise _Stop(
+                    "not sent: the batch stopped after another prompt failed"
+                    if state.attempts == 0
+                    else "stopped retrying: another prompt failed",
+                    state.attempts,
+                )
             state.attempts += 1
             # The client's own retries (counted by _before_retry) share this prompt's budget.
             client = self._client.with_options(max_retries=budget - state.attempts)
             try:
                 if self.endpoint == "chat":
                     response = client.chat.completions.create(
-                        messages=[{"role": "user", "content": prompt}], **kwargs)
+                        messages=[{"role": "user", "content": prompt}], **kwargs
+                    )
                 else:
                     response = client.completions.create(prompt=prompt, **kwargs)
             except openai.APITimeoutError:
                 raise _Stop(f"timed out after {self.timeout_s:g}s", state.attempts) from None
             except openai.APIStatusError as exc:
                 # body: the "error" object of OpenAI's error JSON, else the raw body
-                why = exc.body.get("message", exc.body) if isinstance(exc.body, dict) else \
-                    exc.body
+                why = exc.body.get("message", exc.body) if isinstance(exc.body, dict) else exc.body
                 why = " ".join(str(why or "(empty body)").split())
-                raise _Stop(f"HTTP {exc.status_code}: {self._scrub(why)[:300]}",
-                            state.attempts) from None
+                raise _Stop(
+                    f"HTTP {exc.status_code}: {self._scrub(why)[:300]}", state.attempts
+                ) from None
             except openai.APIConnectionError as exc:
                 why = exc.__cause__ or exc
-                raise _Stop(f"connection error: {type(why).__name__}: {self._scrub(str(why))}",
-                            state.attempts) from None
+                raise _Stop(
+                    f"connection error: {type(why).__name__}: {self._scrub(str(why))}",
+                    state.attempts,
+                ) from None
             except (ValueError, openai.APIResponseValidationError) as exc:
                 cause = f"malformed JSON in the response ({self._scrub(str(exc))})"
             else:
@@ -264,8 +309,7 @@ class OpenAIBackend:
             choice = response.choices[0]
             text = choice.message.content if self.endpoint == "chat" else choice.text
         except (AttributeError, IndexError, KeyError, TypeError) as exc:
-            return None, f"unexpected response shape: {type(exc).__name__}: " \
-                         f"{self._scrub(str(exc))}"
+            return None, f"unexpected response shape: {type(exc).__name__}: {self._scrub(str(exc))}"
         if text is None:  # e.g. a chat refusal or tool call with no text
             return "", ""
         if not isinstance(text, str):
@@ -282,8 +326,14 @@ class OpenAIBackend:
 
     def _wait(self, delay: float, cause: str) -> None:
         state = self._local
-        logger.info("%s: attempt %d/%d failed (%s); retrying in %.2fs", self.url,
-                    state.attempts, self.max_retries + 1, cause, delay)
+        logger.info(
+            "%s: attempt %d/%d failed (%s); retrying in %.2fs",
+            self.url,
+            state.attempts,
+            self.max_retries + 1,
+            cause,
+            delay,
+        )
         if state.abort.wait(delay):
             raise _Stop("stopped retrying: another prompt failed", state.attempts)
 
@@ -299,17 +349,23 @@ class OpenAIBackend:
     def _scrub(self, text: str) -> str:
         return text.replace(self._client.api_key, "<redacted>") if self._has_key else text
 
-    def _partial_error(self, results: list[str | None], errors: dict[int, str],
-                       attempts: dict[int, int]) -> PartialBatchError:
-        failed = sorted(i for i, e in errors.items() if attempts.get(i, 0) > 0
-                        and not e.startswith("stopped retrying"))
+    def _partial_error(
+        self, results: list[str | None], errors: dict[int, str], attempts: dict[int, int]
+    ) -> PartialBatchError:
+        failed = sorted(
+            i
+            for i, e in errors.items()
+            if attempts.get(i, 0) > 0 and not e.startswith("stopped retrying")
+        )
         skipped = sorted(set(errors) - set(failed))
         first = failed[0] if failed else min(errors)
         done = sum(r is not None for r in results)
-        msg = (f"POST {self.url} failed for prompt {first} after {attempts.get(first, 0)} "
-               f"attempt(s) (max {self.max_retries + 1}): {errors[first]}; "
-               f"{len(failed)} prompt(s) failed, {len(skipped)} not sent or stopped, "
-               f"{done}/{len(results)} completions kept")
+        msg = (
+            f"POST {self.url} failed for prompt {first} after {attempts.get(first, 0)} "
+            f"attempt(s) (max {self.max_retries + 1}): {errors[first]}; "
+            f"{len(failed)} prompt(s) failed, {len(skipped)} not sent or stopped, "
+            f"{done}/{len(results)} completions kept"
+        )
         return PartialBatchError(self._scrub(msg), list(results), dict(errors), dict(attempts))
 
 
@@ -322,10 +378,12 @@ def _client_class(openai: Any, backend: OpenAIBackend) -> type:
 
     class Client(openai.OpenAI):
         def _calculate_retry_timeout(self, remaining_retries, options, response_headers=None):
-            cause = ("timeout or connection error" if response_headers is None else
-                     "retryable HTTP status") + "; the openai logger has details"
-            return backend._before_retry(self._parse_retry_after_header(response_headers),
-                                         cause)
+            cause = (
+                "timeout or connection error"
+                if response_headers is None
+                else "retryable HTTP status"
+            ) + "; the openai logger has details"
+            return backend._before_retry(self._parse_retry_after_header(response_headers), cause)
 
     return Client
 

@@ -65,16 +65,25 @@ class TransformersBackend:
 
     deterministic = True
 
-    def __init__(self, model_path: str | Path = EMBEDDED_TEACHER, device: str = "cpu",
-                 dtype: str | None = None, device_map: str | None = None,
-                 max_batch_size: int = 128, num_threads: int | None = None,
-                 decoder: str = "compact", share_prefix: bool = True) -> None:
+    def __init__(
+        self,
+        model_path: str | Path = EMBEDDED_TEACHER,
+        device: str = "cpu",
+        dtype: str | None = None,
+        device_map: str | None = None,
+        max_batch_size: int = 128,
+        num_threads: int | None = None,
+        decoder: str = "compact",
+        share_prefix: bool = True,
+    ) -> None:
         if decoder not in DECODERS:
             raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
         path = Path(model_path)
         if not (path / "config.json").is_file():
-            raise BackendError(f"no Hugging Face model at {path} (expected config.json, "
-                               "weights and tokenizer files in that directory)")
+            raise BackendError(
+                f"no Hugging Face model at {path} (expected config.json, "
+                "weights and tokenizer files in that directory)"
+            )
         kwargs = {"local_files_only": True}
         if dtype is not None:
             kwargs["dtype"] = getattr(torch, dtype)
@@ -96,8 +105,9 @@ class TransformersBackend:
         self.decoder = decoder
         reason = compact_decoding.unsupported_reason(self.model) if decoder == "compact" else None
         if reason:
-            logger.info("%s: decoding with model.generate, not the compact decoder: %s",
-                        path, reason)
+            logger.info(
+                "%s: decoding with model.generate, not the compact decoder: %s", path, reason
+            )
             self.decoder = "generate"
         self.share_prefix = share_prefix
 
@@ -106,8 +116,15 @@ class TransformersBackend:
         return next(self.model.parameters()).device
 
     @torch.inference_mode()
-    def generate(self, prompts: Sequence[str], *, temperature: float, top_p: float,
-                 max_new_tokens: int, seed: int | None = None) -> list[str]:
+    def generate(
+        self,
+        prompts: Sequence[str],
+        *,
+        temperature: float,
+        top_p: float,
+        max_new_tokens: int,
+        seed: int | None = None,
+    ) -> list[str]:
         if not prompts:
             return []
         if seed is not None:
@@ -120,17 +137,19 @@ class TransformersBackend:
             order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
             out: list[str] = [""] * len(prompts)
             for start in range(0, len(order), self.max_batch_size):
-                idx = order[start:start + self.max_batch_size]
-                texts = self._generate_batch([prompts[i] for i in idx], temperature, top_p,
-                                             max_new_tokens)
+                idx = order[start : start + self.max_batch_size]
+                texts = self._generate_batch(
+                    [prompts[i] for i in idx], temperature, top_p, max_new_tokens
+                )
                 for i, text in zip(idx, texts):
                     out[i] = text
             return out
         finally:
             torch.set_num_threads(threads)
 
-    def _generate_batch(self, prompts: list[str], temperature: float, top_p: float,
-                        max_new_tokens: int) -> list[str]:
+    def _generate_batch(
+        self, prompts: list[str], temperature: float, top_p: float, max_new_tokens: int
+    ) -> list[str]:
         # A prompt longer than the context leaves no room to generate: keep its end, which
         # is what the model continues from.
         limit = getattr(self.model.config, "max_position_embeddings", None)
@@ -142,26 +161,37 @@ class TransformersBackend:
         try:
             if self.decoder == "compact":
                 new = compact_decoding.sample(
-                    self.model, enc["input_ids"], enc["attention_mask"], temperature=temperature,
-                    top_p=top_p, max_new_tokens=max_new_tokens,
+                    self.model,
+                    enc["input_ids"],
+                    enc["attention_mask"],
+                    temperature=temperature,
+                    top_p=top_p,
+                    max_new_tokens=max_new_tokens,
                     eos_token_id=self.tokenizer.eos_token_id,
-                    pad_token_id=self.tokenizer.pad_token_id, share_prefix=self.share_prefix)
+                    pad_token_id=self.tokenizer.pad_token_id,
+                    share_prefix=self.share_prefix,
+                )
             else:
                 new = self._generate_hf(enc, temperature, top_p, max_new_tokens)
         except (RuntimeError, ValueError, TypeError) as exc:
-            raise BackendError(f"{self.decoder!r} decoding failed on {self.model_path}: "
-                               f"{exc}") from exc
+            raise BackendError(
+                f"{self.decoder!r} decoding failed on {self.model_path}: {exc}"
+            ) from exc
         return self.tokenizer.batch_decode(new, skip_special_tokens=True)
 
-    def _generate_hf(self, enc, temperature: float, top_p: float,
-                     max_new_tokens: int) -> torch.Tensor:
+    def _generate_hf(
+        self, enc, temperature: float, top_p: float, max_new_tokens: int
+    ) -> torch.Tensor:
         sampled = temperature > 0
-        gen_kwargs = dict(max_new_tokens=max_new_tokens, do_sample=sampled,
-                          pad_token_id=self.tokenizer.pad_token_id,
-                          eos_token_id=self.tokenizer.eos_token_id)
+        gen_kwargs = dict(
+            max_new_tokens=max_new_tokens,
+            do_sample=sampled,
+            pad_token_id=self.tokenizer.pad_token_id,
+            eos_token_id=self.tokenizer.eos_token_id,
+        )
         if sampled:
             gen_kwargs.update(temperature=float(temperature), top_p=float(top_p), top_k=0)
         else:
             gen_kwargs.update(temperature=None, top_p=None, top_k=None)
         ids = self.model.generate(**enc, **gen_kwargs)
-        return ids[:, enc["input_ids"].shape[1]:]
+        return ids[:, enc["input_ids"].shape[1] :]

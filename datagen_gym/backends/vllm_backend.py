@@ -16,10 +16,12 @@ from typing import Any
 
 from datagen_gym.backends.base import BackendError
 
-INSTALL_HINT = ('vLLM is not installed: pip install "datagen-gym[vllm]" (or pip install vllm); '
-                "it needs Linux and a CUDA GPU. Without a GPU in this process, serve the model "
-                "with `vllm serve MODEL` elsewhere and use sampling.backend='openai' with "
-                "base_url=http://HOST:8000/v1.")
+INSTALL_HINT = (
+    'vLLM is not installed: pip install "datagen-gym[vllm]" (or pip install vllm); '
+    "it needs Linux and a CUDA GPU. Without a GPU in this process, serve the model "
+    "with `vllm serve MODEL` elsewhere and use sampling.backend='openai' with "
+    "base_url=http://HOST:8000/v1."
+)
 
 
 class VLLMNotInstalledError(ImportError, BackendError):
@@ -58,49 +60,71 @@ class VLLMBackend:
 
     deterministic = False
 
-    def __init__(self, model: str, dtype: str = "auto", tensor_parallel_size: int = 1,
-                 gpu_memory_utilization: float = 0.9, max_model_len: int | None = None,
-                 **llm_kwargs: Any) -> None:
+    def __init__(
+        self,
+        model: str,
+        dtype: str = "auto",
+        tensor_parallel_size: int = 1,
+        gpu_memory_utilization: float = 0.9,
+        max_model_len: int | None = None,
+        **llm_kwargs: Any,
+    ) -> None:
         vllm = _import_vllm()
         if not 0.0 < gpu_memory_utilization <= 1.0:
-            raise ValueError(f"gpu_memory_utilization must be in (0, 1], "
-                             f"got {gpu_memory_utilization}")
+            raise ValueError(
+                f"gpu_memory_utilization must be in (0, 1], got {gpu_memory_utilization}"
+            )
         if tensor_parallel_size < 1:
             raise ValueError(f"tensor_parallel_size must be >= 1, got {tensor_parallel_size}")
         self._SamplingParams = vllm.SamplingParams
-        kwargs = dict(model=model, dtype=dtype, tensor_parallel_size=tensor_parallel_size,
-                      gpu_memory_utilization=gpu_memory_utilization, **llm_kwargs)
+        kwargs = dict(
+            model=model,
+            dtype=dtype,
+            tensor_parallel_size=tensor_parallel_size,
+            gpu_memory_utilization=gpu_memory_utilization,
+            **llm_kwargs,
+        )
         if max_model_len is not None:
             kwargs["max_model_len"] = max_model_len
         try:
             self.llm = vllm.LLM(**kwargs)
         except Exception as exc:  # CUDA missing, out of memory, unknown model...
-            raise BackendError(f"vllm.LLM could not load {model!r}: "
-                               f"{type(exc).__name__}: {exc}") from exc
+            raise BackendError(
+                f"vllm.LLM could not load {model!r}: {type(exc).__name__}: {exc}"
+            ) from exc
         self.model = model
 
-    def generate(self, prompts: Sequence[str], *, temperature: float, top_p: float,
-                 max_new_tokens: int, seed: int | None = None) -> list[str]:
+    def generate(
+        self,
+        prompts: Sequence[str],
+        *,
+        temperature: float,
+        top_p: float,
+        max_new_tokens: int,
+        seed: int | None = None,
+    ) -> list[str]:
         """One completion per prompt (the continuation only), in prompt order."""
         prompts = list(prompts)
         if not prompts:
             return []
         greedy = temperature <= 0
-        base = dict(temperature=0.0 if greedy else float(temperature),
-                    top_p=1.0 if greedy else float(top_p), max_tokens=int(max_new_tokens))
+        base = dict(
+            temperature=0.0 if greedy else float(temperature),
+            top_p=1.0 if greedy else float(top_p),
+            max_tokens=int(max_new_tokens),
+        )
         if seed is None:
             params: Any = self._SamplingParams(**base)
         else:
-            params = [self._SamplingParams(**base, seed=int(seed) + i)
-                      for i in range(len(prompts))]
+            params = [self._SamplingParams(**base, seed=int(seed) + i) for i in range(len(prompts))]
         try:
             outputs = self.llm.generate(prompts, params, use_tqdm=False)
         except Exception as exc:
-            raise BackendError(f"vllm generate failed on {self.model!r}: "
-                               f"{type(exc).__name__}: {exc}") from exc
+            raise BackendError(
+                f"vllm generate failed on {self.model!r}: {type(exc).__name__}: {exc}"
+            ) from exc
         if len(outputs) != len(prompts):
-            raise BackendError(f"vllm returned {len(outputs)} results for {len(prompts)} "
-                               "prompts")
+            raise BackendError(f"vllm returned {len(outputs)} results for {len(prompts)} prompts")
         # LLM.generate returns results in input order; each has n=1 completion.
         return [out.outputs[0].text if out.outputs else "" for out in outputs]
 

@@ -54,10 +54,18 @@ INFO_LOG: dict[str, Any] = {
     # per-skill curves: validation under datagen/skill/, the test split under datagen/test_skill/
     "mappings": {"datagen/skill/": "skill_metrics", "datagen/test_skill/": "test_skill_metrics"},
     "reward": "datagen/reward",
-    "text": {"tag": "datagen/examples", "key": "examples",
-             "columns": ["instruction", "input", "output"],
-             "header": [["template", "template"], ["method", "method"], ["T", "temperature"],
-                        ["top_p", "top_p"], ["metric", "metric"]]},
+    "text": {
+        "tag": "datagen/examples",
+        "key": "examples",
+        "columns": ["instruction", "input", "output"],
+        "header": [
+            ["template", "template"],
+            ["method", "method"],
+            ["T", "temperature"],
+            ["top_p", "top_p"],
+            ["metric", "metric"],
+        ],
+    },
 }
 
 
@@ -173,41 +181,60 @@ class DataGenEnv(gym.Env):
 
     metadata = {"render_modes": ["ansi"], "render_fps": 1, "info_log": INFO_LOG}
 
-    def __init__(self, target_model: TargetModel | None = None,
-                 validation_dataset: Sequence[dict[str, Any]] | None = None,
-                 config: Config | dict | str | Path | None = None,
-                 task: str | None = None, batch_size: int | None = None,
-                 num_iterations: int | None = None, action_mode: str | None = None,
-                 data_mode: str | None = None, action_delta: float | None = None,
-                 focus: bool | None = None, skills: Sequence[str] | None = None,
-                 observe_skills: bool | None = None, observe_embedding: bool = False,
-                 generator: Generator | None = None, replay_cache: str | None = None,
-                 render_mode: str | None = None) -> None:
+    def __init__(
+        self,
+        target_model: TargetModel | None = None,
+        validation_dataset: Sequence[dict[str, Any]] | None = None,
+        config: Config | dict | str | Path | None = None,
+        task: str | None = None,
+        batch_size: int | None = None,
+        num_iterations: int | None = None,
+        action_mode: str | None = None,
+        data_mode: str | None = None,
+        action_delta: float | None = None,
+        focus: bool | None = None,
+        skills: Sequence[str] | None = None,
+        observe_skills: bool | None = None,
+        observe_embedding: bool = False,
+        generator: Generator | None = None,
+        replay_cache: str | None = None,
+        render_mode: str | None = None,
+    ) -> None:
         self.config = self._merge_config(
-            config, task=task, batch_size=batch_size, num_iterations=num_iterations,
-            action_mode=action_mode, data_mode=data_mode, action_delta=action_delta,
-            focus=focus, skills=None if skills is None else list(skills),
-            replay_cache=None if replay_cache is None else str(replay_cache))
+            config,
+            task=task,
+            batch_size=batch_size,
+            num_iterations=num_iterations,
+            action_mode=action_mode,
+            data_mode=data_mode,
+            action_delta=action_delta,
+            focus=focus,
+            skills=None if skills is None else list(skills),
+            replay_cache=None if replay_cache is None else str(replay_cache),
+        )
         rl = self.config.rl_tuning
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, "
-                             f"got {render_mode!r}")
+            raise ValueError(
+                f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}"
+            )
         self.render_mode = render_mode
         self.batch_size, self.num_iterations = rl.batch_size, rl.num_iterations
-        self.action_mode, self.data_mode, self.delta = rl.action_mode, rl.data_mode, \
-            rl.action_delta
+        self.action_mode, self.data_mode, self.delta = rl.action_mode, rl.data_mode, rl.action_delta
         self.reward_metric = rl.reward_metric
         self.observe_embedding = observe_embedding
 
         builtin_skills: tuple[str, ...] = ()
         if target_model is None:
             from datagen_gym.targets import make_builtin_target, task_skills
+
             target_model, builtin_val = make_builtin_target(rl.task)
             validation_dataset = validation_dataset or builtin_val
             builtin_skills = task_skills(rl.task)
         if not callable(target_model):
-            raise TypeError(f"target_model must be callable as target_model(data) -> dict, "
-                            f"got {type(target_model).__name__}")
+            raise TypeError(
+                f"target_model must be callable as target_model(data) -> dict, "
+                f"got {type(target_model).__name__}"
+            )
         self.target_model = target_model
         self.validation_dataset = list(validation_dataset or [])
 
@@ -215,41 +242,50 @@ class DataGenEnv(gym.Env):
         if rl.replay_cache is not None:
             # The replay tier: cached teacher batches of the current settings, live on a miss.
             from datagen_gym.replay import ReplayGenerator
+
             if not isinstance(self.generator, ReplayGenerator):
                 self.generator = ReplayGenerator(self.generator, rl.replay_cache)
         self.templates = prompts.TEMPLATES
         self.focus_enabled = rl.focus
         self.observe_skills = self.focus_enabled if observe_skills is None else observe_skills
         self.skills = self._resolve_skills(rl.skills, builtin_skills)
-        self.start_settings = {"temperature": self.config.sampling.temperature,
-                               "top_p": self.config.sampling.top_p,
-                               "template": prompts.get_template(
-                                   self.config.generation.template).name,
-                               "focus": None}
+        self.start_settings = {
+            "temperature": self.config.sampling.temperature,
+            "top_p": self.config.sampling.top_p,
+            "template": prompts.get_template(self.config.generation.template).name,
+            "focus": None,
+        }
         self.seed_records = [
-            {"instruction": t["instruction"], "input": t.get("input", ""),
-             "output": t["output"]}
-            for t in self.generator.pool.human if t.get("output")]
+            {"instruction": t["instruction"], "input": t.get("input", ""), "output": t["output"]}
+            for t in self.generator.pool.human
+            if t.get("output")
+        ]
         self.check_correctness = self.config.generation.seed_tasks_path is None
 
         # Public action layout for generic agents (the bandits hold deltas at "keep" and pull
         # arms over the dimensions whose keep value is None).
-        self.action_dim_names: tuple[str, ...] = ("temperature", "top_p", "template") + \
-            (("focus",) if self.focus_enabled else ())
-        self.action_dim_keep: tuple[int | None, ...] = (1, 1, None) + \
-            ((None,) if self.focus_enabled else ())
+        self.action_dim_names: tuple[str, ...] = ("temperature", "top_p", "template") + (
+            ("focus",) if self.focus_enabled else ()
+        )
+        self.action_dim_keep: tuple[int | None, ...] = (1, 1, None) + (
+            (None,) if self.focus_enabled else ()
+        )
         n_t, n_f = len(self.templates), 1 + len(self.skills)
         if self.action_mode == "discrete":
             self.action_space = spaces.MultiDiscrete(
-                [3, 3, n_t] + ([n_f] if self.focus_enabled else []))
+                [3, 3, n_t] + ([n_f] if self.focus_enabled else [])
+            )
         else:
             n = 2 + n_t + (n_f if self.focus_enabled else 0)
             self.action_space = spaces.Box(-1.0, 1.0, shape=(n,), dtype=np.float32)
-        obs_dim = (11 + n_t + (n_f if self.focus_enabled else 0)
-                   + (2 * len(self.skills) + 1 if self.observe_skills else 0)
-                   + (EMBED_DIM if observe_embedding else 0))
-        self.observation_space = spaces.Box(-OBS_CLIP, OBS_CLIP, shape=(obs_dim,),
-                                            dtype=np.float32)
+        obs_dim = (
+            11
+            + n_t
+            + (n_f if self.focus_enabled else 0)
+            + (2 * len(self.skills) + 1 if self.observe_skills else 0)
+            + (EMBED_DIM if observe_embedding else 0)
+        )
+        self.observation_space = spaces.Box(-OBS_CLIP, OBS_CLIP, shape=(obs_dim,), dtype=np.float32)
         self._baseline: dict[str, Any] | None = None
         self.last_step_seconds: dict[str, float] = {}
         self._needs_reset = True
@@ -271,20 +307,23 @@ class DataGenEnv(gym.Env):
         elif isinstance(config, (str, Path)):
             cfg = Config.load(config)
         else:
-            raise ConfigError(f"config must be a Config, a dict or a YAML path, "
-                              f"got {type(config).__name__}")
+            raise ConfigError(
+                f"config must be a Config, a dict or a YAML path, got {type(config).__name__}"
+            )
         given = {k: v for k, v in overrides.items() if v is not None}
         return cfg.replace(rl_tuning=given) if given else cfg.validate()
 
-    def _resolve_skills(self, configured: list[str] | None,
-                        builtin: tuple[str, ...]) -> tuple[str, ...]:
+    def _resolve_skills(
+        self, configured: list[str] | None, builtin: tuple[str, ...]
+    ) -> tuple[str, ...]:
         if configured is not None:
             skills = tuple(configured)
         elif builtin:
             skills = builtin
         else:
-            skills = tuple(dict.fromkeys(str(r["skill"]) for r in self.validation_dataset
-                                         if r.get("skill")))
+            skills = tuple(
+                dict.fromkeys(str(r["skill"]) for r in self.validation_dataset if r.get("skill"))
+            )
         if len(set(skills)) != len(skills):
             raise ConfigError(f"rl_tuning.skills names a skill twice: {list(skills)}")
         if self.focus_enabled:
@@ -294,12 +333,14 @@ class DataGenEnv(gym.Env):
                 raise ConfigError(
                     f"rl_tuning.focus needs skills that the seed tasks name (their 'skill' "
                     f"field); {'no skills given' if not skills else f'unknown: {missing}'}; "
-                    f"the seed tasks name {list(known)}")
+                    f"the seed tasks name {list(known)}"
+                )
         return skills
 
     # ------------------------------------------------------------------ gym API
-    def reset(self, *, seed: int | None = None, options: dict | None = None
-              ) -> tuple[np.ndarray, dict]:
+    def reset(
+        self, *, seed: int | None = None, options: dict | None = None
+    ) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)
         options = dict(options or {})
         start = self._start_settings(options)
@@ -317,13 +358,18 @@ class DataGenEnv(gym.Env):
         self._rewards: deque[float] = deque(maxlen=5)
         self._last_batch = Results()
         self._needs_reset = False
-        return self._obs(), {"baseline_metric": self._metric, "reward_metric": self.reward_metric,
-                             **self._score_info(self._baseline), **self._settings()}
+        return self._obs(), {
+            "baseline_metric": self._metric,
+            "reward_metric": self.reward_metric,
+            **self._score_info(self._baseline),
+            **self._settings(),
+        }
 
     def step(self, action) -> tuple[np.ndarray, float, bool, bool, dict]:
         if self._needs_reset:
-            raise RuntimeError("call reset() before step(): the episode has not started or "
-                               "has ended")
+            raise RuntimeError(
+                "call reset() before step(): the episode has not started or has ended"
+            )
         previous = self._settings()
         try:
             self._apply_settings(self._settings_after(action))
@@ -336,8 +382,13 @@ class DataGenEnv(gym.Env):
         self.last_step_seconds = {"time_generation_s": t_gen, "time_target_s": t_target}
         truncated = self._step_count >= self.num_iterations
         self._needs_reset = truncated
-        return self._obs(), reward, False, truncated, self._step_info(
-            batch, scores, reward, t_gen, t_target)
+        return (
+            self._obs(),
+            reward,
+            False,
+            truncated,
+            self._step_info(batch, scores, reward, t_gen, t_target),
+        )
 
     def action_masks(self) -> np.ndarray:
         """The action values allowed now, one boolean per value of each dimension, concatenated
@@ -346,8 +397,10 @@ class DataGenEnv(gym.Env):
         the metric). Before the first ``reset``, or with a target that reports no skills,
         every focus is allowed. ``action_mode="discrete"`` only."""
         if self.action_mode != "discrete":
-            raise ValueError("action_masks() needs action_mode='discrete' (masks are per "
-                             f"discrete value), this env has action_mode={self.action_mode!r}")
+            raise ValueError(
+                "action_masks() needs action_mode='discrete' (masks are per "
+                f"discrete value), this env has action_mode={self.action_mode!r}"
+            )
         masks = [np.ones(n, dtype=bool) for n in self.action_space.nvec]
         reported = self._baseline["skills"] if self._baseline is not None else {}
         if self.focus_enabled and reported:
@@ -359,9 +412,11 @@ class DataGenEnv(gym.Env):
             return None
         s = self._settings()
         focus = f" focus={s['focus'] or 'any'}" if self.focus_enabled else ""
-        return (f"step {self._step_count}/{self.num_iterations}  T={s['temperature']:.2f} "
-                f"top_p={s['top_p']:.2f} template={s['template']}{focus}  "
-                f"{self.reward_metric}={self._metric:.4f} (best {self._best:.4f})")
+        return (
+            f"step {self._step_count}/{self.num_iterations}  T={s['temperature']:.2f} "
+            f"top_p={s['top_p']:.2f} template={s['template']}{focus}  "
+            f"{self.reward_metric}={self._metric:.4f} (best {self._best:.4f})"
+        )
 
     # ------------------------------------------------------------------ step hooks
     def _settings_after(self, action) -> dict[str, Any]:
@@ -369,11 +424,14 @@ class DataGenEnv(gym.Env):
         d_temp, d_top_p, template_index, focus_index = self._decode(action)
         params = self.generator.get_sampling_params()
         # Rounded: repeated +-0.05 steps would otherwise drift into 0.7999999999999999.
-        return {"temperature": round(float(np.clip(params["temperature"] + d_temp,
-                                                   *TEMPERATURE_RANGE)), 6),
-                "top_p": round(float(np.clip(params["top_p"] + d_top_p, *TOP_P_RANGE)), 6),
-                "template": self.templates[template_index].name,
-                "focus": self._focus_name(focus_index) if self.focus_enabled else None}
+        return {
+            "temperature": round(
+                float(np.clip(params["temperature"] + d_temp, *TEMPERATURE_RANGE)), 6
+            ),
+            "top_p": round(float(np.clip(params["top_p"] + d_top_p, *TOP_P_RANGE)), 6),
+            "template": self.templates[template_index].name,
+            "focus": self._focus_name(focus_index) if self.focus_enabled else None,
+        }
 
     def _generate(self) -> tuple[Results, float]:
         t0 = time.perf_counter()
@@ -404,22 +462,34 @@ class DataGenEnv(gym.Env):
         self._step_count += 1
         return reward
 
-    def _step_info(self, batch: Results, scores: dict[str, Any] | None, reward: float,
-                   t_gen: float, t_target: float) -> dict[str, Any]:
+    def _step_info(
+        self,
+        batch: Results,
+        scores: dict[str, Any] | None,
+        reward: float,
+        t_gen: float,
+        t_target: float,
+    ) -> dict[str, Any]:
         return {
-            "baseline_metric": self._baseline["metric"], "best_metric": self._best,
-            "reward_metric": self.reward_metric, "reward": reward,
-            **self._score_info(self._scores), **self._settings(),
-            "num_candidates": batch.num_candidates, "num_kept": batch.num_kept,
-            "num_records": len(batch), "dataset_size": len(self._episode_data),
-            "kept_fraction": batch.kept_fraction, "unique_ratio": batch.unique_ratio,
+            "baseline_metric": self._baseline["metric"],
+            "best_metric": self._best,
+            "reward_metric": self.reward_metric,
+            "reward": reward,
+            **self._score_info(self._scores),
+            **self._settings(),
+            "num_candidates": batch.num_candidates,
+            "num_kept": batch.num_kept,
+            "num_records": len(batch),
+            "dataset_size": len(self._episode_data),
+            "kept_fraction": batch.kept_fraction,
+            "unique_ratio": batch.unique_ratio,
             "mean_length": batch.mean_length,
             "skill_counts": self._skill_counts(),
-            "correctness": checker.correctness(batch.data) if self.check_correctness
-            else math.nan,
+            "correctness": checker.correctness(batch.data) if self.check_correctness else math.nan,
             "all_filtered": scores is None,
-            "examples": [{k: r[k] for k in ("instruction", "input", "output")}
-                         for r in batch.data[:3]],
+            "examples": [
+                {k: r[k] for k in ("instruction", "input", "output")} for r in batch.data[:3]
+            ],
         }
 
     # ------------------------------------------------------------------ pieces
@@ -441,15 +511,21 @@ class DataGenEnv(gym.Env):
     def _settings(self) -> dict[str, Any]:
         t = self.generator.template
         focus = self.generator.focus
-        return {**self.generator.get_sampling_params(), "template": t.name,
-                "template_index": prompts.TEMPLATE_NAMES.index(t.name), "method": t.method,
-                "focus": focus,
-                "focus_index": 0 if focus is None or focus not in self.skills
-                else 1 + self.skills.index(focus)}
+        return {
+            **self.generator.get_sampling_params(),
+            "template": t.name,
+            "template_index": prompts.TEMPLATE_NAMES.index(t.name),
+            "method": t.method,
+            "focus": focus,
+            "focus_index": 0
+            if focus is None or focus not in self.skills
+            else 1 + self.skills.index(focus),
+        }
 
     def _apply_settings(self, settings: dict[str, Any]) -> None:
-        self.generator.set_sampling_params(temperature=settings["temperature"],
-                                           top_p=settings["top_p"])
+        self.generator.set_sampling_params(
+            temperature=settings["temperature"], top_p=settings["top_p"]
+        )
         self.generator.select_template(settings["template"])
         self.generator.set_focus(settings["focus"])
 
@@ -458,8 +534,9 @@ class DataGenEnv(gym.Env):
         allowed = {"temperature", "top_p", "template", "focus", "randomize", "remeasure_baseline"}
         unknown = sorted(set(options) - allowed)
         if unknown:
-            raise ValueError(f"unknown reset option {unknown[0]!r}; valid options: "
-                             f"{sorted(allowed)}")
+            raise ValueError(
+                f"unknown reset option {unknown[0]!r}; valid options: {sorted(allowed)}"
+            )
         start = dict(self.start_settings)
         if options.get("randomize"):
             rng = self.np_random
@@ -471,18 +548,24 @@ class DataGenEnv(gym.Env):
         for key, (lo, hi) in (("temperature", TEMPERATURE_RANGE), ("top_p", TOP_P_RANGE)):
             if key in options:
                 value = options[key]
-                if isinstance(value, bool) or not isinstance(value, (int, float)) or \
-                        not lo <= value <= hi:
-                    raise ValueError(f"reset option {key}={value!r}: expected a number in "
-                                     f"[{lo}, {hi}]")
+                if (
+                    isinstance(value, bool)
+                    or not isinstance(value, (int, float))
+                    or not lo <= value <= hi
+                ):
+                    raise ValueError(
+                        f"reset option {key}={value!r}: expected a number in [{lo}, {hi}]"
+                    )
                 start[key] = float(value)
         if "template" in options:
             start["template"] = prompts.get_template(options["template"]).name
         if "focus" in options:
             focus = options["focus"]
             if focus is not None and (not self.focus_enabled or focus not in self.skills):
-                raise ValueError(f"reset option focus={focus!r}: expected None or one of "
-                                 f"{list(self.skills)} (and an env made with focus=True)")
+                raise ValueError(
+                    f"reset option focus={focus!r}: expected None or one of "
+                    f"{list(self.skills)} (and an env made with focus=True)"
+                )
             start["focus"] = focus
         return start
 
@@ -494,19 +577,33 @@ class DataGenEnv(gym.Env):
             a = np.asarray(action, dtype=np.float64)
         except (TypeError, ValueError):
             a = None
-        if a is None or a.shape != self.action_space.shape or not np.all(np.isfinite(a)) or \
-                not self.action_space.contains(a.astype(self.action_space.dtype)) or \
-                (self.action_mode == "discrete" and not np.all(a == np.round(a))):
-            raise ValueError(f"invalid action {action!r}: expected an element of "
-                             f"{self.action_space} (action_mode={self.action_mode!r})")
+        if (
+            a is None
+            or a.shape != self.action_space.shape
+            or not np.all(np.isfinite(a))
+            or not self.action_space.contains(a.astype(self.action_space.dtype))
+            or (self.action_mode == "discrete" and not np.all(a == np.round(a)))
+        ):
+            raise ValueError(
+                f"invalid action {action!r}: expected an element of "
+                f"{self.action_space} (action_mode={self.action_mode!r})"
+            )
         n_t = len(self.templates)
         if self.action_mode == "discrete":
             a = a.astype(int)
-            return ((a[0] - 1) * self.delta, (a[1] - 1) * self.delta, int(a[2]),
-                    int(a[3]) if self.focus_enabled else 0)
-        focus = int(np.argmax(a[2 + n_t:])) if self.focus_enabled else 0
-        return (float(a[0]) * self.delta, float(a[1]) * self.delta,
-                int(np.argmax(a[2:2 + n_t])), focus)
+            return (
+                (a[0] - 1) * self.delta,
+                (a[1] - 1) * self.delta,
+                int(a[2]),
+                int(a[3]) if self.focus_enabled else 0,
+            )
+        focus = int(np.argmax(a[2 + n_t :])) if self.focus_enabled else 0
+        return (
+            float(a[0]) * self.delta,
+            float(a[1]) * self.delta,
+            int(np.argmax(a[2 : 2 + n_t])),
+            focus,
+        )
 
     def _evaluate(self, data: list[dict[str, Any]]) -> dict[str, Any]:
         """Call the target model, check what it returns and sort its metrics: ``metric``
@@ -518,34 +615,48 @@ class DataGenEnv(gym.Env):
             raise TargetModelError(
                 f"target_model raised {type(exc).__name__}: {exc} (called with {len(data)} "
                 f"records; expected it to fine-tune, evaluate and return a dict with "
-                f"{self.reward_metric!r})") from exc
+                f"{self.reward_metric!r})"
+            ) from exc
         if not isinstance(result, dict):
-            raise TargetModelError(f"target_model returned {type(result).__name__}; expected a "
-                                   f"dict of metrics with {self.reward_metric!r}")
+            raise TargetModelError(
+                f"target_model returned {type(result).__name__}; expected a "
+                f"dict of metrics with {self.reward_metric!r}"
+            )
         if self.reward_metric not in result:
-            raise TargetModelError(f"target_model's result has no {self.reward_metric!r} "
-                                   f"(the reward metric); it returned keys {sorted(result)}")
+            raise TargetModelError(
+                f"target_model's result has no {self.reward_metric!r} "
+                f"(the reward metric); it returned keys {sorted(result)}"
+            )
         try:
             metric = float(result[self.reward_metric])
         except (TypeError, ValueError):
-            raise TargetModelError(f"target_model returned {self.reward_metric}="
-                                   f"{result[self.reward_metric]!r}; expected a number") from None
+            raise TargetModelError(
+                f"target_model returned {self.reward_metric}="
+                f"{result[self.reward_metric]!r}; expected a number"
+            ) from None
         if not math.isfinite(metric):
-            raise TargetModelError(f"target_model returned {self.reward_metric}={metric}; "
-                                   "expected a finite number")
-        numeric = {str(k): float(v) for k, v in result.items()
-                   if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        test = {k[len(TEST_PREFIX):]: v for k, v in numeric.items() if k.startswith(TEST_PREFIX)}
+            raise TargetModelError(
+                f"target_model returned {self.reward_metric}={metric}; expected a finite number"
+            )
+        numeric = {
+            str(k): float(v)
+            for k, v in result.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
+        test = {k[len(TEST_PREFIX) :]: v for k, v in numeric.items() if k.startswith(TEST_PREFIX)}
         metrics = {k: v for k, v in numeric.items() if not k.startswith(TEST_PREFIX)}
-        return {"metric": metric, "metrics": metrics, "skills": _skill_part(metrics),
-                "test": test}
+        return {"metric": metric, "metrics": metrics, "skills": _skill_part(metrics), "test": test}
 
     def _score_info(self, scores: dict[str, Any]) -> dict[str, Any]:
         test = scores["test"]  # copies: infos must not share objects between calls
-        return {"metric": scores["metric"], "metrics": dict(scores["metrics"]),
-                "skill_metrics": dict(scores["skills"]),
-                "test_metric": test.get(self.reward_metric, math.nan),
-                "test_metrics": dict(test), "test_skill_metrics": _skill_part(test)}
+        return {
+            "metric": scores["metric"],
+            "metrics": dict(scores["metrics"]),
+            "skill_metrics": dict(scores["skills"]),
+            "test_metric": test.get(self.reward_metric, math.nan),
+            "test_metrics": dict(test),
+            "test_skill_metrics": _skill_part(test),
+        }
 
     def _skill_counts(self) -> dict[str, int]:
         """Records of the episode per skill tag (``"untagged"``: generated without a focus)."""
@@ -564,16 +675,25 @@ class DataGenEnv(gym.Env):
         b = self._last_batch
         n_clf = sum(bool(r.get("is_classification")) for r in b.data)
         parts = [
-            [p["temperature"] / TEMPERATURE_RANGE[1], p["top_p"]], onehot,
-            [self._metric, self._last_reward,
-             float(np.mean(self._rewards)) if self._rewards else 0.0, self._best,
-             self._step_count / self.num_iterations, b.kept_fraction, b.unique_ratio,
-             b.mean_length / 100.0, n_clf / len(b) if len(b) else 0.0],
+            [p["temperature"] / TEMPERATURE_RANGE[1], p["top_p"]],
+            onehot,
+            [
+                self._metric,
+                self._last_reward,
+                float(np.mean(self._rewards)) if self._rewards else 0.0,
+                self._best,
+                self._step_count / self.num_iterations,
+                b.kept_fraction,
+                b.unique_ratio,
+                b.mean_length / 100.0,
+                n_clf / len(b) if len(b) else 0.0,
+            ],
         ]
         if self.focus_enabled:
             focus = np.zeros(1 + len(self.skills), dtype=np.float32)
-            focus[0 if self.generator.focus is None
-                  else 1 + self.skills.index(self.generator.focus)] = 1.0
+            focus[
+                0 if self.generator.focus is None else 1 + self.skills.index(self.generator.focus)
+            ] = 1.0
             parts.append(focus)
         if self.observe_skills:
             # -1: the target does not report this skill (a task without it).
@@ -587,7 +707,7 @@ class DataGenEnv(gym.Env):
 
 
 def _skill_part(metrics: dict[str, float]) -> dict[str, float]:
-    return {k[len(SKILL_PREFIX):]: v for k, v in metrics.items() if k.startswith(SKILL_PREFIX)}
+    return {k[len(SKILL_PREFIX) :]: v for k, v in metrics.items() if k.startswith(SKILL_PREFIX)}
 
 
 def _embed(records: list[dict[str, Any]]) -> np.ndarray:
@@ -595,6 +715,7 @@ def _embed(records: list[dict[str, Any]]) -> np.ndarray:
     if not records:
         return np.zeros(EMBED_DIM, dtype=np.float32)
     from sklearn.feature_extraction.text import HashingVectorizer
+
     vec = HashingVectorizer(n_features=EMBED_DIM, alternate_sign=True, norm="l2")
     texts = [f"{r['instruction']} {r['input']} {r['output']}" for r in records]
     return np.asarray(vec.transform(texts).mean(axis=0)).ravel().astype(np.float32)

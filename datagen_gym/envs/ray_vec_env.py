@@ -50,8 +50,12 @@ class _EnvWorker:
         self.env = env_fn()
 
     def spaces(self) -> tuple[spaces.Space, spaces.Space, str | None, dict]:
-        return (self.env.observation_space, self.env.action_space,
-                getattr(self.env, "render_mode", None), dict(getattr(self.env, "metadata", {})))
+        return (
+            self.env.observation_space,
+            self.env.action_space,
+            getattr(self.env, "render_mode", None),
+            dict(getattr(self.env, "metadata", {})),
+        )
 
     def reset(self, seed: int | None, options: dict | None) -> tuple[Any, dict]:
         kwargs = {"options": options} if options else {}
@@ -79,6 +83,7 @@ class _EnvWorker:
 
     def is_wrapped(self, wrapper_class: type) -> bool:
         from stable_baselines3.common.env_util import is_wrapped
+
         return is_wrapped(self.env, wrapper_class)
 
     def render(self) -> Any:
@@ -135,27 +140,35 @@ class RayVecEnv(VecEnv):
     ``ray.shutdown()`` when done.
     """
 
-    def __init__(self,
-                 envs: Sequence[Callable[[], gym.Env]] | Mapping[str, Any] | None = None,
-                 num_envs: int | None = None, num_gpus_per_env: float = 0,
-                 num_cpus_per_env: float = 1, ray_address: str | None = None,
-                 env_id: str = DEFAULT_ENV_ID, monitor: bool = True,
-                 torch_threads: int | None = 1,
-                 ray_init_kwargs: dict[str, Any] | None = None,
-                 actor_options: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        envs: Sequence[Callable[[], gym.Env]] | Mapping[str, Any] | None = None,
+        num_envs: int | None = None,
+        num_gpus_per_env: float = 0,
+        num_cpus_per_env: float = 1,
+        ray_address: str | None = None,
+        env_id: str = DEFAULT_ENV_ID,
+        monitor: bool = True,
+        torch_threads: int | None = 1,
+        ray_init_kwargs: dict[str, Any] | None = None,
+        actor_options: dict[str, Any] | None = None,
+    ) -> None:
         ray = _import_ray()
         if envs is None or isinstance(envs, Mapping):
             if num_envs is None or num_envs < 1:
-                raise ValueError("num_envs (>= 1) is needed when envs is a dict of env kwargs "
-                                 f"or None; got {num_envs}")
+                raise ValueError(
+                    "num_envs (>= 1) is needed when envs is a dict of env kwargs "
+                    f"or None; got {num_envs}"
+                )
             check_picklable(envs, "Ray actors")
-            env_fns = [env_factory(env_id, envs, monitor, torch_threads)
-                       for _ in range(num_envs)]
+            env_fns = [env_factory(env_id, envs, monitor, torch_threads) for _ in range(num_envs)]
         else:
             env_fns = list(envs)
             if not env_fns or not all(callable(f) for f in env_fns):
-                raise TypeError("envs must be a non-empty list of zero-argument env "
-                                "constructors, or a dict of env kwargs")
+                raise TypeError(
+                    "envs must be a non-empty list of zero-argument env "
+                    "constructors, or a dict of env kwargs"
+                )
             if num_envs is not None and num_envs != len(env_fns):
                 raise ValueError(f"num_envs={num_envs} but {len(env_fns)} env constructors")
         if num_gpus_per_env < 0 or num_cpus_per_env < 0:
@@ -183,8 +196,10 @@ class RayVecEnv(VecEnv):
 
     # ------------------------------------------------------------------ core
     def reset(self):
-        futures = [a.reset.remote(self._seeds[i], self._options[i] or None)
-                   for i, a in enumerate(self.actors)]
+        futures = [
+            a.reset.remote(self._seeds[i], self._options[i] or None)
+            for i, a in enumerate(self.actors)
+        ]
         results = self._ray.get(futures)
         self.reset_infos = [info for _, info in results]
         self._reset_seeds()
@@ -211,8 +226,12 @@ class RayVecEnv(VecEnv):
             infos.append(info)
             if reset_info is not None:
                 self.reset_infos[i] = reset_info
-        return (_stack(obs, self.observation_space), np.asarray(rews, dtype=np.float32),
-                np.asarray(dones, dtype=bool), infos)
+        return (
+            _stack(obs, self.observation_space),
+            np.asarray(rews, dtype=np.float32),
+            np.asarray(dones, dtype=bool),
+            infos,
+        )
 
     def close(self) -> None:
         """Close every env and kill the actors (frees their CPUs/GPUs in the cluster)."""
@@ -260,13 +279,19 @@ class RayVecEnv(VecEnv):
     def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
         self._ray.get([a.set_attr.remote(attr_name, value) for a in self._targets(indices)])
 
-    def env_method(self, method_name: str, *method_args, indices: VecEnvIndices = None,
-                   **method_kwargs) -> list[Any]:
-        return self._ray.get([a.env_method.remote(method_name, method_args, method_kwargs)
-                              for a in self._targets(indices)])
+    def env_method(
+        self, method_name: str, *method_args, indices: VecEnvIndices = None, **method_kwargs
+    ) -> list[Any]:
+        return self._ray.get(
+            [
+                a.env_method.remote(method_name, method_args, method_kwargs)
+                for a in self._targets(indices)
+            ]
+        )
 
-    def env_is_wrapped(self, wrapper_class: type[gym.Wrapper],
-                       indices: VecEnvIndices = None) -> list[bool]:
+    def env_is_wrapped(
+        self, wrapper_class: type[gym.Wrapper], indices: VecEnvIndices = None
+    ) -> list[bool]:
         return self._ray.get([a.is_wrapped.remote(wrapper_class) for a in self._targets(indices)])
 
     def get_images(self) -> Sequence[np.ndarray | None]:

@@ -46,8 +46,12 @@ def preload_forkserver(modules: Sequence[str] = FORKSERVER_PRELOAD) -> None:
         mp.get_context("forkserver").set_forkserver_preload(["__main__", *modules])
 
 
-def make_env(env_id: str = DEFAULT_ENV_ID, env_kwargs: Mapping[str, Any] | None = None,
-             monitor: bool = True, torch_threads: int | None = 1) -> gym.Env:
+def make_env(
+    env_id: str = DEFAULT_ENV_ID,
+    env_kwargs: Mapping[str, Any] | None = None,
+    monitor: bool = True,
+    torch_threads: int | None = 1,
+) -> gym.Env:
     """Build one env; runs in the worker process (or Ray actor).
 
     Args:
@@ -67,6 +71,7 @@ def make_env(env_id: str = DEFAULT_ENV_ID, env_kwargs: Mapping[str, Any] | None 
     env = gym.make(env_id, **dict(env_kwargs or {}))
     if monitor:
         from stable_baselines3.common.monitor import Monitor
+
         env = Monitor(env)
     return env
 
@@ -74,6 +79,7 @@ def make_env(env_id: str = DEFAULT_ENV_ID, env_kwargs: Mapping[str, Any] | None 
 def _limit_threads(n: int) -> None:
     """Cap torch's and the BLAS/OpenMP thread pools of this (worker) process at ``n``."""
     import torch
+
     torch.set_num_threads(n)
     try:
         from threadpoolctl import threadpool_limits
@@ -82,15 +88,17 @@ def _limit_threads(n: int) -> None:
     threadpool_limits(n)  # not as a context manager: the cap lasts for the worker's life
 
 
-def env_factory(env_id: str = DEFAULT_ENV_ID, env_kwargs: Mapping[str, Any] | None = None,
-                monitor: bool = True, torch_threads: int | None = 1
-                ) -> Callable[[], gym.Env]:
+def env_factory(
+    env_id: str = DEFAULT_ENV_ID,
+    env_kwargs: Mapping[str, Any] | None = None,
+    monitor: bool = True,
+    torch_threads: int | None = 1,
+) -> Callable[[], gym.Env]:
     """A picklable zero-argument env constructor (a ``functools.partial`` of :func:`make_env`)."""
     return functools.partial(make_env, env_id, dict(env_kwargs or {}), monitor, torch_threads)
 
 
-def check_picklable(env_kwargs: Mapping[str, Any] | None, where: str = "worker processes"
-                    ) -> None:
+def check_picklable(env_kwargs: Mapping[str, Any] | None, where: str = "worker processes") -> None:
     """Raise a ``TypeError`` naming the first ``env_kwargs`` value that cloudpickle cannot
     serialise (it has to travel to the worker that builds the env)."""
     import cloudpickle
@@ -105,13 +113,20 @@ def check_picklable(env_kwargs: Mapping[str, Any] | None, where: str = "worker p
                 "must be picklable: a module-level class or function, no open sockets, locks, "
                 "CUDA contexts or API clients. Pass what is needed to build it instead (a path, a "
                 "config dict) and build it inside the env, e.g. register your own env factory and "
-                "use it as env_id.") from exc
+                "use it as env_id."
+            ) from exc
 
 
-def make_vec_env(n_envs: int, start_method: str | None = "forkserver",
-                 vec_cls: str = "subproc", env_kwargs: Mapping[str, Any] | None = None,
-                 env_id: str = DEFAULT_ENV_ID, seed: int | None = None, monitor: bool = True,
-                 torch_threads: int | None = 1):
+def make_vec_env(
+    n_envs: int,
+    start_method: str | None = "forkserver",
+    vec_cls: str = "subproc",
+    env_kwargs: Mapping[str, Any] | None = None,
+    env_id: str = DEFAULT_ENV_ID,
+    seed: int | None = None,
+    monitor: bool = True,
+    torch_threads: int | None = 1,
+):
     """An SB3 ``VecEnv`` of ``n_envs`` DataGen envs.
 
     Args:
@@ -141,8 +156,10 @@ def make_vec_env(n_envs: int, start_method: str | None = "forkserver",
         venv = DummyVecEnv(fns)
     else:
         if start_method is not None and start_method not in mp.get_all_start_methods():
-            raise ValueError(f"start_method {start_method!r} is not available here; choose one "
-                             f"of {mp.get_all_start_methods()} or None")
+            raise ValueError(
+                f"start_method {start_method!r} is not available here; choose one "
+                f"of {mp.get_all_start_methods()} or None"
+            )
         check_picklable(env_kwargs, "SubprocVecEnv worker processes")
         if start_method == "forkserver":
             preload_forkserver()
@@ -154,11 +171,15 @@ def make_vec_env(n_envs: int, start_method: str | None = "forkserver",
 
 
 # ---------------------------------------------------------------------------- gymnasium
-def make_async_vector_env(num_envs: int, env_id: str = DEFAULT_ENV_ID,
-                          context: str | None = "forkserver",
-                          env_kwargs: Mapping[str, Any] | None = None,
-                          same_step_autoreset: bool = True, monitor: bool = True,
-                          **vector_kwargs: Any) -> gym.vector.VectorEnv:
+def make_async_vector_env(
+    num_envs: int,
+    env_id: str = DEFAULT_ENV_ID,
+    context: str | None = "forkserver",
+    env_kwargs: Mapping[str, Any] | None = None,
+    same_step_autoreset: bool = True,
+    monitor: bool = True,
+    **vector_kwargs: Any,
+) -> gym.vector.VectorEnv:
     """Gymnasium's ``AsyncVectorEnv`` via ``gym.make_vec(env_id, vectorization_mode="async")``.
 
     ``same_step_autoreset`` picks ``AutoresetMode.SAME_STEP`` (a finished env is reset in the
@@ -181,9 +202,16 @@ def make_async_vector_env(num_envs: int, env_id: str = DEFAULT_ENV_ID,
     wrappers = None
     if monitor:
         from stable_baselines3.common.monitor import Monitor
+
         wrappers = [Monitor]
-    return gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="async",
-                        vector_kwargs=vk, wrappers=wrappers, **dict(env_kwargs or {}))
+    return gym.make_vec(
+        env_id,
+        num_envs=num_envs,
+        vectorization_mode="async",
+        vector_kwargs=vk,
+        wrappers=wrappers,
+        **dict(env_kwargs or {}),
+    )
 
 
 def _info_at(infos: Mapping[str, Any], i: int) -> dict[str, Any]:
@@ -216,9 +244,11 @@ class GymnasiumVecEnvAdapter(VecEnv):
     def __init__(self, venv: gym.vector.VectorEnv) -> None:
         mode = venv.metadata.get("autoreset_mode")
         if mode is not None and mode != gym.vector.AutoresetMode.SAME_STEP:
-            raise ValueError(f"the vector env uses autoreset_mode={mode}; build it with "
-                             "autoreset_mode=AutoresetMode.SAME_STEP (make_async_vector_env "
-                             "does) so that finished envs reset as SB3 expects")
+            raise ValueError(
+                f"the vector env uses autoreset_mode={mode}; build it with "
+                "autoreset_mode=AutoresetMode.SAME_STEP (make_async_vector_env "
+                "does) so that finished envs reset as SB3 expects"
+            )
         self.venv = venv
         self._actions: np.ndarray | None = None
         super().__init__(venv.num_envs, venv.single_observation_space, venv.single_action_space)
@@ -247,8 +277,11 @@ class GymnasiumVecEnvAdapter(VecEnv):
                 info = _info_at(infos["final_info"], i) if "final_info" in infos else {}
                 info["terminal_observation"] = infos["final_obs"][i]
                 info["TimeLimit.truncated"] = bool(truncated[i] and not terminated[i])
-                self.reset_infos[i] = {k: v for k, v in _info_at(infos, i).items()
-                                       if k not in ("final_info", "final_obs")}
+                self.reset_infos[i] = {
+                    k: v
+                    for k, v in _info_at(infos, i).items()
+                    if k not in ("final_info", "final_obs")
+                }
             else:
                 info = _info_at(infos, i)
                 info["TimeLimit.truncated"] = False
@@ -279,5 +312,13 @@ class GymnasiumVecEnvAdapter(VecEnv):
         return [None for _ in range(self.num_envs)]
 
 
-__all__ = ["make_env", "env_factory", "make_vec_env", "check_picklable", "preload_forkserver",
-           "make_async_vector_env", "GymnasiumVecEnvAdapter", "DEFAULT_ENV_ID"]
+__all__ = [
+    "make_env",
+    "env_factory",
+    "make_vec_env",
+    "check_picklable",
+    "preload_forkserver",
+    "make_async_vector_env",
+    "GymnasiumVecEnvAdapter",
+    "DEFAULT_ENV_ID",
+]

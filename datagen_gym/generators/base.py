@@ -21,8 +21,7 @@ class TaskPool:
     """Human seed tasks plus the machine tasks generated so far, and the ROUGE-L filter over
     all their instructions (new instructions must differ from every one of them)."""
 
-    def __init__(self, seed_tasks: Sequence[dict[str, Any]], rouge_threshold: float = 0.7
-                 ) -> None:
+    def __init__(self, seed_tasks: Sequence[dict[str, Any]], rouge_threshold: float = 0.7) -> None:
         if not seed_tasks:
             raise ValueError("the seed task pool is empty; Self-Instruct needs human seed tasks")
         for i, task in enumerate(seed_tasks):
@@ -30,8 +29,9 @@ class TaskPool:
                 raise ValueError(f"seed task {i} has no 'instruction'")
         self.human = [dict(t) for t in seed_tasks]
         self.machine: list[dict[str, Any]] = []
-        self.rouge = RougeLFilter(threshold=rouge_threshold,
-                                  pool=[t["instruction"] for t in self.human])
+        self.rouge = RougeLFilter(
+            threshold=rouge_threshold, pool=[t["instruction"] for t in self.human]
+        )
 
     def add_machine(self, tasks: Sequence[dict[str, Any]]) -> None:
         """Tasks that passed the filters (their instructions are already in ``rouge``)."""
@@ -44,13 +44,14 @@ class TaskPool:
         """The skills the human seed tasks name (their ``skill`` field), sorted."""
         return tuple(sorted({str(t["skill"]) for t in self.human if t.get("skill")}))
 
-    def of_skill(self, skill: str | None) -> tuple[list[dict[str, Any]],
-                                                      list[dict[str, Any]]]:
+    def of_skill(self, skill: str | None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """The human and machine tasks of ``skill`` (all tasks for ``None``)."""
         if skill is None:
             return self.human, self.machine
-        return ([t for t in self.human if t.get("skill") == skill],
-                [t for t in self.machine if t.get("skill") == skill])
+        return (
+            [t for t in self.human if t.get("skill") == skill],
+            [t for t in self.machine if t.get("skill") == skill],
+        )
 
 
 class BaseGenerator:
@@ -67,9 +68,14 @@ class BaseGenerator:
 
     method = "base"
 
-    def __init__(self, config: Config | None = None, sampler: Sampler | None = None,
-                 seed_tasks: Sequence[dict[str, Any]] | None = None,
-                 seed: int | None = None, pool: TaskPool | None = None) -> None:
+    def __init__(
+        self,
+        config: Config | None = None,
+        sampler: Sampler | None = None,
+        seed_tasks: Sequence[dict[str, Any]] | None = None,
+        seed: int | None = None,
+        pool: TaskPool | None = None,
+    ) -> None:
         self.config = config or Config()
         self.gen_config: GenerationConfig = self.config.generation
         self.sampler = sampler or Sampler.from_config(self.config.sampling)
@@ -86,8 +92,9 @@ class BaseGenerator:
     def get_sampling_params(self) -> dict[str, float]:
         return self.sampler.get_params()
 
-    def set_sampling_params(self, temperature: float | None = None,
-                            top_p: float | None = None) -> None:
+    def set_sampling_params(
+        self, temperature: float | None = None, top_p: float | None = None
+    ) -> None:
         self.sampler.set_params(temperature=temperature, top_p=top_p)
 
     def select_template(self, name_or_index: str | int) -> prompts.Template:
@@ -101,8 +108,10 @@ class BaseGenerator:
         skill; the records are tagged with it. Skills are the ``skill`` fields of the seed tasks.
         """
         if skill is not None and skill not in self.pool.skills():
-            raise ValueError(f"unknown focus skill {skill!r}; the seed tasks name "
-                             f"{list(self.pool.skills()) or 'no skills'}")
+            raise ValueError(
+                f"unknown focus skill {skill!r}; the seed tasks name "
+                f"{list(self.pool.skills()) or 'no skills'}"
+            )
         self.focus = skill
         return skill
 
@@ -113,40 +122,58 @@ class BaseGenerator:
     def _lm(self, prompt_list: list[str], max_new_tokens: int) -> list[str]:
         # A fresh torch seed per call, drawn from our RNG, makes the whole run repeatable.
         try:
-            return self.sampler.generate(prompt_list, max_new_tokens=max_new_tokens,
-                                         seed=int(self.rng.integers(2**31 - 1)))
+            return self.sampler.generate(
+                prompt_list, max_new_tokens=max_new_tokens, seed=int(self.rng.integers(2**31 - 1))
+            )
         except PartialBatchError as exc:
             if exc.num_completed == 0:
                 raise
             # Keep what a remote backend finished before the fault. A failed prompt reads as an
             # empty continuation: the bootstrap, instance and evol parsers yield nothing from it
             # (so it is dropped) and the classification check reads it as "not classification".
-            logger.warning("keeping %d/%d completions after a backend fault: %s",
-                           exc.num_completed, len(prompt_list), exc)
+            logger.warning(
+                "keeping %d/%d completions after a backend fault: %s",
+                exc.num_completed,
+                len(prompt_list),
+                exc,
+            )
             return [c if c is not None else "" for c in exc.completions]
 
-    def _record(self, instruction: str, input_text: str, output: str, **meta: Any
-                ) -> dict[str, Any]:
+    def _record(
+        self, instruction: str, input_text: str, output: str, **meta: Any
+    ) -> dict[str, Any]:
         params = self.sampler.get_params()
-        return {"instruction": instruction, "input": input_text, "output": output,
-                "method": self.method, "template": self.template.name,
-                "temperature": round(params["temperature"], 4),
-                "top_p": round(params["top_p"], 4), **meta}
+        return {
+            "instruction": instruction,
+            "input": input_text,
+            "output": output,
+            "method": self.method,
+            "template": self.template.name,
+            "temperature": round(params["temperature"], 4),
+            "top_p": round(params["top_p"], 4),
+            **meta,
+        }
 
     def _instances(self, tasks: list[dict[str, Any]]) -> list[list[tuple[str, str]]]:
-        """Self-Instruct instance generation: output-first for classification, else input-first.
-        """
+        """Self-Instruct instance generation: output-first for classification, else input-first."""
         from datagen_gym.generators.instruction_filters import keep_instance
 
         if not tasks:
             return []
-        prompt_list = [prompts.output_first_prompt(t["instruction"]) if t["is_classification"]
-                       else prompts.input_first_prompt(t["instruction"]) for t in tasks]
+        prompt_list = [
+            prompts.output_first_prompt(t["instruction"])
+            if t["is_classification"]
+            else prompts.input_first_prompt(t["instruction"])
+            for t in tasks
+        ]
         texts = self._lm(prompt_list, max_new_tokens=64)
         out = []
         for task, text in zip(tasks, texts):
-            pairs = (prompts.parse_output_first(text) if task["is_classification"]
-                     else prompts.parse_input_first(text))
+            pairs = (
+                prompts.parse_output_first(text)
+                if task["is_classification"]
+                else prompts.parse_input_first(text)
+            )
             seen, kept = set(), []
             for x, y in pairs:
                 if (x, y) not in seen and keep_instance(task["instruction"], x, y):
@@ -160,8 +187,10 @@ def load_seed_tasks(path: str | None) -> list[dict[str, Any]]:
     """Seed tasks from a JSONL file, or the embedded world's pool for ``None``."""
     if path is None:
         from datagen_gym.world.seed_tasks import make_seed_tasks
+
         return make_seed_tasks()
     from datagen_gym.results import read_jsonl
+
     rows = read_jsonl(path)
     for i, row in enumerate(rows, start=1):
         if "instruction" not in row:

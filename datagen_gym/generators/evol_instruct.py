@@ -22,8 +22,15 @@ from datagen_gym.generators import prompts
 from datagen_gym.generators.base import BaseGenerator
 from datagen_gym.results import Results
 
-COPIED_PROMPT_WORDS = ("#the given prompt#", "#rewritten prompt#", "#given prompt#",
-                       "#created prompt#", "given prompt", "rewritten prompt", "created prompt")
+COPIED_PROMPT_WORDS = (
+    "#the given prompt#",
+    "#rewritten prompt#",
+    "#given prompt#",
+    "#created prompt#",
+    "given prompt",
+    "rewritten prompt",
+    "created prompt",
+)
 
 
 @dataclass
@@ -68,26 +75,28 @@ class EvolInstructGenerator(BaseGenerator):
 
     def _operation(self) -> str:
         if self.template.method != self.method:
-            raise ValueError(f"template {self.template.name!r} is a Self-Instruct prompt; "
-                             "select an evol_* template for EvolInstructGenerator")
+            raise ValueError(
+                f"template {self.template.name!r} is a Self-Instruct prompt; "
+                "select an evol_* template for EvolInstructGenerator"
+            )
         return self.template.operation
 
-    def evolve_instructions(self, instructions: Sequence[str],
-                            operation: str | None = None) -> list[Evolution]:
+    def evolve_instructions(
+        self, instructions: Sequence[str], operation: str | None = None
+    ) -> list[Evolution]:
         """Evolve each instruction once with the template's operation (or ``operation``)."""
         operation = operation or self._operation()
-        texts = self._lm([prompts.evol_prompt(operation, i) for i in instructions],
-                         max_new_tokens=64)
+        texts = self._lm(
+            [prompts.evol_prompt(operation, i) for i in instructions], max_new_tokens=64
+        )
         out = []
         for source, text in zip(instructions, texts):
             evolved = prompts.parse_evol(text)
-            out.append(Evolution(source, evolved, operation,
-                                 instruction_failure(source, evolved)))
+            out.append(Evolution(source, evolved, operation, instruction_failure(source, evolved)))
         return out
 
     def generate(self, n: int, step: int | None = None) -> Results:
-        """Evolve instructions drawn from the pool and answer the survivors: up to ``n`` records.
-        """
+        """Evolve instructions drawn from the pool and answer the survivors: up to ``n`` records."""
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
         humans, machine = self.pool.of_skill(self.focus)
@@ -102,12 +111,16 @@ class EvolInstructGenerator(BaseGenerator):
         survivors = []
         for src, evo in zip(sources, evolutions):
             if evo.failure is None:
-                survivors.append({"instruction": evo.evolved,
-                                  "is_classification": False,  # answered input-first
-                                  "group": src.get("group"), "source": src["instruction"],
-                                  # In-breadth writes a task of another kind: no skill carries.
-                                  "skill": None if self.template.operation == "breadth"
-                                  else src.get("skill")})
+                survivors.append(
+                    {
+                        "instruction": evo.evolved,
+                        "is_classification": False,  # answered input-first
+                        "group": src.get("group"),
+                        "source": src["instruction"],
+                        # In-breadth writes a task of another kind: no skill carries.
+                        "skill": None if self.template.operation == "breadth" else src.get("skill"),
+                    }
+                )
         answered = []
         for task, pairs in zip(survivors, self._instances(survivors)):
             pairs = [(x, y) for x, y in pairs if response_failure(y) is None]
@@ -115,10 +128,17 @@ class EvolInstructGenerator(BaseGenerator):
                 continue
             answered.append(task)
             for x, y in pairs:
-                results.data.append(self._record(task["instruction"], x, y, step=step,
-                                                 evolved_from=task["source"],
-                                                 operation=self.template.operation,
-                                                 skill=task["skill"]))
+                results.data.append(
+                    self._record(
+                        task["instruction"],
+                        x,
+                        y,
+                        step=step,
+                        evolved_from=task["source"],
+                        operation=self.template.operation,
+                        skill=task["skill"],
+                    )
+                )
         results.num_kept = len(answered)
         # Only evolutions with a usable response join the pool, where they can evolve again.
         self.pool.rouge.add([t["instruction"] for t in answered])

@@ -25,9 +25,13 @@ class Generator(BaseGenerator):
 
     method = "mixed"
 
-    def __init__(self, config: Config | None = None, sampler: Sampler | None = None,
-                 seed_tasks: Sequence[dict[str, Any]] | None = None,
-                 seed: int | None = None) -> None:
+    def __init__(
+        self,
+        config: Config | None = None,
+        sampler: Sampler | None = None,
+        seed_tasks: Sequence[dict[str, Any]] | None = None,
+        seed: int | None = None,
+    ) -> None:
         super().__init__(config, sampler, seed_tasks, seed)
         self.self_instruct = SelfInstructGenerator(self.config, self.sampler, pool=self.pool)
         self.evol_instruct = EvolInstructGenerator(self.config, self.sampler, pool=self.pool)
@@ -35,8 +39,7 @@ class Generator(BaseGenerator):
 
     @property
     def active(self) -> BaseGenerator:
-        return self.self_instruct if self.template.method == "self_instruct" else \
-            self.evol_instruct
+        return self.self_instruct if self.template.method == "self_instruct" else self.evol_instruct
 
     def _sync(self) -> None:
         for g in (self.self_instruct, self.evol_instruct):
@@ -69,6 +72,7 @@ class Generator(BaseGenerator):
     def reset_pool(self) -> None:
         """Forget the machine tasks (a new episode starts from the human seed pool)."""
         from datagen_gym.generators.base import TaskPool
+
         self.pool = TaskPool(self.pool.human, self.gen_config.rouge_threshold)
         for g in (self.self_instruct, self.evol_instruct):
             g.pool = self.pool

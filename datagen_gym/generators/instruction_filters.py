@@ -11,8 +11,9 @@ def _has_word(word: str, text: str) -> bool:
     return re.search(rf"\b{re.escape(word)}\b", text, flags=re.IGNORECASE) is not None
 
 
-def instruction_rejection(instruction: str, blacklist: Sequence[str], min_words: int = 3,
-                          max_words: int = 150) -> str | None:
+def instruction_rejection(
+    instruction: str, blacklist: Sequence[str], min_words: int = 3, max_words: int = 150
+) -> str | None:
     """Why the paper's heuristics reject an instruction, or None if it passes.
 
     Reasons: ``too_short`` (<= ``min_words`` words), ``too_long`` (> ``max_words``),
@@ -35,8 +36,9 @@ def instruction_rejection(instruction: str, blacklist: Sequence[str], min_words:
     return None
 
 
-def keep_instance(instruction: str, input_text: str, output: str, max_input_words: int = 150
-                  ) -> bool:
+def keep_instance(
+    instruction: str, input_text: str, output: str, max_input_words: int = 150
+) -> bool:
     """The paper's instance clean-up: drop empty or echoed outputs and runaway inputs."""
     output = output.strip()
     if not output or output == input_text.strip() or output == instruction.strip():

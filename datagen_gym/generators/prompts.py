@@ -34,12 +34,21 @@ class Template:
 
 TEMPLATES: tuple[Template, ...] = (
     Template("self_instruct", "self_instruct", "Come up with a series of tasks:"),
-    Template("self_instruct_classification", "self_instruct",
-             "Come up with a series of classification tasks:", group="classification"),
-    Template("self_instruct_text", "self_instruct",
-             "Come up with a series of text editing tasks:", group="text"),
-    Template("self_instruct_math", "self_instruct",
-             "Come up with a series of math tasks:", group="math"),
+    Template(
+        "self_instruct_classification",
+        "self_instruct",
+        "Come up with a series of classification tasks:",
+        group="classification",
+    ),
+    Template(
+        "self_instruct_text",
+        "self_instruct",
+        "Come up with a series of text editing tasks:",
+        group="text",
+    ),
+    Template(
+        "self_instruct_math", "self_instruct", "Come up with a series of math tasks:", group="math"
+    ),
     Template("evol_add_constraints", "evol_instruct", operation="add_constraints"),
     Template("evol_deepen", "evol_instruct", operation="deepen"),
     Template("evol_concretize", "evol_instruct", operation="concretize"),
@@ -55,8 +64,9 @@ def get_template(name_or_index: str | int) -> Template:
     """Look a template up by name or index, with a clear error for an unknown one."""
     if isinstance(name_or_index, (int,)) and not isinstance(name_or_index, bool):
         if not 0 <= name_or_index < len(TEMPLATES):
-            raise ValueError(f"template index must be in [0, {len(TEMPLATES) - 1}], "
-                             f"got {name_or_index}")
+            raise ValueError(
+                f"template index must be in [0, {len(TEMPLATES) - 1}], got {name_or_index}"
+            )
         return TEMPLATES[name_or_index]
     for t in TEMPLATES:
         if t.name == name_or_index:
@@ -93,7 +103,8 @@ def parse_bootstrap(continuation: str) -> list[str]:
 
 
 CLASSIFICATION_CHECK_HEADER = (
-    "Can the following task be regarded as a classification task with finite output labels?")
+    "Can the following task be regarded as a classification task with finite output labels?"
+)
 CLASSIFICATION_CHECK_EXAMPLES = (
     ("Tell whether the number is even or odd.", "Yes"),
     ("Add the two numbers.", "No"),
@@ -118,11 +129,13 @@ def parse_classification_check(continuation: str) -> bool:
 INPUT_FIRST_HEADER = (
     "Come up with examples for the following tasks. Try to generate multiple examples when "
     "possible. If the task doesn't require additional input, you can generate the output "
-    "directly.")
+    "directly."
+)
 OUTPUT_FIRST_HEADER = (
     "Given the classification task definition and the class labels, generate an input that "
     "corresponds to each of the class labels. If the task doesn't require input, just generate "
-    "the correct class label.")
+    "the correct class label."
+)
 
 
 def input_first_prompt(instruction: str) -> str:
@@ -155,8 +168,7 @@ def parse_output_first(continuation: str) -> list[tuple[str, str]]:
     """
     text = "Class label:" + continuation
     pairs = []
-    for m in re.finditer(r"Class label:([^\n]*)(?:\nInput:(.*?))?(?=\nClass label:|$)", text,
-                         re.S):
+    for m in re.finditer(r"Class label:([^\n]*)(?:\nInput:(.*?))?(?=\nClass label:|$)", text, re.S):
         label, x = m.group(1).strip(), (m.group(2) or "").strip()
         if label:
             pairs.append((x, label))
@@ -164,17 +176,29 @@ def parse_output_first(continuation: str) -> list[tuple[str, str]]:
 
 
 # ---------------------------------------------------------------------------- Evol-Instruct
-EVOL_OPERATIONS = ("add_constraints", "deepen", "concretize", "reasoning", "complicate_input",
-                   "breadth")
+EVOL_OPERATIONS = (
+    "add_constraints",
+    "deepen",
+    "concretize",
+    "reasoning",
+    "complicate_input",
+    "breadth",
+)
 DEPTH_METHODS = {
     "add_constraints": "Please add one more constraints/requirements into #The Given Prompt#'",
-    "deepen": ("If #The Given Prompt# contains inquiries about certain issues, the depth and "
-               "breadth of the inquiry can be increased."),
+    "deepen": (
+        "If #The Given Prompt# contains inquiries about certain issues, the depth and "
+        "breadth of the inquiry can be increased."
+    ),
     "concretize": "Please replace general concepts with more specific concepts.",
-    "reasoning": ("If #The Given Prompt# can be solved with just a few simple thinking "
-                  "processes, you can rewrite it to explicitly request multiple-step reasoning."),
-    "complicate_input": ("Please add more complex data to the input of #The Given Prompt#, so "
-                         "that it takes more work to answer."),
+    "reasoning": (
+        "If #The Given Prompt# can be solved with just a few simple thinking "
+        "processes, you can rewrite it to explicitly request multiple-step reasoning."
+    ),
+    "complicate_input": (
+        "Please add more complex data to the input of #The Given Prompt#, so "
+        "that it takes more work to answer."
+    ),
 }
 DEPTH_HEADER = (
     "I want you act as a Prompt Rewriter.\n"
@@ -190,7 +214,8 @@ DEPTH_HEADER = (
     "Prompt# can only add 10 to 20 words into #The Given Prompt#.\n"
     "'#The Given Prompt#', '#Rewritten Prompt#', 'given prompt' and 'rewritten prompt' are not "
     "allowed to appear in #Rewritten Prompt#\n"
-    "#The Given Prompt#:\n{instruction}\n#Rewritten Prompt#:\n")
+    "#The Given Prompt#:\n{instruction}\n#Rewritten Prompt#:\n"
+)
 BREADTH_HEADER = (
     "I want you act as a Prompt Creator.\n"
     "Your goal is to draw inspiration from the #Given Prompt# to create a brand new prompt.\n"
@@ -201,7 +226,8 @@ BREADTH_HEADER = (
     "The #Created Prompt# must be reasonable and must be understood and responded by humans.\n"
     "'#Given Prompt#', '#Created Prompt#', 'given prompt' and 'created prompt' are not allowed "
     "to appear in #Created Prompt#\n"
-    "#Given Prompt#:\n{instruction}\n#Created Prompt#:\n")
+    "#Given Prompt#:\n{instruction}\n#Created Prompt#:\n"
+)
 
 
 def evol_prompt(operation: str, instruction: str) -> str:
@@ -209,8 +235,10 @@ def evol_prompt(operation: str, instruction: str) -> str:
     if operation == "breadth":
         return BREADTH_HEADER.format(instruction=instruction)
     if operation not in DEPTH_METHODS:
-        raise ValueError(f"unknown Evol-Instruct operation {operation!r}; "
-                         f"expected one of {list(EVOL_OPERATIONS)}")
+        raise ValueError(
+            f"unknown Evol-Instruct operation {operation!r}; "
+            f"expected one of {list(EVOL_OPERATIONS)}"
+        )
     return DEPTH_HEADER.format(method=DEPTH_METHODS[operation], instruction=instruction)
 
 

@@ -80,8 +80,10 @@ def _f1_array(lcs: np.ndarray, len_target: np.ndarray, len_prediction: np.ndarra
     # Vectorised _f1: numpy's float64 ops are the same correctly rounded IEEE operations, applied
     # in the same order, so every element equals the scalar (and rouge_score) result exactly.
     lcs, len_target, len_prediction = np.broadcast_arrays(
-        np.asarray(lcs, dtype=np.float64), np.asarray(len_target, dtype=np.float64),
-        np.asarray(len_prediction, dtype=np.float64))
+        np.asarray(lcs, dtype=np.float64),
+        np.asarray(len_target, dtype=np.float64),
+        np.asarray(len_prediction, dtype=np.float64),
+    )
     out = np.zeros(lcs.shape, dtype=np.float64)
     mask = lcs > 0  # lcs == 0 covers empty texts too, which rouge_score scores as 0
     precision = lcs[mask] / len_prediction[mask]
@@ -108,8 +110,9 @@ def rouge_l_f1(a: str, b: str) -> float:
     ia = [vocab.setdefault(t, len(vocab)) for t in ta]
     ib = [vocab.setdefault(t, len(vocab)) for t in tb]
     if len(vocab) < 0xD800:
-        return _f1(LCSseq.similarity("".join(map(chr, ia)), "".join(map(chr, ib))),
-                   len(ta), len(tb))
+        return _f1(
+            LCSseq.similarity("".join(map(chr, ia)), "".join(map(chr, ib))), len(ta), len(tb)
+        )
     return _f1(LCSseq.similarity(ia, ib), len(ta), len(tb))
 
 
@@ -172,8 +175,13 @@ class RougeLFilter:
         workers: threads rapidfuzz may use per call (``-1`` for all cores).
     """
 
-    def __init__(self, threshold: float = 0.7, pool: Iterable[str] = (), workers: int = 1,
-                 _char_limit: int = 0x110000) -> None:
+    def __init__(
+        self,
+        threshold: float = 0.7,
+        pool: Iterable[str] = (),
+        workers: int = 1,
+        _char_limit: int = 0x110000,
+    ) -> None:
         self.threshold = float(threshold)
         self.workers = workers
         self._codec = _Codec(_char_limit)
@@ -215,7 +223,7 @@ class RougeLFilter:
             grown = np.zeros(max(2 * len(self._lens), n + k), dtype=np.int64)
             grown[:n] = self._lens[:n]
             self._lens = grown
-        self._lens[n:n + k] = lens
+        self._lens[n : n + k] = lens
         self._texts.extend(texts)
         self._encs.extend(encs)
 
@@ -237,8 +245,9 @@ class RougeLFilter:
         if n == 0:
             return np.zeros(0, dtype=np.float64)
         (enc,), (la,) = self._encode([text])
-        lcs = process.cdist([enc], self._encs, scorer=LCSseq.similarity, dtype=np.int32,
-                            workers=self.workers)[0]
+        lcs = process.cdist(
+            [enc], self._encs, scorer=LCSseq.similarity, dtype=np.int32, workers=self.workers
+        )[0]
         return _f1_array(lcs, la, self._lens[:n])
 
     def max_score(self, text: str) -> float:
@@ -251,8 +260,14 @@ class RougeLFilter:
         left unchanged."""
         return self.filter([text], add=False)[0]
 
-    def _exceeding(self, q_encs: list, q_lens: np.ndarray, p_encs: list, p_lens: np.ndarray,
-                   lower_triangle: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    def _exceeding(
+        self,
+        q_encs: list,
+        q_lens: np.ndarray,
+        p_encs: list,
+        p_lens: np.ndarray,
+        lower_triangle: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(row, col) pairs whose exact F1 (row = target, col = prediction) is > threshold.
 
         With ``lower_triangle`` the queries are the choices and only col < row is reported.
@@ -261,9 +276,14 @@ class RougeLFilter:
         if cutoff > 0.0:
             # Indel normalised similarity is 2*lcs/(la+lb), i.e. F1 up to rounding. Scores below
             # the cut-off come back as 0, so non-zero entries are exactly the screened-in pairs.
-            sim = process.cdist(q_encs, p_encs, scorer=Indel.normalized_similarity,
-                                score_cutoff=min(cutoff, 1.0), dtype=np.float32,
-                                workers=self.workers)
+            sim = process.cdist(
+                q_encs,
+                p_encs,
+                scorer=Indel.normalized_similarity,
+                score_cutoff=min(cutoff, 1.0),
+                dtype=np.float32,
+                workers=self.workers,
+            )
             if lower_triangle:
                 sim = np.tril(sim, -1)
             rows, cols = np.nonzero(sim)
@@ -276,8 +296,13 @@ class RougeLFilter:
         if len(rows) == 0:
             return rows, cols
         # Exact LCS for the few screened pairs, then rouge_score's own float formula.
-        lcs = process.cpdist([q_encs[i] for i in rows], [p_encs[j] for j in cols],
-                             scorer=LCSseq.similarity, dtype=np.int32, workers=self.workers)
+        lcs = process.cpdist(
+            [q_encs[i] for i in rows],
+            [p_encs[j] for j in cols],
+            scorer=LCSseq.similarity,
+            dtype=np.int32,
+            workers=self.workers,
+        )
         over = _f1_array(lcs, q_lens[rows], p_lens[cols]) > self.threshold
         return rows[over], cols[over]
 
@@ -306,7 +331,7 @@ class RougeLFilter:
             n_pool = len(self)
             cols = max(1, min(n_pool, _MAX_BLOCK_COLS))
             rows = max(_MIN_BLOCK_ROWS, min(_MAX_BLOCK_ROWS, _MAX_BLOCK_ELEMS // cols))
-            q_encs, q_lens = encs[pos:pos + rows], lens[pos:pos + rows]
+            q_encs, q_lens = encs[pos : pos + rows], lens[pos : pos + rows]
             n_q = len(q_encs)
 
             # Against the pool as it stands (it already holds the kept items of earlier blocks).
@@ -323,11 +348,11 @@ class RougeLFilter:
                 conflicts.setdefault(i, []).append(j)
             block_keep = [False] * n_q
             for i in range(n_q):
-                block_keep[i] = not hit[i] and not any(block_keep[j]
-                                                       for j in conflicts.get(i, ()))
+                block_keep[i] = not hit[i] and not any(block_keep[j] for j in conflicts.get(i, ()))
             kept = [i for i in range(n_q) if block_keep[i]]
-            self._append([candidates[pos + i] for i in kept], [q_encs[i] for i in kept],
-                         q_lens[kept])
+            self._append(
+                [candidates[pos + i] for i in kept], [q_encs[i] for i in kept], q_lens[kept]
+            )
             keep.extend(block_keep)
             pos += n_q
         if not add:

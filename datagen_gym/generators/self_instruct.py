@@ -30,8 +30,10 @@ class SelfInstructGenerator(BaseGenerator):
 
     def _check_template(self) -> prompts.Template:
         if self.template.method != self.method:
-            raise ValueError(f"template {self.template.name!r} is an Evol-Instruct operation; "
-                             "select a self_instruct* template for SelfInstructGenerator")
+            raise ValueError(
+                f"template {self.template.name!r} is an Evol-Instruct operation; "
+                "select a self_instruct* template for SelfInstructGenerator"
+            )
         return self.template
 
     def bootstrap_prompts(self, num_prompts: int) -> list[str]:
@@ -46,10 +48,14 @@ class SelfInstructGenerator(BaseGenerator):
         for _ in range(num_prompts):
             n_machine = min(cfg.num_machine_instructions, len(machine))
             n_human = min(cfg.num_prompt_instructions - n_machine, len(humans))
-            picked = [humans[i]["instruction"]
-                      for i in self.rng.choice(len(humans), n_human, replace=False)]
-            picked += [machine[i]["instruction"]
-                       for i in self.rng.choice(len(machine), n_machine, replace=False)]
+            picked = [
+                humans[i]["instruction"]
+                for i in self.rng.choice(len(humans), n_human, replace=False)
+            ]
+            picked += [
+                machine[i]["instruction"]
+                for i in self.rng.choice(len(machine), n_machine, replace=False)
+            ]
             self.rng.shuffle(picked)
             out.append(prompts.bootstrap_prompt(template.header, picked))
         return out
@@ -57,16 +63,22 @@ class SelfInstructGenerator(BaseGenerator):
     def filter_instructions(self, candidates: list[str]) -> list[str]:
         """The rule filters, then the ROUGE-L filter (which adds survivors to the pool)."""
         cfg = self.gen_config
-        ruled = [c for c in candidates
-                 if instruction_rejection(c, cfg.blacklist, cfg.min_instruction_words,
-                                          cfg.max_instruction_words) is None]
+        ruled = [
+            c
+            for c in candidates
+            if instruction_rejection(
+                c, cfg.blacklist, cfg.min_instruction_words, cfg.max_instruction_words
+            )
+            is None
+        ]
         novel = self.pool.rouge.filter(ruled, add=True)
         return [c for c, ok in zip(ruled, novel) if ok]
 
     def classify(self, instructions: list[str]) -> list[bool]:
         """Ask the LM, few-shot, whether each task is a classification task."""
-        answers = self._lm([prompts.classification_check_prompt(i) for i in instructions],
-                           max_new_tokens=3)
+        answers = self._lm(
+            [prompts.classification_check_prompt(i) for i in instructions], max_new_tokens=3
+        )
         return [prompts.parse_classification_check(a) for a in answers]
 
     def generate_from_seed(self, n: int, step: int | None = None) -> Results:
@@ -79,23 +91,31 @@ class SelfInstructGenerator(BaseGenerator):
             if need <= 0:
                 break
             num_prompts = math.ceil(need * _PROMPTS_PER_RECORD)
-            continuations = self._lm(self.bootstrap_prompts(num_prompts),
-                                     max_new_tokens=self.sampler.max_new_tokens)
+            continuations = self._lm(
+                self.bootstrap_prompts(num_prompts), max_new_tokens=self.sampler.max_new_tokens
+            )
             candidates = [c for text in continuations for c in prompts.parse_bootstrap(text)]
             kept = self.filter_instructions(candidates)
             results.num_candidates += len(candidates)
             results.num_kept += len(kept)
             flags = self.classify(kept) if kept else []
             tasks: list[dict[str, Any]] = [
-                {"instruction": inst, "is_classification": flag, "group": None,
-                 "skill": self.focus}
-                for inst, flag in zip(kept, flags)]
+                {"instruction": inst, "is_classification": flag, "group": None, "skill": self.focus}
+                for inst, flag in zip(kept, flags)
+            ]
             self.pool.add_machine(tasks)
             for task, pairs in zip(tasks, self._instances(tasks)):
                 for x, y in pairs:
-                    results.data.append(self._record(
-                        task["instruction"], x, y, step=step,
-                        is_classification=task["is_classification"], skill=task["skill"]))
+                    results.data.append(
+                        self._record(
+                            task["instruction"],
+                            x,
+                            y,
+                            step=step,
+                            is_classification=task["is_classification"],
+                            skill=task["skill"],
+                        )
+                    )
             if not candidates:
                 break
         results.data = results.data[:n]

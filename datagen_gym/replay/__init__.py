@@ -30,15 +30,23 @@ How much this changes the outcome is measured in ``benchmarks/results/replay.md`
 """
 
 from datagen_gym.replay.cache import (
-                                      DEFAULT_RESOLUTION,
-                                      CacheKey,
-                                      ReplayCache,
-                                      ReplayCacheError,
-                                      Replica,
-                                      quantise,
+    DEFAULT_RESOLUTION,
+    CacheKey,
+    ReplayCache,
+    ReplayCacheError,
+    Replica,
+    quantise,
 )
 from datagen_gym.replay.generator import ReplayGenerator
 from datagen_gym.replay.identity import generator_identity
 
-__all__ = ["DEFAULT_RESOLUTION", "CacheKey", "Replica", "ReplayCache", "ReplayCacheError",
-           "ReplayGenerator", "generator_identity", "quantise"]
+__all__ = [
+    "DEFAULT_RESOLUTION",
+    "CacheKey",
+    "Replica",
+    "ReplayCache",
+    "ReplayCacheError",
+    "ReplayGenerator",
+    "generator_identity",
+    "quantise",
+]

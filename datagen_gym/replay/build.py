@@ -48,14 +48,17 @@ def parse_values(spec: str, resolution: float, name: str) -> list[int]:
             return list(range(lo, hi + 1, stride))
         return sorted({quantise(float(x), resolution) for x in spec.split(",") if x.strip()})
     except ValueError:
-        raise SystemExit(f"--{name} {spec!r}: expected numbers 'a,b,c' or a range "
-                         "'start:stop[:step]' with start <= stop and step > 0") from None
+        raise SystemExit(
+            f"--{name} {spec!r}: expected numbers 'a,b,c' or a range "
+            "'start:stop[:step]' with start <= stop and step > 0"
+        ) from None
 
 
 def replica_seed(seed: int, key: CacheKey, index: int) -> int:
     """A seed per (key, replica index): stable across processes and runs (not ``hash()``)."""
-    text = json.dumps([seed, key.template, key.focus, key.temperature_q, key.top_p_q,
-                       key.batch_size, index])
+    text = json.dumps(
+        [seed, key.template, key.focus, key.temperature_q, key.top_p_q, key.batch_size, index]
+    )
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big") & 0x7FFFFFFF
 
 
@@ -63,30 +66,54 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m datagen_gym.replay.build",
         description="Fill a replay cache (SQLite) with real teacher batches for a grid of "
-                    "settings; resumes, skipping keys that hold --replicas replicas.")
+        "settings; resumes, skipping keys that hold --replicas replicas.",
+    )
     p.add_argument("--cache", required=True, help="the cache file (created if missing)")
     p.add_argument("--config", help="a Config YAML (teacher backend, generation settings)")
-    p.add_argument("--task", default=None,
-                   help="built-in task whose skills '--focus all' means (default: every skill "
-                        "of the seed tasks)")
-    p.add_argument("--templates", default="all",
-                   help="template names, indices or globs, comma-separated: 'all' (default), "
-                        "'self_instruct*' (the Self-Instruct ones), 'evol_*', 'evol_breadth,0'")
-    p.add_argument("--focus", default="any",
-                   help="comma-separated: 'any' (no focus, DataGen-v0) and/or skill names, or "
-                        "'all' (any + every skill, DataGen-Skills-v0); default 'any'")
-    p.add_argument("--temperatures", default=DEFAULT_TEMPERATURES,
-                   help=f"values or start:stop[:step] (default {DEFAULT_TEMPERATURES})")
-    p.add_argument("--top-ps", default=DEFAULT_TOP_PS,
-                   help=f"values or start:stop[:step] (default {DEFAULT_TOP_PS})")
+    p.add_argument(
+        "--task",
+        default=None,
+        help="built-in task whose skills '--focus all' means (default: every skill "
+        "of the seed tasks)",
+    )
+    p.add_argument(
+        "--templates",
+        default="all",
+        help="template names, indices or globs, comma-separated: 'all' (default), "
+        "'self_instruct*' (the Self-Instruct ones), 'evol_*', 'evol_breadth,0'",
+    )
+    p.add_argument(
+        "--focus",
+        default="any",
+        help="comma-separated: 'any' (no focus, DataGen-v0) and/or skill names, or "
+        "'all' (any + every skill, DataGen-Skills-v0); default 'any'",
+    )
+    p.add_argument(
+        "--temperatures",
+        default=DEFAULT_TEMPERATURES,
+        help=f"values or start:stop[:step] (default {DEFAULT_TEMPERATURES})",
+    )
+    p.add_argument(
+        "--top-ps",
+        default=DEFAULT_TOP_PS,
+        help=f"values or start:stop[:step] (default {DEFAULT_TOP_PS})",
+    )
     p.add_argument("--replicas", type=int, default=3, help="replicas per key (default 3)")
     p.add_argument("--batch-size", type=int, default=64, help="records per batch (default 64)")
-    p.add_argument("--resolution", type=float, default=None,
-                   help="grid step of a new cache (default 0.05; an existing cache keeps its own)")
+    p.add_argument(
+        "--resolution",
+        type=float,
+        default=None,
+        help="grid step of a new cache (default 0.05; an existing cache keeps its own)",
+    )
     p.add_argument("--seed", type=int, default=0, help="base seed of the replicas (default 0)")
     p.add_argument("--shard", default="0/1", help="build every n-th key only: 'i/n' (0-based)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads for the teacher (default: 1 for the embedded one)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads for the teacher (default: 1 for the embedded one)",
+    )
     p.add_argument("--info", action="store_true", help="print the manifest and counts, exit")
     return p
 
@@ -99,8 +126,10 @@ def _templates(spec: str) -> list[str]:
         if x == "all" or any(c in x for c in "*?["):  # a glob: 'self_instruct*', 'evol_*'
             names = fnmatch.filter(prompts.TEMPLATE_NAMES, "*" if x == "all" else x)
             if not names:
-                raise SystemExit(f"--templates {x!r} matches no template; templates: "
-                                 f"{list(prompts.TEMPLATE_NAMES)}")
+                raise SystemExit(
+                    f"--templates {x!r} matches no template; templates: "
+                    f"{list(prompts.TEMPLATE_NAMES)}"
+                )
             out += names
         else:
             try:
@@ -114,6 +143,7 @@ def _focuses(spec: str, known: Sequence[str], task: str | None) -> list[str | No
     if spec == "all":
         if task is not None:
             from datagen_gym.targets import task_skills
+
             return [None, *task_skills(task)]
         return [None, *known]
     out: list[str | None] = []
@@ -123,8 +153,9 @@ def _focuses(spec: str, known: Sequence[str], task: str | None) -> list[str | No
         elif x in known:
             out.append(x)
         else:
-            raise SystemExit(f"--focus {x!r}: expected 'any', 'all' or a skill of the seed "
-                             f"tasks: {list(known)}")
+            raise SystemExit(
+                f"--focus {x!r}: expected 'any', 'all' or a skill of the seed tasks: {list(known)}"
+            )
     return out
 
 
@@ -157,8 +188,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     live = Generator(config)
     identity = generator_identity(live)
     try:
-        cache = ReplayCache(args.cache, identity, resolution=args.resolution, info=identity,
-                            read_only=args.info)
+        cache = ReplayCache(
+            args.cache, identity, resolution=args.resolution, info=identity, read_only=args.info
+        )
     except ReplayCacheError as exc:
         raise SystemExit(str(exc)) from None
     if args.info:
@@ -167,18 +199,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     res = cache.resolution
     templates = _templates(args.templates)
     focuses = _focuses(args.focus, live.pool.skills(), args.task)
-    temps = [q for q in parse_values(args.temperatures, res, "temperatures")
-             if 0.0 <= q * res <= 2.0 + 1e-9]
+    temps = [
+        q
+        for q in parse_values(args.temperatures, res, "temperatures")
+        if 0.0 <= q * res <= 2.0 + 1e-9
+    ]
     top_ps = [q for q in parse_values(args.top_ps, res, "top-ps") if 0.0 < q * res <= 1.0 + 1e-9]
-    grid = [CacheKey(t, f, tq, pq, args.batch_size)
-            for t in templates for f in focuses for tq in temps for pq in top_ps]
+    grid = [
+        CacheKey(t, f, tq, pq, args.batch_size)
+        for t in templates
+        for f in focuses
+        for tq in temps
+        for pq in top_ps
+    ]
     grid = grid[shard::n_shards]
     have = cache.counts()
-    todo = [(key, i) for key in grid
-            for i in range(have.get(key, 0), args.replicas)]
-    print(f"{args.cache}: {len(grid)} keys ({len(templates)} templates x {len(focuses)} focus x "
-          f"{len(temps)} temperatures x {len(top_ps)} top_p), {args.replicas} replicas of "
-          f"{args.batch_size} records each; {len(todo)} batches to generate", file=sys.stderr)
+    todo = [(key, i) for key in grid for i in range(have.get(key, 0), args.replicas)]
+    print(
+        f"{args.cache}: {len(grid)} keys ({len(templates)} templates x {len(focuses)} focus x "
+        f"{len(temps)} temperatures x {len(top_ps)} top_p), {args.replicas} replicas of "
+        f"{args.batch_size} records each; {len(todo)} batches to generate",
+        file=sys.stderr,
+    )
     gen = ReplayGenerator(live, cache)
     t0 = time.perf_counter()
     for key, index in tqdm(todo, unit="batch", desc="replay build", file=sys.stderr):
@@ -188,8 +230,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         live.reseed(replica_seed(args.seed, key, index))
         gen.generate_replica(key, origin="build")
     stats = cache.stats()
-    print(json.dumps({**stats, "seconds": round(time.perf_counter() - t0, 1),
-                      "generated": len(todo)}), file=sys.stderr)
+    print(
+        json.dumps(
+            {**stats, "seconds": round(time.perf_counter() - t0, 1), "generated": len(todo)}
+        ),
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -86,8 +86,13 @@ class CacheKey:
         return (round(self.temperature_q * resolution, 6), round(self.top_p_q * resolution, 6))
 
     def _row(self) -> tuple[str, str, int, int, int]:
-        return (self.template, self.focus or ANY_FOCUS, self.temperature_q, self.top_p_q,
-                self.batch_size)
+        return (
+            self.template,
+            self.focus or ANY_FOCUS,
+            self.temperature_q,
+            self.top_p_q,
+            self.batch_size,
+        )
 
 
 def quantise(value: float, resolution: float) -> int:
@@ -125,9 +130,14 @@ class ReplayCache:
     never shares its SQLite handle with the child.
     """
 
-    def __init__(self, path: str | Path, identity: dict[str, str],
-                 resolution: float | None = None, read_only: bool = False,
-                 info: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        identity: dict[str, str],
+        resolution: float | None = None,
+        read_only: bool = False,
+        info: dict[str, str] | None = None,
+    ) -> None:
         self.path = Path(path)
         self.read_only = read_only
         self._identity = {k: str(identity[k]) for k in _MATCHED}
@@ -142,8 +152,9 @@ class ReplayCache:
             return self._conn
         uri = f"file:{self.path}?mode={'ro' if self.read_only else 'rwc'}"
         try:
-            conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S,
-                                   isolation_level=None)  # explicit BEGIN/COMMIT below
+            conn = sqlite3.connect(
+                uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None
+            )  # explicit BEGIN/COMMIT below
             conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
         except sqlite3.Error as exc:
             raise ReplayCacheError(f"{self.path}: cannot open the replay cache ({exc})") from None
@@ -170,38 +181,48 @@ class ReplayCache:
                 except BaseException:
                     conn.execute("ROLLBACK")
                     raise
-            tables = {r[0] for r in conn.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+            tables = {
+                r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            }
             if not {"manifest", "replicas"} <= tables:
-                raise ReplayCacheError(f"{self.path}: not a replay cache (no manifest and "
-                                       f"replicas tables)")
+                raise ReplayCacheError(
+                    f"{self.path}: not a replay cache (no manifest and replicas tables)"
+                )
             manifest = dict(conn.execute("SELECT key, value FROM manifest").fetchall())
         except sqlite3.DatabaseError as exc:
-            raise ReplayCacheError(f"{self.path}: not a readable replay cache "
-                                   f"(SQLite: {exc})") from None
+            raise ReplayCacheError(
+                f"{self.path}: not a readable replay cache (SQLite: {exc})"
+            ) from None
         self._check_manifest(manifest, resolution)
         return manifest
 
-    def _write_manifest(self, conn: sqlite3.Connection, resolution: float | None,
-                        info: dict[str, str]) -> None:
+    def _write_manifest(
+        self, conn: sqlite3.Connection, resolution: float | None, info: dict[str, str]
+    ) -> None:
         from datagen_gym import __version__
 
         resolution = DEFAULT_RESOLUTION if resolution is None else float(resolution)
         if not 0.0 < resolution <= 1.0:
-            raise ReplayCacheError(f"{self.path}: resolution={resolution} is out of range; "
-                                   "allowed: (0, 1]")
-        entries = {**{str(k): str(v) for k, v in info.items()},
-                   "format_version": str(FORMAT_VERSION), **self._identity,
-                   "resolution": repr(resolution),
-                   "created_by": f"datagen_gym {__version__}",
-                   "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            raise ReplayCacheError(
+                f"{self.path}: resolution={resolution} is out of range; allowed: (0, 1]"
+            )
+        entries = {
+            **{str(k): str(v) for k, v in info.items()},
+            "format_version": str(FORMAT_VERSION),
+            **self._identity,
+            "resolution": repr(resolution),
+            "created_by": f"datagen_gym {__version__}",
+            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
         conn.executemany("INSERT INTO manifest (key, value) VALUES (?, ?)", entries.items())
 
     def _check_manifest(self, manifest: dict[str, str], resolution: float | None) -> None:
         version = manifest.get("format_version")
         if version != str(FORMAT_VERSION):
-            raise ReplayCacheError(f"{self.path}: replay cache format_version={version!r}; "
-                                   f"this library reads {FORMAT_VERSION}")
+            raise ReplayCacheError(
+                f"{self.path}: replay cache format_version={version!r}; "
+                f"this library reads {FORMAT_VERSION}"
+            )
         for field in _MATCHED:
             if manifest.get(field) != self._identity[field]:
                 described = manifest.get(f"{field}_description", "")
@@ -209,14 +230,16 @@ class ReplayCache:
                     f"{self.path}: built with another {field} ({field} hash "
                     f"{str(manifest.get(field))[:12]}{f', {described}' if described else ''}; "
                     f"the current {field} is {self._identity[field][:12]}); rebuild the cache "
-                    f"or use one built with this {field}")
+                    f"or use one built with this {field}"
+                )
         try:
             stored = float(manifest["resolution"])
         except (KeyError, ValueError):
             raise ReplayCacheError(f"{self.path}: manifest has no valid 'resolution'") from None
         if resolution is not None and not math.isclose(stored, float(resolution)):
-            raise ReplayCacheError(f"{self.path}: cache resolution is {stored}, "
-                                   f"{resolution} was requested")
+            raise ReplayCacheError(
+                f"{self.path}: cache resolution is {stored}, {resolution} was requested"
+            )
 
     def check_identity(self, identity: dict[str, str]) -> None:
         """Refuse this cache for a generator of another teacher or world."""
@@ -225,7 +248,8 @@ class ReplayCache:
                 raise ReplayCacheError(
                     f"{self.path}: opened for another {field} ({field} hash "
                     f"{self._identity[field][:12]}) than the generator's "
-                    f"({str(identity[field])[:12]})")
+                    f"({str(identity[field])[:12]})"
+                )
 
     def close(self) -> None:
         if self._conn is not None and self._pid == os.getpid():
@@ -237,60 +261,90 @@ class ReplayCache:
         return {**self.__dict__, "_conn": None, "_pid": None}
 
     # ------------------------------------------------------------------ keys
-    def key(self, template: str, focus: str | None, temperature: float, top_p: float,
-            batch_size: int) -> CacheKey:
+    def key(
+        self, template: str, focus: str | None, temperature: float, top_p: float, batch_size: int
+    ) -> CacheKey:
         """The key of these settings on this cache's grid."""
-        return CacheKey(template, focus or None, quantise(temperature, self.resolution),
-                        quantise(top_p, self.resolution), int(batch_size))
+        return CacheKey(
+            template,
+            focus or None,
+            quantise(temperature, self.resolution),
+            quantise(top_p, self.resolution),
+            int(batch_size),
+        )
 
     # ------------------------------------------------------------------ reading
     def _query(self, sql: str, params: tuple = ()) -> list[tuple]:
         try:
             return self._connect().execute(sql, params).fetchall()
         except sqlite3.DatabaseError as exc:
-            raise ReplayCacheError(f"{self.path}: replay cache read failed "
-                                   f"(SQLite: {exc})") from None
+            raise ReplayCacheError(
+                f"{self.path}: replay cache read failed (SQLite: {exc})"
+            ) from None
 
     def replica_ids(self, key: CacheKey) -> list[int]:
         """The ids of the key's replicas, oldest first (a stable order: same file, same ids)."""
-        return [r[0] for r in self._query(
-            "SELECT id FROM replicas WHERE template = ? AND focus = ? AND temperature_q = ? "
-            "AND top_p_q = ? AND batch_size = ? ORDER BY id", key._row())]
+        return [
+            r[0]
+            for r in self._query(
+                "SELECT id FROM replicas WHERE template = ? AND focus = ? AND temperature_q = ? "
+                "AND top_p_q = ? AND batch_size = ? ORDER BY id",
+                key._row(),
+            )
+        ]
 
     def get(self, replica_id: int) -> Replica:
-        rows = self._query("SELECT records, num_candidates, num_kept FROM replicas WHERE id = ?",
-                           (int(replica_id),))
+        rows = self._query(
+            "SELECT records, num_candidates, num_kept FROM replicas WHERE id = ?",
+            (int(replica_id),),
+        )
         if not rows:
             raise ReplayCacheError(f"{self.path}: no replica with id {replica_id}")
         text, num_candidates, num_kept = rows[0]
         try:
             records = json.loads(text)
         except (TypeError, json.JSONDecodeError) as exc:
-            raise ReplayCacheError(f"{self.path}: replica {replica_id} holds invalid JSON "
-                                   f"({exc})") from None
+            raise ReplayCacheError(
+                f"{self.path}: replica {replica_id} holds invalid JSON ({exc})"
+            ) from None
         if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
-            raise ReplayCacheError(f"{self.path}: replica {replica_id} is not a JSON list of "
-                                   "records")
+            raise ReplayCacheError(
+                f"{self.path}: replica {replica_id} is not a JSON list of records"
+            )
         return Replica(int(replica_id), records, int(num_candidates), int(num_kept))
 
     def counts(self) -> dict[CacheKey, int]:
         """Replicas per key."""
-        rows = self._query("SELECT template, focus, temperature_q, top_p_q, batch_size, "
-                           "COUNT(*) FROM replicas GROUP BY template, focus, temperature_q, "
-                           "top_p_q, batch_size")
+        rows = self._query(
+            "SELECT template, focus, temperature_q, top_p_q, batch_size, "
+            "COUNT(*) FROM replicas GROUP BY template, focus, temperature_q, "
+            "top_p_q, batch_size"
+        )
         return {CacheKey(t, f or None, tq, pq, b): n for t, f, tq, pq, b, n in rows}
 
     def stats(self) -> dict[str, Any]:
         """Keys, replicas, records and file size (for ``build --info`` and the README)."""
-        n_rep, n_rec = self._query("SELECT COUNT(*), COALESCE(SUM(json_array_length(records)), 0) "
-                                   "FROM replicas")[0]
-        return {"path": str(self.path), "keys": len(self.counts()), "replicas": int(n_rep),
-                "records": int(n_rec), "bytes": self.path.stat().st_size,
-                "resolution": self.resolution}
+        n_rep, n_rec = self._query(
+            "SELECT COUNT(*), COALESCE(SUM(json_array_length(records)), 0) FROM replicas"
+        )[0]
+        return {
+            "path": str(self.path),
+            "keys": len(self.counts()),
+            "replicas": int(n_rep),
+            "records": int(n_rec),
+            "bytes": self.path.stat().st_size,
+            "resolution": self.resolution,
+        }
 
     # ------------------------------------------------------------------ writing
-    def add(self, key: CacheKey, records: list[dict[str, Any]], num_candidates: int,
-            num_kept: int, origin: str = "miss") -> int:
+    def add(
+        self,
+        key: CacheKey,
+        records: list[dict[str, Any]],
+        num_candidates: int,
+        num_kept: int,
+        origin: str = "miss",
+    ) -> int:
         """Store one batch as a new replica of ``key``; returns its id.
 
         One short transaction: concurrent writers queue on SQLite's lock (busy timeout), so
@@ -303,8 +357,10 @@ class ReplayCache:
                 "INSERT INTO replicas (template, focus, temperature_q, top_p_q, batch_size, "
                 "num_candidates, num_kept, records, created_at, origin) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (*key._row(), int(num_candidates), int(num_kept), text, time.time(), origin))
+                (*key._row(), int(num_candidates), int(num_kept), text, time.time(), origin),
+            )
         except sqlite3.DatabaseError as exc:
-            raise ReplayCacheError(f"{self.path}: replay cache write failed "
-                                   f"(SQLite: {exc})") from None
+            raise ReplayCacheError(
+                f"{self.path}: replay cache write failed (SQLite: {exc})"
+            ) from None
         return int(cur.lastrowid)

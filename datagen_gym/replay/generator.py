@@ -51,8 +51,13 @@ class ReplayGenerator:
             (benchmarks/results/replay.md).
     """
 
-    def __init__(self, live: Generator, cache: ReplayCache | str | Path,
-                 store_misses: bool = True, episode_filter: bool = False) -> None:
+    def __init__(
+        self,
+        live: Generator,
+        cache: ReplayCache | str | Path,
+        store_misses: bool = True,
+        episode_filter: bool = False,
+    ) -> None:
         self.live = live
         self.episode_filter = episode_filter
         identity = generator_identity(live)
@@ -104,8 +109,9 @@ class ReplayGenerator:
     def get_sampling_params(self) -> dict[str, float]:
         return self.live.get_sampling_params()
 
-    def set_sampling_params(self, temperature: float | None = None,
-                            top_p: float | None = None) -> None:
+    def set_sampling_params(
+        self, temperature: float | None = None, top_p: float | None = None
+    ) -> None:
         self.live.set_sampling_params(temperature=temperature, top_p=top_p)
 
     def select_template(self, name_or_index: str | int) -> prompts.Template:
@@ -141,12 +147,12 @@ class ReplayGenerator:
     # ------------------------------------------------------------------ generation
     def current_key(self, n: int) -> CacheKey:
         p = self.live.get_sampling_params()
-        return self.cache.key(self.live.template.name, self.live.focus, p["temperature"],
-                              p["top_p"], n)
+        return self.cache.key(
+            self.live.template.name, self.live.focus, p["temperature"], p["top_p"], n
+        )
 
     def generate(self, n: int, step: int | None = None) -> Results:
-        """A batch for the current settings: an unused cached replica, else a live one (stored).
-        """
+        """A batch for the current settings: an unused cached replica, else a live one (stored)."""
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
         self._check_teacher()
@@ -164,11 +170,13 @@ class ReplayGenerator:
         self._used.add(replica.id)
         self.last_replica_id = replica.id
         records, num_kept = self._episode_filter(replica, key)
-        return Results([{**r, "step": step} for r in records],
-                       num_candidates=replica.num_candidates, num_kept=num_kept)
+        return Results(
+            [{**r, "step": step} for r in records],
+            num_candidates=replica.num_candidates,
+            num_kept=num_kept,
+        )
 
-    def _episode_filter(self, replica: Replica, key: CacheKey
-                        ) -> tuple[list[dict[str, Any]], int]:
+    def _episode_filter(self, replica: Replica, key: CacheKey) -> tuple[list[dict[str, Any]], int]:
         """The replica's records as this episode would have kept them: Self-Instruct drops the
         instructions (and their records) too similar (ROUGE-L) to an instruction already kept
         in the episode, as the live filter does against the episode's pool; every kept
@@ -182,8 +190,10 @@ class ReplayGenerator:
             return replica.records, replica.num_kept
         novel = rouge.filter(instructions, add=True)
         kept = {i for i, ok in zip(instructions, novel) if ok}
-        return ([r for r in replica.records if r["instruction"] in kept],
-                max(0, replica.num_kept - (len(instructions) - len(kept))))
+        return (
+            [r for r in replica.records if r["instruction"] in kept],
+            max(0, replica.num_kept - (len(instructions) - len(kept))),
+        )
 
     generate_from_seed = generate
 
@@ -200,7 +210,8 @@ class ReplayGenerator:
             raise ReplayCacheError(
                 f"{self.cache.path}: the teacher's files changed since this cache was opened "
                 f"(teacher hash {self._teacher[:12]} -> {now[:12]}); restart with a cache of "
-                "the new teacher")
+                "the new teacher"
+            )
 
     def generate_replica(self, key: CacheKey, origin: str = "miss") -> Replica:
         """Generate a batch live with the key's exact settings from a fresh seed pool, store it
@@ -229,8 +240,9 @@ class ReplayGenerator:
                 g.pool = before[3]
         stored = [{k: v for k, v in r.items() if k != "step"} for r in batch.data]
         if self.store_misses:
-            replica_id = self.cache.add(key, stored, batch.num_candidates, batch.num_kept,
-                                        origin=origin)
+            replica_id = self.cache.add(
+                key, stored, batch.num_candidates, batch.num_kept, origin=origin
+            )
         else:
             # Not stored: a negative id no stored replica has, unique within the episode.
             replica_id = -(len(self._used) + 1)

@@ -34,9 +34,18 @@ WORLD_HASH_SCHEME = 2
 _PACKAGE = Path(__file__).resolve().parent.parent
 WORLD_SOURCES = (_PACKAGE / "world" / "tasks.py", _PACKAGE / "generators" / "prompts.py")
 # Files of a Hugging Face model directory that decide what it generates.
-_MODEL_FILE_PATTERNS = ("*.safetensors", "*.bin", "config.json", "generation_config.json",
-                        "tokenizer*.json", "vocab.*", "merges.txt", "*.model",
-                        "special_tokens_map.json", "added_tokens.json")
+_MODEL_FILE_PATTERNS = (
+    "*.safetensors",
+    "*.bin",
+    "config.json",
+    "generation_config.json",
+    "tokenizer*.json",
+    "vocab.*",
+    "merges.txt",
+    "*.model",
+    "special_tokens_map.json",
+    "added_tokens.json",
+)
 
 
 @lru_cache(maxsize=8)
@@ -54,11 +63,13 @@ def _hash_model_dir(path: str, stamp: tuple) -> str:
 def model_dir_hash(path: Path) -> str:
     """SHA-256 of the files of a model directory that decide its outputs."""
     path = Path(path)
-    files = sorted({p for pattern in _MODEL_FILE_PATTERNS for p in path.glob(pattern)
-                    if p.is_file()})
+    files = sorted(
+        {p for pattern in _MODEL_FILE_PATTERNS for p in path.glob(pattern) if p.is_file()}
+    )
     if not files:
-        raise FileNotFoundError(f"{path}: no model files to hash (expected config.json, weights "
-                                "and tokenizer files)")
+        raise FileNotFoundError(
+            f"{path}: no model files to hash (expected config.json, weights and tokenizer files)"
+        )
     stamp = tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files)
     return _hash_model_dir(str(path), stamp)
 
@@ -80,8 +91,10 @@ def teacher_identity(backend: Any) -> tuple[str, str]:
         ident = f"vllm:{model_dir_hash(local) if local.is_dir() else backend.model}"
         desc = f"vLLM {backend.model}"
     else:
-        raise TypeError(f"cannot identify the teacher backend {type(backend).__name__} for a "
-                        "replay cache; give it a replay_identity() -> str method")
+        raise TypeError(
+            f"cannot identify the teacher backend {type(backend).__name__} for a "
+            "replay cache; give it a replay_identity() -> str method"
+        )
     return hashlib.sha256(ident.encode()).hexdigest(), desc
 
 
@@ -104,26 +117,42 @@ def code_fingerprint(path: Path) -> bytes:
     return ast.dump(tree, include_attributes=False).encode()
 
 
-def world_identity(seed_tasks: Sequence[dict[str, Any]], generation: dict[str, Any],
-                   max_new_tokens: int) -> tuple[str, str]:
+def world_identity(
+    seed_tasks: Sequence[dict[str, Any]], generation: dict[str, Any], max_new_tokens: int
+) -> tuple[str, str]:
     """``(hash, description)`` of the world, seed tasks and batch-shaping settings."""
     h = hashlib.sha256(f"pipeline {PIPELINE_VERSION} scheme {WORLD_HASH_SCHEME}\n".encode())
     for source in WORLD_SOURCES:
         h.update(source.name.encode())
         h.update(code_fingerprint(source))
     shaping = {k: v for k, v in generation.items() if k != "seed_tasks_path"}
-    h.update(json.dumps({"seed_tasks": list(seed_tasks), "generation": shaping,
-                         "max_new_tokens": max_new_tokens},
-                        sort_keys=True, default=str).encode())
-    return h.hexdigest(), (f"pipeline {PIPELINE_VERSION}, {len(seed_tasks)} seed tasks, "
-                           f"max_new_tokens {max_new_tokens}")
+    h.update(
+        json.dumps(
+            {
+                "seed_tasks": list(seed_tasks),
+                "generation": shaping,
+                "max_new_tokens": max_new_tokens,
+            },
+            sort_keys=True,
+            default=str,
+        ).encode()
+    )
+    return h.hexdigest(), (
+        f"pipeline {PIPELINE_VERSION}, {len(seed_tasks)} seed tasks, "
+        f"max_new_tokens {max_new_tokens}"
+    )
 
 
 def generator_identity(generator: Any) -> dict[str, str]:
     """The manifest identity of a live :class:`~datagen_gym.generators.generator.Generator`:
     ``teacher``, ``world`` and their descriptions."""
     teacher, teacher_desc = teacher_identity(generator.sampler.backend)
-    world, world_desc = world_identity(generator.pool.human, dict(vars(generator.gen_config)),
-                                       generator.sampler.max_new_tokens)
-    return {"teacher": teacher, "teacher_description": teacher_desc,
-            "world": world, "world_description": world_desc}
+    world, world_desc = world_identity(
+        generator.pool.human, dict(vars(generator.gen_config)), generator.sampler.max_new_tokens
+    )
+    return {
+        "teacher": teacher,
+        "teacher_description": teacher_desc,
+        "world": world,
+        "world_description": world_desc,
+    }

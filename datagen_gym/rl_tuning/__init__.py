@@ -14,7 +14,8 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(name)
     from datagen_gym import _deprecated_application_import
 
-    value = _deprecated_application_import(f"datagen_gym.rl_tuning.{name}", "datagen.rl_tuning",
-                                           name)
+    value = _deprecated_application_import(
+        f"datagen_gym.rl_tuning.{name}", "datagen.rl_tuning", name
+    )
     globals()[name] = value  # warn once per name
     return value

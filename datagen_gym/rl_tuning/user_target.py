@@ -4,5 +4,9 @@ import warnings
 
 from datagen.rl_tuning.user_target import *  # noqa: F401,F403
 
-warnings.warn("datagen_gym.rl_tuning.user_target moved to datagen.rl_tuning.user_target; the old "
-              "path will be removed", DeprecationWarning, stacklevel=2)
+warnings.warn(
+    "datagen_gym.rl_tuning.user_target moved to datagen.rl_tuning.user_target; the old "
+    "path will be removed",
+    DeprecationWarning,
+    stacklevel=2,
+)

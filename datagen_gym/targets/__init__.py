@@ -8,5 +8,10 @@ from datagen_gym.targets.builtin_tasks import (
 )
 from datagen_gym.targets.sklearn_target import SklearnClassifierTarget
 
-__all__ = ["SklearnClassifierTarget", "make_builtin_target", "make_test_set",
-           "make_validation_set", "task_skills"]
+__all__ = [
+    "SklearnClassifierTarget",
+    "make_builtin_target",
+    "make_test_set",
+    "make_validation_set",
+    "task_skills",
+]

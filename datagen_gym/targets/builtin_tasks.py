@@ -28,8 +28,9 @@ ALL_CLASSIFICATION = "classification"
 SPLITS = ("validation", "test")
 
 
-def task_skills(task: str, families: tuple[str, ...] = CLASSIFICATION_TASKS,
-                all_name: str = ALL_CLASSIFICATION) -> tuple[str, ...]:
+def task_skills(
+    task: str, families: tuple[str, ...] = CLASSIFICATION_TASKS, all_name: str = ALL_CLASSIFICATION
+) -> tuple[str, ...]:
     """The skills (families) of a task name: one of ``families``, several joined by ``+``, or
     ``all_name`` for all of them; in the order given."""
     if not isinstance(task, str) or not task.strip():
@@ -39,8 +40,10 @@ def task_skills(task: str, families: tuple[str, ...] = CLASSIFICATION_TASKS,
     names = tuple(s.strip() for s in task.split("+"))
     for name in names:
         if name not in families:
-            raise ValueError(f"unknown built-in task {name!r} in task={task!r}; choose one of "
-                             f"{list(families)}, '{all_name}' or several joined by '+'")
+            raise ValueError(
+                f"unknown built-in task {name!r} in task={task!r}; choose one of "
+                f"{list(families)}, '{all_name}' or several joined by '+'"
+            )
     if len(set(names)) != len(names):
         raise ValueError(f"task={task!r} names a skill twice")
     return names
@@ -62,13 +65,20 @@ def _draw(skill: str, n: int, split: str, seed: int) -> list[dict[str, Any]]:
         label = family.labels[len(rows) % len(family.labels)]
         x, y = family.sample_example(rng, hard=bool(rng.random() < 0.3), label=label)
         if split_of(x) == split:
-            rows.append({"instruction": family.sample_instruction(rng), "input": x,
-                         "output": y, "skill": skill})
+            rows.append(
+                {
+                    "instruction": family.sample_instruction(rng),
+                    "input": x,
+                    "output": y,
+                    "skill": skill,
+                }
+            )
     return rows
 
 
-def make_validation_set(task: str, n: int = 200, seed: int = VALIDATION_SEED,
-                        split: str = "validation") -> list[dict[str, Any]]:
+def make_validation_set(
+    task: str, n: int = 200, seed: int = VALIDATION_SEED, split: str = "validation"
+) -> list[dict[str, Any]]:
     """``n`` records per skill of ``task`` with their gold labels, balanced over labels.
 
     ``split="test"`` draws from the other half of the input space (see the module docstring);
@@ -86,8 +96,9 @@ def make_test_set(task: str, n: int = 200, seed: int = TEST_SEED) -> list[dict[s
     return make_validation_set(task, n, seed=seed, split="test")
 
 
-def make_builtin_target(task: str, n_validation: int = 200, n_test: int = 200
-                        ) -> tuple[SklearnClassifierTarget, list[dict[str, Any]]]:
+def make_builtin_target(
+    task: str, n_validation: int = 200, n_test: int = 200
+) -> tuple[SklearnClassifierTarget, list[dict[str, Any]]]:
     """The scikit-learn target (scoring validation, and test unless ``n_test=0``) and its
     validation set."""
     validation = make_validation_set(task, n_validation)

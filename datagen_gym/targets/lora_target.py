@@ -57,14 +57,21 @@ def format_prompt(record: Mapping[str, Any]) -> str:
     the response header."""
     x = str(record.get("input") or "").strip()
     inst = str(record["instruction"]).strip()
-    return (PROMPT_WITH_INPUT.format(instruction=inst, input=x) if x
-            else PROMPT_NO_INPUT.format(instruction=inst))
+    return (
+        PROMPT_WITH_INPUT.format(instruction=inst, input=x)
+        if x
+        else PROMPT_NO_INPUT.format(instruction=inst)
+    )
 
 
 # ---------------------------------------------------------------------------- data
-def make_generative_validation_set(task: str, n: int = 50, seed: int = VALIDATION_SEED,
-                                   p_hard: float = 0.3, split: str = "validation"
-                                   ) -> list[dict[str, Any]]:
+def make_generative_validation_set(
+    task: str,
+    n: int = 50,
+    seed: int = VALIDATION_SEED,
+    p_hard: float = 0.3,
+    split: str = "validation",
+) -> list[dict[str, Any]]:
     """``n`` records per skill of a generative task (``uppercase``, ``reverse``, ``addition``...,
     several joined by ``+``, or ``"generative"`` for all six) with their exact gold outputs and
     their ``skill``, in the env's record format.
@@ -86,14 +93,21 @@ def make_generative_validation_set(task: str, n: int = 50, seed: int = VALIDATIO
         while drawn < n:
             x, y = family.sample_example(rng, hard=bool(rng.random() < p_hard))
             if split_of(x) == split:
-                rows.append({"instruction": family.sample_instruction(rng), "input": x,
-                             "output": y, "skill": skill})
+                rows.append(
+                    {
+                        "instruction": family.sample_instruction(rng),
+                        "input": x,
+                        "output": y,
+                        "skill": skill,
+                    }
+                )
                 drawn += 1
     return rows
 
 
-def make_generative_test_set(task: str, n: int = 50, seed: int = TEST_SEED,
-                             p_hard: float = 0.3) -> list[dict[str, Any]]:
+def make_generative_test_set(
+    task: str, n: int = 50, seed: int = TEST_SEED, p_hard: float = 0.3
+) -> list[dict[str, Any]]:
     """The test split of a generative task: no input shared with the validation split."""
     return make_generative_validation_set(task, n, seed, p_hard, split="test")
 
@@ -105,6 +119,7 @@ def _cache_dir() -> Path:
 
 def _teacher_dir() -> Path:
     from datagen_gym.backends import EMBEDDED_TEACHER
+
     return EMBEDDED_TEACHER
 
 
@@ -121,8 +136,9 @@ def default_student_path(init: str = "teacher", seed: int = 0) -> Path:
     return _cache_dir() / f"tiny_student-{tag}"
 
 
-def make_tiny_student(path: str | Path | None = None, init: str = "teacher",
-                      seed: int = 0, overwrite: bool = False) -> Path:
+def make_tiny_student(
+    path: str | Path | None = None, init: str = "teacher", seed: int = 0, overwrite: bool = False
+) -> Path:
     """Save a tiny GPT-2 student (the embedded teacher's architecture, ~1M parameters) and
     return its directory.
 
@@ -142,9 +158,11 @@ def make_tiny_student(path: str | Path | None = None, init: str = "teacher",
     teacher = _teacher_dir()
     has_teacher = (teacher / "config.json").is_file() and (teacher / "model.safetensors").is_file()
     if init == "teacher" and not has_teacher:
-        raise FileNotFoundError(f"the embedded teacher is missing at {teacher} (config.json and "
-                                "model.safetensors); train it with `python -m "
-                                "datagen_gym.world.train_teacher` or use init='random'")
+        raise FileNotFoundError(
+            f"the embedded teacher is missing at {teacher} (config.json and "
+            "model.safetensors); train it with `python -m "
+            "datagen_gym.world.train_teacher` or use init='random'"
+        )
     path = Path(path) if path is not None else default_student_path(init, seed)
     if (path / "config.json").is_file() and not overwrite:
         return path
@@ -252,17 +270,28 @@ class LoRATarget:
     the target can be passed to subprocess or Ray workers.
     """
 
-    def __init__(self, base_model_path: str | Path,
-                 validation_dataset: Sequence[Mapping[str, Any]],
-                 test_dataset: Sequence[Mapping[str, Any]] | None = None,
-                 skill_metric: str = "token_accuracy", lora_r: int = 8,
-                 lora_alpha: int = 16, lora_dropout: float = 0.0,
-                 target_modules: Sequence[str] | None = None, epochs: int = 1,
-                 learning_rate: float = 1e-2, batch_size: int = 8, max_length: int = 128,
-                 device: str = "cpu", dtype: str | None = None,
-                 device_map: str | dict | None = None, seed: int = 0,
-                 max_new_tokens: int = 48, eval_batch_size: int = 64,
-                 num_threads: int | None = None) -> None:
+    def __init__(
+        self,
+        base_model_path: str | Path,
+        validation_dataset: Sequence[Mapping[str, Any]],
+        test_dataset: Sequence[Mapping[str, Any]] | None = None,
+        skill_metric: str = "token_accuracy",
+        lora_r: int = 8,
+        lora_alpha: int = 16,
+        lora_dropout: float = 0.0,
+        target_modules: Sequence[str] | None = None,
+        epochs: int = 1,
+        learning_rate: float = 1e-2,
+        batch_size: int = 8,
+        max_length: int = 128,
+        device: str = "cpu",
+        dtype: str | None = None,
+        device_map: str | dict | None = None,
+        seed: int = 0,
+        max_new_tokens: int = 48,
+        eval_batch_size: int = 64,
+        num_threads: int | None = None,
+    ) -> None:
         try:
             import peft  # noqa: F401
         except ImportError as exc:
@@ -272,17 +301,26 @@ class LoRATarget:
         self.validation = _check_records(validation_dataset, "validation_dataset")
         self.test = _check_records(test_dataset, "test_dataset") if test_dataset else []
         if skill_metric not in ("token_accuracy", "exact_match", "val_loss"):
-            raise ValueError(f"skill_metric must be token_accuracy, exact_match or val_loss, "
-                             f"got {skill_metric!r}")
+            raise ValueError(
+                f"skill_metric must be token_accuracy, exact_match or val_loss, "
+                f"got {skill_metric!r}"
+            )
         self.skill_metric = skill_metric
         local = Path(base_model_path)
         if local.exists() and not (local / "config.json").is_file():
-            raise FileNotFoundError(f"no Hugging Face model at {local} (expected config.json, "
-                                    "weights and tokenizer files); make one with "
-                                    "make_tiny_student(path)")
-        for name, value in (("lora_r", lora_r), ("epochs", epochs), ("batch_size", batch_size),
-                            ("max_length", max_length), ("max_new_tokens", max_new_tokens),
-                            ("eval_batch_size", eval_batch_size)):
+            raise FileNotFoundError(
+                f"no Hugging Face model at {local} (expected config.json, "
+                "weights and tokenizer files); make one with "
+                "make_tiny_student(path)"
+            )
+        for name, value in (
+            ("lora_r", lora_r),
+            ("epochs", epochs),
+            ("batch_size", batch_size),
+            ("max_length", max_length),
+            ("max_new_tokens", max_new_tokens),
+            ("eval_batch_size", eval_batch_size),
+        ):
             if int(value) < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
         if not learning_rate > 0:
@@ -319,8 +357,10 @@ class LoRATarget:
         kwargs: dict[str, Any] = {"local_files_only": True} if local else {}
         tok = AutoTokenizer.from_pretrained(self.base_model_path, **kwargs)
         if tok.eos_token_id is None:
-            raise ValueError(f"the tokenizer of {self.base_model_path} has no EOS token; the "
-                             "target needs one to end answers")
+            raise ValueError(
+                f"the tokenizer of {self.base_model_path} has no EOS token; the "
+                "target needs one to end answers"
+            )
         if tok.pad_token_id is None:
             tok.pad_token = tok.eos_token
         model_kwargs = dict(kwargs)
@@ -356,12 +396,17 @@ class LoRATarget:
         modules = self.target_modules
         if modules is None and model_type == "gpt2":
             modules = ["c_attn"]
-        return LoraConfig(task_type=TaskType.CAUSAL_LM, r=self.lora_r,
-                          lora_alpha=self.lora_alpha, lora_dropout=self.lora_dropout,
-                          target_modules=modules,
-                          # GPT-2's c_attn / c_proj / c_fc are Conv1D (weights transposed).
-                          fan_in_fan_out=model_type == "gpt2" and modules is not None
-                          and set(modules) <= {"c_attn", "c_proj", "c_fc"})
+        return LoraConfig(
+            task_type=TaskType.CAUSAL_LM,
+            r=self.lora_r,
+            lora_alpha=self.lora_alpha,
+            lora_dropout=self.lora_dropout,
+            target_modules=modules,
+            # GPT-2's c_attn / c_proj / c_fc are Conv1D (weights transposed).
+            fan_in_fan_out=model_type == "gpt2"
+            and modules is not None
+            and set(modules) <= {"c_attn", "c_proj", "c_fc"},
+        )
 
     # ------------------------------------------------------------------ encoding
     def _encode(self, records: Sequence[Mapping[str, Any]]) -> list[tuple[list[int], list[int]]]:
@@ -371,14 +416,15 @@ class LoRATarget:
         for r in records:
             p = tok(format_prompt(r), add_special_tokens=False)["input_ids"]
             a = tok(str(r["output"]).strip(), add_special_tokens=False)["input_ids"]
-            a = a[:max(1, self.max_length // 2) - 1] + [tok.eos_token_id]
+            a = a[: max(1, self.max_length // 2) - 1] + [tok.eos_token_id]
             keep = self.max_length - len(a)
             p = p[-keep:] if keep > 0 else []  # keep the end: the response header
             out.append((p, a))
         return out
 
-    def _pad_train(self, pairs: Sequence[tuple[list[int], list[int]]]
-                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _pad_train(
+        self, pairs: Sequence[tuple[list[int], list[int]]]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Right-padded input ids, attention mask and labels (prompt and padding ignored)."""
         n = max(len(p) + len(a) for p, a in pairs)
         pad = self._tokenizer.pad_token_id
@@ -387,9 +433,9 @@ class LoRATarget:
         labels = torch.full((len(pairs), n), IGNORE_INDEX, dtype=torch.long)
         for i, (p, a) in enumerate(pairs):
             seq = p + a
-            ids[i, :len(seq)] = torch.tensor(seq)
-            mask[i, :len(seq)] = 1
-            labels[i, len(p):len(seq)] = torch.tensor(a)
+            ids[i, : len(seq)] = torch.tensor(seq)
+            mask[i, : len(seq)] = 1
+            labels[i, len(p) : len(seq)] = torch.tensor(a)
         dev = self._input_device()
         return ids.to(dev), mask.to(dev), labels.to(dev)
 
@@ -410,8 +456,9 @@ class LoRATarget:
                 # peft probes a deprecated transformers attribute; nothing for users to act on.
                 warnings.simplefilter("ignore", FutureWarning)
                 peft_model = get_peft_model(self._model, self._lora_config())
-            self.last_trainable_names = [n for n, p in peft_model.named_parameters()
-                                         if p.requires_grad]
+            self.last_trainable_names = [
+                n for n, p in peft_model.named_parameters() if p.requires_grad
+            ]
             try:
                 train_loss = self._train(peft_model, self._encode(records))
                 metrics = self._score_splits(peft_model)
@@ -420,8 +467,12 @@ class LoRATarget:
                 self._model = peft_model.unload()
                 self._model.__dict__.pop("peft_config", None)
                 self._model.eval()
-        return {**metrics, "train_loss": train_loss, "num_train": float(len(records)),
-                "time_s": time.perf_counter() - t0}
+        return {
+            **metrics,
+            "train_loss": train_loss,
+            "num_train": float(len(records)),
+            "time_s": time.perf_counter() - t0,
+        }
 
     def evaluate_base(self) -> dict[str, float]:
         """The metrics of the base model without any fine-tuning (the untrained reference)."""
@@ -430,20 +481,24 @@ class LoRATarget:
             return self._score_splits(self._model)
 
     def _score_splits(self, model) -> dict[str, float]:
-        out = self._aggregate(self.validation, self._evaluate(model, self._val_cache,
-                                                                 self.validation))
+        out = self._aggregate(
+            self.validation, self._evaluate(model, self._val_cache, self.validation)
+        )
         if self.test:
             scores = self._evaluate(model, self._test_cache, self.test)
             out.update({f"test/{k}": v for k, v in self._aggregate(self.test, scores).items()})
         return out
 
-    def _aggregate(self, records: list[dict[str, Any]], per_record: np.ndarray
-                   ) -> dict[str, float]:
+    def _aggregate(self, records: list[dict[str, Any]], per_record: np.ndarray) -> dict[str, float]:
         """Headline and per-skill metrics from per-record (loss sum, tokens, right, hit)."""
+
         def metrics(rows: np.ndarray) -> dict[str, float]:
             loss, tokens, right, hits = rows.sum(axis=0)
-            return {"val_loss": loss / max(tokens, 1), "token_accuracy": right / max(tokens, 1),
-                    "exact_match": hits / len(rows)}
+            return {
+                "val_loss": loss / max(tokens, 1),
+                "token_accuracy": right / max(tokens, 1),
+                "exact_match": hits / len(rows),
+            }
 
         skills = list(dict.fromkeys(r["skill"] for r in records if r.get("skill")))
         if not skills:
@@ -451,10 +506,15 @@ class LoRATarget:
             return {**head, "accuracy": head["exact_match"]}
         tags = np.array([r.get("skill") or "" for r in records])
         by_skill = {s: metrics(per_record[tags == s]) for s in skills}
-        head = {k: float(np.mean([m[k] for m in by_skill.values()]))
-                for k in ("val_loss", "token_accuracy", "exact_match")}
-        return {**head, "accuracy": head["exact_match"],
-                **{f"skill/{s}": m[self.skill_metric] for s, m in by_skill.items()}}
+        head = {
+            k: float(np.mean([m[k] for m in by_skill.values()]))
+            for k in ("val_loss", "token_accuracy", "exact_match")
+        }
+        return {
+            **head,
+            "accuracy": head["exact_match"],
+            **{f"skill/{s}": m[self.skill_metric] for s, m in by_skill.items()},
+        }
 
     def _train(self, model, pairs: list[tuple[list[int], list[int]]]) -> float:
         params = [p for p in model.parameters() if p.requires_grad]
@@ -465,8 +525,9 @@ class LoRATarget:
         for _ in range(self.epochs):
             order = torch.randperm(len(pairs), generator=gen).tolist()
             for start in range(0, len(order), self.batch_size):
-                ids, mask, labels = self._pad_train([pairs[i] for i in
-                                                     order[start:start + self.batch_size]])
+                ids, mask, labels = self._pad_train(
+                    [pairs[i] for i in order[start : start + self.batch_size]]
+                )
                 loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -477,8 +538,9 @@ class LoRATarget:
         return float(np.mean(losses)) if losses else math.nan
 
     @torch.no_grad()
-    def _evaluate(self, model, pairs: list[tuple[list[int], list[int]]],
-                  records: list[dict[str, Any]]) -> np.ndarray:
+    def _evaluate(
+        self, model, pairs: list[tuple[list[int], list[int]]], records: list[dict[str, Any]]
+    ) -> np.ndarray:
         """Per record: the summed loss over its gold output tokens, their number, how many the
         model ranks first given the gold prefix (teacher forcing), and whether its greedy
         generation equals the gold output (1/0)."""
@@ -488,15 +550,18 @@ class LoRATarget:
         max_new = min(self.max_new_tokens, longest + 1)
         dev = self._input_device()
         for start in range(0, len(pairs), self.eval_batch_size):
-            chunk = pairs[start:start + self.eval_batch_size]
+            chunk = pairs[start : start + self.eval_batch_size]
             ids, mask, labels = self._pad_train(chunk)
             logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
             target = labels[:, 1:]
             loss = torch.nn.functional.cross_entropy(
-                logits.reshape(-1, logits.shape[-1]), target.reshape(-1),
-                ignore_index=IGNORE_INDEX, reduction="none").view(target.shape)
+                logits.reshape(-1, logits.shape[-1]),
+                target.reshape(-1),
+                ignore_index=IGNORE_INDEX,
+                reduction="none",
+            ).view(target.shape)
             scored = target != IGNORE_INDEX
-            rows = out_rows[start:start + len(chunk)]
+            rows = out_rows[start : start + len(chunk)]
             rows[:, 0] = (loss * scored).sum(dim=1).cpu().numpy()
             rows[:, 1] = scored.sum(dim=1).cpu().numpy()
             rows[:, 2] = ((logits.argmax(-1) == target) & scored).sum(dim=1).cpu().numpy()
@@ -506,30 +571,43 @@ class LoRATarget:
             p_ids = torch.full((len(chunk), n), tok.pad_token_id, dtype=torch.long)
             p_mask = torch.zeros((len(chunk), n), dtype=torch.long)
             for i, (p, _) in enumerate(chunk):
-                p_ids[i, n - len(p):] = torch.tensor(p)
-                p_mask[i, n - len(p):] = 1
-            out = model.generate(input_ids=p_ids.to(dev), attention_mask=p_mask.to(dev),
-                                 max_new_tokens=max_new, do_sample=False, temperature=None,
-                                 top_p=None, top_k=None, pad_token_id=tok.pad_token_id,
-                                 eos_token_id=tok.eos_token_id)
+                p_ids[i, n - len(p) :] = torch.tensor(p)
+                p_mask[i, n - len(p) :] = 1
+            out = model.generate(
+                input_ids=p_ids.to(dev),
+                attention_mask=p_mask.to(dev),
+                max_new_tokens=max_new,
+                do_sample=False,
+                temperature=None,
+                top_p=None,
+                top_k=None,
+                pad_token_id=tok.pad_token_id,
+                eos_token_id=tok.eos_token_id,
+            )
             texts = tok.batch_decode(out[:, n:], skip_special_tokens=True)
-            for i, (text, r) in enumerate(zip(texts, records[start:start + len(chunk)])):
+            for i, (text, r) in enumerate(zip(texts, records[start : start + len(chunk)])):
                 rows[i, 3] = text.strip() == str(r["output"]).strip()
         return out_rows
 
     def __repr__(self) -> str:
-        return (f"LoRATarget({self.base_model_path!r}, n_validation={len(self.validation)}, "
-                f"r={self.lora_r}, epochs={self.epochs}, lr={self.learning_rate})")
+        return (
+            f"LoRATarget({self.base_model_path!r}, n_validation={len(self.validation)}, "
+            f"r={self.lora_r}, epochs={self.epochs}, lr={self.learning_rate})"
+        )
 
 
 def _check_records(data: Any, what: str) -> list[dict[str, Any]]:
     if data is None or isinstance(data, (str, bytes, Mapping)):
-        raise TypeError(f"{what} must be a list of records (dicts with 'instruction', 'input' "
-                        f"and 'output'), got {type(data).__name__}")
+        raise TypeError(
+            f"{what} must be a list of records (dicts with 'instruction', 'input' "
+            f"and 'output'), got {type(data).__name__}"
+        )
     records = list(data)
     if not records:
-        raise ValueError(f"{what} is empty: LoRATarget needs at least one record with "
-                         "'instruction' and 'output' to fine-tune on")
+        raise ValueError(
+            f"{what} is empty: LoRATarget needs at least one record with "
+            "'instruction' and 'output' to fine-tune on"
+        )
     out = []
     for i, r in enumerate(records):
         if not isinstance(r, Mapping):
@@ -537,8 +615,11 @@ def _check_records(data: Any, what: str) -> list[dict[str, Any]]:
         for key in ("instruction", "output"):
             if not isinstance(r.get(key), str):
                 raise ValueError(f"{what}[{i}] needs a string {key!r}; got keys {sorted(r)}")
-        record = {"instruction": r["instruction"], "input": str(r.get("input") or ""),
-                  "output": r["output"]}
+        record = {
+            "instruction": r["instruction"],
+            "input": str(r.get("input") or ""),
+            "output": r["output"],
+        }
         if isinstance(r.get("skill"), str) and r["skill"]:
             record["skill"] = r["skill"]
         out.append(record)
@@ -546,11 +627,17 @@ def _check_records(data: Any, what: str) -> list[dict[str, Any]]:
 
 
 # ---------------------------------------------------------------------------- env
-def make_lm_env(task: str = "uppercase", n_validation: int = 50,
-                validation_seed: int = VALIDATION_SEED, n_test: int = 50,
-                student_path: str | Path | None = None, student_init: str = "teacher",
-                target_kwargs: dict[str, Any] | None = None,
-                reward_metric: str | None = "token_accuracy", **env_kwargs: Any):
+def make_lm_env(
+    task: str = "uppercase",
+    n_validation: int = 50,
+    validation_seed: int = VALIDATION_SEED,
+    n_test: int = 50,
+    student_path: str | Path | None = None,
+    student_init: str = "teacher",
+    target_kwargs: dict[str, Any] | None = None,
+    reward_metric: str | None = "token_accuracy",
+    **env_kwargs: Any,
+):
     """``DataGen-LM-v0``: :class:`~datagen_gym.envs.DataGenEnv` whose target is a
     :class:`LoRATarget` on the tiny student, scored on a generative task's validation set.
 
@@ -581,21 +668,32 @@ def make_lm_env(task: str = "uppercase", n_validation: int = 50,
     """
     from datagen_gym.envs.datagen_env import DataGenEnv
 
-    validation = env_kwargs.pop("validation_dataset", None) or \
-        make_generative_validation_set(task, n_validation, validation_seed)
+    validation = env_kwargs.pop("validation_dataset", None) or make_generative_validation_set(
+        task, n_validation, validation_seed
+    )
     test = make_generative_test_set(task, n_test) if n_test else None
     config = DataGenEnv._merge_config(env_kwargs.pop("config", None))
     if reward_metric is not None:
         config = config.replace(rl_tuning={"reward_metric": reward_metric})
     metric = config.rl_tuning.reward_metric
-    kwargs = {"skill_metric": metric if metric in ("token_accuracy", "val_loss") else
-              "exact_match", **(target_kwargs or {})}
+    kwargs = {
+        "skill_metric": metric if metric in ("token_accuracy", "val_loss") else "exact_match",
+        **(target_kwargs or {}),
+    }
     path = student_path if student_path is not None else make_tiny_student(init=student_init)
     target = LoRATarget(path, validation, test_dataset=test, **kwargs)
-    return DataGenEnv(target_model=target, validation_dataset=validation, task=task,
-                      config=config, **env_kwargs)
+    return DataGenEnv(
+        target_model=target, validation_dataset=validation, task=task, config=config, **env_kwargs
+    )
 
 
-__all__ = ["LoRATarget", "make_tiny_student", "make_generative_validation_set",
-           "make_generative_test_set", "make_lm_env",
-           "format_prompt", "default_student_path", "GENERATIVE_TASKS"]
+__all__ = [
+    "LoRATarget",
+    "make_tiny_student",
+    "make_generative_validation_set",
+    "make_generative_test_set",
+    "make_lm_env",
+    "format_prompt",
+    "default_student_path",
+    "GENERATIVE_TASKS",
+]

@@ -48,9 +48,13 @@ class SklearnClassifierTarget:
         max_features: TF-IDF vocabulary cap (keeps the fit fast on large datasets).
     """
 
-    def __init__(self, validation_dataset: Sequence[dict[str, Any]],
-                 test_dataset: Sequence[dict[str, Any]] | None = None, C: float = 10.0,
-                 max_features: int = 20000) -> None:
+    def __init__(
+        self,
+        validation_dataset: Sequence[dict[str, Any]],
+        test_dataset: Sequence[dict[str, Any]] | None = None,
+        C: float = 10.0,
+        max_features: int = 20000,
+    ) -> None:
         if not validation_dataset:
             raise ValueError("validation_dataset is empty; the target needs records to score")
         self.splits = {"": _ScoredSet(validation_dataset)}
@@ -78,14 +82,16 @@ class SklearnClassifierTarget:
             def predict(texts: list[str]) -> np.ndarray:
                 return np.array([labels[0] if labels else ""] * len(texts))
         else:
-            vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True,
-                                  max_features=self.max_features)
+            vec = TfidfVectorizer(
+                ngram_range=(1, 2), sublinear_tf=True, max_features=self.max_features
+            )
             x = vec.fit_transform([record_text(r) for r in data])
             clf = LogisticRegression(C=self.C, max_iter=300)
             clf.fit(x, labels)
 
             def predict(texts: list[str]) -> np.ndarray:
                 return clf.predict(vec.transform(texts))
+
         out = {"num_train": float(len(data))}
         for prefix, scored in self.splits.items():
             pred = np.where((p := predict(scored.texts)) == OTHER, "", p)  # "other" never matches
@@ -105,11 +111,15 @@ class _ScoredSet:
 
     def score(self, pred: np.ndarray) -> dict[str, float]:
         f1 = float(f1_score(self.labels, pred, average="macro", zero_division=0))
-        out = {"accuracy": float(accuracy_score(self.labels, pred)),
-               "macro_f1": f1 if math.isfinite(f1) else 0.0}
+        out = {
+            "accuracy": float(accuracy_score(self.labels, pred)),
+            "macro_f1": f1 if math.isfinite(f1) else 0.0,
+        }
         if self.skills:
-            per_skill = {s: float(np.mean(pred[self.skill_of == s] == self.labels[
-                self.skill_of == s])) for s in self.skills}
+            per_skill = {
+                s: float(np.mean(pred[self.skill_of == s] == self.labels[self.skill_of == s]))
+                for s in self.skills
+            }
             out.update({f"skill/{s}": v for s, v in per_skill.items()})
             out["accuracy"] = float(np.mean(list(per_skill.values())))
         return out

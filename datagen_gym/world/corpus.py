@@ -58,16 +58,23 @@ def concretize(family: TaskFamily, instruction: str, rng: np.random.Generator) -
     """Replace one general word of the instruction by the family's specific one."""
     # A word made specific once stays so ("restaurant review" never becomes "restaurant
     # restaurant review", which no grammar knows).
-    options = [(g, s) for g, s in family.concretize.items()
-               if re.search(rf"\b{g}\b", instruction) and s not in instruction]
+    options = [
+        (g, s)
+        for g, s in family.concretize.items()
+        if re.search(rf"\b{g}\b", instruction) and s not in instruction
+    ]
     if not options:
         return instruction
     general, specific = _pick(rng, options)
     return re.sub(rf"\b{general}\b", specific, instruction, count=1)
 
 
-def random_instruction(rng: np.random.Generator, family: TaskFamily | None = None,
-                       p_modified: float = 0.3, p_inline: float = 0.5) -> tuple[TaskFamily, str]:
+def random_instruction(
+    rng: np.random.Generator,
+    family: TaskFamily | None = None,
+    p_modified: float = 0.3,
+    p_inline: float = 0.5,
+) -> tuple[TaskFamily, str]:
     """An instruction of a family, sometimes with its input inline, concretized or carrying
     modifiers."""
     family = family or _pick(rng, FAMILIES)
@@ -101,8 +108,9 @@ def evolve(operation: str, instruction: str, rng: np.random.Generator) -> str:
     return f"{instruction} {_pick(rng, options).phrase}"
 
 
-def _examples(family: TaskFamily, instruction: str, rng: np.random.Generator,
-              labels: list[str] | None = None) -> list[tuple[str, str]]:
+def _examples(
+    family: TaskFamily, instruction: str, rng: np.random.Generator, labels: list[str] | None = None
+) -> list[tuple[str, str]]:
     _, mods, inline = parse_instruction(instruction)
     if inline is not None:  # the task carries its input: one answer, no input
         return [("", expected_output(instruction, ""))]
@@ -143,8 +151,9 @@ def bootstrap_context(rng: np.random.Generator) -> tuple[str | None, list[str]]:
     return group, context
 
 
-def continuation_family(rng: np.random.Generator, context_families: list[TaskFamily],
-                        group: str | None) -> TaskFamily:
+def continuation_family(
+    rng: np.random.Generator, context_families: list[TaskFamily], group: str | None
+) -> TaskFamily:
     """The family of one new task: mostly one of the context's, sometimes a neighbour of one,
     now and then any family the header allows."""
     u = rng.random()
@@ -162,9 +171,12 @@ def bootstrap_parts(rng: np.random.Generator) -> tuple[str, str]:
     group, context = bootstrap_context(rng)
     seen = [f for f in (identify(c)[0] for c in context) if f is not None]
     n_new = int(rng.integers(2, prompts.MAX_TASK_NUMBER - len(context)))
-    new = [random_instruction(rng, continuation_family(rng, seen, group), p_modified=0.0,
-                              p_inline=0.6)[1]
-           for _ in range(n_new)]
+    new = [
+        random_instruction(
+            rng, continuation_family(rng, seen, group), p_modified=0.0, p_inline=0.6
+        )[1]
+        for _ in range(n_new)
+    ]
     prompt = prompts.bootstrap_prompt(prompts.SELF_INSTRUCT_HEADERS[group], context)
     rest = "".join(f"{len(context) + 2 + i}. {inst}\n" for i, inst in enumerate(new[1:]))
     return prompt, f" {new[0]}\n{rest}"
@@ -184,25 +196,32 @@ def make_parts(kind: str, rng: np.random.Generator) -> tuple[str, str]:
         return prompts.classification_check_prompt(inst), f" {answer}\n"
     if kind == "input_first":
         generative = rng.random() < P_INPUT_FIRST_GENERATIVE
-        family, inst = random_instruction(rng, _pick(rng, [
-            f for f in FAMILIES if f.is_classification != generative]))
-        blocks = [f"Input: {x}\nOutput: {y}" if x else f"Output: {y}"
-                  for x, y in _examples(family, inst, rng)]
+        family, inst = random_instruction(
+            rng, _pick(rng, [f for f in FAMILIES if f.is_classification != generative])
+        )
+        blocks = [
+            f"Input: {x}\nOutput: {y}" if x else f"Output: {y}"
+            for x, y in _examples(family, inst, rng)
+        ]
         text = blocks[0]
         for k, block in enumerate(blocks[1:], start=2):
             text += f"\n\nExample {k}\n{block}"
         return prompts.input_first_prompt(inst), text + "\n"
     if kind == "output_first":
-        family, inst = random_instruction(rng, _pick(rng, [f for f in FAMILIES
-                                                          if f.is_classification]))
+        family, inst = random_instruction(
+            rng, _pick(rng, [f for f in FAMILIES if f.is_classification])
+        )
         labels = list(family.labels)
         rng.shuffle(labels)
         pairs = _examples(family, inst, rng, labels=labels)
         body = "\nClass label:".join(f" {y}\nInput: {x}" if x else f" {y}" for x, y in pairs)
         return prompts.output_first_prompt(inst), body + "\n"
     if kind in ("evol_depth", "evol_breadth"):
-        operation = "breadth" if kind == "evol_breadth" else _pick(
-            rng, [op for op in prompts.EVOL_OPERATIONS if op != "breadth"])
+        operation = (
+            "breadth"
+            if kind == "evol_breadth"
+            else _pick(rng, [op for op in prompts.EVOL_OPERATIONS if op != "breadth"])
+        )
         _, inst = random_instruction(rng, p_modified=0.25)
         return prompts.evol_prompt(operation, inst), evolve(operation, inst, rng) + "\n"
     raise ValueError(f"unknown document kind {kind!r}")
@@ -230,6 +249,17 @@ def iter_documents(seed: int) -> Iterator[str]:
         yield prompt + completion
 
 
-__all__ = ["EOS", "FAMILY_BY_NAME", "bootstrap_context", "bootstrap_document", "bootstrap_parts",
-           "continuation_family", "evolve", "iter_documents", "iter_parts", "make_document",
-           "make_parts", "random_instruction"]
+__all__ = [
+    "EOS",
+    "FAMILY_BY_NAME",
+    "bootstrap_context",
+    "bootstrap_document",
+    "bootstrap_parts",
+    "continuation_family",
+    "evolve",
+    "iter_documents",
+    "iter_parts",
+    "make_document",
+    "make_parts",
+    "random_instruction",
+]

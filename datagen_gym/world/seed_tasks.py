@@ -23,15 +23,20 @@ def make_seed_tasks(per_family: int = 4, seed: int = SEED_POOL_SEED) -> list[dic
     tasks = []
     for family in FAMILIES:
         n_inline = per_family // 2
-        picks = rng.choice(len(family.all_instructions), size=per_family - n_inline,
-                           replace=False)
-        examples = [(family.all_instructions[int(i)],) + family.sample_example(rng)
-                    for i in picks]
+        picks = rng.choice(len(family.all_instructions), size=per_family - n_inline, replace=False)
+        examples = [(family.all_instructions[int(i)],) + family.sample_example(rng) for i in picks]
         for _ in range(n_inline):
             inst, y = family.sample_inline(rng)
             examples.append((inst, "", y))
         for inst, x, y in examples:
-            tasks.append({"instruction": inst, "input": x, "output": y,
-                          "is_classification": family.is_classification,
-                          "group": family.group, "skill": family.name})
+            tasks.append(
+                {
+                    "instruction": inst,
+                    "input": x,
+                    "output": y,
+                    "is_classification": family.is_classification,
+                    "group": family.group,
+                    "skill": family.name,
+                }
+            )
     return tasks

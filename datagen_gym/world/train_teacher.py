@@ -44,21 +44,41 @@ def train_tokenizer(docs: list[str], vocab_size: int) -> PreTrainedTokenizerFast
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOS],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[EOS],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     tok.train_from_iterator(docs, trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=EOS, eos_token=EOS,
-                                   unk_token=EOS, pad_token=EOS)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token=EOS, eos_token=EOS, unk_token=EOS, pad_token=EOS
+    )
     fast.padding_side = "left"  # decoder-only generation pads on the left
     return fast
 
 
-def make_model(vocab_size: int, eos_id: int, n_positions: int, n_embd: int = N_EMBD,
-               n_layer: int = N_LAYER, n_head: int = N_HEAD) -> GPT2LMHeadModel:
-    config = GPT2Config(vocab_size=vocab_size, n_positions=n_positions, n_embd=n_embd,
-                        n_layer=n_layer, n_head=n_head, n_inner=4 * n_embd,
-                        bos_token_id=eos_id, eos_token_id=eos_id, pad_token_id=eos_id,
-                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+def make_model(
+    vocab_size: int,
+    eos_id: int,
+    n_positions: int,
+    n_embd: int = N_EMBD,
+    n_layer: int = N_LAYER,
+    n_head: int = N_HEAD,
+) -> GPT2LMHeadModel:
+    config = GPT2Config(
+        vocab_size=vocab_size,
+        n_positions=n_positions,
+        n_embd=n_embd,
+        n_layer=n_layer,
+        n_head=n_head,
+        n_inner=4 * n_embd,
+        bos_token_id=eos_id,
+        eos_token_id=eos_id,
+        pad_token_id=eos_id,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+    )
     model = GPT2LMHeadModel(config)
     # A sinusoidal start for the learned position embeddings, so that attending to the
     # previous token (the first half of copying) is a linear map from the start rather than
@@ -72,9 +92,13 @@ def make_model(vocab_size: int, eos_id: int, n_positions: int, n_embd: int = N_E
     return model
 
 
-def document_rows(parts: Iterator[tuple[str, str]], tokenizer: PreTrainedTokenizerFast,
-                  batch: int, block: int, completion_weight: float = 1.0
-                  ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def document_rows(
+    parts: Iterator[tuple[str, str]],
+    tokenizer: PreTrainedTokenizerFast,
+    batch: int,
+    block: int,
+    completion_weight: float = 1.0,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Batches of ``block + 1`` tokens per row and each token's loss weight (``1`` in a prompt,
     ``completion_weight`` in a completion). Every row starts at a document's start and is
     filled with whole documents, the last one cut at the row's end: a completion is always
@@ -91,8 +115,10 @@ def document_rows(parts: Iterator[tuple[str, str]], tokenizer: PreTrainedTokeniz
                     prompt, completion = next(parts)
                     enc = tokenizer(prompt + completion, return_offsets_mapping=True)
                     pending = enc["input_ids"]
-                    pending_w = [completion_weight if start >= len(prompt) else 1.0
-                                 for start, _ in enc["offset_mapping"]]
+                    pending_w = [
+                        completion_weight if start >= len(prompt) else 1.0
+                        for start, _ in enc["offset_mapping"]
+                    ]
                 take = block + 1 - len(row)
                 row.extend(pending[:take])
                 row_w.extend(pending_w[:take])
@@ -102,11 +128,13 @@ def document_rows(parts: Iterator[tuple[str, str]], tokenizer: PreTrainedTokeniz
         yield torch.tensor(rows), torch.tensor(weights)
 
 
-def weighted_loss(logits: torch.Tensor, ids: torch.Tensor, weights: torch.Tensor
-                  ) -> torch.Tensor:
+def weighted_loss(logits: torch.Tensor, ids: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Next-token cross-entropy, each target token weighted."""
-    ce = torch.nn.functional.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]),
-                                           ids[:, 1:].reshape(-1), reduction="none")
+    ce = torch.nn.functional.cross_entropy(
+        logits[:, :-1].float().reshape(-1, logits.shape[-1]),
+        ids[:, 1:].reshape(-1),
+        reduction="none",
+    )
     w = weights[:, 1:].reshape(-1)
     return (ce * w).sum() / w.sum()
 
@@ -114,30 +142,58 @@ def weighted_loss(logits: torch.Tensor, ids: torch.Tensor, weights: torch.Tensor
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    parser.add_argument("--minutes", type=float, default=None,
-                        help="wall-clock budget instead of --steps; the LR schedule spans it")
-    parser.add_argument("--steps", type=int, default=STEPS,
-                        help=f"number of optimizer steps (the shipped teacher: {STEPS})")
+    parser.add_argument(
+        "--minutes",
+        type=float,
+        default=None,
+        help="wall-clock budget instead of --steps; the LR schedule spans it",
+    )
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=STEPS,
+        help=f"number of optimizer steps (the shipped teacher: {STEPS})",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--vocab-size", type=int, default=VOCAB_SIZE)
     parser.add_argument("--n-embd", type=int, default=N_EMBD)
     parser.add_argument("--n-layer", type=int, default=N_LAYER)
     parser.add_argument("--n-head", type=int, default=N_HEAD)
-    parser.add_argument("--block", type=int, default=320,
-                        help="tokens per row (the longest documents are about 300)")
+    parser.add_argument(
+        "--block",
+        type=int,
+        default=320,
+        help="tokens per row (the longest documents are about 300)",
+    )
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--completion-weight", type=float, default=COMPLETION_WEIGHT,
-                        help="loss weight of completion tokens (what the teacher must write) "
-                             "relative to prompt tokens")
-    parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True,
-                        help="bfloat16 autocast for the matmuls (weights stay float32): about "
-                             "1.8x faster on CPUs with AVX512-BF16 or AMX")
-    parser.add_argument("--save-every", type=int, default=0,
-                        help="also save a checkpoint every this many steps (0: only at the end)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads; a model this small gains little from more, and "
-                             "more threads stall badly when another process shares the cores")
+    parser.add_argument(
+        "--completion-weight",
+        type=float,
+        default=COMPLETION_WEIGHT,
+        help="loss weight of completion tokens (what the teacher must write) "
+        "relative to prompt tokens",
+    )
+    parser.add_argument(
+        "--bf16",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="bfloat16 autocast for the matmuls (weights stay float32): about "
+        "1.8x faster on CPUs with AVX512-BF16 or AMX",
+    )
+    parser.add_argument(
+        "--save-every",
+        type=int,
+        default=0,
+        help="also save a checkpoint every this many steps (0: only at the end)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads; a model this small gains little from more, and "
+        "more threads stall badly when another process shares the cores",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -146,8 +202,14 @@ def main(argv: list[str] | None = None) -> None:
     parts = iter_parts(args.seed)
     tokenizer = train_tokenizer(["".join(next(parts)) for _ in range(20000)], args.vocab_size)
     eos_id = tokenizer.convert_tokens_to_ids(EOS)
-    model = make_model(len(tokenizer), eos_id, n_positions=512, n_embd=args.n_embd,
-                       n_layer=args.n_layer, n_head=args.n_head)
+    model = make_model(
+        len(tokenizer),
+        eos_id,
+        n_positions=512,
+        n_embd=args.n_embd,
+        n_layer=args.n_layer,
+        n_head=args.n_head,
+    )
     n_params = sum(p.numel() for p in model.parameters())
     print(f"teacher: {n_params / 1e6:.2f}M parameters, vocab {len(tokenizer)}", flush=True)
     batches = document_rows(parts, tokenizer, args.batch, args.block, args.completion_weight)
@@ -160,8 +222,7 @@ def main(argv: list[str] | None = None) -> None:
         tokenizer.save_pretrained(out)
         model.train()
 
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01,
-                            betas=(0.9, 0.98))
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01, betas=(0.9, 0.98))
     budget = args.minutes * 60.0 if args.minutes else None
     start, step, ema = time.perf_counter(), 0, None
     model.train()
@@ -193,8 +254,10 @@ def main(argv: list[str] | None = None) -> None:
             save(args.out.with_name(f"{args.out.name}-step{step}"))
 
     save(args.out)
-    print(f"saved to {args.out} after {step} steps, {time.perf_counter() - start:.0f}s, "
-          f"final loss {ema:.3f}")
+    print(
+        f"saved to {args.out} after {step} steps, {time.perf_counter() - start:.0f}s, "
+        f"final loss {ema:.3f}"
+    )
 
 
 if __name__ == "__main__":

@@ -76,14 +76,22 @@ class OpenAICompatServer:
     length but closes after half of it, ``"drop"`` closes the connection without answering.
     """
 
-    def __init__(self, backend: LLMBackend | None = None, model_name: str = "datagen-teacher",
-                 host: str = "127.0.0.1", port: int = 0, latency_s: float = 0.0,
-                 serialize_backend: bool = True, hang_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        backend: LLMBackend | None = None,
+        model_name: str = "datagen-teacher",
+        host: str = "127.0.0.1",
+        port: int = 0,
+        latency_s: float = 0.0,
+        serialize_backend: bool = True,
+        hang_s: float = 5.0,
+    ) -> None:
         if backend is None:
             from datagen_gym.backends.transformers_backend import (
                 EMBEDDED_TEACHER,
                 TransformersBackend,
             )
+
             backend = TransformersBackend(EMBEDDED_TEACHER)
         self.backend = backend
         self.model_name = model_name
@@ -116,9 +124,12 @@ class OpenAICompatServer:
     def start(self) -> OpenAICompatServer:
         """Serve in a background thread."""
         if self._thread is None:
-            self._thread = threading.Thread(target=self._httpd.serve_forever,
-                                            kwargs={"poll_interval": 0.05},
-                                            name="openai-compat-server", daemon=True)
+            self._thread = threading.Thread(
+                target=self._httpd.serve_forever,
+                kwargs={"poll_interval": 0.05},
+                name="openai-compat-server",
+                daemon=True,
+            )
             self._thread.start()
         return self
 
@@ -163,9 +174,14 @@ class OpenAICompatServer:
         self.stop()
 
     # ------------------------------------------------------------------ faults and stats
-    def inject(self, kind: str, count: int = 1, match: str | None = None,
-               retry_after: float | None = None, headers: dict[str, str] | None = None
-               ) -> None:
+    def inject(
+        self,
+        kind: str,
+        count: int = 1,
+        match: str | None = None,
+        retry_after: float | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         """Apply fault ``kind`` to the next ``count`` completion requests (matching ``match``);
         status faults send ``Retry-After: retry_after`` and ``headers``."""
         if kind not in FAULT_KINDS:
@@ -193,10 +209,12 @@ class OpenAICompatServer:
     def _complete(self, prompt: str, body: dict[str, Any]) -> str:
         if self.latency_s:
             time.sleep(self.latency_s)
-        kwargs = dict(temperature=float(body.get("temperature", 1.0)),
-                      top_p=float(body.get("top_p", 1.0)),
-                      max_new_tokens=int(body.get("max_tokens") or 16),
-                      seed=body.get("seed"))
+        kwargs = dict(
+            temperature=float(body.get("temperature", 1.0)),
+            top_p=float(body.get("top_p", 1.0)),
+            max_new_tokens=int(body.get("max_tokens") or 16),
+            seed=body.get("seed"),
+        )
         if self._backend_lock is None:
             return self.backend.generate([prompt], **kwargs)[0]
         with self._backend_lock:
@@ -256,17 +274,32 @@ def _make_handler(server: OpenAICompatServer) -> type:
             self.wfile.write(data)
 
         def _error(self, status: int, message: str, headers: dict | None = None) -> None:
-            kind = "rate_limit_error" if status == 429 else (
-                "server_error" if status >= 500 else "invalid_request_error")
-            self._send_json(status, {"error": {"message": message, "type": kind,
-                                               "code": status}}, headers)
+            kind = (
+                "rate_limit_error"
+                if status == 429
+                else ("server_error" if status >= 500 else "invalid_request_error")
+            )
+            self._send_json(
+                status, {"error": {"message": message, "type": kind, "code": status}}, headers
+            )
 
         # -------------------------------------------------------------- routes
         def do_GET(self) -> None:  # noqa: N802
             if self.path.rstrip("/") in ("/v1/models", "/models"):
-                self._send_json(200, {"object": "list", "data": [
-                    {"id": server.model_name, "object": "model", "created": 0,
-                     "owned_by": "datagen-gym"}]})
+                self._send_json(
+                    200,
+                    {
+                        "object": "list",
+                        "data": [
+                            {
+                                "id": server.model_name,
+                                "object": "model",
+                                "created": 0,
+                                "owned_by": "datagen-gym",
+                            }
+                        ],
+                    },
+                )
             else:
                 self._error(404, f"no route GET {self.path}")
 
@@ -274,8 +307,12 @@ def _make_handler(server: OpenAICompatServer) -> type:
             path = self.path.split("?", 1)[0].rstrip("/")
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
-            if path not in ("/v1/completions", "/v1/chat/completions", "/completions",
-                            "/chat/completions"):
+            if path not in (
+                "/v1/completions",
+                "/v1/chat/completions",
+                "/completions",
+                "/chat/completions",
+            ):
                 self._error(404, f"no route POST {self.path}")
                 return
             try:
@@ -288,9 +325,15 @@ def _make_handler(server: OpenAICompatServer) -> type:
                 return
             fault = server._take_fault(prompt)
             with server._lock:
-                server.requests.append(RequestRecord(
-                    path, body, self.headers.get("Authorization"), time.monotonic(),
-                    fault.kind if fault else None))
+                server.requests.append(
+                    RequestRecord(
+                        path,
+                        body,
+                        self.headers.get("Authorization"),
+                        time.monotonic(),
+                        fault.kind if fault else None,
+                    )
+                )
                 server.in_flight += 1
                 server.max_in_flight = max(server.max_in_flight, server.in_flight)
             try:
@@ -329,10 +372,13 @@ def _make_handler(server: OpenAICompatServer) -> type:
                 choice["message"] = {"role": "assistant", "content": text}
             else:
                 choice["text"] = text
-            doc = {"id": f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:24]}",
-                   "object": "chat.completion" if chat else "text_completion",
-                   "created": int(time.time()), "model": body.get("model", server.model_name),
-                   "choices": [choice]}
+            doc = {
+                "id": f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:24]}",
+                "object": "chat.completion" if chat else "text_completion",
+                "created": int(time.time()),
+                "model": body.get("model", server.model_name),
+                "choices": [choice],
+            }
             if kind == "malformed":
                 data = b'{"id": "cmpl-x", "choices": [{"text": oops'
                 self.send_response(200)
@@ -347,7 +393,7 @@ def _make_handler(server: OpenAICompatServer) -> type:
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
-                self.wfile.write(data[:len(data) // 2])
+                self.wfile.write(data[: len(data) // 2])
                 self.wfile.flush()
                 self.close_connection = True
                 return
@@ -361,20 +407,35 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000, help="0 picks a free port")
-    parser.add_argument("--model-path", default=None,
-                        help="a local Hugging Face causal-LM directory (default: the embedded "
-                             "teacher)")
+    parser.add_argument(
+        "--model-path",
+        default=None,
+        help="a local Hugging Face causal-LM directory (default: the embedded teacher)",
+    )
     parser.add_argument("--model-name", default="datagen-teacher")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--latency-s", type=float, default=0.0,
-                        help="extra delay per request, to emulate a remote server")
+    parser.add_argument(
+        "--latency-s",
+        type=float,
+        default=0.0,
+        help="extra delay per request, to emulate a remote server",
+    )
     args = parser.parse_args(argv)
     from datagen_gym.backends.transformers_backend import EMBEDDED_TEACHER, TransformersBackend
+
     backend = TransformersBackend(args.model_path or EMBEDDED_TEACHER, device=args.device)
-    server = OpenAICompatServer(backend, model_name=args.model_name, host=args.host,
-                                port=args.port, latency_s=args.latency_s)
-    print(f"serving {args.model_path or EMBEDDED_TEACHER} as {args.model_name!r} at "
-          f"{server.base_url} (Ctrl-C to stop)", flush=True)
+    server = OpenAICompatServer(
+        backend,
+        model_name=args.model_name,
+        host=args.host,
+        port=args.port,
+        latency_s=args.latency_s,
+    )
+    print(
+        f"serving {args.model_path or EMBEDDED_TEACHER} as {args.model_name!r} at "
+        f"{server.base_url} (Ctrl-C to stop)",
+        flush=True,
+    )
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -10,6 +10,7 @@ import gymnasium as gym
 from agents.bandit import EXP3Agent, ThompsonAgent, UCBAgent
 from agents.common.base import META_FILE, BaseAgent, checkpoint_dir
 from agents.common.checkpoint import PathLike, read_json_object
+from agents.common.parsing import normalize_agent_name
 from agents.random_search.random_search import RandomSearchAgent
 from agents.reinforce.reinforce import ReinforceAgent
 from agents.sb3.sb3_agent import SB3_NAMES, SB3Agent, algo_class
@@ -32,7 +33,7 @@ def list_agents() -> list[str]:
 def agent_accepts(name: str, parameter: str) -> bool:
     """Whether the agent called ``name`` takes the constructor argument ``parameter`` (for SB3
     names: the algorithm's own constructor, e.g. ``learning_rate``)."""
-    key = name.strip().lower().replace("-", "_")
+    key = normalize_agent_name(name)
     if key in _HAND_ROLLED:
         cls: type = _HAND_ROLLED[key]
     elif key in SB3_NAMES:
@@ -48,7 +49,7 @@ def make_agent(name: str, env: gym.Env, **kwargs: Any) -> BaseAgent:
     ``kwargs`` go to the agent's constructor (for SB3 names: ``seed``, ``tensorboard_log``,
     ``policy`` and any algorithm hyper-parameter).
     """
-    key = name.strip().lower().replace("-", "_")
+    key = normalize_agent_name(name)
     if key in _HAND_ROLLED:
         return _HAND_ROLLED[key](env, **kwargs)
     if key in SB3_NAMES:

@@ -20,7 +20,6 @@ The declaration (see ``DataGenEnv.metadata["info_log"]``), every part optional::
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -33,6 +32,7 @@ try:  # tensorboard is a hard dependency of the project, but keep the import err
 except ImportError as exc:  # pragma: no cover
     raise ImportError("TensorBoard logging needs `pip install tensorboard`") from exc
 
+from agents.common.parsing import finite_float
 from agents.common.wrappers import StepInfoRecorder
 
 InfoLogSpec = Mapping[str, Any]
@@ -81,11 +81,10 @@ def _as_float(value: Any) -> float | None:
     """A finite float, or None for missing / NaN / non-numeric values."""
     if value is None or isinstance(value, (str, bytes)):
         return None
-    try:
-        x = float(np.asarray(value).reshape(-1)[0]) if np.ndim(value) else float(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    return x if math.isfinite(x) else None
+    if np.ndim(value):
+        flat = np.asarray(value).reshape(-1)
+        return finite_float(flat[0]) if flat.size else None
+    return finite_float(value)
 
 
 def info_scalars(

@@ -28,6 +28,7 @@ from gymnasium import spaces
 
 from agents.common.base import META_FILE, BaseAgent, MaybeCallback, checkpoint_dir
 from agents.common.checkpoint import PathLike, atomic_write_json, space_from_dict, space_to_dict
+from agents.common.parsing import finite_float
 
 FORMAT_VERSION = 1
 DOWN, KEEP, UP = 0, 1, 2  # DataGen's delta codes: -d, no change, +d
@@ -44,14 +45,6 @@ def detect_datagen_space(action_space: spaces.Space, env_id: str | None = None) 
         # is only read that way when the env says it is DataGen.
         return len(action_space.shape) == 1 and action_space.shape[0] >= 3
     return False
-
-
-def _float_or_none(value: Any) -> float | None:
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        return None
-    return x if np.isfinite(x) else None
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -235,7 +228,7 @@ class RandomSearchAgent(BaseAgent):
         if template is not None:
             self.current["template_index"] = template
         for key in ("temperature", "top_p"):
-            value = _float_or_none(info.get(key))
+            value = finite_float(info.get(key))
             # Without info the absolute value is unknown; forget it rather than keep a stale one.
             self.current[key] = value
 
@@ -264,7 +257,7 @@ class RandomSearchAgent(BaseAgent):
             self.pending = self._propose()
             return
         self._read_settings(info, action)
-        metric = _float_or_none(info.get("metric"))
+        metric = finite_float(info.get("metric"))
         if metric is not None and (self.best["metric"] is None or metric > self.best["metric"]):
             self.best.update(
                 metric=metric,

@@ -64,6 +64,7 @@ from agents.common.checkpoint import (
     space_to_dict,
     to_jsonable,
 )
+from agents.common.parsing import normalize_agent_name
 from agents.common.tensorboard import InfoTensorboardCallback
 from agents.common.wrappers import MultiDiscreteToDiscrete, StepInfoRecorder, unflatten_discrete
 
@@ -172,7 +173,7 @@ SB3_NAMES = tuple(sorted(ALGORITHMS) + sorted(ALIASES))
 
 def resolve_algo(name: str) -> str:
     """Canonical algorithm name for ``name`` (case-insensitive, aliases allowed)."""
-    key = name.strip().lower().replace("-", "_")
+    key = normalize_agent_name(name)
     key = ALIASES.get(key, key)
     if key not in ALGORITHMS:
         raise ValueError(f"unknown SB3 algorithm {name!r}; valid: {', '.join(SB3_NAMES)}")

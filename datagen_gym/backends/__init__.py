@@ -35,6 +35,7 @@ def _cached_transformers(
     num_threads: int | None,
     decoder: str,
     share_prefix: bool,
+    prompt_format: str,
 ):
     from datagen_gym.backends.transformers_backend import TransformersBackend
 
@@ -47,6 +48,7 @@ def _cached_transformers(
         num_threads=num_threads,
         decoder=decoder,
         share_prefix=share_prefix,
+        prompt_format=prompt_format,
     )
 
 
@@ -72,6 +74,8 @@ def _cached_vllm(
 
 def make_backend(config: SamplingConfig) -> LLMBackend:
     """The backend a sampling config names."""
+    if config.teacher is not None:
+        return _teacher_preset(config)
     if config.backend == "embedded":
         return _cached_transformers(
             str(EMBEDDED_TEACHER),
@@ -81,6 +85,7 @@ def make_backend(config: SamplingConfig) -> LLMBackend:
             config.num_threads or 1,
             config.decoder,
             config.share_prefix,
+            config.prompt_format,
         )
     if config.backend == "transformers":
         if not config.model_path:
@@ -96,6 +101,7 @@ def make_backend(config: SamplingConfig) -> LLMBackend:
             config.num_threads,
             config.decoder,
             config.share_prefix,
+            config.prompt_format,
         )
     if config.backend == "openai":
         if not config.base_url or not config.model:
@@ -129,6 +135,35 @@ def make_backend(config: SamplingConfig) -> LLMBackend:
             config.max_model_len,
         )
     raise ConfigError(f"sampling.backend={config.backend!r} is not supported")
+
+
+def _teacher_preset(config: SamplingConfig) -> LLMBackend:
+    """The packaged model ``sampling.teacher`` names, on the transformers backend with the
+    config's device, dtype, batch, thread, decoder and prompt-format settings."""
+    if config.backend not in ("embedded", "transformers"):
+        raise ConfigError(
+            f"sampling.teacher={config.teacher!r} runs on the local transformers backend; "
+            f"sampling.backend must be 'embedded' or 'transformers', got {config.backend!r}"
+        )
+    if config.model_path:
+        raise ConfigError(
+            f"sampling.teacher={config.teacher!r} and sampling.model_path both name the "
+            "teacher model; set only one"
+        )
+    if config.teacher != "smollm2":
+        raise ConfigError(f"sampling.teacher={config.teacher!r} is not supported")
+    from datagen_gym.backends.smollm2 import gguf_path
+
+    return _cached_transformers(
+        str(gguf_path()),
+        config.device,
+        config.dtype,
+        config.max_batch_size,
+        config.num_threads,
+        config.decoder,
+        config.share_prefix,
+        config.prompt_format,
+    )
 
 
 __all__ = [

@@ -1,8 +1,10 @@
-"""A backend over any local Hugging Face causal-LM directory (the embedded teacher included)."""
+"""A backend over a local Hugging Face causal LM: a model directory (the embedded teacher
+included) or a single GGUF file."""
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -14,6 +16,7 @@ from datagen_gym.backends import EMBEDDED_TEACHER, compact_decoding
 from datagen_gym.backends.base import BackendError
 
 DECODERS = ("compact", "generate")
+PROMPT_FORMATS = ("auto", "completion", "chat")
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +43,9 @@ class TransformersBackend:
     """Batched, KV-cached sampling from a Hugging Face causal LM.
 
     Args:
-        model_path: a local model directory (weights + tokenizer); nothing is downloaded.
+        model_path: a local model directory (weights + tokenizer), or a ``.gguf`` file (model
+            and tokenizer in one file, dequantised on loading; needs the ``gguf`` package);
+            nothing is downloaded.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; ignored when ``device_map`` is given.
         dtype: ``"float32"``, ``"float16"`` or ``"bfloat16"`` (default: the checkpoint's).
         device_map: passed to ``from_pretrained`` (e.g. ``"auto"`` to spread a large model).
@@ -58,6 +63,12 @@ class TransformersBackend:
             a batch share (the few-shot header of Evol-Instruct and classification prompts)
             once instead of once per row. Off, the compact decoder returns exactly
             ``model.generate``'s tokens; on, its logits differ by float rounding only.
+        prompt_format: ``"completion"`` feeds each prompt to the model as raw text to
+            continue; ``"chat"`` renders it as one user turn with the tokenizer's chat
+            template, ending in the assistant's header, which is what an instruct model was
+            trained to answer; ``"auto"`` (default) is chat when the tokenizer has a chat
+            template and the model is not the embedded teacher (trained on the raw prompt
+            formats), else completion.
 
     Temperature 0 decodes greedily; otherwise it samples with the given temperature and top_p.
     Runs are repeatable for a given ``seed`` on the same machine and thread count.
@@ -75,27 +86,40 @@ class TransformersBackend:
         num_threads: int | None = None,
         decoder: str = "compact",
         share_prefix: bool = True,
+        prompt_format: str = "auto",
     ) -> None:
         if decoder not in DECODERS:
             raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
+        if prompt_format not in PROMPT_FORMATS:
+            raise ValueError(
+                f"prompt_format must be one of {PROMPT_FORMATS}, got {prompt_format!r}"
+            )
         path = Path(model_path)
-        if not (path / "config.json").is_file():
+        source, files = path, {}
+        if path.suffix == ".gguf":
+            if not path.is_file():
+                raise BackendError(f"no GGUF model file at {path}")
+            if importlib.util.find_spec("gguf") is None:
+                raise BackendError(f"loading {path.name} needs the gguf package: pip install gguf")
+            # from_pretrained reads a GGUF file by name from its folder.
+            source, files = path.parent, {"gguf_file": path.name}
+        elif not (path / "config.json").is_file():
             raise BackendError(
                 f"no Hugging Face model at {path} (expected config.json, "
-                "weights and tokenizer files in that directory)"
+                "weights and tokenizer files in that directory, or a .gguf file)"
             )
-        kwargs = {"local_files_only": True}
+        kwargs = {"local_files_only": True, **files}
         if dtype is not None:
             kwargs["dtype"] = getattr(torch, dtype)
         if device_map is not None:
             kwargs["device_map"] = device_map
-        self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        self.tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True, **files)
         self.tokenizer.padding_side = "left"  # decoder-only models continue from the right edge
         self.tokenizer.truncation_side = "left"  # an over-long prompt keeps the end it continues
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         with _quiet_loading(path == EMBEDDED_TEACHER):
-            self.model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+            self.model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
         if device_map is None:
             self.model.to(device)
         self.model.eval()
@@ -110,6 +134,14 @@ class TransformersBackend:
             )
             self.decoder = "generate"
         self.share_prefix = share_prefix
+        has_template = bool(getattr(self.tokenizer, "chat_template", None))
+        if prompt_format == "auto":
+            prompt_format = "chat" if has_template and path != EMBEDDED_TEACHER else "completion"
+        elif prompt_format == "chat" and not has_template:
+            raise BackendError(
+                f"prompt_format='chat' needs a chat template; the tokenizer of {path} has none"
+            )
+        self.prompt_format = prompt_format
 
     @property
     def device(self) -> torch.device:
@@ -147,6 +179,18 @@ class TransformersBackend:
         finally:
             torch.set_num_threads(threads)
 
+    def render(self, prompts: Sequence[str]) -> list[str]:
+        """The text the model reads for each prompt: the prompt itself (completion format), or
+        one user turn and the assistant's header in the tokenizer's chat template (chat)."""
+        if self.prompt_format == "completion":
+            return list(prompts)
+        return [
+            self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False
+            )
+            for prompt in prompts
+        ]
+
     def _generate_batch(
         self, prompts: list[str], temperature: float, top_p: float, max_new_tokens: int
     ) -> list[str]:
@@ -157,7 +201,16 @@ class TransformersBackend:
         if limit:
             max_new_tokens = min(max_new_tokens, limit // 2)
             trunc = {"truncation": True, "max_length": limit - max_new_tokens}
-        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, **trunc).to(self.device)
+        # A rendered chat prompt holds its special tokens already: adding a BOS again would
+        # give the model a prompt it never saw in training.
+        special = self.prompt_format == "completion"
+        enc = self.tokenizer(
+            self.render(prompts),
+            return_tensors="pt",
+            padding=True,
+            add_special_tokens=special,
+            **trunc,
+        ).to(self.device)
         try:
             if self.decoder == "compact":
                 new = compact_decoding.sample(

@@ -45,6 +45,8 @@ _MODEL_FILE_PATTERNS = (
     "*.model",
     "special_tokens_map.json",
     "added_tokens.json",
+    "chat_template.jinja",
+    "chat_template.json",
 )
 
 
@@ -61,8 +63,12 @@ def _hash_model_dir(path: str, stamp: tuple) -> str:
 
 
 def model_dir_hash(path: Path) -> str:
-    """SHA-256 of the files of a model directory that decide its outputs."""
+    """SHA-256 of the files of a model directory that decide its outputs, or of a single-file
+    model (a ``.gguf`` holds the weights, the tokenizer and the chat template)."""
     path = Path(path)
+    if path.is_file():
+        stat = path.stat()
+        return _hash_model_dir(str(path.parent), ((path.name, stat.st_size, stat.st_mtime_ns),))
     files = sorted(
         {p for pattern in _MODEL_FILE_PATTERNS for p in path.glob(pattern) if p.is_file()}
     )
@@ -82,6 +88,10 @@ def teacher_identity(backend: Any) -> tuple[str, str]:
     elif hasattr(backend, "model_path") and hasattr(backend, "model"):  # TransformersBackend
         dtype = str(getattr(backend.model, "dtype", ""))
         ident = f"hf:{model_dir_hash(backend.model_path)}:{dtype}"
+        if getattr(backend, "prompt_format", "completion") == "chat":
+            # the same weights generate other batches from chat-rendered prompts (the suffix is
+            # absent for completion models, so their caches keep their identity)
+            ident += ":chat"
         desc = f"{Path(backend.model_path).name} ({dtype})"
     elif hasattr(backend, "base_url") and hasattr(backend, "model"):  # OpenAIBackend
         ident = f"openai:{backend.base_url}:{backend.model}"

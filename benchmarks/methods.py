@@ -31,6 +31,9 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+# BudgetExhausted is re-exported: the benchmarks catch it from here.
+from datagen_gym.envs.wrappers import BudgetExhausted, StepBudget  # noqa: F401
+
 # Fixed starting settings: (temperature, top_p, template).
 Settings = tuple[float, float, str]
 SELF_INSTRUCT: Settings = (0.7, 0.5, "self_instruct")  # Wang et al. (2023)'s sampling
@@ -69,23 +72,24 @@ def static_settings(method: str) -> Settings:
     }[method]
 
 
-class BudgetExhausted(RuntimeError):
-    """A method asked for more target evaluations than its budget."""
-
-
-class EvalBudget(gym.Wrapper):
-    """Counts env steps (target evaluations), enforces the budget, records finished episodes.
+class EvalBudget(StepBudget):
+    """The library's :class:`~datagen_gym.envs.StepBudget` (counts env steps = target
+    evaluations, refuses the one past the budget with ``BudgetExhausted``) that also records
+    finished episodes.
 
     ``episodes`` holds, per finished episode: ``evals`` (evaluations used when it ended),
     ``metric`` (its final metric) and its final settings.
     """
 
     def __init__(self, env: gym.Env, budget: int) -> None:
-        super().__init__(env)
-        self.budget = int(budget)
-        self.evals = 0
+        super().__init__(env, int(budget))
         self.baseline: float | None = None
         self.episodes: list[dict[str, Any]] = []
+
+    @property
+    def evals(self) -> int:
+        """Target evaluations spent so far."""
+        return self.steps
 
     def reset(self, **kwargs: Any):
         obs, info = self.env.reset(**kwargs)
@@ -93,10 +97,7 @@ class EvalBudget(gym.Wrapper):
         return obs, info
 
     def step(self, action: Any):
-        if self.evals >= self.budget:
-            raise BudgetExhausted(f"budget of {self.budget} target evaluations spent")
-        obs, reward, terminated, truncated, info = self.env.step(action)
-        self.evals += 1
+        obs, reward, terminated, truncated, info = super().step(action)
         if terminated or truncated:
             self.episodes.append(
                 {

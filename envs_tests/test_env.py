@@ -215,3 +215,19 @@ def test_render_ansi():
     env = DataGenEnv(render_mode="ansi", **SMALL)
     env.reset(seed=0)
     assert "T=1.00" in env.render()
+
+
+def test_step_budget_refuses_the_step_past_it_before_running_it():
+    from datagen_gym.envs import BudgetExhausted, StepBudget
+
+    env = StepBudget(_make(), budget=2)
+    env.reset(seed=0)
+    env.step(np.array([1, 1, 0]))
+    env.step(np.array([1, 1, 0]))
+    before = len(env.unwrapped.dataset)
+    with pytest.raises(BudgetExhausted, match="budget of 2 steps"):
+        env.step(np.array([1, 1, 0]))
+    assert env.steps == 2 and len(env.unwrapped.dataset) == before  # nothing was generated
+    env.budget = None  # unlimited from here
+    env.step(np.array([1, 1, 0]))
+    assert env.steps == 3

@@ -94,6 +94,10 @@ class FakeDataGenEnv(gym.Env):
             self.action_space = spaces.MultiDiscrete([3, 3, N_TEMPLATES])
         else:
             self.action_space = spaces.Box(-1.0, 1.0, (2 + N_TEMPLATES,), np.float32)
+        # DataGenEnv's action layout declaration (read by the random search and the bandits).
+        self.action_dim_names = ("temperature", "top_p", "template")
+        self.action_dim_keep = (1, 1, None)
+        self.action_dim_info_keys = ("temperature", "top_p", "template_index")
         self.observation_space = spaces.Box(0.0, 1.0, (4,), np.float32)
         self.num_iterations = num_iterations
         self.reward_script = list(reward_script or [])
@@ -270,7 +274,7 @@ def test_random_search_reverts_a_worse_change() -> None:
     # Proposal gets -1 -> revert; the revert's reward is ignored; next proposal gets +1 -> keep.
     env = FakeDataGenEnv(num_iterations=50, reward_script=[-1.0, 0.3, 1.0, -0.5, 0.0])
     agent = RandomSearchAgent(env, seed=3, p_template=1.0)  # always switch template: visible revert
-    assert agent.mode == "datagen"
+    assert agent.mode == "settings"
     agent.learn(5)
     a = [x.tolist() for x in env.actions]
     # step 0 was a perturbation (+-d on both, template switched away from the initial 0)
@@ -623,7 +627,7 @@ def test_agents_on_real_datagen_env(tmp_path: Path, name: str) -> None:
     kwargs = {"learning_starts": 1} if name == "dqn" else {}
     agent = make_agent(name, env, seed=0, tensorboard_log=tmp_path, text_every=1, **kwargs)
     if isinstance(agent, RandomSearchAgent):
-        assert agent.mode == "datagen"
+        assert agent.mode == "settings"
     agent.learn(4)
     tags = set(read_events(tmp_path / "run_1").Tags()["scalars"])
     assert {"datagen/metric", "datagen/temperature", "datagen/template"} <= tags

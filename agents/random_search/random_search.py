@@ -1,25 +1,44 @@
-"""Random-search hill climbing over the teacher's sampling settings (the design's MVP agent).
+"""Random-search hill climbing over an env's settings (the design's MVP agent).
 
-DataGen mode (action ``MultiDiscrete([3, 3, n_templates])`` or DataGen's continuous ``Box``):
-every *proposal* moves temperature and top_p by +-d at random and, with probability
-``p_template``, switches to a random other template. If the step's reward (the improvement of
-the target metric) is positive the new settings become the incumbent; otherwise the next
-action *reverts*: it takes the opposite deltas and the incumbent's template. The revert step's
-reward judges nothing (it only undoes), so the step after a revert is a fresh proposal.
-Across episodes the search keeps what it found: every episode restarts from the env's initial
-temperature / top_p, but the template of the best metric seen so far becomes the new episode's
-incumbent (``carry_template=True``), so the first proposal already builds on it. Without that
-each episode would start the search over from the env's initial template.
+Settings mode: the env declares its action layout with three attributes (read through
+``env.get_wrapper_attr``), one entry per action dimension:
 
-Generic mode (any other action space): sample random actions and keep the best-rewarded one as
-the incumbent, which is what ``predict(deterministic=True)`` returns.
+* ``action_dim_names`` - the dimension's name (e.g. DataGen-v0's ``("temperature", "top_p",
+  "template")``, plus ``"focus"`` with ``focus=True``);
+* ``action_dim_keep`` - the "no change" value of a *delta* dimension (three values: down / keep /
+  up, i.e. ``keep - 1``, ``keep``, ``keep + 1``), or ``None`` for a *choice* dimension that picks
+  an absolute setting (DataGen: ``(1, 1, None[, None])``);
+* ``action_dim_info_keys`` - the ``info`` key that reports the dimension's current value
+  (DataGen: ``("temperature", "top_p", "template_index"[, "focus_index"])``).
+
+Every *proposal* moves each delta dimension down or up at random and, with probability
+``p_template``, switches one choice dimension (picked uniformly when there are several) to a
+random other value. If the step's reward (the improvement of the target metric) is positive the
+new settings become the incumbent; otherwise the next action *reverts*: it moves the delta
+dimensions back toward the incumbent's values (read from ``info``) and takes the incumbent's
+choices. The revert step's reward judges nothing (it only undoes), so the step after a revert is
+a fresh proposal. Across episodes the search keeps what it found: every episode restarts from
+the env's initial settings, but the choices of the best metric seen so far become the new
+episode's incumbent (``carry_template=True``), so the first proposal already builds on them.
+Without that each episode would start the search over from the env's initial choices.
+
+The action space is either ``MultiDiscrete`` (one entry per declared dimension) or a continuous
+``Box((n_delta + n,))``: first one scalar per delta dimension (its sign is the move; the delta
+dimensions must then come first in the declaration), then the argmax block of the choice
+dimension. A ``Box`` supports at most one choice dimension, whose block takes the remaining
+entries (the layout does not give the sizes of several blocks).
+
+Generic mode (no layout declared, or one that does not fit the action space): sample random
+actions and keep the best-rewarded one as the incumbent, which is what
+``predict(deterministic=True)`` returns.
 
 The agent does not condition on observations: it is a black-box optimiser of the settings and
-its whole state (incumbent, phase, RNG) is plain data stored in one JSON file.
+its whole state (layout, incumbent, phase, RNG) is plain data stored in one JSON file.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import gymnasium as gym
@@ -30,21 +49,73 @@ from agents.common.base import META_FILE, BaseAgent, MaybeCallback, checkpoint_d
 from agents.common.checkpoint import PathLike, atomic_write_json, space_from_dict, space_to_dict
 from agents.common.parsing import finite_float
 
-FORMAT_VERSION = 1
-DOWN, KEEP, UP = 0, 1, 2  # DataGen's delta codes: -d, no change, +d
+#: 2: the settings layout is stored (``"layout"``). 1: no layout; a ``"datagen"``-mode file
+#: implicitly used :data:`FORMAT1_LAYOUT`.
+FORMAT_VERSION = 2
+DOWN, KEEP, UP = 0, 1, 2  # internal delta codes: -d, no change, +d (value = keep + code - 1)
 _EPS = 1e-6  # settings closer than this count as equal (they are floats passed through the env)
+LAYOUT_ATTRIBUTES = ("action_dim_names", "action_dim_keep", "action_dim_info_keys")
+_RESERVED_KEYS = ("metric", "reward", "action")  # ``best`` also stores these
+#: The layout a format-1 checkpoint in ``"datagen"`` mode used without storing it (DataGen-v0's
+#: temperature and top_p deltas and template choice).
+FORMAT1_LAYOUT: dict[str, list[Any]] = {
+    "names": ["temperature", "top_p", "template"],
+    "keep": [1, 1, None],
+    "info_keys": ["temperature", "top_p", "template_index"],
+}
 
 
-def detect_datagen_space(action_space: spaces.Space, env_id: str | None = None) -> bool:
-    """Whether the action space has DataGen's (temperature, top_p, template) layout."""
-    if isinstance(action_space, spaces.MultiDiscrete):
-        nvec = np.asarray(action_space.nvec)
-        return nvec.ndim == 1 and len(nvec) == 3 and nvec[0] == 3 and nvec[1] == 3
-    if isinstance(action_space, spaces.Box) and env_id is not None and env_id.startswith("DataGen"):
-        # A generic Box(-1, 1, (k,)) is indistinguishable from DataGen's continuous mode, so a Box
-        # is only read that way when the env says it is DataGen.
-        return len(action_space.shape) == 1 and action_space.shape[0] >= 3
-    return False
+def env_action_layout(env: gym.Env | None) -> dict[str, list[Any]] | None:
+    """The env's declared action layout (see the module docstring), or None if it declares none."""
+    if env is None:
+        return None
+    values = []
+    for name in LAYOUT_ATTRIBUTES:
+        try:
+            value = env.get_wrapper_attr(name)
+        except AttributeError:
+            return None
+        if value is None:
+            return None
+        values.append(list(value))
+    names, keep, keys = values
+    # Plain JSON-able values (a declaration may hold numpy ints).
+    keep = [k if k is None or isinstance(k, bool) else _int_or_none(k) for k in keep]
+    return {"names": [str(n) for n in names], "keep": keep, "info_keys": [str(k) for k in keys]}
+
+
+def layout_problem(layout: dict[str, Any] | None, space: spaces.Space) -> str | None:
+    """Why ``layout`` cannot drive the settings search over ``space`` (None: it can)."""
+    if layout is None:
+        return "the env declares no action layout (" + ", ".join(LAYOUT_ATTRIBUTES) + ")"
+    names, keep, keys = (list(layout.get(k) or []) for k in ("names", "keep", "info_keys"))
+    n = len(names)
+    if n == 0 or len(keep) != n or len(keys) != n:
+        return f"the layout's names, keep values and info keys differ in length: {layout}"
+    if len(set(keys)) != n or any(k in _RESERVED_KEYS for k in keys):
+        return f"the layout's info keys must be distinct and not {_RESERVED_KEYS}: {keys}"
+    deltas = [i for i, k in enumerate(keep) if k is not None]
+    choices = [i for i, k in enumerate(keep) if k is None]
+    if isinstance(space, spaces.MultiDiscrete):
+        nvec = np.asarray(space.nvec)
+        if nvec.ndim != 1 or len(nvec) != n:
+            return f"the layout has {n} dimensions, the action space is {space}"
+        for i in deltas:
+            if not (isinstance(keep[i], int) and 1 <= keep[i] <= int(nvec[i]) - 2):
+                return f"delta dimension {names[i]!r} needs keep - 1 and keep + 1 in {space}"
+        return None
+    if isinstance(space, spaces.Box):
+        if len(space.shape) != 1:
+            return f"a Box action space must be 1-D, got {space}"
+        if deltas != list(range(len(deltas))):
+            return "in a Box action space the delta dimensions must come first"
+        if len(choices) > 1:
+            return "a Box action space supports at most one choice dimension"
+        extra = space.shape[0] - len(deltas)
+        if extra < len(choices) or (not choices and extra):
+            return f"the layout {names} does not fit the action space {space}"
+        return None
+    return f"the settings search needs a MultiDiscrete or Box action space, got {space}"
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -55,13 +126,17 @@ def _int_or_none(value: Any) -> int | None:
 
 
 class RandomSearchAgent(BaseAgent):
-    """Accept/revert random search over DataGen's settings (generic random search otherwise).
+    """Accept/revert random search over an env's declared settings (generic random search
+    otherwise).
 
-    :param env: the env; its action space decides the mode when ``mode="auto"``.
-    :param p_template: probability that a proposal also switches the template.
-    :param mode: ``"auto"``, ``"datagen"`` or ``"generic"``.
-    :param carry_template: start each episode from the best template found so far (DataGen
-        mode) rather than from the env's initial one.
+    :param env: the env; its declared action layout decides the mode when ``mode="auto"``.
+    :param p_template: probability that a proposal also switches a choice dimension.
+    :param mode: ``"auto"``, ``"settings"`` (alias ``"datagen"``) or ``"generic"``.
+    :param carry_template: start each episode from the best choices found so far (settings
+        mode) rather than from the env's initial ones.
+    :param env_id: recorded in checkpoints only (the layout comes from the env).
+    :param action_layout: ``{"names", "keep", "info_keys"}`` overriding the env's declaration
+        (used by :meth:`load`).
     """
 
     agent_name = "random_search"
@@ -70,7 +145,7 @@ class RandomSearchAgent(BaseAgent):
         self,
         env: gym.Env | None,
         p_template: float = 0.3,
-        mode: Literal["auto", "datagen", "generic"] = "auto",
+        mode: Literal["auto", "settings", "datagen", "generic"] = "auto",
         carry_template: bool = True,
         seed: int | None = None,
         tensorboard_log: PathLike | None = None,
@@ -79,6 +154,7 @@ class RandomSearchAgent(BaseAgent):
         observation_space: spaces.Space | None = None,
         action_space: spaces.Space | None = None,
         env_id: str | None = None,
+        action_layout: dict[str, Sequence[Any]] | None = None,
     ) -> None:
         super().__init__(
             env,
@@ -96,85 +172,113 @@ class RandomSearchAgent(BaseAgent):
         if env_id is None and env is not None and env.spec is not None:
             env_id = env.spec.id
         self.env_id = env_id
-        if mode == "auto":
-            mode = "datagen" if detect_datagen_space(self.action_space, env_id) else "generic"
-        elif mode == "datagen" and not detect_datagen_space(self.action_space, env_id or "DataGen"):
-            raise ValueError(
-                f"mode='datagen' needs MultiDiscrete([3, 3, n]) or Box((2 + n,)), "
-                f"got {self.action_space}"
-            )
-        elif mode not in ("datagen", "generic"):
-            raise ValueError(f"mode must be 'auto', 'datagen' or 'generic', got {mode!r}")
-        self.mode: str = mode
+        layout = (
+            {k: list(v) for k, v in action_layout.items()}
+            if action_layout is not None
+            else env_action_layout(env)
+        )
+        problem = layout_problem(layout, self.action_space)
         if mode == "datagen":
-            space = self.action_space
-            self.n_templates = (
-                int(space.nvec[2])
-                if isinstance(space, spaces.MultiDiscrete)
-                else int(space.shape[0] - 2)
+            mode = "settings"
+        if mode == "auto":
+            mode = "settings" if problem is None else "generic"
+        elif mode == "settings" and problem is not None:
+            raise ValueError(
+                f"mode='settings' cannot use the action space {self.action_space}: {problem}"
             )
-        else:
-            self.n_templates = 0
+        elif mode not in ("settings", "generic"):
+            raise ValueError(
+                f"mode must be 'auto', 'settings' ('datagen') or 'generic', got {mode!r}"
+            )
+        self.mode: str = mode
+        self.layout: dict[str, list[Any]] | None = layout if mode == "settings" else None
+        keep = self.layout["keep"] if self.layout else []
+        keys = self.layout["info_keys"] if self.layout else []
+        self._delta_dims = [i for i, k in enumerate(keep) if k is not None]
+        self._choice_dims = [i for i, k in enumerate(keep) if k is None]
+        self._keys: list[str] = list(keys)
+        self._delta_keys = [keys[i] for i in self._delta_dims]
+        self._choice_keys = [keys[i] for i in self._choice_dims]
+        self.choice_sizes = self._choice_sizes()
         # All search state is JSON-able plain data (see save()).
         self.phase = "propose"
-        self.incumbent: dict[str, Any] = {
-            "temperature": None,
-            "top_p": None,
-            "template_index": None,
-        }
+        self.incumbent: dict[str, Any] = dict.fromkeys(self._keys)
         self.current: dict[str, Any] = dict(self.incumbent)
-        self.best: dict[str, Any] = {
-            "metric": None,
-            "reward": None,
-            "temperature": None,
-            "top_p": None,
-            "template_index": None,
-            "action": None,
-        }
+        self.best: dict[str, Any] = {"metric": None, "reward": None, **self.incumbent}
+        self.best["action"] = None
         self.last_codes: list[int] | None = None
         self.counters = {"proposals": 0, "accepted": 0, "reverted": 0}
         self.pending: list[Any] = self._propose()
 
-    # ---------------------------------------------------------------- DataGen search moves
-    def _encode(self, codes: list[int], template_index: int) -> np.ndarray:
-        """Delta codes + template -> an action of the env's space."""
+    def _choice_sizes(self) -> list[int]:
         space = self.action_space
         if isinstance(space, spaces.MultiDiscrete):
-            return (np.asarray([codes[0], codes[1], template_index]) + space.start).astype(
-                space.dtype
-            )
-        # Continuous DataGen: the first two entries scale the deltas, the template is the argmax.
+            return [int(space.nvec[i]) for i in self._choice_dims]
+        if self._choice_dims:  # a Box: the one choice block takes the entries after the deltas
+            return [int(space.shape[0]) - len(self._delta_dims)]
+        return []
+
+    # ---------------------------------------------------------------- settings search moves
+    def _encode(self, codes: list[int], choices: list[int]) -> np.ndarray:
+        """Delta codes (one per delta dimension) + choice values -> an action of the space."""
+        space = self.action_space
+        assert self.layout is not None
+        if isinstance(space, spaces.MultiDiscrete):
+            values = [0] * len(self._keys)
+            for i, code in zip(self._delta_dims, codes, strict=True):
+                values[i] = int(self.layout["keep"][i]) + code - 1
+            for i, choice in zip(self._choice_dims, choices, strict=True):
+                values[i] = choice
+            return (np.asarray(values) + space.start).astype(space.dtype)
+        # Box: one scalar per delta dimension scales the move, then the choice's argmax block.
         action = np.full(space.shape, -1.0, dtype=space.dtype)
-        action[0], action[1] = codes[0] - 1, codes[1] - 1
-        action[2 + template_index] = 1.0
+        n_delta = len(self._delta_dims)
+        for i, code in enumerate(codes):
+            action[i] = code - 1
+        if choices:
+            action[n_delta + choices[0]] = 1.0
         return np.clip(action, space.low, space.high)
 
-    def _decode(self, action: Any) -> tuple[list[int], int]:
+    def _decode(self, action: Any) -> tuple[list[int], list[int]]:
         """Inverse of :meth:`_encode` (used to learn what was done when info is silent)."""
+        assert self.layout is not None
         a = np.asarray(action).reshape(-1)
         if isinstance(self.action_space, spaces.MultiDiscrete):
             a = a.astype(np.int64) - np.asarray(self.action_space.start).reshape(-1)
-            return [int(a[0]), int(a[1])], int(a[2])
-        codes = [int(np.clip(np.rint(a[0]), -1, 1)) + 1, int(np.clip(np.rint(a[1]), -1, 1)) + 1]
-        return codes, int(np.argmax(a[2:]))
+            codes = [int(a[i]) - int(self.layout["keep"][i]) + 1 for i in self._delta_dims]
+            return codes, [int(a[i]) for i in self._choice_dims]
+        n_delta = len(self._delta_dims)
+        codes = [int(np.clip(np.rint(a[i]), -1, 1)) + 1 for i in range(n_delta)]
+        return codes, [int(np.argmax(a[n_delta:]))] if self._choice_dims else []
 
-    def _reference_template(self) -> int:
-        for source in (self.incumbent, self.current):
-            if source.get("template_index") is not None:
-                return int(source["template_index"])
-        return 0  # the env has not told us its template yet; assume its first one
+    def _reference_choices(self) -> list[int]:
+        """The incumbent's choices (else the current ones, else the first value)."""
+        out = []
+        for key in self._choice_keys:
+            value = 0  # the env has not told us this choice yet; assume its first value
+            for source in (self.incumbent, self.current):
+                if source.get(key) is not None:
+                    value = int(source[key])
+                    break
+            out.append(value)
+        return out
 
     def _propose(self) -> list[Any]:
-        """A fresh random move: +-d on both settings, maybe a different template."""
+        """A fresh random move: down/up on every delta, maybe one different choice."""
         if self.mode == "generic":
             return np.asarray(self._sample_action()).tolist()
-        codes = [int(self.np_random.choice([DOWN, UP])), int(self.np_random.choice([DOWN, UP]))]
-        template = self._reference_template()
-        if self.n_templates > 1 and self.np_random.random() < self.p_template:
-            others = [i for i in range(self.n_templates) if i != template]
-            template = int(self.np_random.choice(others))
+        codes = [int(self.np_random.choice([DOWN, UP])) for _ in self._delta_dims]
+        choices = self._reference_choices()
+        switchable = [j for j, n in enumerate(self.choice_sizes) if n > 1]
+        if switchable and self.np_random.random() < self.p_template:
+            # One choice dimension at a time (no draw when there is only one).
+            j = switchable[0]
+            if len(switchable) > 1:
+                j = switchable[int(self.np_random.integers(len(switchable)))]
+            others = [v for v in range(self.choice_sizes[j]) if v != choices[j]]
+            choices[j] = int(self.np_random.choice(others))
         self.last_codes = codes
-        return self._encode(codes, template).tolist()
+        return self._encode(codes, choices).tolist()
 
     def _toward(self, target: dict[str, Any], fallback_codes: list[int]) -> list[int]:
         """Delta codes that move the current settings one step toward ``target``.
@@ -183,7 +287,7 @@ class RandomSearchAgent(BaseAgent):
         the revert right when the env clipped the move at a bound.
         """
         codes = []
-        for i, key in enumerate(("temperature", "top_p")):
+        for i, key in enumerate(self._delta_keys):
             cur, tgt = self.current.get(key), target.get(key)
             if cur is None or tgt is None:
                 codes.append(fallback_codes[i])
@@ -196,10 +300,10 @@ class RandomSearchAgent(BaseAgent):
         return codes
 
     def _revert(self) -> list[Any]:
-        opposite = [2 - c for c in (self.last_codes or [KEEP, KEEP])]
-        return self._encode(
-            self._toward(self.incumbent, opposite), self._reference_template()
-        ).tolist()
+        last = self.last_codes or [KEEP] * len(self._delta_dims)
+        opposite = [2 - c for c in last]
+        codes = self._toward(self.incumbent, opposite)
+        return self._encode(codes, self._reference_choices()).tolist()
 
     # ---------------------------------------------------------------- generic helpers
     def _sample_action(self) -> np.ndarray:
@@ -222,27 +326,29 @@ class RandomSearchAgent(BaseAgent):
     # ---------------------------------------------------------------- the search step
     def _read_settings(self, info: dict[str, Any], action: Any | None) -> None:
         """Update the known current settings from ``info`` (or from the action taken)."""
-        template = _int_or_none(info.get("template_index"))
-        if template is None and action is not None and self.mode == "datagen":
-            template = self._decode(action)[1]
-        if template is not None:
-            self.current["template_index"] = template
-        for key in ("temperature", "top_p"):
-            value = finite_float(info.get(key))
+        decoded = self._decode(action)[1] if action is not None else None
+        for j, key in enumerate(self._choice_keys):
+            value = _int_or_none(info.get(key))
+            if value is None and decoded is not None:
+                value = decoded[j]
+            if value is not None:
+                self.current[key] = value
+        for key in self._delta_keys:
             # Without info the absolute value is unknown; forget it rather than keep a stale one.
-            self.current[key] = value
+            self.current[key] = finite_float(info.get(key))
 
     def observe_reset(self, info: dict[str, Any] | None = None) -> None:
         """Start of an episode: the env's initial settings become the reference point."""
-        if self.mode == "datagen":
+        if self.mode == "settings":
             # The env restarted from its initial settings: forget the previous episode's ones.
-            self.current = {"temperature": None, "top_p": None, "template_index": None}
+            self.current = dict.fromkeys(self._keys)
             self._read_settings(dict(info or {}), None)
             self.incumbent = dict(self.current)
-            if self.best.get("template_index") is not None and (
-                self.carry_template or self.incumbent.get("template_index") is None
-            ):
-                self.incumbent["template_index"] = self.best["template_index"]
+            for key in self._choice_keys:
+                if self.best.get(key) is not None and (
+                    self.carry_template or self.incumbent.get(key) is None
+                ):
+                    self.incumbent[key] = self.best[key]
         self.phase = "propose"
         self.pending = self._propose()
 
@@ -263,15 +369,17 @@ class RandomSearchAgent(BaseAgent):
                 metric=metric,
                 reward=reward,
                 action=np.asarray(action).tolist(),
-                **{k: self.current.get(k) for k in ("temperature", "top_p", "template_index")},
+                **{k: self.current.get(k) for k in self._keys},
             )
         if self.phase == "propose":
             self.counters["proposals"] += 1
             if reward > 0 and not info.get("all_filtered", False):
                 self.counters["accepted"] += 1
                 self.incumbent = dict(self.current)
-                if self.incumbent["template_index"] is None:
-                    self.incumbent["template_index"] = self._decode(action)[1]
+                decoded = self._decode(action)[1]
+                for j, key in enumerate(self._choice_keys):
+                    if self.incumbent.get(key) is None:
+                        self.incumbent[key] = decoded[j]
                 self.pending = self._propose()
             else:
                 self.counters["reverted"] += 1
@@ -285,10 +393,16 @@ class RandomSearchAgent(BaseAgent):
         """Head for the best settings seen (or hold the incumbent if nothing better is known)."""
         if self.mode == "generic":
             return self.best["action"] if self.best["action"] is not None else self.pending
-        target = self.best if self.best["template_index"] is not None else self.incumbent
-        template = target.get("template_index")
-        template = self._reference_template() if template is None else int(template)
-        return self._encode(self._toward(target, [KEEP, KEEP]), template).tolist()
+        known = self.best["metric"] is not None and all(
+            self.best.get(k) is not None for k in self._choice_keys
+        )
+        target = self.best if known else self.incumbent
+        reference = self._reference_choices()
+        choices = [
+            reference[j] if target.get(key) is None else int(target[key])
+            for j, key in enumerate(self._choice_keys)
+        ]
+        return self._encode(self._toward(target, [KEEP] * len(self._delta_dims)), choices).tolist()
 
     # ---------------------------------------------------------------- API
     def predict(
@@ -363,6 +477,7 @@ class RandomSearchAgent(BaseAgent):
                 "text_every": self.text_every,
             },
             "env_id": self.env_id,
+            "layout": self.layout,
             "observation_space": space_to_dict(self.observation_space),
             "action_space": space_to_dict(self.action_space),
             "state": {
@@ -386,12 +501,21 @@ class RandomSearchAgent(BaseAgent):
     def load(cls, path: PathLike, env: gym.Env | None = None, **kwargs: Any) -> RandomSearchAgent:
         """Rebuild a saved search, continuing exactly where it stopped."""
         meta = cls._read_meta(path, cls.agent_name)
+        version = int(meta.get("format_version", 1))
+        if version > FORMAT_VERSION:
+            raise ValueError(
+                f"{path} has format version {version}; this agent reads up to {FORMAT_VERSION}"
+            )
         params = {**meta["hyperparameters"], **kwargs}
+        layout = meta.get("layout")
+        if layout is None and params.get("mode") in ("settings", "datagen"):
+            layout = FORMAT1_LAYOUT  # format 1 did not store the layout it searched
         agent = cls(
             env=None,
             observation_space=space_from_dict(meta["observation_space"]),
             action_space=space_from_dict(meta["action_space"]),
             env_id=meta.get("env_id"),
+            action_layout=layout,
             **params,
         )
         if env is not None:

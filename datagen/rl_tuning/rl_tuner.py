@@ -522,8 +522,6 @@ class RLTuner:
             kwargs: dict[str, Any] = {"seed": self.config.rl_tuning.seed}
             if agent_accepts(name, "learning_rate"):
                 kwargs["learning_rate"] = self.config.rl_tuning.learning_rate
-            if name in RANDOM_SEARCH_NAMES:
-                kwargs["env_id"] = "DataGen-v0"  # lets it read the continuous Box as DataGen's
             kwargs.update(agent_kwargs)
             try:
                 return make_agent(name, self.recorder, **kwargs)

@@ -89,6 +89,7 @@ class DataGenEnv(gym.Env):
     generator. A focus makes Self-Instruct draw its in-context tasks from that skill's seed and
     machine tasks and Evol-Instruct evolve that skill's tasks. ``action_dim_names`` names the
     dimensions, ``action_dim_keep`` gives each one's "no change" value (``None``: a choice).
+    ``action_dim_info_keys`` names the ``info`` key reporting each dimension's current value.
     ``action_masks()`` marks the values allowed now (a focus on a skill the target does not
     report is not), for masked policies such as sb3-contrib's ``MaskablePPO``.
     ``action_mode="continuous"``: ``Box(-1, 1, (2 + n_templates [+ 1 + n_skills],))``;
@@ -269,6 +270,9 @@ class DataGenEnv(gym.Env):
         )
         self.action_dim_keep: tuple[int | None, ...] = (1, 1, None) + (
             (None,) if self.focus_enabled else ()
+        )
+        self.action_dim_info_keys: tuple[str, ...] = ("temperature", "top_p", "template_index") + (
+            ("focus_index",) if self.focus_enabled else ()
         )
         n_t, n_f = len(self.templates), 1 + len(self.skills)
         if self.action_mode == "discrete":

@@ -6,12 +6,11 @@ import warnings
 import gymnasium as gym
 import numpy as np
 import pytest
+from support.sizes import SMALL
 
 import datagen_gym
 from datagen_gym.envs import DataGenEnv, TargetModelError
 from datagen_gym.generators.prompts import TEMPLATES
-
-SMALL = dict(batch_size=8, num_iterations=3)
 
 
 def _make(**kw):

@@ -6,6 +6,7 @@ import sqlite3
 
 import gymnasium as gym
 import pytest
+from support.sizes import TINY_BATCH
 
 import datagen_gym  # noqa: F401  (registers the envs)
 from datagen_gym.config import Config
@@ -19,7 +20,7 @@ from datagen_gym.replay import (
 )
 from datagen_gym.sampler import Sampler
 
-SMALL = dict(batch_size=4, num_iterations=3)
+SMALL = {"batch_size": TINY_BATCH, "num_iterations": 3}  # replay: many episodes
 KEEP = [1, 1, 0]  # keep temperature and top_p, template 0 (self_instruct)
 
 

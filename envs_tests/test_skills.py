@@ -6,6 +6,7 @@ import warnings
 import gymnasium as gym
 import numpy as np
 import pytest
+from support.sizes import SMALL
 
 import datagen_gym  # noqa: F401  (registers the envs)
 from datagen_gym.envs import DataGenEnv, TargetModelError
@@ -14,8 +15,6 @@ from datagen_gym.targets import make_builtin_target, make_test_set, make_validat
 from datagen_gym.targets.builtin_tasks import split_of
 from datagen_gym.world.seed_tasks import make_seed_tasks
 from datagen_gym.world.tasks import CLASSIFICATION_TASKS, identify
-
-SMALL = dict(batch_size=8, num_iterations=3)
 
 
 def _skills_env(**kw):

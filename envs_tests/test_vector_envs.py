@@ -9,6 +9,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pytest
+from support.sizes import TINY_BATCH
 
 from datagen_gym.envs.vector import (
     GymnasiumVecEnvAdapter,
@@ -17,7 +18,7 @@ from datagen_gym.envs.vector import (
     make_vec_env,
 )
 
-SMALL = dict(batch_size=4, num_iterations=2)
+SMALL = {"batch_size": TINY_BATCH, "num_iterations": 2}  # many envs at once
 N_ENVS = 2
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -174,6 +175,22 @@ class Config:
                 f"config file {path} must hold a mapping of sections, got {type(data).__name__}"
             )
         return cls.from_dict(data)
+
+    @classmethod
+    def coerce(cls, config: Config | dict[str, Any] | str | os.PathLike | None) -> Config:
+        """A validated config from what the library's entry points accept: a :class:`Config`,
+        a dict of sections, a YAML path or ``None`` (the defaults)."""
+        if config is None:
+            return cls()
+        if isinstance(config, Config):
+            return config.validate()
+        if isinstance(config, dict):
+            return cls.from_dict(config)
+        if isinstance(config, (str, os.PathLike)):
+            return cls.load(config)
+        raise ConfigError(
+            f"config must be a Config, a dict or a YAML path, got {type(config).__name__}"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

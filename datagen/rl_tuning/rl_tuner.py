@@ -114,18 +114,9 @@ PathLike = str | os.PathLike
 
 # ---------------------------------------------------------------------------- helpers
 def as_config(config: Config | dict | str | os.PathLike | None) -> Config:
-    """A :class:`Config` from a Config, a dict of sections, a YAML path or ``None`` (defaults)."""
-    if config is None:
-        return Config()
-    if isinstance(config, Config):
-        return config.validate()
-    if isinstance(config, dict):
-        return Config.from_dict(config)
-    if isinstance(config, (str, os.PathLike)):
-        return Config.load(config)
-    raise ConfigError(
-        f"config must be a Config, a dict or a YAML path, got {type(config).__name__}"
-    )
+    """A :class:`Config` from a Config, a dict of sections, a YAML path or ``None`` (defaults);
+    :meth:`Config.coerce`, kept under this name for existing callers."""
+    return Config.coerce(config)
 
 
 def _jsonable(value: Any) -> Any:

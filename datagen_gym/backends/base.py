@@ -31,3 +31,31 @@ class LLMBackend(Protocol):
     ) -> list[str]:
         """One completion per prompt (the continuation only, prompt not repeated)."""
         ...
+
+
+class PartialBatchError(BackendError):
+    """Some prompts of a batch failed for good; the others' completions are kept.
+
+    Attributes:
+        completions: one entry per prompt, in prompt order: the text, or ``None`` where the
+            prompt failed or was not sent (after the first failure, prompts not yet started are
+            skipped so that a dead server does not cost a full retry budget per prompt).
+        errors: prompt index -> why it failed (key-free).
+        attempts: prompt index -> HTTP attempts made for it (0: not sent).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        completions: list[str | None],
+        errors: dict[int, str],
+        attempts: dict[int, int],
+    ) -> None:
+        super().__init__(message)
+        self.completions = completions
+        self.errors = errors
+        self.attempts = attempts
+
+    @property
+    def num_completed(self) -> int:
+        return sum(c is not None for c in self.completions)

@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from datagen_gym.backends.base import BackendError
+from datagen_gym.backends.base import BackendError, PartialBatchError
 
 logger = logging.getLogger(__name__)
 
@@ -32,34 +32,6 @@ INSTALL_HINT = 'the OpenAI backend needs the openai client: pip install "datagen
 
 class OpenAINotInstalledError(ImportError, BackendError):
     """``openai`` cannot be imported; the message says how to install it."""
-
-
-class PartialBatchError(BackendError):
-    """Some prompts of a batch failed for good; the others' completions are kept.
-
-    Attributes:
-        completions: one entry per prompt, in prompt order: the text, or ``None`` where the
-            prompt failed or was not sent (after the first failure, prompts not yet started are
-            skipped so that a dead server does not cost a full retry budget per prompt).
-        errors: prompt index -> why it failed (key-free).
-        attempts: prompt index -> HTTP attempts made for it (0: not sent).
-    """
-
-    def __init__(
-        self,
-        message: str,
-        completions: list[str | None],
-        errors: dict[int, str],
-        attempts: dict[int, int],
-    ) -> None:
-        super().__init__(message)
-        self.completions = completions
-        self.errors = errors
-        self.attempts = attempts
-
-    @property
-    def num_completed(self) -> int:
-        return sum(c is not None for c in self.completions)
 
 
 class _Stop(Exception):

@@ -302,20 +302,10 @@ class DataGenEnv(gym.Env):
 
     @staticmethod
     def _merge_config(config, **overrides) -> Config:
-        if config is None:
-            cfg = Config()
-        elif isinstance(config, Config):
-            cfg = config
-        elif isinstance(config, dict):
-            cfg = Config.from_dict(config)
-        elif isinstance(config, (str, Path)):
-            cfg = Config.load(config)
-        else:
-            raise ConfigError(
-                f"config must be a Config, a dict or a YAML path, got {type(config).__name__}"
-            )
+        # The keyword arguments that are given override the config's rl_tuning section.
         given = {k: v for k, v in overrides.items() if v is not None}
-        return cfg.replace(rl_tuning=given) if given else cfg.validate()
+        cfg = Config.coerce(config)
+        return cfg.replace(rl_tuning=given) if given else cfg
 
     def _resolve_skills(
         self, configured: list[str] | None, builtin: tuple[str, ...]

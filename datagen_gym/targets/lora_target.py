@@ -672,7 +672,9 @@ def make_lm_env(
         task, n_validation, validation_seed
     )
     test = make_generative_test_set(task, n_test) if n_test else None
-    config = DataGenEnv._merge_config(env_kwargs.pop("config", None))
+    from datagen_gym.config import Config
+
+    config = Config.coerce(env_kwargs.pop("config", None))
     if reward_metric is not None:
         config = config.replace(rl_tuning={"reward_metric": reward_metric})
     metric = config.rl_tuning.reward_metric

@@ -341,7 +341,7 @@ def _check_writable_dir(option: str, path: Path) -> None:
 
 def _existing_run(ckpt_dir: Path) -> str | None:
     """A description of the checkpoint in ``ckpt_dir``, or None if there is none."""
-    from datagen.rl_tuning.rl_tuner import checkpoint_path, read_state
+    from datagen.rl_tuning.checkpoint import checkpoint_path, read_state
 
     try:
         found = checkpoint_path(ckpt_dir)
@@ -366,7 +366,7 @@ def _remove_previous_run(output: Path, ckpt_dir: Path) -> None:
 def cmd_rl_tune(args: argparse.Namespace) -> int:
     """``datagen rl-tune``: train, checkpoint, generate the final dataset, summarise."""
     from datagen.rl_tuning import RLTuner, build_target, check_algorithm
-    from datagen.rl_tuning.rl_tuner import checkpoint_path, read_state, resume_config
+    from datagen.rl_tuning.checkpoint import checkpoint_path, read_state, resume_config
     from datagen_gym.backends.base import BackendError
     from datagen_gym.config import Config
 
@@ -606,7 +606,7 @@ def _resume_command(args: argparse.Namespace) -> str:
 def _write_partial(tuner: Any, output: Path, ckpt_dir: Path, error: str, resume_cmd: str) -> str:
     """After a failure: history, an incomplete summary and the unsaved records; returns the
     one-line error for the user (what failed, what was kept, how to go on)."""
-    from datagen.rl_tuning.rl_tuner import checkpoint_path, read_state
+    from datagen.rl_tuning.checkpoint import checkpoint_path, read_state
     from datagen_gym.atomic_io import atomic_write_jsonl
 
     history_path = output / "history.jsonl"
@@ -679,7 +679,8 @@ def _print_summary(s: dict[str, Any], metric: str, output: Path) -> None:
 def cmd_generate(args: argparse.Namespace) -> int:
     """``datagen generate``: records with fixed settings, saved as JSONL or Parquet (by the
     ``--output`` suffix) in the Alpaca or TRL messages ``--layout``."""
-    from datagen.rl_tuning.rl_tuner import checkpoint_path, generate_with_settings, read_state
+    from datagen.rl_tuning.checkpoint import checkpoint_path, read_state
+    from datagen.rl_tuning.generation import generate_with_settings
     from datagen_gym.config import Config
     from datagen_gym.generators import prompts
     from datagen_gym.results import format_for_path, import_datasets

@@ -47,37 +47,33 @@ import numpy as np
 from gymnasium import spaces
 
 from agents.common.parsing import finite_float, normalize_agent_name
+from datagen.rl_tuning.checkpoint import (  # noqa: F401 (re-exported: the tuner's public names)
+    AGENT_DIR,
+    FORMAT_VERSION,
+    RESUME_SAFE_FIELDS,
+    TUNER_FILE,
+    _jsonable,
+    _rng_from_state,
+    _rng_state,
+    checkpoint_path,
+    read_state,
+    resume_config,
+)
+from datagen.rl_tuning.generation import generate_with_settings
+from datagen.rl_tuning.recorder import EpisodeRecorder
 from datagen_gym.atomic_io import CheckpointError, create_temp_dir, fsync_dir
-from datagen_gym.config import Config, ConfigError
+from datagen_gym.config import Config
 from datagen_gym.envs.datagen_env import DataGenEnv, TargetModelError  # noqa: F401 (re-export)
-from datagen_gym.envs.wrappers import BudgetExhausted, StepBudget
+from datagen_gym.envs.wrappers import BudgetExhausted
 from datagen_gym.generators.generator import Generator
 from datagen_gym.results import Results
 from datagen_gym.sampler import Sampler
 
 logger = logging.getLogger(__name__)
 
-TUNER_FILE = "tuner.json"
-AGENT_DIR = "agent"
-FORMAT_VERSION = 1
 #: Decimals of temperature / top_p in history, summaries and outputs: the env's repeated
 #: +-0.05 steps leave float noise (0.7999999999999999) that means nothing to a reader.
 SETTING_DECIMALS = 6
-#: Config fields a resumed run may change: where and how the teacher is reached, not what it
-#: generates. Everything else (seed, templates, target, sizes, ...) would change the results.
-RESUME_SAFE_FIELDS = frozenset(
-    {
-        ("sampling", "base_url"),
-        ("sampling", "model"),
-        ("sampling", "api_key_env"),
-        ("sampling", "max_concurrency"),
-        ("sampling", "timeout_s"),
-        ("sampling", "max_retries"),
-        ("sampling", "num_threads"),
-        ("rl_tuning", "enable_rl_tuning"),
-    }
-)
-_BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
 #: Episodes a learning agent gets by default (random search gets one episode).
 DEFAULT_LEARNING_EPISODES = 20
 RANDOM_SEARCH_NAMES = ("random", "random_search")
@@ -119,27 +115,6 @@ def as_config(config: Config | dict | str | os.PathLike | None) -> Config:
     return Config.coerce(config)
 
 
-def _jsonable(value: Any) -> Any:
-    """Plain JSON types; NaN / inf become ``None`` (strict JSON has no spelling for them)."""
-    from datagen_gym.atomic_io import to_jsonable
-
-    return to_jsonable(value)
-
-
-def _rng_state(rng: np.random.Generator) -> dict[str, Any]:
-    return _jsonable(rng.bit_generator.state)
-
-
-def _rng_from_state(state: dict[str, Any]) -> np.random.Generator:
-    # The name comes from a file: only numpy's bit generators, never any other attribute.
-    name = state.get("bit_generator") if isinstance(state, dict) else None
-    if name not in _BIT_GENERATORS:
-        raise ValueError(f"unknown bit generator {name!r}")
-    bit_generator = getattr(np.random, name)()
-    bit_generator.state = state
-    return np.random.Generator(bit_generator)
-
-
 def round_setting(value: Any) -> Any:
     """``value`` rounded to :data:`SETTING_DECIMALS` if it is a number (else unchanged)."""
     if isinstance(value, (int, float, np.floating)) and not isinstance(value, bool):
@@ -166,271 +141,6 @@ def check_algorithm(name: str) -> str:
     if key not in list_agents():
         raise ValueError(f"unknown RL algorithm {name!r}; valid names: {', '.join(list_agents())}")
     return key
-
-
-def checkpoint_path(path: PathLike) -> Path:
-    """The directory :meth:`RLTuner.load` reads for ``path``.
-
-    Normally ``path`` itself; if a crash fell between the two renames of a save, ``path`` is
-    missing and the previous checkpoint sits in a ``.<name>.old-*`` sibling, which is returned.
-    """
-    path = Path(path)
-    if (path / TUNER_FILE).is_file():
-        return path
-    backups = sorted(
-        (p for p in path.parent.glob(f".{path.name}.old-*") if (p / TUNER_FILE).is_file()),
-        key=lambda p: p.stat().st_mtime,
-    )
-    if backups and not path.exists():
-        return backups[-1]
-    raise FileNotFoundError(f"no RLTuner checkpoint at {path} (expected {path / TUNER_FILE})")
-
-
-#: tuner.json's keys and JSON types (the structure :meth:`RLTuner.load` relies on).
-_STATE_KEYS: dict[str, Any] = {
-    "format_version": int,
-    "config": dict,
-    "algorithm": str,
-    "agent": dict,
-    "history": list,
-    "best": (dict, type(None)),
-    "baseline_metric": (int, float, type(None)),
-    "generator": dict,
-    "counters": dict,
-    "env": dict,
-}
-_GENERATOR_KEYS = {"temperature": (int, float), "top_p": (int, float), "template": str}
-_COUNTER_KEYS = {"steps_done": int, "total_planned": int, "learn_calls": int}
-_ENV_KEYS = {
-    "episode": int,
-    "episode_step": int,
-    "episode_done": bool,
-    "reset_done": bool,
-    "episode_seed": (int, type(None)),
-    "episode_rng_state": (dict, type(None)),
-    "rng_state": dict,
-    "actions": list,
-}
-
-
-def read_state(path: PathLike) -> dict[str, Any]:
-    """The validated ``tuner.json`` of the checkpoint directory ``path``.
-
-    Raises :class:`CheckpointError` naming the file and the first thing wrong (not JSON, a
-    missing key, a wrong type, another format version, an invalid config), so a truncated or
-    foreign file never surfaces as a ``KeyError`` deep in :meth:`RLTuner.load`.
-    """
-    from datagen_gym.atomic_io import read_json_object
-
-    file = Path(path) / TUNER_FILE
-    state = read_json_object(file, {"format_version": (int, float, str, type(None))})
-    if state["format_version"] != FORMAT_VERSION:
-        raise CheckpointError(
-            f"{file} has format_version {state['format_version']!r}; this "
-            f"version of datagen-gym reads {FORMAT_VERSION}"
-        )
-    read_json_object(file, _STATE_KEYS)  # key presence and types, one message per problem
-    for key, spec in (
-        ("generator", _GENERATOR_KEYS),
-        ("counters", _COUNTER_KEYS),
-        ("env", _ENV_KEYS),
-    ):
-        _check_section(file, key, state[key], spec)
-    if not all(isinstance(h, dict) for h in state["history"]):
-        raise CheckpointError(f"{file}: 'history' must be a list of objects")
-    counters = state["counters"]
-    if not 0 <= counters["steps_done"] == len(state["history"]) or counters["total_planned"] < 0:
-        raise CheckpointError(
-            f"{file}: counters.steps_done={counters['steps_done']} does not "
-            f"match the {len(state['history'])} history entries"
-        )
-    try:
-        state["config"] = Config.from_dict(state["config"]).to_dict()
-    except ConfigError as exc:
-        raise CheckpointError(f"{file}: its config is invalid: {exc}") from None
-    return state
-
-
-def _check_section(file: Path, name: str, value: dict[str, Any], spec: dict[str, Any]) -> None:
-    for key, types in spec.items():
-        if key not in value:
-            raise CheckpointError(f"{file}: {name!r} lacks the key {key!r}")
-        item = value[key]
-        if not isinstance(item, types) or (isinstance(item, bool) and types is not bool):
-            raise CheckpointError(
-                f"{file}: {name}.{key} has the wrong type ({type(item).__name__})"
-            )
-
-
-def resume_config(
-    saved: Config, changes: dict[str, dict[str, Any]] | None
-) -> tuple[Config, list[str]]:
-    """``saved`` with ``changes`` (``{"sampling": {"base_url": ...}}``) applied for a resume.
-
-    Returns the new config and what changed, as ``"sampling.base_url=new (was old)"``. Fields
-    outside :data:`RESUME_SAFE_FIELDS` whose value differs raise ``ValueError`` naming them: a
-    resumed run must produce what the uninterrupted one would have.
-    """
-    if not changes:
-        return saved, []
-    current = saved.to_dict()
-    refused, applied = [], []
-    for section, values in changes.items():
-        if section not in current:
-            raise ConfigError(
-                f"unknown config section {section!r}; valid sections: {sorted(current)}"
-            )
-        for key, value in values.items():
-            if key not in current[section]:
-                raise ConfigError(
-                    f"unknown key '{section}.{key}' in section '{section}'; "
-                    f"valid keys: {sorted(current[section])}"
-                )
-            old = current[section][key]
-            if value == old:
-                continue
-            if (section, key) in RESUME_SAFE_FIELDS:
-                applied.append((section, key, value, old))
-            else:
-                refused.append(f"{section}.{key} ({old!r} -> {value!r})")
-    if refused:
-        safe = ", ".join(sorted(f"{s}.{k}" for s, k in RESUME_SAFE_FIELDS))
-        raise ValueError(
-            f"a resumed run cannot change {', '.join(refused)}: that would change "
-            f"its results; start a new run (another --output) instead. A resume "
-            f"may change the run length and {safe}"
-        )
-    if not applied:
-        return saved, []
-    try:
-        new = saved.replace(
-            **{s: {k: v for s2, k, v, _ in applied if s2 == s} for s in {a[0] for a in applied}}
-        )
-    except (TypeError, OverflowError) as exc:  # e.g. an int too large for a float field
-        names = ", ".join(f"{s}.{k}" for s, k, _, _ in applied)
-        raise ConfigError(f"{names}: not a valid value ({exc})") from None
-    return new, [f"{s}.{k}={v!r} (was {old!r})" for s, k, v, old in applied]
-
-
-def generate_with_settings(
-    config: Config,
-    n: int,
-    temperature: float,
-    top_p: float,
-    template: str | int,
-    seed: int = 0,
-    focus: str | None = None,
-    sampler: Sampler | None = None,
-    seed_tasks: Sequence[dict[str, Any]] | None = None,
-    max_rounds: int = 50,
-    on_batch: Callable[[Results], None] | None = None,
-) -> Results:
-    """``n`` records from a fresh :class:`Generator` (human seed pool only) with fixed settings.
-
-    Generation repeats until ``n`` records pass the filters, ``max_rounds`` rounds ran, or 3
-    rounds in a row kept nothing (so it may return fewer). ``sampler`` reuses a loaded backend
-    (its parameters are overwritten); by default one over ``config.sampling`` is built.
-    Bad settings raise ``ValueError`` naming the allowed range or names.
-    """
-    if int(n) < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
-    n = int(n)
-    if sampler is None:
-        sampler = Sampler.from_config(config.sampling)
-    sampler.set_params(temperature=float(temperature), top_p=float(top_p))
-    generator = Generator(config, sampler=sampler, seed_tasks=seed_tasks, seed=int(seed))
-    generator.select_template(template)
-    generator.set_focus(focus)
-    results, empty, rounds = Results(), 0, 0
-    while len(results) < n and rounds < max_rounds and empty < 3:
-        batch = generator.generate(n - len(results), step=None)
-        rounds += 1
-        empty = empty + 1 if len(batch) == 0 else 0
-        # No env step produced these records: drop the generator's "step": null.
-        batch.data = [
-            {k: v for k, v in r.items() if k != "step"} for r in batch.data[: n - len(results)]
-        ]
-        results.extend(batch)
-        if on_batch is not None:
-            on_batch(batch)
-    return results
-
-
-# ---------------------------------------------------------------------------- env recorder
-class EpisodeRecorder(StepBudget):
-    """The wrapper between the agent (and its own wrappers) and :class:`DataGenEnv`.
-
-    It records what a checkpoint needs to rebuild the env mid-episode (the reset seed or the
-    env's RNG state before the reset, and the env-space actions since) and queues each step's
-    ``(episode, episode_step, reward, info)`` for the tuner's callback. While replaying it
-    substitutes the recorded actions for the ones it is given, so the replay can go through the
-    agent's outer wrappers (SB3's ``Monitor``, ``MultiDiscreteToDiscrete``) and leave them in
-    the matching state. As a :class:`~datagen_gym.envs.StepBudget` it counts the steps this
-    process takes (replayed ones are free) and refuses the one past the budget of
-    :meth:`RLTuner.train` (an agent that ignores the stop callback, such as ARS evaluating
-    whole candidate rollouts, would otherwise overrun it).
-    """
-
-    def __init__(self, env: DataGenEnv) -> None:
-        super().__init__(env)
-        self.episode = 0  # episodes started (1-based index of the current one)
-        self.episode_step = 0  # steps taken in the current episode
-        self.episode_done = False  # the current episode ended (the next call is a reset)
-        self.reset_done = False  # an episode has been started at all
-        self.episode_seed: int | None = None
-        self.episode_rng_state: dict[str, Any] | None = None
-        self.actions: list[Any] = []
-        # (episode, episode_step, reward, info, records generated by the step)
-        self.pending: list[tuple[int, int, float, dict[str, Any], list[dict[str, Any]]]] = []
-        self._replay: list[Any] | None = None
-
-    def _counts(self) -> bool:
-        return self._replay is None  # replaying recorded steps after a resume is free
-
-    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[Any, dict]:
-        inner = self.env.unwrapped
-        self.episode_rng_state = None if seed is not None else _rng_state(inner.np_random)
-        obs, info = self.env.reset(seed=seed, options=options)
-        self.episode += 1
-        self.episode_step = 0
-        self.episode_done = False
-        self.reset_done = True
-        self.episode_seed = None if seed is None else int(seed)
-        self.actions = []
-        return obs, info
-
-    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
-        replaying = self._replay is not None
-        if replaying:
-            action = self._replay.pop(0)
-        inner = self.env.unwrapped
-        kept_before = len(inner.dataset)
-        obs, reward, terminated, truncated, info = super().step(np.asarray(action))
-        # The agents' TensorBoard and the history show where the time goes (the env keeps
-        # timings out of its own, deterministic, info).
-        info = {**info, **inner.last_step_seconds}
-        self.episode_step += 1
-        self.actions.append(_jsonable(np.asarray(action)))
-        self.episode_done = bool(terminated or truncated)
-        if not replaying:
-            # The env keeps the episode's records; the new ones are this step's batch.
-            self.pending.append(
-                (self.episode, self.episode_step, float(reward), info, inner.dataset[kept_before:])
-            )
-        return obs, reward, terminated, truncated, info
-
-    def state_dict(self) -> dict[str, Any]:
-        """The JSON-able position of the env (see :meth:`RLTuner.save`)."""
-        return {
-            "episode": self.episode,
-            "episode_step": self.episode_step,
-            "episode_done": self.episode_done,
-            "reset_done": self.reset_done,
-            "episode_seed": self.episode_seed,
-            "episode_rng_state": self.episode_rng_state,
-            "rng_state": _rng_state(self.env.unwrapped.np_random),
-            "actions": list(self.actions),
-        }
 
 
 # ---------------------------------------------------------------------------- the tuner

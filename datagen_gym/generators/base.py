@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from datagen_gym.backends.openai_backend import PartialBatchError
+from datagen_gym.backends.base import PartialBatchError
 from datagen_gym.config import Config, GenerationConfig
-from datagen_gym.generators import prompts
+from datagen_gym.generators import parsing, prompts
 from datagen_gym.generators.rouge_filter import RougeLFilter
 from datagen_gym.sampler import Sampler
 
@@ -119,6 +119,13 @@ class BaseGenerator:
         self.rng = np.random.default_rng(seed)
 
     # ------------------------------------------------------------------ helpers
+    @property
+    def chat_replies(self) -> bool:
+        """Whether the teacher answers each prompt as a chat reply: its texts are then read with
+        the real-model rules of :mod:`~datagen_gym.generators.parsing`, a completion with the
+        papers' parsers."""
+        return parsing.replies_in_chat(self.sampler.backend)
+
     def _lm(self, prompt_list: list[str], max_new_tokens: int) -> list[str]:
         # A fresh torch seed per call, drawn from our RNG, makes the whole run repeatable.
         try:
@@ -167,12 +174,13 @@ class BaseGenerator:
             for t in tasks
         ]
         texts = self._lm(prompt_list, max_new_tokens=64)
+        chat = self.chat_replies
         out = []
         for task, text in zip(tasks, texts):
             pairs = (
-                prompts.parse_output_first(text)
+                parsing.parse_output_first(text, chat)
                 if task["is_classification"]
-                else prompts.parse_input_first(text)
+                else parsing.parse_input_first(text, chat)
             )
             seen, kept = set(), []
             for x, y in pairs:

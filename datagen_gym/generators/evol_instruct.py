@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
-from datagen_gym.generators import prompts
+from datagen_gym.generators import parsing, prompts
 from datagen_gym.generators.base import BaseGenerator
 from datagen_gym.results import Results
 
@@ -89,9 +89,10 @@ class EvolInstructGenerator(BaseGenerator):
         texts = self._lm(
             [prompts.evol_prompt(operation, i) for i in instructions], max_new_tokens=64
         )
+        chat = self.chat_replies
         out = []
         for source, text in zip(instructions, texts):
-            evolved = prompts.parse_evol(text)
+            evolved = parsing.parse_evol(text, chat)
             out.append(Evolution(source, evolved, operation, instruction_failure(source, evolved)))
         return out
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from datagen_gym.generators import prompts
+from datagen_gym.generators import parsing, prompts
 from datagen_gym.generators.base import BaseGenerator
 from datagen_gym.generators.instruction_filters import instruction_rejection
 from datagen_gym.results import Results
@@ -79,7 +79,7 @@ class SelfInstructGenerator(BaseGenerator):
         answers = self._lm(
             [prompts.classification_check_prompt(i) for i in instructions], max_new_tokens=3
         )
-        return [prompts.parse_classification_check(a) for a in answers]
+        return [parsing.parse_classification_check(a, self.chat_replies) for a in answers]
 
     def generate_from_seed(self, n: int, step: int | None = None) -> Results:
         """Up to ``n`` new records (fewer when the filters reject most candidates)."""
@@ -94,7 +94,8 @@ class SelfInstructGenerator(BaseGenerator):
             continuations = self._lm(
                 self.bootstrap_prompts(num_prompts), max_new_tokens=self.sampler.max_new_tokens
             )
-            candidates = [c for text in continuations for c in prompts.parse_bootstrap(text)]
+            chat = self.chat_replies
+            candidates = [c for text in continuations for c in parsing.parse_bootstrap(text, chat)]
             kept = self.filter_instructions(candidates)
             results.num_candidates += len(candidates)
             results.num_kept += len(kept)

@@ -91,7 +91,9 @@ def teacher_identity(backend: Any) -> tuple[str, str]:
         if getattr(backend, "prompt_format", "completion") == "chat":
             # the same weights generate other batches from chat-rendered prompts (the suffix is
             # absent for completion models, so their caches keep their identity)
-            ident += ":chat"
+            # ... and parsed by the chat-tolerant parsers, whose code is part of the identity
+            parsing = _PACKAGE / "generators" / "parsing.py"
+            ident += ":chat:" + hashlib.sha256(code_fingerprint(parsing)).hexdigest()
         desc = f"{Path(backend.model_path).name} ({dtype})"
     elif hasattr(backend, "base_url") and hasattr(backend, "model"):  # OpenAIBackend
         ident = f"openai:{backend.base_url}:{backend.model}"

@@ -100,25 +100,19 @@ METHODS = (
     *POLICY_METHODS,
     "oracle",
 )
+# Pre-training has thousands of steps: rollouts of 5 episodes, a few epochs per update.
+_PPO = {
+    "n_steps": 50,
+    "batch_size": 50,
+    "n_epochs": 4,
+    "learning_rate": 5e-4,
+    "gamma": 0.95,
+    "ent_coef": 0.01,
+}
 HYPERPARAMS: dict[str, dict[str, Any]] = {
-    # Pre-training has thousands of steps: rollouts of 5 episodes, a few epochs per update.
-    "ppo": {
-        "n_steps": 50,
-        "batch_size": 50,
-        "n_epochs": 4,
-        "learning_rate": 5e-4,
-        "gamma": 0.95,
-        "ent_coef": 0.01,
-    },
-    # PPO with the same settings that never samples a focus on a skill the task lacks.
-    "maskable_ppo": {
-        "n_steps": 50,
-        "batch_size": 50,
-        "n_epochs": 4,
-        "learning_rate": 5e-4,
-        "gamma": 0.95,
-        "ent_coef": 0.01,
-    },
+    "ppo": dict(_PPO),
+    # the same PPO, sampling only what the env's action masks allow
+    "maskable_ppo": dict(_PPO),
     "reinforce": {"n_episodes": 4, "learning_rate": 0.01, "gamma": 0.95},
     "ucb": {},  # arms: template x focus (BenchmarkAction.choice_dims), temperature kept
     "thompson": {},

@@ -77,32 +77,14 @@ def make_backend(config: SamplingConfig) -> LLMBackend:
     if config.teacher is not None:
         return _teacher_preset(config)
     if config.backend == "embedded":
-        return _cached_transformers(
-            str(EMBEDDED_TEACHER),
-            config.device,
-            config.dtype,
-            config.max_batch_size,
-            config.num_threads or 1,
-            config.decoder,
-            config.share_prefix,
-            config.prompt_format,
-        )
+        return _local_transformers(config, str(EMBEDDED_TEACHER), config.num_threads or 1)
     if config.backend == "transformers":
         if not config.model_path:
             raise ConfigError(
                 "sampling.model_path must name a local model directory when "
                 "sampling.backend is 'transformers'"
             )
-        return _cached_transformers(
-            config.model_path,
-            config.device,
-            config.dtype,
-            config.max_batch_size,
-            config.num_threads,
-            config.decoder,
-            config.share_prefix,
-            config.prompt_format,
-        )
+        return _local_transformers(config, config.model_path)
     if config.backend == "openai":
         if not config.base_url or not config.model:
             raise ConfigError(
@@ -137,6 +119,23 @@ def make_backend(config: SamplingConfig) -> LLMBackend:
     raise ConfigError(f"sampling.backend={config.backend!r} is not supported")
 
 
+def _local_transformers(
+    config: SamplingConfig, model_path: str, num_threads: int | None = None
+) -> LLMBackend:
+    """The (cached) transformers backend on ``model_path`` with the config's device, dtype,
+    batch, decoder and prompt-format settings (``num_threads``: the config's by default)."""
+    return _cached_transformers(
+        model_path,
+        config.device,
+        config.dtype,
+        config.max_batch_size,
+        config.num_threads if num_threads is None else num_threads,
+        config.decoder,
+        config.share_prefix,
+        config.prompt_format,
+    )
+
+
 def _teacher_preset(config: SamplingConfig) -> LLMBackend:
     """The packaged model ``sampling.teacher`` names, on the transformers backend with the
     config's device, dtype, batch, thread, decoder and prompt-format settings."""
@@ -154,16 +153,7 @@ def _teacher_preset(config: SamplingConfig) -> LLMBackend:
         raise ConfigError(f"sampling.teacher={config.teacher!r} is not supported")
     from datagen_gym.backends.smollm2 import gguf_path
 
-    return _cached_transformers(
-        str(gguf_path()),
-        config.device,
-        config.dtype,
-        config.max_batch_size,
-        config.num_threads,
-        config.decoder,
-        config.share_prefix,
-        config.prompt_format,
-    )
+    return _local_transformers(config, str(gguf_path()))
 
 
 __all__ = [

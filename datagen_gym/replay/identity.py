@@ -112,7 +112,14 @@ def teacher_identity(backend: Any) -> tuple[str, str]:
 
 def code_fingerprint(path: Path) -> bytes:
     """What a Python source file does, as bytes: its syntax tree with the docstrings, type
-    annotations, comments and layout left out."""
+    annotations, comments and layout left out. Cached per file size and mtime: the teacher
+    identity (which includes the chat parsers' fingerprint) is re-checked on replay misses."""
+    stat = Path(path).stat()
+    return _code_fingerprint(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@lru_cache(maxsize=16)
+def _code_fingerprint(path: str, _size: int, _mtime_ns: int) -> bytes:
     tree = ast.parse(Path(path).read_text(encoding="utf-8"))
     for node in ast.walk(tree):
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):

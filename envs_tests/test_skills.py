@@ -48,6 +48,36 @@ def test_per_skill_accuracy_is_computed_on_that_skill_only():
     assert result["skill/parity"] < 0.9
 
 
+def test_cached_ngrams_change_no_metric():
+    """The target caches each text's n-grams across calls; its metrics must equal a plain
+    TF-IDF + logistic-regression fit on every call, whatever came before."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import accuracy_score
+
+    from datagen_gym.targets.sklearn_target import OTHER, _label, record_text
+
+    target, validation = make_builtin_target("sentiment+topic+parity", n_validation=40, n_test=0)
+    pool = make_validation_set("classification", 30, seed=7) + make_seed_tasks()
+    rng = np.random.default_rng(0)
+    for n in (40, 120, 40):  # the second 40 re-reads texts the cache already holds
+        data = [pool[i] for i in rng.choice(len(pool), n, replace=False)]
+        vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, max_features=20000)
+        clf = LogisticRegression(C=10.0, max_iter=300)
+        clf.fit(
+            vec.fit_transform([record_text(r) for r in data]),
+            [_label(r, target.label_set) for r in data],
+        )
+        pred = clf.predict(vec.transform([record_text(r) for r in validation]))
+        pred = np.where(pred == OTHER, "", pred)
+        gold = [r["output"] for r in validation]
+        skill = np.array([r["skill"] for r in validation])
+        expected = np.mean(
+            [accuracy_score(np.array(gold)[skill == s], pred[skill == s]) for s in target.skills]
+        )
+        assert target(data)["accuracy"] == expected
+
+
 @pytest.mark.parametrize("task", CLASSIFICATION_TASKS)
 def test_validation_and_test_splits_are_disjoint(task):
     def norm(x):

@@ -19,6 +19,9 @@ def record_text(record: dict[str, Any]) -> str:
 
 
 OTHER = "__other__"
+# How the classifier reads text: word uni- and bigrams, lower-cased (TfidfVectorizer's defaults).
+_TFIDF_ANALYSIS = {"ngram_range": (1, 2)}
+_NGRAM_CACHE_SIZE = 100_000
 
 
 def _label(record: dict[str, Any], label_set: set[str]) -> str:
@@ -63,6 +66,10 @@ class SklearnClassifierTarget:
         self.label_set = set().union(*(s.labels.tolist() for s in self.splits.values()))
         self.C = C
         self.max_features = max_features
+        # The scored sets and the episode's growing training data are re-read on every call;
+        # their n-grams are computed once (the features, and so every metric, are unchanged).
+        self._analyze = TfidfVectorizer(**_TFIDF_ANALYSIS).build_analyzer()
+        self._ngrams: dict[str, list[str]] = {}
 
     @property
     def skills(self) -> tuple[str, ...]:
@@ -83,7 +90,7 @@ class SklearnClassifierTarget:
                 return np.array([labels[0] if labels else ""] * len(texts))
         else:
             vec = TfidfVectorizer(
-                ngram_range=(1, 2), sublinear_tf=True, max_features=self.max_features
+                analyzer=self._cached_ngrams, sublinear_tf=True, max_features=self.max_features
             )
             x = vec.fit_transform([record_text(r) for r in data])
             clf = LogisticRegression(C=self.C, max_iter=300)
@@ -97,6 +104,14 @@ class SklearnClassifierTarget:
             pred = np.where((p := predict(scored.texts)) == OTHER, "", p)  # "other" never matches
             out.update({prefix + k: v for k, v in scored.score(pred).items()})
         return out
+
+    def _cached_ngrams(self, text: str) -> list[str]:
+        ngrams = self._ngrams.get(text)
+        if ngrams is None:
+            if len(self._ngrams) >= _NGRAM_CACHE_SIZE:  # a long run's texts: start afresh
+                self._ngrams.clear()
+            ngrams = self._ngrams[text] = self._analyze(text)
+        return ngrams
 
 
 class _ScoredSet:

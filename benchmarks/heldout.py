@@ -37,7 +37,10 @@ Methods:
   mixture: one task drawn per episode), run deterministically; ``ppo_finetune`` /
   ``reinforce_finetune``: the same policy trained on within the budget; ``maskable_ppo_*``: PPO
   that samples only the actions the env's ``action_masks()`` allows (never a focus on a skill
-  the task lacks; sb3-contrib's MaskablePPO), zero-shot and fine-tuned alike;
+  the task lacks; sb3-contrib's MaskablePPO), zero-shot and fine-tuned alike; ``slot_ppo_*``:
+  the same masked PPO with :class:`agents.sb3.skill_slot_policy.SkillSlotPolicy`, which scores
+  every skill slot with one shared network (a rule learnt on one skill applies to all, and a
+  held-out skill set meets no untrained weights);
 * ``oracle`` (hindsight, not a method): the best fixed setting of the grid on the held-out task
   itself, found with a grid no method could afford, kept for the budget.
 
@@ -87,7 +90,9 @@ STATIC = {
     "static_alpaca": (1.0, 1.0, "self_instruct", None),
 }
 SEARCH_METHODS = ("random_search", "tpe", "ucb", "thompson")
-POLICY_ALGOS = ("ppo", "maskable_ppo", "reinforce")
+POLICY_ALGOS = ("ppo", "maskable_ppo", "slot_ppo", "reinforce")
+#: the agent behind each policy algorithm (``slot_ppo``: masked PPO with the SkillSlotPolicy)
+POLICY_AGENTS = {"slot_ppo": "maskable_ppo"}
 POLICY_METHODS = tuple(
     f"{algo}_{mode}" for algo in POLICY_ALGOS for mode in ("zero_shot", "finetune")
 )
@@ -113,6 +118,8 @@ HYPERPARAMS: dict[str, dict[str, Any]] = {
     "ppo": dict(_PPO),
     # the same PPO, sampling only what the env's action masks allow
     "maskable_ppo": dict(_PPO),
+    # the same masked PPO, one shared network scoring every skill slot of the focus
+    "slot_ppo": dict(_PPO, policy="SkillSlotPolicy"),
     "reinforce": {"n_episodes": 4, "learning_rate": 0.01, "gamma": 0.95},
     "ucb": {},  # arms: template x focus (BenchmarkAction.choice_dims), temperature kept
     "thompson": {},
@@ -176,6 +183,10 @@ class TaskMixture(gym.Env):
 
     def action_masks(self) -> np.ndarray:
         return self.current.get_wrapper_attr("action_masks")()
+
+    @property
+    def skill_observation(self) -> dict[str, int] | None:
+        return self.current.get_wrapper_attr("skill_observation")
 
 
 def make_env(
@@ -488,7 +499,7 @@ def pretrain(
     if "n_steps" in params:  # a run shorter than one rollout (the smoke test) still updates
         params["n_steps"] = min(params["n_steps"], steps)
         params["batch_size"] = min(params["batch_size"], params["n_steps"])
-    agent = make_agent(algo, env, seed=seed, **params)
+    agent = make_agent(POLICY_AGENTS.get(algo, algo), env, seed=seed, **params)
     agent.learn(steps)
     path = out / f"{algo}_s{seed}"
     agent.save(path)

@@ -67,6 +67,8 @@ from agents.common.checkpoint import (
 from agents.common.parsing import normalize_agent_name
 from agents.common.tensorboard import InfoTensorboardCallback
 from agents.common.wrappers import MultiDiscreteToDiscrete, StepInfoRecorder, unflatten_discrete
+from agents.sb3.skill_slot_policy import POLICY_CLASSES as SKILL_SLOT_CLASSES
+from agents.sb3.skill_slot_policy import SKILL_SLOT_POLICY
 
 MODEL_FILE = "model.zip"
 #: 2: ``algo_kwargs`` are authoritative (the model is rebuilt from them, never unpickled) and
@@ -233,6 +235,8 @@ class SB3Agent(BaseAgent):
         its discrete action mode has).
     :param env: a gymnasium env (wrapped here) or an already-wrapped SB3 ``VecEnv``.
     :param policy: policy name or class; the algorithm's usual MLP policy by default.
+        ``"SkillSlotPolicy"`` (PPO, A2C, MaskablePPO): one shared network scores every skill
+        slot of DataGen's focus (:mod:`agents.sb3.skill_slot_policy`).
     :param algo_kwargs: forwarded to the algorithm's constructor, overriding our defaults.
     """
 
@@ -271,19 +275,51 @@ class SB3Agent(BaseAgent):
         self.recorders: list[StepInfoRecorder] = []
         self.env = self._wrap_env(env) if env is not None else None
         self.algo_kwargs = self._with_defaults(algo_kwargs)
+        self.policy_class = self._policy_class(env)
         if _build_model:
             if self.env is None:
                 raise ValueError(
                     "SB3Agent needs an env to build a new model (use SB3Agent.load without one)"
                 )
             self.model = algo_class(self.algo)(
-                self.policy,
+                self.policy_class,
                 self.env,
                 seed=seed,
                 verbose=verbose,
                 tensorboard_log=self.tensorboard_log,
                 **self.algo_kwargs,
             )
+
+    def _policy_class(self, env: gym.Env | VecEnv | None) -> str | type:
+        """What the algorithm is built with: ``self.policy`` itself, or for
+        :data:`SKILL_SLOT_POLICY` its class for this algorithm, the env's skill layout added to
+        ``policy_kwargs`` (so it is stored with the checkpoint)."""
+        if self.policy != SKILL_SLOT_POLICY:
+            return self.policy
+        if self.algo not in SKILL_SLOT_CLASSES:
+            raise ValueError(
+                f"policy {SKILL_SLOT_POLICY!r} works with {sorted(SKILL_SLOT_CLASSES)}, "
+                f"not {self.algo!r}"
+            )
+        policy_kwargs = dict(self.algo_kwargs.get("policy_kwargs") or {})
+        if "skill_observation" not in policy_kwargs:
+            layout = None
+            if isinstance(env, VecEnv):
+                layout = env.get_attr("skill_observation", [0])[0]
+            elif env is not None:
+                try:
+                    layout = env.get_wrapper_attr("skill_observation")
+                except AttributeError:
+                    pass
+            if layout is None:
+                raise ValueError(
+                    f"policy {SKILL_SLOT_POLICY!r} needs the env's per-skill observation: "
+                    "a DataGen env with observe_skills (focus=True turns it on), or "
+                    "policy_kwargs={'skill_observation': {...}}"
+                )
+            policy_kwargs["skill_observation"] = dict(layout)
+            self.algo_kwargs["policy_kwargs"] = policy_kwargs
+        return SKILL_SLOT_CLASSES[self.algo]
 
     # ---------------------------------------------------------------- env and defaults
     def _wrap_env(self, env: gym.Env | VecEnv) -> gym.Env | VecEnv:
@@ -557,7 +593,7 @@ class SB3Agent(BaseAgent):
         model_cls = algo_class(self.algo)
         # SB3's own load path: construct without set-up, fill in what it needs, set up.
         model = model_cls(
-            self.policy,
+            self.policy_class,
             self.env,
             seed=self.seed,
             verbose=self.verbose,

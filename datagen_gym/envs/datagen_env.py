@@ -118,7 +118,10 @@ class DataGenEnv(gym.Env):
     | next K+1 | records per skill, then untagged, this episode / (batch * iterations) (same) |
     | last 16 | hashed bag-of-words mean of the last batch (``observe_embedding``) |
 
-    The test split's metrics never enter the observation.
+    The test split's metrics never enter the observation. ``skill_observation`` gives the
+    start index of each per-skill block (``focus``, ``metric``, ``records``; -1 where absent)
+    and ``num_skills``, for policies that score every skill slot with one shared network
+    (``agents.sb3.SkillSlotPolicy``).
 
     ## Reward
     The change of the target's ``reward_metric`` (``"accuracy"`` by default) on the validation
@@ -290,6 +293,17 @@ class DataGenEnv(gym.Env):
             + (EMBED_DIM if observe_embedding else 0)
         )
         self.observation_space = spaces.Box(-OBS_CLIP, OBS_CLIP, shape=(obs_dim,), dtype=np.float32)
+        # Where the per-skill entries start in the observation (the index table's rows), for
+        # policies that score every skill slot with one shared network; None without them.
+        self.skill_observation: dict[str, int] | None = None
+        if self.observe_skills:
+            metric = 11 + n_t + (n_f if self.focus_enabled else 0)
+            self.skill_observation = {
+                "num_skills": len(self.skills),
+                "focus": 11 + n_t if self.focus_enabled else -1,  # "any"; skill i at +1+i
+                "metric": metric,
+                "records": metric + len(self.skills),
+            }
         self._baseline: dict[str, Any] | None = None
         self.last_step_seconds: dict[str, float] = {}
         self._needs_reset = True

@@ -10,9 +10,10 @@ small instruct models; each one is misread by the papers' parsers."""
 
 import numpy as np
 import pytest
+from support.recording import Recording
 
 from datagen_gym import Config, Sampler
-from datagen_gym.generators import parsing, prompts
+from datagen_gym.generators import chat_prompts, parsing, prompts
 from datagen_gym.generators.generator import Generator
 from datagen_gym.world.corpus import DOC_WEIGHTS, make_parts
 
@@ -63,24 +64,9 @@ def test_papers_formats_parse_as_before():
             )
 
 
-class _Recording:
-    """Wraps a backend and keeps every (prompt, continuation) it answers."""
-
-    def __init__(self, backend):
-        self.backend, self.seen = backend, []
-
-    def __getattr__(self, name):
-        return getattr(self.backend, name)
-
-    def generate(self, prompt_list, **kw):
-        texts = self.backend.generate(prompt_list, **kw)
-        self.seen.extend(zip(prompt_list, texts))
-        return texts
-
-
 def _teacher_records(teacher, seed):
     """A few fixed-seed generate() calls across Self-Instruct and Evol-Instruct templates."""
-    backend = _Recording(teacher)
+    backend = Recording(teacher)
     gen = Generator(sampler=Sampler(backend, temperature=1.0, top_p=0.9), seed=seed)
     out = []
     for step, template in enumerate(
@@ -105,7 +91,7 @@ def test_embedded_teacher_records_are_unchanged(teacher, monkeypatch, seed):
     assert after == before
     assert all(records for _, _, _, records in after)  # the guard compares real records
     # The teacher's texts are in the papers' formats: read as chat replies, they parse the same.
-    for prompt, text in seen:
+    for prompt, _, text in seen:
         name = _parser_for(prompt)
         assert getattr(parsing, name)(text, chat=True) == getattr(prompts, name)(text), text
 
@@ -383,6 +369,11 @@ def test_classification_check_reads_decorated_answers(text):
 # ---------------------------------------------------------------------------- end to end
 
 
+# How the instruct-model phrasings (generators/chat_prompts.py) open.
+CHAT_CHECK = chat_prompts.classification_check_prompt("x")[:40]
+CHAT_INPUT_FIRST = chat_prompts.input_first_prompt("x")[:40]
+
+
 class _ChatBackend:
     """Answers every prompt kind as a small chat model would."""
 
@@ -392,7 +383,7 @@ class _ChatBackend:
     def generate(self, prompt_list, *, temperature, top_p, max_new_tokens, seed=None):
         out = []
         for p in prompt_list:
-            if p.startswith(prompts.CLASSIFICATION_CHECK_HEADER):
+            if p.startswith(prompts.CLASSIFICATION_CHECK_HEADER) or p.startswith(CHAT_CHECK):
                 out.append("**No**")
             elif p.startswith("I want you act"):
                 given = p.split("Prompt#:\n")[1].split("\n")[0]
@@ -400,7 +391,7 @@ class _ChatBackend:
                     f'Sure! Here\'s the rewritten prompt:\n\n"{given} Explain each step."\n\n'
                     "This version asks for the reasoning."
                 )
-            elif p.startswith(prompts.INPUT_FIRST_HEADER):
+            elif p.startswith(prompts.INPUT_FIRST_HEADER) or p.startswith(CHAT_INPUT_FIRST):
                 out.append(
                     "Sure! Here is an example:\n\n**Input:** France\n"
                     "**Output:** Seine, Loire, Rhone"

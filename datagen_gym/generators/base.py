@@ -10,7 +10,7 @@ import numpy as np
 
 from datagen_gym.backends.base import PartialBatchError
 from datagen_gym.config import Config, GenerationConfig
-from datagen_gym.generators import parsing, prompts
+from datagen_gym.generators import chat_prompts, parsing, prompts
 from datagen_gym.generators.rouge_filter import RougeLFilter
 from datagen_gym.sampler import Sampler
 
@@ -126,6 +126,18 @@ class BaseGenerator:
         papers' parsers."""
         return parsing.replies_in_chat(self.sampler.backend)
 
+    @property
+    def instruct_prompts(self) -> bool:
+        """Whether the prompts are the instruct-model phrasings of
+        :mod:`~datagen_gym.generators.chat_prompts` (chat-format teachers), not the papers'
+        completion prompts of :mod:`~datagen_gym.generators.prompts`."""
+        return self.chat_replies and chat_prompts.ENABLED
+
+    @property
+    def prompt_set(self):
+        """The module whose functions build the prompts: ``chat_prompts`` or ``prompts``."""
+        return chat_prompts if self.instruct_prompts else prompts
+
     def _lm(self, prompt_list: list[str], max_new_tokens: int) -> list[str]:
         # A fresh torch seed per call, drawn from our RNG, makes the whole run repeatable.
         try:
@@ -167,10 +179,11 @@ class BaseGenerator:
 
         if not tasks:
             return []
+        formats = self.prompt_set
         prompt_list = [
-            prompts.output_first_prompt(t["instruction"])
+            formats.output_first_prompt(t["instruction"])
             if t["is_classification"]
-            else prompts.input_first_prompt(t["instruction"])
+            else formats.input_first_prompt(t["instruction"])
             for t in tasks
         ]
         texts = self._lm(prompt_list, max_new_tokens=64)

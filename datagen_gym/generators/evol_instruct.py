@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
-from datagen_gym.generators import parsing, prompts
+from datagen_gym.generators import parsing
 from datagen_gym.generators.base import BaseGenerator
 from datagen_gym.results import Results
 
@@ -87,7 +87,7 @@ class EvolInstructGenerator(BaseGenerator):
         """Evolve each instruction once with the template's operation (or ``operation``)."""
         operation = operation or self._operation()
         texts = self._lm(
-            [prompts.evol_prompt(operation, i) for i in instructions], max_new_tokens=64
+            [self.prompt_set.evol_prompt(operation, i) for i in instructions], max_new_tokens=64
         )
         chat = self.chat_replies
         out = []

@@ -256,15 +256,35 @@ def parse_bootstrap(continuation: str, chat: bool = True) -> list[str]:
     return [c for c in (_clean_instruction(i) for i in items) if c]
 
 
+# "... is not a classification task", "isn't classification", "not really a classification".
+_NOT_CLASSIFICATION = re.compile(
+    r"\b(?:not|n't|no)\b(?:\s+\w+){0,3}?\s+(?:a\s+|an\s+)?classification\b", re.I
+)
+# "This task is a classification task", "It is classification".
+_IS_CLASSIFICATION = re.compile(r"\bis\s+(?:a\s+|an\s+)?classification\b", re.I)
+_YES_NO = re.compile(r"\b(yes|no)\b", re.I)
+
+
 def parse_classification_check(continuation: str, chat: bool = True) -> bool:
-    """Self-Instruct's yes/no answer; in a chat reply, markdown or quotes around it ("**Yes**")
-    and an "Answer:" label are allowed."""
+    """Self-Instruct's yes/no answer. A chat reply may put markdown or quotes around it
+    ("**Yes**"), an "Answer:" label before it, or answer in a sentence: a reply that does not
+    open with Yes or No is read by what it says ("... is not a classification task": no;
+    "This task is a classification task": yes), else by its first "yes" or "no" ("The answer
+    is Yes."). A reply that says neither (a preamble cut by the token budget, "To answer this")
+    is no, as in the paper."""
     if not chat:
         return prompts.parse_classification_check(continuation)
     text = re.sub(r"^[\s*_\"'`]+", "", continuation)
-    return prompts.parse_classification_check(
-        re.sub(r"^answer[ \t]*:[\s*_]*", "", text, flags=re.I)
-    )
+    text = re.sub(r"^answer[ \t]*:[\s*_\"'`]*", "", text, flags=re.I)
+    opening = _YES_NO.match(text)
+    if opening:
+        return opening.group(1).lower() == "yes"
+    if _NOT_CLASSIFICATION.search(text):
+        return False
+    if _IS_CLASSIFICATION.search(text):
+        return True
+    first = _YES_NO.search(text)
+    return bool(first) and first.group(1).lower() == "yes"
 
 
 # ---------------------------------------------------------------------------- instances

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from datagen_gym.generators import parsing, prompts
+from datagen_gym.generators import chat_prompts, parsing, prompts
 from datagen_gym.generators.base import BaseGenerator
 from datagen_gym.generators.instruction_filters import instruction_rejection
 from datagen_gym.results import Results
@@ -57,7 +57,7 @@ class SelfInstructGenerator(BaseGenerator):
                 for i in self.rng.choice(len(machine), n_machine, replace=False)
             ]
             self.rng.shuffle(picked)
-            out.append(prompts.bootstrap_prompt(template.header, picked))
+            out.append(self.prompt_set.bootstrap_prompt(template.header, picked))
         return out
 
     def filter_instructions(self, candidates: list[str]) -> list[str]:
@@ -76,8 +76,11 @@ class SelfInstructGenerator(BaseGenerator):
 
     def classify(self, instructions: list[str]) -> list[bool]:
         """Ask the LM, few-shot, whether each task is a classification task."""
+        # the papers' budget of 3 tokens is too short for an instruct model's "The answer is No."
+        budget = chat_prompts.CLASSIFICATION_CHECK_TOKENS if self.instruct_prompts else 3
         answers = self._lm(
-            [prompts.classification_check_prompt(i) for i in instructions], max_new_tokens=3
+            [self.prompt_set.classification_check_prompt(i) for i in instructions],
+            max_new_tokens=budget,
         )
         return [parsing.parse_classification_check(a, self.chat_replies) for a in answers]
 

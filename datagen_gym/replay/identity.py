@@ -33,6 +33,11 @@ PIPELINE_VERSION = 1
 WORLD_HASH_SCHEME = 2
 _PACKAGE = Path(__file__).resolve().parent.parent
 WORLD_SOURCES = (_PACKAGE / "world" / "tasks.py", _PACKAGE / "generators" / "prompts.py")
+# What a chat-format teacher is sent and how its replies are read (see teacher_identity).
+CHAT_SOURCES = (
+    _PACKAGE / "generators" / "parsing.py",
+    _PACKAGE / "generators" / "chat_prompts.py",
+)
 # Files of a Hugging Face model directory that decide what it generates.
 _MODEL_FILE_PATTERNS = (
     "*.safetensors",
@@ -91,9 +96,12 @@ def teacher_identity(backend: Any) -> tuple[str, str]:
         if getattr(backend, "prompt_format", "completion") == "chat":
             # the same weights generate other batches from chat-rendered prompts (the suffix is
             # absent for completion models, so their caches keep their identity)
-            # ... and parsed by the chat-tolerant parsers, whose code is part of the identity
-            parsing = _PACKAGE / "generators" / "parsing.py"
-            ident += ":chat:" + hashlib.sha256(code_fingerprint(parsing)).hexdigest()
+            # ... from the instruct-model prompts, parsed by the chat-tolerant parsers: the code
+            # of both is part of the identity
+            h = hashlib.sha256()
+            for source in CHAT_SOURCES:
+                h.update(code_fingerprint(source))
+            ident += ":chat:" + h.hexdigest()
         desc = f"{Path(backend.model_path).name} ({dtype})"
     elif hasattr(backend, "base_url") and hasattr(backend, "model"):  # OpenAIBackend
         ident = f"openai:{backend.base_url}:{backend.model}"

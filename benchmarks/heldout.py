@@ -27,7 +27,9 @@ Methods:
 * ``static_self_instruct`` (T 0.7, top_p 0.5) and ``static_alpaca`` (T 1.0, top_p 1.0): the
   papers' sampling, ``self_instruct`` template, focus any;
 * ``fixed_train_best``: the best fixed setting (temperature x template x focus) of a grid run on
-  the *training* tasks, then kept on the held-out task;
+  the *training* tasks, then kept on the held-out task; ``fixed_train_best_unfocused``: the
+  same among settings without a focus (a focus chosen on training tasks may name a skill the
+  held-out task lacks);
 * ``round_robin`` / ``weakest_first``: the train-best focused template and temperature, the
   focus cycling over the task's skills / on the skill with the lowest validation accuracy;
 * ``random_search`` (uniform draws) and ``tpe`` (Optuna's TPE) over temperature x template x
@@ -100,6 +102,7 @@ SCHEDULE_METHODS = ("round_robin", "weakest_first")
 METHODS = (
     *STATIC,
     "fixed_train_best",
+    "fixed_train_best_unfocused",
     *SCHEDULE_METHODS,
     *SEARCH_METHODS,
     *POLICY_METHODS,
@@ -418,7 +421,7 @@ def run_method(job: dict[str, Any]) -> dict[str, Any]:
     env = Budget(make_env(task, job.get("replay"), **env_options(job)), budget)
     if method in STATIC:
         run_fixed(env, STATIC[method], seed)
-    elif method in ("fixed_train_best", "oracle"):
+    elif method in ("fixed_train_best", "fixed_train_best_unfocused", "oracle"):
         run_fixed(env, tuple(job["setting"]), seed)
     elif method in SCHEDULE_METHODS:
         run_schedule(env, tuple(job["setting"]), seed, method)
@@ -464,12 +467,12 @@ def grid_settings(
     return [(t, TOP_P, name, f) for t in temperatures for name in templates for f in focuses]
 
 
-def best_setting(cells: Sequence[dict[str, Any]], focused: bool = False) -> Setting:
+def best_setting(cells: Sequence[dict[str, Any]], focused: bool | None = None) -> Setting:
     """The setting with the highest mean final validation metric over the cells' tasks and
-    seeds (``focused``: among settings with a focus)."""
+    seeds (``focused``: among settings with a focus; ``False``: among those without)."""
     by: dict[tuple, list[float]] = {}
     for c in cells:
-        if focused and c["setting"][3] is None:
+        if focused is not None and (c["setting"][3] is not None) != focused:
             continue
         by.setdefault(tuple(c["setting"]), []).append(c["metric"])
     return max(by, key=lambda s: float(np.mean(by[s])))  # type: ignore[return-value]
@@ -579,7 +582,14 @@ def paired_differences(
 
 
 #: What the bar of the benchmark compares the best learned policy with.
-RIVALS = ("fixed_train_best", *SEARCH_METHODS, "weakest_first", "round_robin", "oracle")
+RIVALS = (
+    "fixed_train_best",
+    "fixed_train_best_unfocused",
+    *SEARCH_METHODS,
+    "weakest_first",
+    "round_robin",
+    "oracle",
+)
 
 
 def best_policy_comparison(
@@ -714,7 +724,8 @@ def write_report(result: dict[str, Any], out_dir: Path) -> None:
         f"Grid: temperature {result['grid_temperatures']} x templates "
         f"{result['grid_templates']} x focus (any or a "
         f"skill), top_p {TOP_P}; train-best setting {result['train_best']}, train-best "
-        f"focused {result['train_best_focused']}.",
+        f"focused {result['train_best_focused']}, train-best unfocused "
+        f"{result.get('train_best_unfocused')}.",
         "",
     ]
     if result.get("state"):
@@ -960,6 +971,7 @@ def main(argv: list[str] | None = None) -> None:
         work / "train_grid.jsonl",
     )
     train_best, train_best_focused = best_setting(train_cells), best_setting(train_cells, True)
+    train_best_unfocused = best_setting(train_cells, False)
     oracle_cells = _map(
         run_grid_cell,
         [
@@ -1004,6 +1016,8 @@ def main(argv: list[str] | None = None) -> None:
                 job = {"method": method, "task": task, "seed": seed, "budget": budget, **common}
                 if method == "fixed_train_best":
                     job["setting"] = train_best
+                elif method == "fixed_train_best_unfocused":
+                    job["setting"] = train_best_unfocused
                 elif method in SCHEDULE_METHODS:
                     job["setting"] = train_best_focused
                 elif method == "oracle":
@@ -1032,6 +1046,7 @@ def main(argv: list[str] | None = None) -> None:
         "n_seeds": args.seeds,
         "train_best": train_best,
         "train_best_focused": train_best_focused,
+        "train_best_unfocused": train_best_unfocused,
         "oracle_settings": oracle,
         "heldout": list(heldout),
         "train_tasks": list(train_tasks),

@@ -386,7 +386,7 @@ def render(report: dict[str, Any]) -> str:
         counts = labels["counts"]
         lines.append(
             f"{labels['labelled']} records of the 'after' runs (`smollm2_sample.jsonl`), each "
-            "read and labelled by hand (`smollm2_labels.jsonl`): "
+            "read and labelled by a reviewer, one reason each (`smollm2_labels.jsonl`): "
             + ", ".join(f"{k} {counts.get(k, 0)}" for k in LABELS)
             + "."
         )

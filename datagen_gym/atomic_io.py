@@ -18,6 +18,7 @@ import json
 import math
 import os
 import secrets
+import shutil
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -122,6 +123,53 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
             fh.write(data)
 
     return atomic_write_with(path, _write)
+
+
+def current_umask() -> int:
+    """The process umask (read by setting it and setting it back)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def honour_umask(directory: Path) -> None:
+    """Set every file under ``directory`` to mode 0666 minus the umask: some writers make
+    theirs private (transformers' ``save_pretrained`` writes ``model.safetensors`` as 0600),
+    and a model directory is ordinary data."""
+    mode = 0o666 & ~current_umask()
+    for f in Path(directory).rglob("*"):
+        if f.is_file():
+            os.chmod(f, mode)
+
+
+def atomic_write_dir(path: PathLike, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp_dir)`` to fill a directory, then move it to ``path`` in one rename.
+
+    Files get mode 0666 minus the umask before the rename (:func:`honour_umask`). An existing
+    ``path`` is replaced only once the new one is complete; a failed ``write`` leaves it as it
+    was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = create_temp_dir(path.parent, path.name)
+    old = None
+    try:
+        write(tmp)
+        honour_umask(tmp)
+        if path.exists():  # move the old one aside, so ``path`` is never half-written
+            old = create_temp_dir(path.parent, path.name + ".old")
+            os.replace(path, old / path.name)
+        os.replace(tmp, path)
+    except BaseException:
+        if old is not None and not path.exists():
+            os.replace(old / path.name, path)
+        raise
+    finally:
+        for leftover in (tmp, old):
+            if leftover is not None and leftover.exists():
+                shutil.rmtree(leftover, ignore_errors=True)
+    fsync_dir(path.parent)
+    return path
 
 
 def to_jsonable(obj: Any) -> Any:

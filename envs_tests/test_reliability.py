@@ -822,3 +822,46 @@ def test_library_use_shows_no_weight_loading_bar(capfd):
     TransformersBackend(EMBEDDED_TEACHER)
     assert "Loading weights" not in capfd.readouterr().err
     assert hf_logging.is_progress_bar_enabled()  # the user's setting is left as it was
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_model_directories_honour_the_umask(tmp_path, umask):
+    """transformers writes model.safetensors as 0600; the student cache and a retrained teacher
+    (both through save_pretrained) must come out like any other file."""
+    from datagen_gym.targets.lora_target import make_tiny_student
+
+    old = os.umask(umask)
+    try:
+        path = make_tiny_student(tmp_path / "student", init="random", seed=0)
+    finally:
+        os.umask(old)
+    files = [f for f in path.iterdir() if f.is_file()]
+    assert "model.safetensors" in {f.name for f in files}
+    for f in files:
+        assert stat.S_IMODE(f.stat().st_mode) == 0o666 & ~umask, f
+
+
+def test_atomic_write_dir_replaces_whole_or_not_at_all(tmp_path):
+    from datagen_gym.atomic_io import atomic_write_dir
+
+    target = tmp_path / "model"
+
+    def write(text):
+        def _write(tmp):
+            (tmp / "a.txt").write_text(text)
+            (tmp / "b.txt").write_text(text)
+
+        return _write
+
+    atomic_write_dir(target, write("one"))
+    atomic_write_dir(target, write("two"))
+    assert {f.read_text() for f in target.iterdir()} == {"two"}
+
+    def fail(tmp):
+        (tmp / "a.txt").write_text("three")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        atomic_write_dir(target, fail)
+    assert {f.read_text() for f in target.iterdir()} == {"two"}  # the old one is intact
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # no temporaries left

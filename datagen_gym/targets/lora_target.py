@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from datagen_gym.atomic_io import create_temp_dir
+from datagen_gym.atomic_io import create_temp_dir, honour_umask
 from datagen_gym.targets.builtin_tasks import (
     SPLITS,
     TEST_SEED,
@@ -177,6 +177,7 @@ def make_tiny_student(
                     shutil.copy2(f, tmp / f.name)
         else:
             _save_random_student(tmp, seed, teacher if has_teacher else None)
+        honour_umask(tmp)
         if overwrite and path.exists():
             shutil.rmtree(path)
         try:

@@ -23,6 +23,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
+from datagen_gym.atomic_io import atomic_write_dir
 from datagen_gym.world.corpus import EOS, iter_parts
 
 STEPS = 1800
@@ -215,11 +216,14 @@ def main(argv: list[str] | None = None) -> None:
     batches = document_rows(parts, tokenizer, args.batch, args.block, args.completion_weight)
 
     def save(out: Path) -> None:
-        out.mkdir(parents=True, exist_ok=True)
+        # One rename: a run reading the teacher never sees half of a new one.
+        def write(tmp: Path) -> None:
+            model.save_pretrained(tmp, safe_serialization=True)
+            tokenizer.save_pretrained(tmp)
+
         model.eval()
         model.generation_config.pad_token_id = eos_id
-        model.save_pretrained(out, safe_serialization=True)
-        tokenizer.save_pretrained(out)
+        atomic_write_dir(out, write)
         model.train()
 
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01, betas=(0.9, 0.98))

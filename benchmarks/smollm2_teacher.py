@@ -37,8 +37,6 @@ import contextlib
 import hashlib
 import io
 import json
-import os
-import platform
 import sys
 import time
 from collections import Counter, defaultdict
@@ -47,6 +45,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from benchmarks.teacher_quality import machine
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TEMPLATES = (
@@ -450,8 +450,7 @@ def main(argv: list[str] | None = None) -> None:
     report = {
         "command": "OMP_NUM_THREADS=1 python -m benchmarks.smollm2_teacher "
         + " ".join(sys.argv[1:] if argv is None else argv),
-        "machine": f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), "
-        f"torch {torch.__version__}, {args.threads} torch thread(s)",
+        "machine": machine(args.threads),
         "load_s": load_s,
         "decoders": decoders,
         "env_steps": steps,

@@ -73,6 +73,14 @@ def teacher_at_revision(rev: str, dest: Path) -> Path:
     return dest
 
 
+def machine(threads: int) -> str:
+    """The report's machine line: cores, CPU, torch build and torch threads."""
+    return (
+        f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), "
+        f"torch {torch.__version__}, {threads} torch thread(s)"
+    )
+
+
 def _generator(backend, seed: int, temperature: float, top_p: float):
     from datagen_gym.generators.generator import Generator
     from datagen_gym.sampler import Sampler
@@ -386,8 +394,7 @@ def main(argv: list[str] | None = None) -> None:
     report = {
         "command": "python -m benchmarks.teacher_quality "
         + " ".join(sys.argv[1:] if argv is None else argv),
-        "machine": f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), "
-        f"torch {torch.__version__}, {args.threads} torch thread(s)",
+        "machine": machine(args.threads),
         "seeds": seeds,
         "records": args.records,
         "temperatures": args.temperatures,

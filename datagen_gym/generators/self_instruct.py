@@ -44,6 +44,7 @@ class SelfInstructGenerator(BaseGenerator):
         if self.focus is None:  # a focus is narrower than the template's group
             humans = [t for t in humans if template.group in (None, t.get("group"))] or humans
         cfg = self.gen_config
+        formats = self.prompt_set
         out = []
         for _ in range(num_prompts):
             n_machine = min(cfg.num_machine_instructions, len(machine))
@@ -57,7 +58,7 @@ class SelfInstructGenerator(BaseGenerator):
                 for i in self.rng.choice(len(machine), n_machine, replace=False)
             ]
             self.rng.shuffle(picked)
-            out.append(self.prompt_set.bootstrap_prompt(template.header, picked))
+            out.append(formats.bootstrap_prompt(template.header, picked))
         return out
 
     def filter_instructions(self, candidates: list[str]) -> list[str]:

@@ -94,10 +94,9 @@ def teacher_identity(backend: Any) -> tuple[str, str]:
         dtype = str(getattr(backend.model, "dtype", ""))
         ident = f"hf:{model_dir_hash(backend.model_path)}:{dtype}"
         if getattr(backend, "prompt_format", "completion") == "chat":
-            # the same weights generate other batches from chat-rendered prompts (the suffix is
-            # absent for completion models, so their caches keep their identity)
-            # ... from the instruct-model prompts, parsed by the chat-tolerant parsers: the code
-            # of both is part of the identity
+            # The same weights generate other batches from chat-rendered prompts, the
+            # instruct-model prompts and the chat-tolerant parsers, so the code of both is part
+            # of the identity (completion models get no suffix and keep their caches' identity).
             h = hashlib.sha256()
             for source in CHAT_SOURCES:
                 h.update(code_fingerprint(source))

@@ -2,11 +2,16 @@
 
     python -m benchmarks.learning_curves [--algos uniform random_search reinforce ppo]
         [--timesteps 600] [--batch-size 32] [--num-iterations 5] [--seeds 0 1] [--workers 2]
+        [--replay CACHE]
 
 Every agent trains on the same default env (built-in sentiment target, the agents' tuning task)
 with the same budget of env steps (= target evaluations). ``uniform`` is the no-learning
 reference: actions drawn uniformly at random. Each step's template and reward are recorded by a
 wrapper; TensorBoard runs go to ``<out>/tb/`` (``benchmarks/results/tb/``).
+
+``--replay CACHE`` runs every agent on the replay tier (:mod:`datagen_gym.replay`; misses are
+generated live and stored, the report counts them) and writes ``learning_curves_replay.*``
+instead, so that the live report stays.
 
 What is reported (``benchmarks/results/learning_curves.md`` / ``.png`` / ``.json``):
 
@@ -68,20 +73,34 @@ class StepRecorder(gym.Wrapper):
         )
         self._k += 1
         if terminated or truncated:
-            self.episodes.append({"return": self._ret, "metric": info["metric"]})
+            self.episodes.append(
+                {
+                    "return": self._ret,
+                    "metric": info["metric"],
+                    "test_metric": info["test_metric"],
+                    "step": len(self.steps),
+                }
+            )
         return obs, reward, terminated, truncated, info
 
 
 def train_one(job: tuple) -> dict[str, Any]:
     """One agent, one seed: train for ``timesteps`` env steps and return what was recorded."""
-    algo, seed, timesteps, batch_size, num_iterations, out = job
+    algo, seed, timesteps, batch_size, num_iterations, out, replay = job
     import torch
 
     torch.set_num_threads(1)
     import datagen_gym  # noqa: F401
     from agents import make_agent
 
-    env = StepRecorder(gym.make("DataGen-v0", batch_size=batch_size, num_iterations=num_iterations))
+    env = StepRecorder(
+        gym.make(
+            "DataGen-v0",
+            batch_size=batch_size,
+            num_iterations=num_iterations,
+            **({"replay_cache": replay} if replay else {}),
+        )
+    )
     start = time.perf_counter()
     if algo == "uniform":
         env.action_space.seed(seed)
@@ -101,6 +120,7 @@ def train_one(job: tuple) -> dict[str, Any]:
         "steps": env.steps,
         "episodes": env.episodes,
         "seconds": time.perf_counter() - start,
+        "misses": getattr(env.unwrapped.generator, "misses", None),
     }
 
 
@@ -121,15 +141,24 @@ def _fifths(xs: list[float]) -> tuple[float, float]:
     return statistics.mean(xs[:k]), statistics.mean(xs[-k:])
 
 
+def _tenth_of_run(episodes: list[dict[str, Any]], timesteps: int) -> float:
+    """Mean return of the episodes ending in the last fifth of the run's first tenth: where a
+    run one tenth as long would report its "last fifth"."""
+    xs = [e["return"] for e in episodes if 0.08 * timesteps < e.get("step", 0) <= 0.1 * timesteps]
+    return statistics.mean(xs) if xs else float("nan")
+
+
 def report(runs: list[dict[str, Any]], args: argparse.Namespace) -> str:
     values = template_values(runs)
     cmd = (
         f"python -m benchmarks.learning_curves --algos {' '.join(args.algos)} "
         f"--timesteps {args.timesteps} --batch-size {args.batch_size} --num-iterations "
         f"{args.num_iterations} --seeds {' '.join(map(str, args.seeds))}"
+        + (f" --replay {args.replay}" if getattr(args, "replay", None) else "")
     )
+    tier = " on the replay tier" if getattr(args, "replay", None) else ""
     lines = [
-        "# Learning curves on DataGen-v0 (task `sentiment`)",
+        f"# Learning curves on DataGen-v0 (task `sentiment`){tier}",
         "",
         f"`{cmd}`",
         "",
@@ -147,23 +176,42 @@ def report(runs: list[dict[str, Any]], args: argparse.Namespace) -> str:
             + ", ".join(f"`{t}` {v:+.3f}" for t, v in sorted(values.items(), key=lambda x: -x[1])),
             "",
         ]
+    replay = getattr(args, "replay", None)  # absent from reports re-rendered from old JSON
+    if replay:
+        lines += [
+            "*Return at 1/10*: the episodes ending in steps "
+            f"{int(0.08 * args.timesteps)}-{int(0.1 * args.timesteps)}, what a run one tenth "
+            "as long reports as its last fifth. *Misses*: steps the cache could not answer "
+            "(generated live and stored).",
+            "",
+        ]
     lines += [
         "| agent | seed | hyper-parameters | episodes | return, first fifth | "
-        "return, last fifth | template value, first fifth | template value, last fifth "
-        "| minutes |",
-        "|---|---|---|---|---|---|---|---|---|",
+        + ("return at 1/10 | " if replay else "")
+        + "return, last fifth | test metric, last fifth | template value, first fifth | "
+        "template value, last fifth | minutes" + (" | misses |" if replay else " |"),
+        "|---" * (10 + 2 * bool(replay)) + "|",
     ]
     for r in runs:
         rf, rl = _fifths([e["return"] for e in r["episodes"]])
+        tests = [e["test_metric"] for e in r["episodes"] if "test_metric" in e]
+        test_last = f"{_fifths(tests)[1]:.3f}" if tests else "not recorded"
         tv = [values.get(s["template"], float("nan")) for s in r["steps"]]
         vf, vl = _fifths(tv) if values else (float("nan"), float("nan"))
         hp = ", ".join(f"{k}={v}" for k, v in r["hyperparams"].items()) or "defaults"
+        tenth = f" {_tenth_of_run(r['episodes'], args.timesteps):+.3f} |" if args.replay else ""
+        misses = f" {r.get('misses')} |" if args.replay else ""
         lines.append(
-            f"| {r['algo']} | {r['seed']} | {hp} | {len(r['episodes'])} | {rf:+.3f} "
-            f"| {rl:+.3f} | {vf:+.3f} | {vl:+.3f} | {r['seconds'] / 60:.1f} |"
+            f"| {r['algo']} | {r['seed']} | {hp} | {len(r['episodes'])} | {rf:+.3f} |{tenth} "
+            f"{rl:+.3f} | {test_last} | {vf:+.3f} | {vl:+.3f} | {r['seconds'] / 60:.1f} |" + misses
         )
-    lines += ["", "![learning curves](learning_curves.png)", ""]
+    lines += ["", f"![learning curves]({_stem(args)}.png)", ""]
     return "\n".join(lines)
+
+
+def _stem(args: argparse.Namespace) -> str:
+    """The outputs' file name: the replay tier's report does not replace the live one."""
+    return "learning_curves_replay" if getattr(args, "replay", None) else "learning_curves"
 
 
 def plot(runs: list[dict[str, Any]], args: argparse.Namespace, path: Path) -> None:
@@ -230,8 +278,9 @@ def plot(runs: list[dict[str, Any]], args: argparse.Namespace, path: Path) -> No
                 transform=ax.transAxes,
             )
         ax.grid(alpha=0.3)
+    tier = ", replay tier" if getattr(args, "replay", None) else ""
     fig.suptitle(
-        f"DataGen-v0 (sentiment): {args.timesteps} steps per run, seeds "
+        f"DataGen-v0 (sentiment{tier}): {args.timesteps} steps per run, seeds "
         f"{', '.join(map(str, args.seeds))}; thin: one run, bold: mean over seeds"
     )
     fig.tight_layout()
@@ -256,18 +305,24 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--note", help="a line for the report (e.g. what was re-run)")
     parser.add_argument(
+        "--replay",
+        default=None,
+        metavar="CACHE",
+        help="train on the replay tier with this cache (see datagen_gym.replay)",
+    )
+    parser.add_argument(
         "--report-only",
         action="store_true",
         help="re-render the report and plot from <out>/learning_curves.json",
     )
     args = parser.parse_args(argv)
-    saved = args.out / "learning_curves.json"
+    saved = args.out / f"{_stem(args)}.json"
     if args.report_only:
         write_outputs(json.loads(saved.read_text()), args)
         return
 
     jobs = [
-        (a, s, args.timesteps, args.batch_size, args.num_iterations, str(args.out))
+        (a, s, args.timesteps, args.batch_size, args.num_iterations, str(args.out), args.replay)
         for a in args.algos
         for s in args.seeds
     ]
@@ -291,10 +346,11 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def write_outputs(runs: list[dict[str, Any]], args: argparse.Namespace) -> str:
-    """Write ``learning_curves.md`` and ``.png`` under ``args.out``; returns the Markdown."""
+    """Write ``learning_curves[_replay].md`` and ``.png`` under ``args.out``; returns the
+    Markdown."""
     text = report(runs, args)
-    (args.out / "learning_curves.md").write_text(text)
-    plot(runs, args, args.out / "learning_curves.png")
+    (args.out / f"{_stem(args)}.md").write_text(text)
+    plot(runs, args, args.out / f"{_stem(args)}.png")
     return text
 
 

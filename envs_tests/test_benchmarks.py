@@ -244,3 +244,49 @@ def gym_multi_discrete(nvec):
     from gymnasium import spaces
 
     return spaces.MultiDiscrete(nvec)
+
+
+def test_learning_curves_on_replay(tmp_path: Path) -> None:
+    """``--replay``: the agents train on the replay tier; the first steps miss (an empty cache),
+    are stored, and the report goes to its own files, leaving the live report alone."""
+    from benchmarks import learning_curves
+
+    cache = tmp_path / "c.replay.sqlite"
+    argv = ["--algos", "uniform", "--timesteps", "4", "--batch-size", "4", "--num-iterations"]
+    argv += ["2", "--seeds", "0", "--workers", "1", "--out", str(tmp_path), "--replay", str(cache)]
+    learning_curves.main(argv)
+    runs = json.loads((tmp_path / "learning_curves_replay.json").read_text())
+    assert runs[0]["misses"] >= 1 and len(runs[0]["steps"]) == 4
+    assert all("test_metric" in e for e in runs[0]["episodes"])
+    md = (tmp_path / "learning_curves_replay.md").read_text()
+    assert "replay tier" in md and "misses" in md and f"--replay {cache}" in md
+    assert not (tmp_path / "learning_curves.md").exists()
+
+
+def test_replay_training_tiny(tmp_path: Path) -> None:
+    """The replay-vs-live training benchmark end to end at plumbing size: both tiers train and
+    are saved, the live run stops at the replay run's wall time, every policy and reference is
+    evaluated on the same live episodes."""
+    from benchmarks import replay_training
+    from datagen_gym.replay.build import main as build
+
+    cache = tmp_path / "c.replay.sqlite"
+    assert build(["--cache", str(cache), "--task", "sentiment", "--templates", "self_instruct",
+                  "--temperatures", "1.0", "--top-ps", "0.9", "--replicas", "1",
+                  "--batch-size", "4"]) == 0  # fmt: skip
+    replay_training.main(
+        ["--cache", str(cache), "--steps", "6", "--n-envs", "1", "--eval-episodes", "2",
+         "--batch-size", "4", "--workers", "1", "--out", str(tmp_path),
+         "--work", str(tmp_path / "work")]
+    )  # fmt: skip
+    result = json.loads((tmp_path / "replay_training.json").read_text())
+    replay, live = result["runs"]
+    assert (replay["tier"], live["tier"]) == ("replay", "live")
+    assert replay["steps"] >= 6 and 0 <= replay["misses"] <= replay["steps"]
+    assert live["steps"] >= 1 and live["wall_s"] >= replay["wall_s"] * 0.5
+    names = sorted(e["name"] for e in result["evals"])
+    assert names == ["ppo_live", "ppo_replay", "start", "uniform"]
+    assert all(len(e["episodes"]) == 2 for e in result["evals"])
+    md = (tmp_path / "replay_training.md").read_text()
+    assert "| replay | 0 |" in md and "ppo_replay - ppo_live" in md
+    assert (tmp_path / "replay_training.png").stat().st_size > 0

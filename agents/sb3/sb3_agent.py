@@ -386,6 +386,9 @@ class SB3Agent(BaseAgent):
             self.text_every, self.recorders, purge=not reset_num_timesteps
         )
         learn_kwargs = {**self.spec.learn_defaults, **learn_kwargs}
+        # Our logger, not SB3's: the same run directories as every agent, and without
+        # tensorboard_log SB3's would create an empty tempdir/SB3-<date> folder on every learn().
+        self.model.set_logger(self._configure_logger(tb_log_name, reset_num_timesteps))
         self.model.learn(
             total_timesteps,
             callback=CallbackList([info, as_callback(callback)]),

@@ -223,9 +223,34 @@ def template_share(evals: list[dict[str, Any]], name: str) -> str:
     return ", ".join(f"`{t}` {100 * c / total:.0f}%" for t, c in top)
 
 
+def smoothed(curve: list[list[float]], window: int = 20) -> list[tuple[int, float, float]]:
+    """(steps, seconds, moving mean of the last ``window`` episode returns) per episode end."""
+    rets = [c[2] for c in curve]
+    return [
+        (int(c[0]), float(c[1]), statistics.mean(rets[max(0, i + 1 - window) : i + 1]))
+        for i, c in enumerate(curve)
+        if i + 1 >= min(window, len(curve))
+    ]
+
+
+def time_to_level(runs: list[dict[str, Any]], window: int = 20) -> tuple[float, dict]:
+    """The level both tiers reach (the lower of the runs' final moving means) and, per run,
+    the steps and minutes at which its moving mean first reaches it."""
+    curves = {(r["tier"], r["seed"]): smoothed(r["curve"], window) for r in runs if r["curve"]}
+    if not curves:
+        return float("nan"), {}
+    level = min(c[-1][2] for c in curves.values())
+    first = {}
+    for key, c in curves.items():
+        hit = next((p for p in c if p[2] >= level), None)
+        first[key] = None if hit is None else {"steps": hit[0], "minutes": hit[1] / 60}
+    return level, first
+
+
 def write_report(result: dict[str, Any], out: Path) -> str:
     runs, evals = result["runs"], result["evals"]
     table = summary(evals)
+    level, first = time_to_level(runs)
     lines = [
         "# PPO on the replay tier vs on live steps, judged on live steps",
         "",
@@ -254,6 +279,15 @@ def write_report(result: dict[str, Any], out: Path) -> str:
             f"{r['steps_per_s']:.1f} | {misses} |"
         )
     lines += [
+        "",
+        f"Time to the level both reach (episode return {level:.3f}, the lower of the two runs' "
+        "final moving means over 20 episodes): "
+        + "; ".join(
+            f"{tier} seed {seed} after {v['steps']:,} steps, {v['minutes']:.1f} min"
+            for (tier, seed), v in first.items()
+            if v is not None
+        )
+        + ".",
         "",
         "## On live steps",
         "",
@@ -320,7 +354,7 @@ def plot(result: dict[str, Any], out: Path) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cache", required=True, help="a replay cache file (filled ahead)")
+    parser.add_argument("--cache", help="a replay cache file (filled ahead; required to run)")
     parser.add_argument("--steps", type=int, default=20000, help="replay training steps")
     parser.add_argument("--n-envs", type=int, default=2, help="SubprocVecEnv workers")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
@@ -332,8 +366,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--work", type=Path, default=Path("/tmp/datagen_replay_training"))
     parser.add_argument("--tensorboard-log", default=None, help="TensorBoard directory")
+    parser.add_argument(
+        "--from-json", type=Path, default=None, help="re-render a finished run's JSON; runs nothing"
+    )
     args = parser.parse_args(argv)
-    if not Path(args.cache).is_file():
+    if args.from_json is not None:
+        result = json.loads(args.from_json.read_text())
+        args.out.mkdir(parents=True, exist_ok=True)
+        plot(result, args.out)
+        print(write_report(result, args.out))
+        return
+    if args.cache is None or not Path(args.cache).is_file():
         parser.error(f"--cache {args.cache}: no such file; build one first (see --help)")
     env_kwargs = dict(ENV_KWARGS, batch_size=args.batch_size)
     args.work.mkdir(parents=True, exist_ok=True)

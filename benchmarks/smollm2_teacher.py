@@ -20,7 +20,7 @@ torch thread (about 20 minutes; ``--quick``: a smoke run of about 3 minutes, wri
   evolutions that survive elimination and get an answer), kept fraction, unique-instruction
   ratio of the records, records, and the records the embedded world's checker knows and
   accepts. **before**: the papers' completion prompts sent in a chat turn (the behaviour before
-  ``generators/chat_prompts.py``, selected with ``chat_prompts.ENABLED = False``); **after**:
+  ``generators/chat_prompts.py``, selected with ``generation.prompt_style: papers``); **after**:
   the instruct-model phrasings. Both read with the chat-tolerant parsers, same seeds.
 * **sample**: ``--sample`` records of the "after" runs, drawn across templates and
   temperatures, to ``smollm2_sample.jsonl``; hand labels (``smollm2_labels.jsonl``: one
@@ -201,52 +201,50 @@ def template_runs(
     backend, records: int, temperatures: list[float], seed: int, instruct: bool
 ) -> tuple[list[dict], list[dict]]:
     """Per template and temperature: the counts of one generate() call of a fresh generator."""
-    from datagen_gym.generators import chat_prompts
+    from datagen_gym.config import Config
     from datagen_gym.generators.generator import Generator
     from datagen_gym.sampler import Sampler
     from datagen_gym.world import checker
 
-    chat_prompts.ENABLED = instruct
+    config = Config()
+    config.generation.prompt_style = "instruct" if instruct else "papers"
     rows, data = [], []
-    try:
-        for template in TEMPLATES:
-            for temperature in temperatures:
-                gen = Generator(
-                    sampler=Sampler(backend, temperature=temperature, top_p=0.9), seed=seed
-                )
-                gen.select_template(template)
-                assert gen.instruct_prompts is instruct
-                t0 = time.perf_counter()
-                res = gen.generate(records)
-                seconds = time.perf_counter() - t0
-                instructions = [r["instruction"] for r in res.data]
-                rows.append(
-                    {
-                        "template": template,
-                        "temperature": temperature,
-                        "candidates": res.num_candidates,
-                        "kept": res.num_kept,
-                        "kept_fraction": res.num_kept / res.num_candidates
-                        if res.num_candidates
-                        else 0.0,
-                        "records": len(res.data),
-                        "unique_instructions": len(set(instructions)) / len(instructions)
-                        if instructions
-                        else None,
-                        "checker_correct": sum(bool(checker.is_correct(r)) for r in res.data),
-                        "seconds": seconds,
-                    }
-                )
-                data += res.data
-                r = rows[-1]
-                print(
-                    f"  {'after' if instruct else 'before'} {template} T{temperature}: "
-                    f"{r['candidates']} candidates, {r['kept']} kept, {r['records']} records "
-                    f"({seconds:.0f} s)",
-                    flush=True,
-                )
-    finally:
-        chat_prompts.ENABLED = True
+    for template in TEMPLATES:
+        for temperature in temperatures:
+            gen = Generator(
+                config, sampler=Sampler(backend, temperature=temperature, top_p=0.9), seed=seed
+            )
+            gen.select_template(template)
+            assert gen.instruct_prompts is instruct
+            t0 = time.perf_counter()
+            res = gen.generate(records)
+            seconds = time.perf_counter() - t0
+            instructions = [r["instruction"] for r in res.data]
+            rows.append(
+                {
+                    "template": template,
+                    "temperature": temperature,
+                    "candidates": res.num_candidates,
+                    "kept": res.num_kept,
+                    "kept_fraction": res.num_kept / res.num_candidates
+                    if res.num_candidates
+                    else 0.0,
+                    "records": len(res.data),
+                    "unique_instructions": len(set(instructions)) / len(instructions)
+                    if instructions
+                    else None,
+                    "checker_correct": sum(bool(checker.is_correct(r)) for r in res.data),
+                    "seconds": seconds,
+                }
+            )
+            data += res.data
+            r = rows[-1]
+            print(
+                f"  {'after' if instruct else 'before'} {template} T{temperature}: "
+                f"{r['candidates']} candidates, {r['kept']} kept, {r['records']} records "
+                f"({seconds:.0f} s)",
+                flush=True,
+            )
     return rows, data
 
 

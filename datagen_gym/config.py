@@ -91,6 +91,10 @@ class GenerationConfig:
     min_instruction_words: int = field(default=3, metadata=_range(0, 1000))
     max_instruction_words: int = field(default=150, metadata=_range(1, 10000))
     max_instances_per_task: int = field(default=3, metadata=_range(1, 64))
+    # The prompts' phrasing: "papers" (the papers' completion prompts), "instruct" (phrasings an
+    # instruct model follows in a chat turn, generators/chat_prompts.py) or "auto" (instruct for
+    # chat-format teachers, the papers' for completion models such as the embedded teacher).
+    prompt_style: str = field(default="auto", metadata=_choices("auto", "papers", "instruct"))
     blacklist: list[str] = field(
         default_factory=lambda: [
             "image",

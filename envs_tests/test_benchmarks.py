@@ -290,3 +290,23 @@ def test_replay_training_tiny(tmp_path: Path) -> None:
     md = (tmp_path / "replay_training.md").read_text()
     assert "| replay | 0 |" in md and "ppo_replay - ppo_live" in md
     assert (tmp_path / "replay_training.png").stat().st_size > 0
+
+
+def test_smollm2_loop_tiny(tmp_path: Path) -> None:
+    """The real-teacher loop benchmark's plumbing on the embedded teacher: every method spends
+    its budget, the selected episode is reported on the test split, and a second call for other
+    methods keeps the first one's runs in the report."""
+    from benchmarks import smollm2_loop
+
+    argv = ["--teachers", "embedded", "--budget", "4", "--batch-size", "4", "--num-iterations"]
+    argv += ["2", "--workers", "1", "--out", str(tmp_path)]
+    smollm2_loop.main([*argv, "--methods", "static_alpaca"])
+    smollm2_loop.main([*argv, "--methods", "random_search"])
+    runs = json.loads((tmp_path / "smollm2_loop.json").read_text())["runs"]
+    assert [r["method"] for r in runs] == ["static_alpaca", "random_search"]
+    for r in runs:
+        assert len(r["steps"]) == 4 and len(r["episodes"]) == 2
+        assert all(s["time_generation_s"] > 0 for s in r["steps"])
+    assert {s["template"] for s in runs[0]["steps"]} == {"self_instruct"}
+    md = (tmp_path / "smollm2_loop.md").read_text()
+    assert "| embedded | static_alpaca | 0 | 4 |" in md and "| embedded | random_search |" in md

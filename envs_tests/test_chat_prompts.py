@@ -10,6 +10,7 @@ import pytest
 from support.recording import Recording
 
 from datagen_gym import Sampler  # importing datagen_gym registers DataGen-v0
+from datagen_gym.config import Config
 from datagen_gym.generators import chat_prompts, parsing, prompts
 from datagen_gym.generators.generator import Generator
 from datagen_gym.replay import identity
@@ -74,8 +75,28 @@ def test_chat_prompts_are_chosen_only_for_chat_teachers(teacher, monkeypatch):
     chat = Generator(sampler=Sampler(_ChatTeacher()), seed=0)
     for g in (chat, chat.self_instruct, chat.evol_instruct):
         assert g.instruct_prompts and g.prompt_set is chat_prompts
-    monkeypatch.setattr(chat_prompts, "ENABLED", False)  # the benchmark's "before" switch
+    papers = Config()
+    papers.generation.prompt_style = "papers"  # the benchmark's "before": papers' prompts in chat
+    chat = Generator(papers, sampler=Sampler(_ChatTeacher()), seed=0)
     assert chat.chat_replies and not chat.instruct_prompts and chat.prompt_set is prompts
+    instruct = Config()
+    instruct.generation.prompt_style = "instruct"
+    embedded = Generator(instruct, sampler=Sampler(teacher), seed=0)
+    assert not embedded.chat_replies and embedded.instruct_prompts
+    with pytest.raises(ValueError, match="prompt_style"):
+        Config.from_dict({"generation": {"prompt_style": "chatty"}})
+
+
+def test_replay_identity_follows_the_prompt_set_in_effect(teacher):
+    """A cache knows which prompts made its batches: the embedded teacher's default (papers'
+    prompts) and an explicit ``papers`` share one world hash, ``instruct`` gets another."""
+
+    def world(style: str) -> str:
+        config = Config()
+        config.generation.prompt_style = style
+        return identity.generator_identity(Generator(config, sampler=Sampler(teacher)))["world"]
+
+    assert world("auto") == world("papers") != world("instruct")
 
 
 @pytest.mark.parametrize("seed", [0, 1])

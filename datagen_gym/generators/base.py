@@ -129,9 +129,11 @@ class BaseGenerator:
     @property
     def instruct_prompts(self) -> bool:
         """Whether the prompts are the instruct-model phrasings of
-        :mod:`~datagen_gym.generators.chat_prompts` (chat-format teachers), not the papers'
-        completion prompts of :mod:`~datagen_gym.generators.prompts`."""
-        return self.chat_replies and chat_prompts.ENABLED
+        :mod:`~datagen_gym.generators.chat_prompts`, not the papers' completion prompts of
+        :mod:`~datagen_gym.generators.prompts`: ``generation.prompt_style`` (``auto``: for
+        chat-format teachers only)."""
+        style = self.gen_config.prompt_style
+        return style == "instruct" or (style == "auto" and self.chat_replies)
 
     @property
     def prompt_set(self):

@@ -20,19 +20,16 @@ explicitly, with the same content:
   kept (:func:`evol_prompt` is :func:`prompts.evol_prompt`).
 
 The functions have the names and signatures of their :mod:`prompts` counterparts, so a
-generator picks one module or the other (``BaseGenerator.prompt_set``). Only chat-format
-teachers get these prompts (``BaseGenerator.instruct_prompts``); the embedded teacher, a
-completion model trained on the papers' formats, keeps those, byte for byte. The papers'
-filters are untouched.
+generator picks one module or the other (``BaseGenerator.prompt_set``). By default
+(``generation.prompt_style: auto``) only chat-format teachers get these prompts; the embedded
+teacher, a completion model trained on the papers' formats, keeps those, byte for byte.
+``papers`` / ``instruct`` pick one set whatever the teacher (``BaseGenerator.instruct_prompts``).
+The papers' filters are untouched.
 """
 
 from __future__ import annotations
 
 from datagen_gym.generators import prompts
-
-#: For benchmarks that measure the papers' prompts in a chat turn (the behaviour before this
-#: module): ``False`` gives chat teachers the papers' prompts again. Not a setting of the env.
-ENABLED = True
 
 #: New tokens for the classification check: room for "The answer is Yes." or "No, because".
 CLASSIFICATION_CHECK_TOKENS = 12

@@ -151,7 +151,9 @@ def world_identity(
     for source in WORLD_SOURCES:
         h.update(source.name.encode())
         h.update(code_fingerprint(source))
-    shaping = {k: v for k, v in generation.items() if k != "seed_tasks_path"}
+    shaping = {k: v for k, v in generation.items() if k not in ("seed_tasks_path", "prompt_style")}
+    if generation.get("prompts") is None:
+        shaping.pop("prompts", None)
     h.update(
         json.dumps(
             {
@@ -173,8 +175,13 @@ def generator_identity(generator: Any) -> dict[str, str]:
     """The manifest identity of a live :class:`~datagen_gym.generators.generator.Generator`:
     ``teacher``, ``world`` and their descriptions."""
     teacher, teacher_desc = teacher_identity(generator.sampler.backend)
+    # The prompt set in effect, not the prompt_style that chose it, and named only where it is
+    # the instruct one: caches of the papers' prompts (every embedded-teacher cache) keep the
+    # hash they had before the option existed.
+    generation = dict(vars(generator.gen_config))
+    generation["prompts"] = "instruct" if generator.instruct_prompts else None
     world, world_desc = world_identity(
-        generator.pool.human, dict(vars(generator.gen_config)), generator.sampler.max_new_tokens
+        generator.pool.human, generation, generator.sampler.max_new_tokens
     )
     return {
         "teacher": teacher,

@@ -260,6 +260,7 @@ def write_report(result: dict[str, Any], out: Path) -> str:
         f"({', '.join(f'{k}={v}' for k, v in AGENT_HYPERPARAMS['ppo'].items())}), "
         f"{result['n_envs']} `SubprocVecEnv` workers.",
         "",
+        *([result["note"], ""] if result.get("note") else []),
         f"Cache: {result['cache_replicas_before']} replicas before the runs, "
         f"{result['cache_replicas_after']} after (misses are generated live and stored).",
         "",
@@ -366,12 +367,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--work", type=Path, default=Path("/tmp/datagen_replay_training"))
     parser.add_argument("--tensorboard-log", default=None, help="TensorBoard directory")
+    parser.add_argument("--note", help="a line for the report (e.g. what else ran)")
     parser.add_argument(
         "--from-json", type=Path, default=None, help="re-render a finished run's JSON; runs nothing"
     )
     args = parser.parse_args(argv)
     if args.from_json is not None:
         result = json.loads(args.from_json.read_text())
+        if args.note:
+            result["note"] = args.note
+            args.from_json.write_text(json.dumps(result))
         args.out.mkdir(parents=True, exist_ok=True)
         plot(result, args.out)
         print(write_report(result, args.out))
@@ -430,6 +435,7 @@ def main(argv: list[str] | None = None) -> None:
         "runs": runs,
         "evals": evals,
         "wall_minutes": (time.perf_counter() - t0) / 60,
+        "note": args.note,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "replay_training.json").write_text(json.dumps(result))

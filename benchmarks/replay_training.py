@@ -72,6 +72,7 @@ def train(
     cache: str,
     steps: int,
     n_envs: int,
+    vec_cls: str,
     wall_budget_s: float | None,
     out: Path,
     tb: str | None,
@@ -83,7 +84,7 @@ def train(
 
     if tier == "replay":
         env_kwargs = dict(env_kwargs, replay_cache=cache)
-    venv = make_vec_env(n_envs, env_kwargs=env_kwargs, seed=seed)
+    venv = make_vec_env(n_envs, vec_cls=vec_cls, env_kwargs=env_kwargs, seed=seed)
     agent = make_agent(
         "ppo", venv, seed=seed, tensorboard_log=tb, **AGENT_HYPERPARAMS.get("ppo", {})
     )
@@ -258,7 +259,12 @@ def write_report(result: dict[str, Any], out: Path) -> str:
         f"in all. Env: `DataGen-v0` (sentiment), batch {result['env_kwargs']['batch_size']}, "
         f"{result['env_kwargs']['num_iterations']}-step episodes. Agent: `ppo` "
         f"({', '.join(f'{k}={v}' for k, v in AGENT_HYPERPARAMS['ppo'].items())}), "
-        f"{result['n_envs']} `SubprocVecEnv` workers.",
+        f"{result['n_envs']} "
+        + (
+            "`DummyVecEnv` envs."
+            if result.get("vec_cls") == "dummy"
+            else "`SubprocVecEnv` workers."
+        ),
         "",
         *([result["note"], ""] if result.get("note") else []),
         f"Cache: {result['cache_replicas_before']} replicas before the runs, "
@@ -358,10 +364,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cache", help="a replay cache file (filled ahead; required to run)")
     parser.add_argument("--steps", type=int, default=20000, help="replay training steps")
     parser.add_argument("--n-envs", type=int, default=2, help="SubprocVecEnv workers")
+    parser.add_argument(
+        "--vec-cls",
+        choices=["subproc", "dummy"],
+        default="subproc",
+        help="subproc: one worker process per env (default); dummy: all in this process",
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--eval-episodes", type=int, default=20)
     parser.add_argument(
         "--batch-size", type=int, default=ENV_KWARGS["batch_size"], help="records per step"
+    )
+    parser.add_argument(
+        "--num-iterations",
+        type=int,
+        default=ENV_KWARGS["num_iterations"],
+        help="steps per episode",
     )
     parser.add_argument("--workers", type=int, default=2, help="processes for the evaluation")
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -383,13 +401,13 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.cache is None or not Path(args.cache).is_file():
         parser.error(f"--cache {args.cache}: no such file; build one first (see --help)")
-    env_kwargs = dict(ENV_KWARGS, batch_size=args.batch_size)
+    env_kwargs = dict(ENV_KWARGS, batch_size=args.batch_size, num_iterations=args.num_iterations)
     args.work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     before = cache_replicas(args.cache)
     runs = []
     for seed in args.seeds:
-        common = (seed, args.cache, args.steps, args.n_envs)
+        common = (seed, args.cache, args.steps, args.n_envs, args.vec_cls)
         replay = train(env_kwargs, "replay", *common, None, args.work, args.tensorboard_log)
         print(f"replay seed {seed}: {replay['steps']} steps, {replay['wall_s'] / 60:.1f} min")
         live = train(env_kwargs, "live", *common, replay["wall_s"], args.work, args.tensorboard_log)
@@ -428,6 +446,7 @@ def main(argv: list[str] | None = None) -> None:
         "command": command.strip(),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
         "n_envs": args.n_envs,
+        "vec_cls": args.vec_cls,
         "env_kwargs": env_kwargs,
         "eval_episodes": args.eval_episodes,
         "cache_replicas_before": before,

@@ -275,9 +275,9 @@ def test_replay_training_tiny(tmp_path: Path) -> None:
                   "--temperatures", "1.0", "--top-ps", "0.9", "--replicas", "1",
                   "--batch-size", "4"]) == 0  # fmt: skip
     replay_training.main(
-        ["--cache", str(cache), "--steps", "6", "--n-envs", "1", "--eval-episodes", "2",
-         "--batch-size", "4", "--workers", "1", "--out", str(tmp_path),
-         "--work", str(tmp_path / "work")]
+        ["--cache", str(cache), "--steps", "6", "--n-envs", "1", "--vec-cls", "dummy",
+         "--eval-episodes", "2", "--num-iterations", "2", "--batch-size", "4",
+         "--workers", "1", "--out", str(tmp_path), "--work", str(tmp_path / "work")]
     )  # fmt: skip
     result = json.loads((tmp_path / "replay_training.json").read_text())
     replay, live = result["runs"]

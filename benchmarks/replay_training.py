@@ -302,15 +302,21 @@ def write_report(result: dict[str, Any], out: Path) -> str:
         f"{EVAL_SEED}...), the references on the same episodes. Final metric of the episode; "
         "mean ± 95% t interval over episodes (and training seeds).",
         "",
-        "| method | test metric | validation metric | episodes | templates chosen |",
-        "|---|---|---|---|---|",
+        "| method | test metric | per training seed | validation metric | episodes | "
+        "templates chosen |",
+        "|---|---|---|---|---|---|",
     ]
     for name in ("ppo_replay", "ppo_live", "start", "uniform"):
         if name in table:
             s = table[name]
+            per_seed = ", ".join(
+                f"{statistics.mean(r['test'] for r in e['episodes']):.3f}"
+                for e in evals
+                if e["name"] == name and e["train_seed"] is not None
+            )
             lines.append(
-                f"| {name} | {s['test']:.3f} ± {s['test_ci']:.3f} | {s['validation']:.3f} | "
-                f"{s['n']} | {template_share(evals, name)} |"
+                f"| {name} | {s['test']:.3f} ± {s['test_ci']:.3f} | {per_seed or '-'} | "
+                f"{s['validation']:.3f} | {s['n']} | {template_share(evals, name)} |"
             )
     lines += ["", "Paired differences in the final test metric (same episodes):", ""]
     for a, b in (
@@ -359,6 +365,25 @@ def plot(result: dict[str, Any], out: Path) -> None:
     plt.close(fig)
 
 
+def merge_results(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """One result of several runs of this benchmark with different training seeds: their
+    training runs and policy evaluations; the references (same live episodes in every run)
+    from the first; the commands and times of all."""
+    if len(results) == 1:
+        return results[0]
+    merged = dict(results[0])
+    merged["runs"] = [r for res in results for r in res["runs"]]
+    refs = [e for e in results[0]["evals"] if e["train_seed"] is None]
+    merged["evals"] = [e for res in results for e in res["evals"] if e["train_seed"] is not None]
+    merged["evals"] += refs
+    merged["command"] = "; ".join(res["command"] for res in results)
+    merged["wall_minutes"] = sum(res["wall_minutes"] for res in results)
+    merged["cache_replicas_after"] = results[-1]["cache_replicas_after"]
+    notes = [res["note"] for res in results if res.get("note")]
+    merged["note"] = " ".join(notes) if notes else None
+    return merged
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache", help="a replay cache file (filled ahead; required to run)")
@@ -387,15 +412,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tensorboard-log", default=None, help="TensorBoard directory")
     parser.add_argument("--note", help="a line for the report (e.g. what else ran)")
     parser.add_argument(
-        "--from-json", type=Path, default=None, help="re-render a finished run's JSON; runs nothing"
+        "--from-json",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="re-render finished runs' JSON (several: one report of all their training seeds, "
+        "written with its JSON to --out); runs nothing",
     )
     args = parser.parse_args(argv)
     if args.from_json is not None:
-        result = json.loads(args.from_json.read_text())
+        result = merge_results([json.loads(p.read_text()) for p in args.from_json])
         if args.note:
             result["note"] = args.note
-            args.from_json.write_text(json.dumps(result))
         args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "replay_training.json").write_text(json.dumps(result))
         plot(result, args.out)
         print(write_report(result, args.out))
         return

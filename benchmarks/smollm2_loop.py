@@ -57,6 +57,11 @@ class StepLog(gym.Wrapper):
         self.steps: list[dict[str, Any]] = []
         self.episodes: list[dict[str, Any]] = []
 
+    def reset(self, **kwargs: Any):
+        obs, info = self.env.reset(**kwargs)
+        self.baseline_test = float(info["test_metric"])  # the seed tasks alone, test split
+        return obs, info
+
     def step(self, action: Any):
         obs, reward, terminated, truncated, info = self.env.step(action)
         self.steps.append(
@@ -76,6 +81,7 @@ class StepLog(gym.Wrapper):
                     "validation": float(info["metric"]),
                     "test": float(info["test_metric"]),
                     "baseline": float(info["baseline_metric"]),
+                    "baseline_test": self.baseline_test,
                     "template": info["template"],
                     "temperature": float(info["temperature"]),
                     "top_p": float(info["top_p"]),
@@ -159,9 +165,10 @@ def report(runs: list[dict[str, Any]], command: str) -> str:
         "`embedded_best` is the embedded world's best landscape setting (T 1.0, top_p 0.9, "
         "`self_instruct_classification`).",
         "",
-        "| teacher | method | seed | evaluations | selected test | mean test | selected "
-        "validation | baseline | records / step | teacher s / step | target s / step | minutes |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| teacher | method | seed | evaluations | selected test | mean test | baseline test | "
+        "selected validation | baseline validation | records / step | teacher s / step | "
+        "target s / step | minutes |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:
         best = selected(r)
@@ -169,10 +176,11 @@ def report(runs: list[dict[str, Any]], command: str) -> str:
         lines.append(
             f"| {r['teacher']} | {r['method']} | {r['seed']} | {len(r['steps'])} | "
             + (
-                f"{best['test']:.3f} | {statistics.mean(tests):.3f} | {best['validation']:.3f} | "
+                f"{best['test']:.3f} | {statistics.mean(tests):.3f} | "
+                f"{best.get('baseline_test', float('nan')):.3f} | {best['validation']:.3f} | "
                 f"{best['baseline']:.3f} | "
                 if best
-                else "no episode | | | | "
+                else "no episode | | | | | "
             )
             + f"{statistics.mean(s['records'] for s in r['steps']):.1f} | "
             f"{_median([s['time_generation_s'] for s in r['steps']]):.2f} | "
@@ -214,7 +222,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--tensorboard-log", default=None)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--report-only", action="store_true", help="re-render <out>/smollm2_loop.md from its JSON"
+    )
     args = parser.parse_args(argv)
+    saved = args.out / "smollm2_loop.json"
+    if args.report_only:
+        data = json.loads(saved.read_text())
+        (args.out / "smollm2_loop.md").write_text(report(data["runs"], data["command"]))
+        return
     for t in args.teachers:
         sampling_config(t)  # a wrong name fails here, not in a worker
     jobs = [
@@ -236,7 +252,6 @@ def main(argv: list[str] | None = None) -> None:
     else:
         with ProcessPoolExecutor(args.workers) as pool:
             runs = list(pool.map(run_job, jobs))
-    saved = args.out / "smollm2_loop.json"
     kept = []
     if saved.is_file():  # runs of other teachers / methods / seeds stay
         done = {(r["teacher"], r["method"], r["seed"]) for r in runs}

@@ -6,6 +6,30 @@ from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 
+class Completion(str):
+    """A completion's text, with why generation stopped.
+
+    ``finish_reason``: ``"stop"`` (the model ended it: an EOS token or a stop sequence),
+    ``"length"`` (the token budget cut it off) or ``None`` (the backend does not say). It is a
+    ``str``, so code that reads only the text is unaffected; a backend may return plain strings.
+    """
+
+    finish_reason: str | None
+
+    def __new__(cls, text: str, finish_reason: str | None = None) -> Completion:
+        obj = super().__new__(cls, text)
+        obj.finish_reason = finish_reason
+        return obj
+
+    def __reduce__(self):  # pickles (to worker processes) with its finish reason
+        return (Completion, (str(self), self.finish_reason))
+
+
+def finish_reason(completion: str) -> str | None:
+    """``"stop"``, ``"length"`` or ``None`` (unknown, e.g. a plain string)."""
+    return getattr(completion, "finish_reason", None)
+
+
 class BackendError(RuntimeError):
     """A backend failed to produce completions; the message says what and why."""
 
@@ -29,7 +53,8 @@ class LLMBackend(Protocol):
         max_new_tokens: int,
         seed: int | None = None,
     ) -> list[str]:
-        """One completion per prompt (the continuation only, prompt not repeated)."""
+        """One completion per prompt (the continuation only, prompt not repeated); a
+        :class:`Completion` where the backend knows why each one stopped."""
         ...
 
 

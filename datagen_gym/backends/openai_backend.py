@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from datagen_gym.backends.base import BackendError, PartialBatchError
+from datagen_gym.backends.base import BackendError, Completion, PartialBatchError
 
 logger = logging.getLogger(__name__)
 
@@ -282,11 +282,13 @@ class OpenAIBackend:
             text = choice.message.content if self.endpoint == "chat" else choice.text
         except (AttributeError, IndexError, KeyError, TypeError) as exc:
             return None, f"unexpected response shape: {type(exc).__name__}: {self._scrub(str(exc))}"
+        reason = getattr(choice, "finish_reason", None)
+        reason = reason if reason in ("stop", "length") else None
         if text is None:  # e.g. a chat refusal or tool call with no text
-            return "", ""
+            return Completion("", reason), ""
         if not isinstance(text, str):
             return None, f"completion text is {type(text).__name__}, not a string"
-        return text, ""
+        return Completion(text, reason), ""
 
     def _before_retry(self, retry_after: float | None, cause: str) -> float:
         """Called by the client before each of its retries: waits here, so that a batch that

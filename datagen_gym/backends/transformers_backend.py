@@ -13,7 +13,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from datagen_gym.backends import EMBEDDED_TEACHER, compact_decoding
-from datagen_gym.backends.base import BackendError
+from datagen_gym.backends.base import BackendError, Completion
 
 DECODERS = ("compact", "generate")
 PROMPT_FORMATS = ("auto", "completion", "chat")
@@ -230,7 +230,11 @@ class TransformersBackend:
             raise BackendError(
                 f"{self.decoder!r} decoding failed on {self.model_path}: {exc}"
             ) from exc
-        return self.tokenizer.batch_decode(new, skip_special_tokens=True)
+        texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
+        # Rows are padded after their EOS; a row with none ran into the token budget.
+        ended = _ended_by_eos(new, self.tokenizer.eos_token_id)
+        cut = new.shape[1] >= max_new_tokens
+        return [Completion(t, "stop" if e or not cut else "length") for t, e in zip(texts, ended)]
 
     def _generate_hf(
         self, enc, temperature: float, top_p: float, max_new_tokens: int
@@ -248,3 +252,11 @@ class TransformersBackend:
             gen_kwargs.update(temperature=None, top_p=None, top_k=None)
         ids = self.model.generate(**enc, **gen_kwargs)
         return ids[:, enc["input_ids"].shape[1] :]
+
+
+def _ended_by_eos(new: torch.Tensor, eos_token_id: int | list[int] | None) -> list[bool]:
+    """Per row of new tokens: whether it holds an EOS token."""
+    if eos_token_id is None:
+        return [False] * new.shape[0]
+    ids = eos_token_id if isinstance(eos_token_id, list) else [eos_token_id]
+    return torch.isin(new, torch.tensor(ids, device=new.device)).any(dim=1).tolist()

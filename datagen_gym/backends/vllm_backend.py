@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from datagen_gym.backends.base import BackendError
+from datagen_gym.backends.base import BackendError, Completion
 
 INSTALL_HINT = (
     'vLLM is not installed: pip install "datagen-gym[vllm]" (or pip install vllm); '
@@ -126,10 +126,21 @@ class VLLMBackend:
         if len(outputs) != len(prompts):
             raise BackendError(f"vllm returned {len(outputs)} results for {len(prompts)} prompts")
         # LLM.generate returns results in input order; each has n=1 completion.
-        return [out.outputs[0].text if out.outputs else "" for out in outputs]
+        return [
+            Completion(out.outputs[0].text, _finish_reason(out.outputs[0]))
+            if out.outputs
+            else Completion("")
+            for out in outputs
+        ]
 
     def __repr__(self) -> str:
         return f"VLLMBackend(model={self.model!r})"
 
 
 __all__ = ["VLLMBackend", "VLLMNotInstalledError", "INSTALL_HINT"]
+
+
+def _finish_reason(output) -> str | None:
+    """vLLM's ``CompletionOutput.finish_reason``: "stop" (EOS or a stop string), "length"."""
+    reason = getattr(output, "finish_reason", None)
+    return reason if reason in ("stop", "length") else None

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 
+from datagen_gym.backends.base import finish_reason
 from datagen_gym.generators import prompts
 
 
@@ -239,7 +240,9 @@ def parse_bootstrap(continuation: str, chat: bool = True) -> list[str]:
     """Task instructions from the LM's continuation of :func:`prompts.bootstrap_prompt`.
 
     A continuation that carries on the prompt's list (the paper's format) is split by
-    :func:`prompts.parse_bootstrap`. A chat reply that opens with a preamble or its own list
+    :func:`prompts.parse_bootstrap`. A reply the token budget cut inside its last task (its
+    :func:`~datagen_gym.backends.base.finish_reason` is ``"length"``) loses that task, as in
+    Self-Instruct. A chat reply that opens with a preamble or its own list
     marker (a restart at "1.", bullets, "**Task 1:**") is read as a list, one task per marked
     line; after a preamble, unmarked lines are one task each. ``chat=False``: the papers'
     parser alone.
@@ -253,7 +256,19 @@ def parse_bootstrap(continuation: str, chat: bool = True) -> list[str]:
         items = _cut_commentary(text).strip("\n").split("\n\n")[0].split("\n")
     else:
         items = prompts.parse_bootstrap(text)
+    if items and _cut_by_budget(continuation, items[-1]):
+        items = items[:-1]
     return [c for c in (_clean_instruction(i) for i in items) if c]
+
+
+def _cut_by_budget(continuation: str, last_item: str) -> bool:
+    """Whether the token budget cut the reply inside its last task (Self-Instruct drops a
+    reply's last instruction when the API reports ``finish_reason == "length"``; here only when
+    that task is what the reply ends with, not a finished list followed by cut commentary)."""
+    if finish_reason(continuation) != "length":
+        return False
+    tail = re.sub(r"\s+", " ", last_item).strip()
+    return bool(tail) and re.sub(r"\s+", " ", continuation).rstrip().endswith(tail)
 
 
 # "... is not a classification task", "isn't classification", "not really a classification".

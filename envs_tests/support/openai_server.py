@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from datagen_gym.backends.base import BackendError, LLMBackend
+from datagen_gym.backends.base import BackendError, LLMBackend, finish_reason
 
 FAULT_KINDS = ("429", "500", "503", "400", "401", "hang", "malformed", "truncated", "drop")
 
@@ -367,7 +367,9 @@ def _make_handler(server: OpenAICompatServer) -> type:
                 self._error(500, f"backend failed: {exc}")
                 return
             chat = path.endswith("chat/completions")
-            choice: dict[str, Any] = {"index": 0, "finish_reason": "length", "logprobs": None}
+            # The backend's own reason where it gives one (a local model does), as vLLM reports.
+            reason = finish_reason(text) or "stop"
+            choice: dict[str, Any] = {"index": 0, "finish_reason": reason, "logprobs": None}
             if chat:
                 choice["message"] = {"role": "assistant", "content": text}
             else:

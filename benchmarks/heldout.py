@@ -68,6 +68,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from benchmarks.common import command_line
 from benchmarks.methods import BudgetExhausted, EvalBudget
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -1036,11 +1037,8 @@ def main(argv: list[str] | None = None) -> None:
         f"{algo} seed {seed}": probe_policy(path, heldout, common)
         for (algo, seed), path in policies.items()
     }
-    command = "python -m benchmarks.heldout " + " ".join(
-        argv if argv is not None else __import__("sys").argv[1:]
-    )
     result = {
-        "command": command.strip(),
+        "command": command_line("benchmarks.heldout", argv),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
         "budgets": args.budgets,
         "n_seeds": args.seeds,

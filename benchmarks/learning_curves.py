@@ -35,12 +35,12 @@ import json
 import statistics
 import time
 from collections import defaultdict
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 
+from benchmarks.common import map_jobs
 from benchmarks.methods import AGENT_HYPERPARAMS as HYPERPARAMS
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -326,11 +326,7 @@ def main(argv: list[str] | None = None) -> None:
         for a in args.algos
         for s in args.seeds
     ]
-    if args.workers <= 1:
-        runs = [train_one(j) for j in jobs]
-    else:
-        with ProcessPoolExecutor(args.workers) as pool:
-            runs = list(pool.map(train_one, jobs))
+    runs = map_jobs(train_one, jobs, args.workers)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.merge:  # the new runs take the place of the saved ones with the same agent
         new = {(r["algo"], r["seed"]): r for r in runs}

@@ -38,12 +38,12 @@ import platform
 import sqlite3
 import statistics
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from benchmarks.common import command_line, map_jobs
 from benchmarks.methods import AGENT_HYPERPARAMS
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -464,16 +464,9 @@ def main(argv: list[str] | None = None) -> None:
         }
         for n in ("start", "uniform")
     ]
-    if args.workers <= 1:
-        evals = [evaluate(j) for j in jobs]
-    else:
-        with ProcessPoolExecutor(args.workers) as pool:
-            evals = list(pool.map(evaluate, jobs))
-    command = "python -m benchmarks.replay_training " + " ".join(
-        argv if argv is not None else __import__("sys").argv[1:]
-    )
+    evals = map_jobs(evaluate, jobs, args.workers)
     result = {
-        "command": command.strip(),
+        "command": command_line("benchmarks.replay_training", argv),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
         "n_envs": args.n_envs,
         "vec_cls": args.vec_cls,

@@ -30,12 +30,12 @@ import argparse
 import json
 import statistics
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 
+from benchmarks.common import command_line, map_jobs
 from benchmarks.methods import ALPACA, SELF_INSTRUCT, EvalBudget, Settings, run_fixed
 from benchmarks.teacher_quality import machine
 
@@ -247,11 +247,7 @@ def main(argv: list[str] | None = None) -> None:
         for m in args.methods
         for s in args.seeds
     ]
-    if args.workers <= 1:
-        runs = [run_job(j) for j in jobs]
-    else:
-        with ProcessPoolExecutor(args.workers) as pool:
-            runs = list(pool.map(run_job, jobs))
+    runs = map_jobs(run_job, jobs, args.workers)
     kept = []
     if saved.is_file():  # runs of other teachers / methods / seeds stay
         done = {(r["teacher"], r["method"], r["seed"]) for r in runs}
@@ -261,12 +257,10 @@ def main(argv: list[str] | None = None) -> None:
             if (r["teacher"], r["method"], r["seed"]) not in done
         ]
     runs = sorted(kept + runs, key=lambda r: (r["teacher"], METHODS.index(r["method"]), r["seed"]))
-    command = "OMP_NUM_THREADS=1 python -m benchmarks.smollm2_loop " + " ".join(
-        argv if argv is not None else __import__("sys").argv[1:]
-    )
+    command = command_line("benchmarks.smollm2_loop", argv, prefix="OMP_NUM_THREADS=1 ")
     args.out.mkdir(parents=True, exist_ok=True)
-    saved.write_text(json.dumps({"command": command.strip(), "runs": runs}))
-    text = report(runs, command.strip())
+    saved.write_text(json.dumps({"command": command, "runs": runs}))
+    text = report(runs, command)
     (args.out / "smollm2_loop.md").write_text(text)
     print(text)
 

@@ -150,13 +150,14 @@ def _tenth_of_run(episodes: list[dict[str, Any]], timesteps: int) -> float:
 
 def report(runs: list[dict[str, Any]], args: argparse.Namespace) -> str:
     values = template_values(runs)
+    replay = getattr(args, "replay", None)  # absent from reports re-rendered from old JSON
     cmd = (
         f"python -m benchmarks.learning_curves --algos {' '.join(args.algos)} "
         f"--timesteps {args.timesteps} --batch-size {args.batch_size} --num-iterations "
         f"{args.num_iterations} --seeds {' '.join(map(str, args.seeds))}"
-        + (f" --replay {args.replay}" if getattr(args, "replay", None) else "")
+        + (f" --replay {replay}" if replay else "")
     )
-    tier = " on the replay tier" if getattr(args, "replay", None) else ""
+    tier = " on the replay tier" if replay else ""
     lines = [
         f"# Learning curves on DataGen-v0 (task `sentiment`){tier}",
         "",
@@ -176,7 +177,6 @@ def report(runs: list[dict[str, Any]], args: argparse.Namespace) -> str:
             + ", ".join(f"`{t}` {v:+.3f}" for t, v in sorted(values.items(), key=lambda x: -x[1])),
             "",
         ]
-    replay = getattr(args, "replay", None)  # absent from reports re-rendered from old JSON
     if replay:
         lines += [
             "*Return at 1/10*: the episodes ending in steps "
@@ -199,8 +199,8 @@ def report(runs: list[dict[str, Any]], args: argparse.Namespace) -> str:
         tv = [values.get(s["template"], float("nan")) for s in r["steps"]]
         vf, vl = _fifths(tv) if values else (float("nan"), float("nan"))
         hp = ", ".join(f"{k}={v}" for k, v in r["hyperparams"].items()) or "defaults"
-        tenth = f" {_tenth_of_run(r['episodes'], args.timesteps):+.3f} |" if args.replay else ""
-        misses = f" {r.get('misses')} |" if args.replay else ""
+        tenth = f" {_tenth_of_run(r['episodes'], args.timesteps):+.3f} |" if replay else ""
+        misses = f" {r.get('misses')} |" if replay else ""
         lines.append(
             f"| {r['algo']} | {r['seed']} | {hp} | {len(r['episodes'])} | {rf:+.3f} |{tenth} "
             f"{rl:+.3f} | {test_last} | {vf:+.3f} | {vl:+.3f} | {r['seconds'] / 60:.1f} |" + misses

@@ -189,14 +189,12 @@ def report(runs: list[dict[str, Any]], command: str) -> str:
         )
     if len(teachers) > 1:
         lines += ["", "## Does the embedded world's ranking carry over?", ""]
-        ranks = {}
         for t in teachers:
             scores: dict[str, list[float]] = {}
             for r in runs:
                 if r["teacher"] == t and selected(r):
                     scores.setdefault(r["method"], []).append(selected(r)["test"])
             order = sorted(scores, key=lambda m: -statistics.mean(scores[m]))
-            ranks[t] = order
             lines.append(
                 f"- {t}: " + " > ".join(f"`{m}` {statistics.mean(scores[m]):.3f}" for m in order)
             )

@@ -151,9 +151,7 @@ def world_identity(
     for source in WORLD_SOURCES:
         h.update(source.name.encode())
         h.update(code_fingerprint(source))
-    shaping = {k: v for k, v in generation.items() if k not in ("seed_tasks_path", "prompt_style")}
-    if generation.get("prompts") is None:
-        shaping.pop("prompts", None)
+    shaping = {k: v for k, v in generation.items() if k != "seed_tasks_path"}
     h.update(
         json.dumps(
             {
@@ -178,8 +176,9 @@ def generator_identity(generator: Any) -> dict[str, str]:
     # The prompt set in effect, not the prompt_style that chose it, and named only where it is
     # the instruct one: caches of the papers' prompts (every embedded-teacher cache) keep the
     # hash they had before the option existed.
-    generation = dict(vars(generator.gen_config))
-    generation["prompts"] = "instruct" if generator.instruct_prompts else None
+    generation = {k: v for k, v in vars(generator.gen_config).items() if k != "prompt_style"}
+    if generator.instruct_prompts:
+        generation["prompts"] = "instruct"
     world, world_desc = world_identity(
         generator.pool.human, generation, generator.sampler.max_new_tokens
     )

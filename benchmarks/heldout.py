@@ -717,8 +717,8 @@ def write_report(result: dict[str, Any], out_dir: Path) -> None:
             o = oracle.get(str(b), {}).get("gain", math.nan)
             share = cell["gain"] / o if o and o > 0 else math.nan
             vs = cell.get("vs_ref")
-            paired = f"{vs['mean']:+.3f} ± {vs['ci']:.3f}" if vs else "-"
-            cells.append(f"{cell['mean']:.3f} ± {cell['ci']:.3f} | {share:.0%} | {paired}")
+            vs_text = f"{vs['mean']:+.3f} ± {vs['ci']:.3f}" if vs else "-"
+            cells.append(f"{cell['mean']:.3f} ± {cell['ci']:.3f} | {share:.0%} | {vs_text}")
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     lines += [
         "",
@@ -747,6 +747,20 @@ def write_report(result: dict[str, Any], out_dir: Path) -> None:
             f"{changes} distinct (template, focus) pairs."
         )
     lines.append("")
+    if {"weakest_first", "round_robin"} <= set(table):
+        diffs = paired(result["runs"], "weakest_first", "round_robin", budgets)
+        lines += [
+            "Does reading the per-skill state pay in this world? `weakest_first` (focus on the "
+            "skill with the lowest validation accuracy) minus `round_robin` (the same settings, "
+            "cycling through the task's skills blind to the state), same (task, seed): "
+            + ", ".join(
+                f"@{b} {diffs[str(b)]['mean']:+.3f} ± {diffs[str(b)]['ci']:.3f}"
+                for b in budgets
+                if str(b) in diffs
+            )
+            + ".",
+            "",
+        ]
     comparison = result.get("best_policy") or {}
     if comparison.get("rivals"):
         lines += [

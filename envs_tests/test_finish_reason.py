@@ -65,7 +65,11 @@ def test_a_finished_list_followed_by_cut_commentary_keeps_every_task() -> None:
     ]
 
 
-def test_the_papers_parser_is_unchanged_for_completion_models() -> None:
-    """The embedded teacher's (completion) path keeps the parser its world was measured with."""
-    text = Completion(" Sort the list of numbers.\n10. Name the capital of", "length")
-    assert parsing.parse_bootstrap(text, chat=False) == prompts.parse_bootstrap(str(text))
+def test_the_papers_parser_drops_a_cut_last_task_too() -> None:
+    """The embedded teacher's (completion) path: the papers' format, the same rule."""
+    text = " sort the list of numbers.\n10. name the capital of"
+    assert parsing.parse_bootstrap(Completion(text, "length"), chat=False) == [
+        "Sort the list of numbers."
+    ]
+    for whole in (Completion(text, "stop"), text, Completion(text + "\n\n11. x", "length")):
+        assert parsing.parse_bootstrap(whole, chat=False) == prompts.parse_bootstrap(str(whole))

@@ -242,13 +242,14 @@ def parse_bootstrap(continuation: str, chat: bool = True) -> list[str]:
     A continuation that carries on the prompt's list (the paper's format) is split by
     :func:`prompts.parse_bootstrap`. A reply the token budget cut inside its last task (its
     :func:`~datagen_gym.backends.base.finish_reason` is ``"length"``) loses that task, as in
-    Self-Instruct. A chat reply that opens with a preamble or its own list
-    marker (a restart at "1.", bullets, "**Task 1:**") is read as a list, one task per marked
-    line; after a preamble, unmarked lines are one task each. ``chat=False``: the papers'
-    parser alone.
+    Self-Instruct, whichever parser read it. A chat reply that opens with a preamble or its
+    own list marker (a restart at "1.", bullets, "**Task 1:**") is read as a list, one task per
+    marked line; after a preamble, unmarked lines are one task each. ``chat=False``: the
+    papers' parser alone.
     """
     if not chat:
-        return prompts.parse_bootstrap(continuation)
+        items = prompts.parse_bootstrap(continuation)
+        return items[:-1] if items and _cut_by_budget(continuation, items[-1]) else items
     text, skipped = _skip_preamble(continuation)
     if _MARKER.match(_first_line_and_rest(text)[1]):
         items = _list_items(text)
@@ -267,8 +268,8 @@ def _cut_by_budget(continuation: str, last_item: str) -> bool:
     that task is what the reply ends with, not a finished list followed by cut commentary)."""
     if finish_reason(continuation) != "length":
         return False
-    tail = re.sub(r"\s+", " ", last_item).strip()
-    return bool(tail) and re.sub(r"\s+", " ", continuation).rstrip().endswith(tail)
+    tail = re.sub(r"\s+", " ", last_item).strip().casefold()  # the papers' parser capitalises
+    return bool(tail) and re.sub(r"\s+", " ", continuation).rstrip().casefold().endswith(tail)
 
 
 # "... is not a classification task", "isn't classification", "not really a classification".

@@ -28,7 +28,8 @@ from typing import Any
 
 # Bump when the generators' behaviour changes in a way the hashed files do not show (the
 # filters, the bootstrap / evol pipeline in self_instruct.py, evol_instruct.py, base.py).
-PIPELINE_VERSION = 1
+# 2: a bootstrap continuation the token budget cut loses its last task on the completion path too.
+PIPELINE_VERSION = 2
 #: 2: world sources hashed by :func:`code_fingerprint` (1: their raw bytes).
 WORLD_HASH_SCHEME = 2
 _PACKAGE = Path(__file__).resolve().parent.parent

@@ -42,8 +42,8 @@ DOC_WEIGHTS = {
 # from: a family of the context (drawn in proportion to its count there), a neighbour (another
 # family of the same group as such a family), or any family the header allows.
 P_FOCUSED_CONTEXT = 0.45
-P_CONTINUE_SAME = 0.76
-P_CONTINUE_NEIGHBOUR = 0.14
+P_CONTINUE_SAME = 0.9
+P_CONTINUE_NEIGHBOUR = 0.07
 # Input-first documents: share written for generative families (classification tasks go
 # output-first in Self-Instruct; input-first only when the LM's check says "not
 # classification").

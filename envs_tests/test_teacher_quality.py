@@ -3,39 +3,36 @@ focused family (the premise of Self-Instruct, and of the env's focus action)."""
 
 import math
 
-import pytest
-
 from benchmarks.teacher_quality import render
 from datagen_gym.generators.generator import Generator
 from datagen_gym.sampler import Sampler
+from datagen_gym.targets.builtin_tasks import ALL_CLASSIFICATION, task_skills
 from datagen_gym.world import checker
+from datagen_gym.world.tasks import FAMILIES
 
 
-def _focus_share(teacher, family, focus):
+def _family_counts(teacher, focus, rounds):
     gen = Generator(sampler=Sampler(teacher, temperature=1.0, top_p=0.9), seed=0)
     gen.select_template("self_instruct")
     gen.set_focus(focus)
-    data = [r for _ in range(2) for r in gen.generate(32)]
+    data = [r for _ in range(rounds) for r in gen.generate(32)]
     assert data
-    return checker.family_counts(data)[family] / len(data)
+    return checker.family_counts(data), len(data)
 
 
-@pytest.mark.parametrize("family", ["max_number", "sort_numbers"])
-def test_focused_prompt_yields_mostly_the_focused_family(teacher, family):
-    focused, unfocused = _focus_share(teacher, family, family), _focus_share(teacher, family, None)
-    assert focused > 0.5, focused
-    assert focused > unfocused + 0.3, (focused, unfocused)
-
-
-@pytest.mark.parametrize(
-    "family", ["sentiment", "topic", "spam", "parity", "animal", "count_words"]
-)
-def test_focus_moves_the_mix_on_every_classification_skill(teacher, family):
-    """The held-out benchmark's skills (and one generative family): a focus at least doubles
-    the skill's share (over more records in benchmarks/results/teacher_quality.md: 31-61%
-    against 6-12%)."""
-    focused, unfocused = _focus_share(teacher, family, family), _focus_share(teacher, family, None)
-    assert focused >= max(2 * unfocused, unfocused + 0.15), (focused, unfocused)
+def test_a_focus_makes_most_records_of_the_focused_family(teacher):
+    """Over every family, most records of a focused batch are of the focused family (the
+    issue's bar: 60%; benchmarks/results/teacher_quality.md measures it on more records), and
+    each of the held-out benchmark's classification skills at least doubles its share."""
+    unfocused, n_unfocused = _family_counts(teacher, None, rounds=2)
+    focused = records = 0
+    for family in FAMILIES:
+        counts, n = _family_counts(teacher, family.name, rounds=1)
+        focused, records = focused + counts[family.name], records + n
+        if family.name in task_skills(ALL_CLASSIFICATION):
+            share, before = counts[family.name] / n, unfocused[family.name] / n_unfocused
+            assert share >= max(2 * before, before + 0.15), (family.name, share, before)
+    assert focused / records >= 0.6, (focused, records)
 
 
 def test_report_renders():

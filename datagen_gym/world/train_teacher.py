@@ -6,7 +6,7 @@ The corpus comes from :mod:`datagen_gym.world.corpus` (the generators' own promp
 the shipped weights can be reproduced from this script alone: same seed, same corpus, same
 schedule (bit-exact only on the same CPU, thread count and torch build). The shipped teacher:
 1.65M parameters (4 layers, width 160, 2048-token vocabulary), 1800 steps of 16 rows of 320
-tokens, bfloat16 autocast, completion tokens weighted 3x: 37 minutes on one thread of a 2-core
+tokens, bfloat16 autocast, completion tokens weighted 3x: 32-37 minutes on one thread of a 2-core
 AMD EPYC (AVX512-BF16) shared with other jobs (``--threads 1``, the default).
 """
 

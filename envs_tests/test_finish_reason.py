@@ -20,6 +20,7 @@ def test_completion_is_a_string_that_keeps_its_reason_through_pickle() -> None:
     again = pickle.loads(pickle.dumps(c))
     assert again == c and finish_reason(again) == "length"
     assert finish_reason("plain text") is None and finish_reason(Completion("x")) is None
+    assert finish_reason(Completion("x", "abort")) is None  # a reason we do not act on
 
 
 @pytest.mark.parametrize("decoder", ["compact", "generate"])

@@ -10,15 +10,16 @@ class Completion(str):
     """A completion's text, with why generation stopped.
 
     ``finish_reason``: ``"stop"`` (the model ended it: an EOS token or a stop sequence),
-    ``"length"`` (the token budget cut it off) or ``None`` (the backend does not say). It is a
-    ``str``, so code that reads only the text is unaffected; a backend may return plain strings.
+    ``"length"`` (the token budget cut it off) or ``None`` (the backend does not say; any other
+    reason a server gives, e.g. vLLM's ``"abort"``, reads as ``None``). It is a ``str``, so code
+    that reads only the text is unaffected; a backend may return plain strings.
     """
 
     finish_reason: str | None
 
     def __new__(cls, text: str, finish_reason: str | None = None) -> Completion:
         obj = super().__new__(cls, text)
-        obj.finish_reason = finish_reason
+        obj.finish_reason = finish_reason if finish_reason in ("stop", "length") else None
         return obj
 
     def __reduce__(self):  # pickles (to worker processes) with its finish reason

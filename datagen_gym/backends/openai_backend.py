@@ -283,7 +283,6 @@ class OpenAIBackend:
         except (AttributeError, IndexError, KeyError, TypeError) as exc:
             return None, f"unexpected response shape: {type(exc).__name__}: {self._scrub(str(exc))}"
         reason = getattr(choice, "finish_reason", None)
-        reason = reason if reason in ("stop", "length") else None
         if text is None:  # e.g. a chat refusal or tool call with no text
             return Completion("", reason), ""
         if not isinstance(text, str):

@@ -126,8 +126,9 @@ class VLLMBackend:
         if len(outputs) != len(prompts):
             raise BackendError(f"vllm returned {len(outputs)} results for {len(prompts)} prompts")
         # LLM.generate returns results in input order; each has n=1 completion.
+        # CompletionOutput.finish_reason: "stop" (EOS or a stop string) or "length"
         return [
-            Completion(out.outputs[0].text, _finish_reason(out.outputs[0]))
+            Completion(out.outputs[0].text, getattr(out.outputs[0], "finish_reason", None))
             if out.outputs
             else Completion("")
             for out in outputs
@@ -138,9 +139,3 @@ class VLLMBackend:
 
 
 __all__ = ["VLLMBackend", "VLLMNotInstalledError", "INSTALL_HINT"]
-
-
-def _finish_reason(output) -> str | None:
-    """vLLM's ``CompletionOutput.finish_reason``: "stop" (EOS or a stop string), "length"."""
-    reason = getattr(output, "finish_reason", None)
-    return reason if reason in ("stop", "length") else None

@@ -247,19 +247,20 @@ def parse_bootstrap(continuation: str, chat: bool = True) -> list[str]:
     marked line; after a preamble, unmarked lines are one task each. ``chat=False``: the
     papers' parser alone.
     """
-    if not chat:
-        items = prompts.parse_bootstrap(continuation)
-        return items[:-1] if items and _cut_by_budget(continuation, items[-1]) else items
-    text, skipped = _skip_preamble(continuation)
-    if _MARKER.match(_first_line_and_rest(text)[1]):
-        items = _list_items(text)
-    elif skipped:
-        items = _cut_commentary(text).strip("\n").split("\n\n")[0].split("\n")
-    else:
-        items = prompts.parse_bootstrap(text)
+    items = _chat_list_items(continuation) if chat else prompts.parse_bootstrap(continuation)
     if items and _cut_by_budget(continuation, items[-1]):
         items = items[:-1]
-    return [c for c in (_clean_instruction(i) for i in items) if c]
+    return [c for c in (_clean_instruction(i) for i in items) if c] if chat else items
+
+
+def _chat_list_items(continuation: str) -> list[str]:
+    """The raw task items of a chat reply to the bootstrap prompt (see :func:`parse_bootstrap`)."""
+    text, skipped = _skip_preamble(continuation)
+    if _MARKER.match(_first_line_and_rest(text)[1]):
+        return _list_items(text)
+    if skipped:
+        return _cut_commentary(text).strip("\n").split("\n\n")[0].split("\n")
+    return prompts.parse_bootstrap(text)
 
 
 def _cut_by_budget(continuation: str, last_item: str) -> bool:

@@ -17,15 +17,22 @@ failure while running (the target model raised, the backend failed), 130 interru
 are one line on stderr, ``datagen: error: ...``, naming the option, file or component; set
 ``DATAGEN_DEBUG=1`` to get the traceback instead.
 
-``rl-tune`` checks its output and TensorBoard directories before the first step, refuses to
-replace a previous run's checkpoint unless ``--overwrite``, and when a run fails part-way still
-writes ``history.jsonl`` and ``summary.json`` (``"complete": false``) for the finished steps,
-plus the records generated since the last checkpoint, then says how to resume.
+``rl-tune`` checks its output and TensorBoard directories before the first step, holds the
+output directory's lock for the whole run (a second run on it is refused, naming the holder),
+refuses to replace a previous run's checkpoint unless ``--overwrite``, and when a run fails or
+is interrupted part-way still writes ``history.jsonl`` and ``summary.json`` (``"complete":
+false``) for the finished steps, plus the records generated since the last checkpoint (and the
+final dataset's records so far), then says how to resume.
+
+A checkpoint is data: on ``--resume`` and ``generate --checkpoint`` the target file, the data
+files and the teacher's connection (:data:`~datagen.rl_tuning.checkpoint.INVOCATION_FIELDS`)
+come from this command's ``--config`` / ``--set``, never from the checkpoint.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import shutil
@@ -132,10 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument(
         "--resume",
         action="store_true",
-        help="continue from OUTPUT/checkpoint if it exists; --timesteps, "
-        "--checkpoint-every, --n and connection settings (--set "
-        "sampling.base_url=...) may change, settings that change results "
-        "may not",
+        help="continue from OUTPUT/checkpoint if it exists; pass the run's --config (or its "
+        "--set / --replay) again: a checkpoint never supplies the target, files or teacher "
+        "connection. --timesteps, --checkpoint-every, --n and connection settings (--set "
+        "sampling.base_url=...) may change, settings that change results may not",
     )
     tune.add_argument(
         "--overwrite",
@@ -210,6 +217,17 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="output file; its suffix picks the format: .jsonl (JSON Lines) or "
         ".parquet (needs the 'hf' extra: pip install \"datagen-gym[hf]\")",
+    )
+    gen.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        dest="set_fields",
+        type=_assignment,
+        help="set a config field (YAML value); with --checkpoint and no --config, the "
+        "teacher's connection (sampling.backend, sampling.base_url, ...) and the files "
+        "the run used, which a checkpoint never supplies; repeatable",
     )
     gen.add_argument(
         "--layout",
@@ -365,11 +383,6 @@ def _remove_previous_run(output: Path, ckpt_dir: Path) -> None:
 # ---------------------------------------------------------------------------- rl-tune
 def cmd_rl_tune(args: argparse.Namespace) -> int:
     """``datagen rl-tune``: train, checkpoint, generate the final dataset, summarise."""
-    from datagen.rl_tuning import RLTuner, build_target, check_algorithm
-    from datagen.rl_tuning.checkpoint import checkpoint_path, read_state, resume_config
-    from datagen_gym.backends.base import BackendError
-    from datagen_gym.config import Config
-
     output = Path(args.output)
     ckpt_dir = output / CHECKPOINT_DIR
     tensorboard = None if args.no_tensorboard else args.tensorboard
@@ -384,6 +397,33 @@ def cmd_rl_tune(args: argparse.Namespace) -> int:
     _check_writable_dir("--output", output)
     if tensorboard is not None:
         _check_writable_dir("--tensorboard", Path(tensorboard))
+    # ---- one run per output directory, taken before anything of the run is written
+    from datagen.run_lock import OutputInUse, RunLock
+    from datagen_gym.atomic_io import remove_stale_temps
+
+    lock = RunLock(output)
+    try:
+        lock.acquire()
+    except OutputInUse as exc:
+        raise CLIError(str(exc), 2) from None
+    try:
+        # Temporary files of a run that was killed mid-write: no writer is left (we hold the
+        # lock), so they are garbage now.
+        remove_stale_temps(output)
+        return _rl_tune_locked(args, output, ckpt_dir, tensorboard)
+    finally:
+        lock.release()
+
+
+def _rl_tune_locked(
+    args: argparse.Namespace, output: Path, ckpt_dir: Path, tensorboard: str | None
+) -> int:
+    """``rl-tune`` once this process holds the output directory."""
+    from datagen.rl_tuning import RLTuner, build_target, check_algorithm
+    from datagen.rl_tuning.checkpoint import checkpoint_path, read_state, resume_config
+    from datagen_gym.backends.base import BackendError
+    from datagen_gym.config import Config
+
     previous = _existing_run(ckpt_dir)
     resume_from = None
     if args.resume:
@@ -490,15 +530,32 @@ def cmd_rl_tune(args: argparse.Namespace) -> int:
 
     atomic_write_jsonl(history_path, tuner.history)
     bar = _bar(n, "generate", args.no_progress)
+    finished: list[dict[str, Any]] = []  # the final dataset's records so far
+
+    def on_batch(batch: Any) -> None:
+        finished.extend(batch.data)
+        bar.update(len(batch))
+
     try:
-        data = tuner.generate_dataset(n, data_path, on_batch=lambda b: bar.update(len(b)))
-    except Exception as exc:  # noqa: BLE001
+        data = tuner.generate_dataset(n, data_path, on_batch=on_batch)
+    except BaseException as exc:
         bar.close()
-        message = (
-            f"{_component(exc, tuner.config)} failed while generating the final "
-            f"dataset: {type(exc).__name__}: {_one_line(exc)}"
+        if isinstance(exc, KeyboardInterrupt):
+            message = "interrupted while generating the final dataset"
+        elif isinstance(exc, Exception):
+            message = (
+                f"{_component(exc, tuner.config)} failed while generating the final "
+                f"dataset: {type(exc).__name__}: {_one_line(exc)}"
+            )
+        else:
+            raise
+        line = _write_partial(
+            tuner, output, ckpt_dir, message, resume_cmd, final_records=finished, n=n
         )
-        raise CLIError(_write_partial(tuner, output, ckpt_dir, message, resume_cmd), 1) from exc
+        if isinstance(exc, KeyboardInterrupt):
+            print(f"{PROG}: {line}", file=sys.stderr)
+            raise
+        raise CLIError(line, 1) from exc
     bar.close()
     if len(data) < n:
         print(
@@ -536,6 +593,17 @@ def _replace(config: Any, sections: dict[str, dict[str, Any]]) -> Any:
     except (TypeError, ValueError, OverflowError) as exc:
         names = ", ".join(f"{s}.{k}" for s, keys in sections.items() for k in keys)
         raise ConfigError(f"--set {names}: not a valid value ({_one_line(exc)})") from None
+
+
+def _without_invocation(sections: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """``sections`` less the fields a checkpoint never supplies (those go through
+    :func:`~datagen.rl_tuning.checkpoint.config_from_checkpoint`)."""
+    from datagen.rl_tuning.checkpoint import INVOCATION_FIELDS
+
+    return {
+        s: {k: v for k, v in keys.items() if (s, k) not in INVOCATION_FIELDS}
+        for s, keys in sections.items()
+    }
 
 
 def _merge(
@@ -600,12 +668,28 @@ def _resume_command(args: argparse.Namespace) -> str:
         parts.append("--no-tensorboard")
     elif args.tensorboard != DEFAULT_TENSORBOARD:
         parts += ["--tensorboard", args.tensorboard]
+    # A checkpoint never supplies the target, files or connection: the resume names them again.
+    if args.config:
+        parts += ["--config", str(Path(args.config).resolve())]
+    for section, key, value in args.set_fields:
+        text = value if isinstance(value, str) else json.dumps(value)
+        parts += ["--set", f"{section}.{key}={text}"]
     return " ".join(shlex.quote(str(p)) for p in parts)
 
 
-def _write_partial(tuner: Any, output: Path, ckpt_dir: Path, error: str, resume_cmd: str) -> str:
-    """After a failure: history, an incomplete summary and the unsaved records; returns the
-    one-line error for the user (what failed, what was kept, how to go on)."""
+def _write_partial(
+    tuner: Any,
+    output: Path,
+    ckpt_dir: Path,
+    error: str,
+    resume_cmd: str,
+    final_records: list[dict[str, Any]] | None = None,
+    n: int | None = None,
+) -> str:
+    """After a failure: history, an incomplete summary and the unsaved records (and, when the
+    final generation was cut short, the ``final_records`` it had finished, of ``n`` asked for,
+    in ``data.jsonl``); returns the one-line error for the user (what failed, what was kept,
+    how to go on)."""
     from datagen.rl_tuning.checkpoint import checkpoint_path, read_state
     from datagen_gym.atomic_io import atomic_write_jsonl
 
@@ -634,6 +718,13 @@ def _write_partial(tuner: Any, output: Path, ckpt_dir: Path, error: str, resume_
                 f"{len(records)} records generated since the checkpoint in "
                 f"{output / UNSAVED_RECORDS_FILE}"
             )
+        if final_records is not None:
+            data_path = output / "data.jsonl"
+            atomic_write_jsonl(data_path, final_records)
+            summary.update(
+                data_path=str(data_path), num_records=len(final_records), data_complete=False
+            )
+            kept.append(f"{len(final_records)} of {n} final records in {data_path}")
         _write_json(output / "summary.json", summary)
     except OSError as exc:  # the disk may be what failed: still report the original error
         kept = [f"writing the partial outputs failed too ({exc.strerror or exc})"]
@@ -679,7 +770,7 @@ def _print_summary(s: dict[str, Any], metric: str, output: Path) -> None:
 def cmd_generate(args: argparse.Namespace) -> int:
     """``datagen generate``: records with fixed settings, saved as JSONL or Parquet (by the
     ``--output`` suffix) in the Alpaca or TRL messages ``--layout``."""
-    from datagen.rl_tuning.checkpoint import checkpoint_path, read_state
+    from datagen.rl_tuning.checkpoint import checkpoint_path, config_from_checkpoint, read_state
     from datagen.rl_tuning.generation import generate_with_settings
     from datagen_gym.config import Config
     from datagen_gym.generators import prompts
@@ -702,15 +793,21 @@ def cmd_generate(args: argparse.Namespace) -> int:
             raise CLIError(f"--output {output}: {exc}", 2) from exc
     try:
         settings: dict[str, Any] = {}
+        requested = _absolute_paths(_sections(args.set_fields))
         if args.checkpoint:
-            state = read_state(checkpoint_path(args.checkpoint))
-            config = load_config(args.config) if args.config else Config.from_dict(state["config"])
+            found = checkpoint_path(args.checkpoint)
+            state = read_state(found)
+            if args.config:
+                config = _replace(load_config(args.config), requested)
+            else:  # the run's settings; its target, files and connection from this command
+                saved = _replace(Config.from_dict(state["config"]), _without_invocation(requested))
+                config, _ = config_from_checkpoint(saved, requested, source=f"the run in {found}")
             best = state.get("best") or {}
             settings = {
                 k: best[k] for k in ("temperature", "top_p", "template", "focus") if k in best
             }
         else:
-            config = load_config(args.config)
+            config = _replace(load_config(args.config), requested)
             if config.rl_tuning.enable_rl_tuning:  # the design's switch: tune, then generate
                 _check_writable_dir("--output", output.parent)  # before the tuning run
                 settings = _tune_for_generate(config, args)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import secrets
 import shutil
 from collections.abc import Callable, Iterable, Mapping
@@ -273,3 +274,27 @@ def _json_kind(value: Any) -> str:
 
 def _kinds(types: type | tuple[type, ...]) -> str:
     return " or ".join(dict.fromkeys(_KIND.get(t, t.__name__) for t in _as_tuple(types)))
+
+
+#: The names :func:`create_temp_file` / :func:`create_temp_dir` give: ``.<name>.<12 hex>.tmp``
+#: with an optional suffix (SB3's ``.zip``).
+_TEMP_NAME = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp(\.[A-Za-z0-9]+)?$")
+
+
+def remove_stale_temps(directory: PathLike) -> list[Path]:
+    """Remove the temporary files and directories this module left directly in ``directory``
+    (a process killed mid-write never renames them); returns what it removed.
+
+    Call it only while no other writer is active there (the CLI holds the output directory's
+    lock). ``.<name>.old-*`` directories are kept: they are a crash's fallback checkpoint.
+    """
+    removed = []
+    for entry in Path(directory).iterdir():
+        if not _TEMP_NAME.match(entry.name):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry)
+    return removed

@@ -103,13 +103,16 @@ def test_rl_tune_in_process_and_resume(tmp_path, capsys):
     )
     assert list(tb.glob("random_search_*/events.out.tfevents.*"))
 
-    # --resume with a larger total continues the same run (rl_tune alias, config not needed).
+    # --resume with a larger total continues the same run (rl_tune alias); the target file is
+    # named again (--config): a checkpoint never supplies code to import.
     rc = main(
         [
             "rl_tune",
             "--output",
             str(out),
             "--resume",
+            "--config",
+            str(cfg),
             "--timesteps",
             "5",
             "--no-tensorboard",

@@ -228,23 +228,21 @@ def test_resume_of_a_tampered_sb3_run(tmp_path, capsys):
     marker = tmp_path / "marker"
     zip_path = out / "checkpoint" / "agent" / "model.zip"
     plant_in_zip(zip_path, marker)
-    rc, _, err = run_cli(
-        capsys, "--output", str(out), "--resume", "--timesteps", "3", "--no-tensorboard", "--n", "2"
-    )
+    resume = ["--output", str(out), "--resume", "--config", str(cfg), "--algo", "ppo"]
+    resume.append("--no-tensorboard")
+    rc, _, err = run_cli(capsys, *resume, "--timesteps", "3", "--n", "2")
     assert rc == 0, err
     assert not marker.exists()
     assert len(read_jsonl(out / "history.jsonl")) == 3
 
     plant_in_zip(zip_path, marker, members=("policy.pth",))
-    rc, _, err = run_cli(
-        capsys, "--output", str(out), "--resume", "--timesteps", "4", "--no-tensorboard"
-    )
+    rc, _, err = run_cli(capsys, *resume, "--timesteps", "4")
     assert rc == 2 and not marker.exists()
     assert_one_line_error(err)
     assert "policy.pth" in err and str(zip_path) in err
 
     (out / "checkpoint" / TUNER_FILE).write_bytes(evil_bytes(marker))
-    rc, _, err = run_cli(capsys, "--output", str(out), "--resume", "--no-tensorboard")
+    rc, _, err = run_cli(capsys, *resume)
     assert rc == 2 and not marker.exists()
     assert_one_line_error(err)
     assert str(out / "checkpoint" / TUNER_FILE) in err
@@ -487,7 +485,7 @@ def test_target_failure_keeps_the_work_and_says_how_to_resume(tmp_path, capsys):
 
     ok.write_text("fixed")
     rc, _, err = run_cli(
-        capsys, "--output", str(out), "--resume", "--tensorboard", str(tb), "--n", "2"
+        capsys, "--output", str(out), "--resume", "--config", str(cfg), "--tensorboard", str(tb)
     )
     assert rc == 0, err
     summary = json.loads((out / "summary.json").read_text())
@@ -588,6 +586,8 @@ def test_backend_failure_names_the_url_and_a_moved_server_resumes(tmp_path, caps
             "--output",
             str(out),
             "--resume",
+            "--config",
+            str(cfg),
             "--no-tensorboard",
             "--timesteps",
             str(done + 1),
@@ -619,6 +619,8 @@ def test_resume_applies_run_length_and_connection_settings(tmp_path, capsys):
         capsys,
         *common,
         "--resume",
+        "--config",
+        str(cfg),
         "--timesteps",
         "5",
         "--set",
@@ -683,14 +685,17 @@ def test_set_paths_are_stored_absolute(tmp_path, capsys, monkeypatch):
     [
         (["--seed", "1"], "rl_tuning.seed"),
         (["--set", "generation.template=evol_deepen"], "generation.template"),
-        (["--set", "rl_tuning.target_model_path=/elsewhere.py"], "rl_tuning.target_model_path"),
+        (["--set", "sampling.backend=transformers"], "sampling.backend"),
         (["--batch-size", "8"], "rl_tuning.batch_size"),
         (["--algo", "ppo"], "rl_tuning.rl_algorithm"),
     ],
 )
 def test_resume_refuses_result_changing_settings(tmp_path, capsys, finished_run, args, field):
     out = copy_run(finished_run, tmp_path)
-    rc, _, err = run_cli(capsys, "--output", str(out), "--resume", "--no-tensorboard", *args)
+    cfg = finished_run / "conf" / "rl.yaml"
+    rc, _, err = run_cli(
+        capsys, "--output", str(out), "--resume", "--config", str(cfg), "--no-tensorboard", *args
+    )
     assert rc == 2
     assert_one_line_error(err)
     assert f"cannot change {field}" in err and "start a new run" in err
@@ -755,7 +760,17 @@ def test_tensorboard_has_no_duplicate_steps_after_resume_sb3(tmp_path, capsys):
     failed_steps = len(read_jsonl(out / "history.jsonl"))
     assert failed_steps > 3  # steps after the checkpoint were logged by the failed run
     ok.write_text("fixed")
-    rc, _, err = run_cli(capsys, *common, "--resume")
+    rc, _, err = run_cli(
+        capsys,
+        *common,
+        "--resume",
+        "--config",
+        str(cfg),
+        "--algo",
+        algo,
+        "--set",
+        "rl_tuning.learning_rate=0.01",
+    )
     assert rc == 0, err
     history = read_jsonl(out / "history.jsonl")
     assert len(history) == 6

@@ -8,8 +8,10 @@
     tuner.generate_dataset(1000, "data.jsonl")
 """
 
+from datagen.rl_tuning.checkpoint import MissingInvocationSettings, config_from_checkpoint
 from datagen.rl_tuning.rl_tuner import (
     HISTORY_KEYS,
+    INVOCATION_FIELDS,
     RESUME_SAFE_FIELDS,
     CheckpointError,
     RLTuner,
@@ -30,6 +32,9 @@ from datagen.rl_tuning.user_target import (
 
 __all__ = [
     "HISTORY_KEYS",
+    "INVOCATION_FIELDS",
+    "MissingInvocationSettings",
+    "config_from_checkpoint",
     "RESUME_SAFE_FIELDS",
     "CheckpointError",
     "RLTuner",

@@ -18,6 +18,12 @@ fell between the two renames). All file I/O goes through :mod:`agents.common.che
 fsync'ed, umask-respecting). Loading never unpickles, and a corrupt or incompatible checkpoint
 raises :class:`CheckpointError` naming the file and what is wrong.
 
+A checkpoint is data, never a program or a connection: the fields that choose code to import,
+files, the backend, a host or an environment variable (:data:`INVOCATION_FIELDS`) are never
+taken from it. :meth:`RLTuner.load` takes them from ``config_changes`` (what the caller names
+now; the defaults where it names none) and refuses to resume when the saved run set one that
+the caller does not name.
+
 Resuming with other settings: :func:`resume_config` applies changes that cannot change results
 (run length is a ``train`` argument; :data:`RESUME_SAFE_FIELDS` are connection settings such as
 ``sampling.base_url``) and refuses the others (seed, templates, target, ...) with a message
@@ -50,6 +56,7 @@ from agents.common.parsing import finite_float, normalize_agent_name
 from datagen.rl_tuning.checkpoint import (  # noqa: F401 (re-exported: the tuner's public names)
     AGENT_DIR,
     FORMAT_VERSION,
+    INVOCATION_FIELDS,
     RESUME_SAFE_FIELDS,
     TUNER_FILE,
     _jsonable,
@@ -678,9 +685,12 @@ class RLTuner:
 
         ``target_model`` / ``validation_dataset`` / ``generator`` are the same objects the
         saved tuner was built with (they are code, not stored); ``None`` target uses the
-        built-in one, as in the constructor. ``config_changes`` (``{"sampling": {"base_url":
-        ...}}``) go through :func:`resume_config`: connection settings are applied (see
-        :attr:`resume_changes`), changes that would alter the results raise ``ValueError``.
+        built-in one, as in the constructor. ``config_changes`` (``{"sampling": {"backend":
+        "openai", "base_url": ...}}``) go through :func:`resume_config`: they supply the
+        :data:`INVOCATION_FIELDS` (target and data files, backend, model, host, key variable),
+        which are never read from the checkpoint (:class:`MissingInvocationSettings` when the
+        saved run set one they do not name); other connection settings are applied (see
+        :attr:`resume_changes`), and changes that would alter the results raise ``ValueError``.
         Nothing is unpickled; a corrupt checkpoint raises :class:`CheckpointError`.
         """
         from agents import load_agent

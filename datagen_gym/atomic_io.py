@@ -20,6 +20,7 @@ import os
 import re
 import secrets
 import shutil
+import stat
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -217,12 +218,26 @@ def read_json(path: PathLike) -> Any:
     """
     path = Path(path)
     try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; then regular files only, read
+        # up to the limit (a symlink to /dev/zero can neither hang nor fill the memory).
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                raise CheckpointError(f"{path} is not a regular file, expected a JSON file")
+            raw = fh.read(MAX_JSON_BYTES + 1)
+        if len(raw) > MAX_JSON_BYTES:
+            raise CheckpointError(f"{path} is larger than {MAX_JSON_BYTES} bytes")
+        return json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
     except FileNotFoundError:
         raise FileNotFoundError(f"{path} not found") from None
     except IsADirectoryError:
         raise CheckpointError(f"{path} is a directory, expected a JSON file") from None
+    except RecursionError:
+        raise CheckpointError(f"{path} is nested too deeply to be a checkpoint") from None
+    except ValueError as exc:
+        if isinstance(exc, (CheckpointError, json.JSONDecodeError, UnicodeDecodeError)):
+            raise
+        raise CheckpointError(f"{path}: {' '.join(str(exc).split())[:120]}") from None
     except UnicodeDecodeError:
         raise CheckpointError(f"{path} is not a JSON text file (not UTF-8)") from None
     except json.JSONDecodeError as exc:
@@ -230,6 +245,14 @@ def read_json(path: PathLike) -> Any:
             f"{path} is not valid JSON ({exc.msg} at line {exc.lineno} "
             f"column {exc.colno}; truncated or corrupt?)"
         ) from None
+
+
+#: The largest JSON file :func:`read_json` reads (checkpoints are kilobytes to megabytes).
+MAX_JSON_BYTES = 256 << 20
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"holds {name}, which strict JSON does not allow")
 
 
 def read_json_object(

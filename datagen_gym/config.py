@@ -30,6 +30,76 @@ def _choices(*values: str) -> dict:
     return {"choices": values}
 
 
+#: A config file's size limit: a config is a few kilobytes.
+MAX_CONFIG_BYTES = 1 << 20
+#: Aliases a config may use: a few are convenient, many are a "billion laughs" expansion.
+MAX_YAML_ALIASES = 32
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses duplicate keys and more than :data:`MAX_YAML_ALIASES`
+    aliases (each alias of a collection may double what the document expands to)."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            self._aliases = getattr(self, "_aliases", 0) + 1
+            if self._aliases > MAX_YAML_ALIASES:
+                mark = self.peek_event().start_mark
+                raise yaml.YAMLError(
+                    f"more than {MAX_YAML_ALIASES} aliases (line {mark.line + 1}); a config "
+                    f"needs few"
+                )
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, str) and key in seen:
+                raise yaml.YAMLError(
+                    f"duplicate key {key[:40]!r} at line {key_node.start_mark.line + 1}"
+                )
+            if isinstance(key, str):
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+_SECRET_QUERY_KEYS = ("key", "token", "secret", "password", "passwd", "sig", "auth", "credential")
+
+
+def _check_base_url(url: str) -> None:
+    """A server URL: http(s) with a host, and no credentials in it (never echoed)."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    try:
+        parts = urlsplit(url)
+        has_userinfo = "@" in parts.netloc
+        host = parts.hostname
+    except ValueError:
+        raise ConfigError(
+            "sampling.base_url is not a URL; expected http(s)://host[:port]/v1"
+        ) from None
+    secret_params = [
+        k
+        for k, _ in parse_qsl(parts.query, keep_blank_values=True)
+        if any(word in k.lower() for word in _SECRET_QUERY_KEYS)
+    ]
+    if has_userinfo or secret_params:
+        what = (
+            "user info (user:key@)"
+            if has_userinfo
+            else f"the query parameter {secret_params[0][:30]!r}"
+        )
+        raise ConfigError(
+            f"sampling.base_url holds credentials ({what}); put the key in the environment "
+            f"variable named by sampling.api_key_env instead"
+        )
+    if parts.scheme not in ("http", "https") or not host:
+        raise ConfigError(
+            "sampling.base_url must be an http(s) URL with a host, e.g. http://localhost:8000/v1"
+        )
+
+
 @dataclass
 class SamplingConfig:
     """How the teacher LM samples. The env moves temperature and top_p within these bounds."""
@@ -159,12 +229,18 @@ class Config:
 
     @classmethod
     def load(cls, path: str | Path) -> Config:
-        """Read a YAML file."""
+        """Read a YAML file (at most :data:`MAX_CONFIG_BYTES`, :data:`MAX_YAML_ALIASES` aliases,
+        no duplicate keys)."""
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError(
+                f"config file {path} is {size} bytes; a config is at most {MAX_CONFIG_BYTES}"
+            )
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            data = yaml.load(path.read_text(encoding="utf-8"), Loader=_BoundedLoader)  # noqa: S506
         except UnicodeDecodeError as exc:
             raise ConfigError(
                 f"config file {path} is not UTF-8 text ({exc.reason} at byte {exc.start})"
@@ -241,7 +317,19 @@ def _build(cls, data: dict[str, Any], prefix: str):
             kwargs[name] = _build(hint, {} if value is None else value, prefix=full + ".")
         else:
             kwargs[name] = _check(full, value, hint, f.metadata)
+    if cls is SamplingConfig and kwargs.get("base_url"):
+        _check_base_url(kwargs["base_url"])
     return cls(**kwargs)
+
+
+def _short(value: Any) -> str:
+    """``repr(value)`` cut to a readable length: a message never expands a huge value (nor hits
+    Python's limit on printing long integers)."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int of more digits than Python converts
+        return f"an integer of about {value.bit_length() * 3 // 10} digits"
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _check(name: str, value: Any, hint: Any, meta: Any) -> Any:
@@ -255,30 +343,34 @@ def _check(name: str, value: Any, hint: Any, meta: Any) -> Any:
     origin = get_origin(base) or base
     if origin is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{name} must be true or false, got {value!r}")
+            raise ConfigError(f"{name} must be true or false, got {_short(value)}")
     elif origin is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{name} must be an integer, got {value!r}")
+            raise ConfigError(f"{name} must be an integer, got {_short(value)}")
     elif origin is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{name} must be a number, got {value!r}")
+            raise ConfigError(f"{name} must be a number, got {_short(value)}")
         try:
             value = float(value)
         except OverflowError:
-            raise ConfigError(f"{name}={value!r} is too large for a number") from None
+            raise ConfigError(f"{name}={_short(value)} is too large for a number") from None
         if not math.isfinite(value):
-            raise ConfigError(f"{name} must be finite, got {value!r}")
+            raise ConfigError(f"{name} must be finite, got {_short(value)}")
     elif origin is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{name} must be a string, got {value!r}")
+            raise ConfigError(f"{name} must be a string, got {_short(value)}")
     elif origin is list:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"{name} must be a list of strings, got {value!r}")
+            raise ConfigError(f"{name} must be a list of strings, got {_short(value)}")
     if "range" in meta:
         lo, hi, lo_open = meta["range"]
         if value > hi or value < lo or (lo_open and value == lo):
             bracket = "(" if lo_open else "["
-            raise ConfigError(f"{name}={value!r} is out of range; allowed: {bracket}{lo}, {hi}]")
+            raise ConfigError(
+                f"{name}={_short(value)} is out of range; allowed: {bracket}{lo}, {hi}]"
+            )
     if "choices" in meta and value not in meta["choices"]:
-        raise ConfigError(f"{name}={value!r} is not allowed; choose one of {list(meta['choices'])}")
+        raise ConfigError(
+            f"{name}={_short(value)} is not allowed; choose one of {list(meta['choices'])}"
+        )
     return value

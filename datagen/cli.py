@@ -255,6 +255,8 @@ def _assignment(text: str) -> tuple[str, str, Any]:
     """``section.key=value`` -> ``(section, key, value)``, the value parsed as YAML."""
     import yaml
 
+    from datagen_gym.config import load_yaml
+
     name, sep, raw = text.partition("=")
     section, dot, key = name.strip().partition(".")
     if not sep or not dot or not section or not key:
@@ -262,7 +264,7 @@ def _assignment(text: str) -> tuple[str, str, Any]:
             f"expected SECTION.KEY=VALUE (e.g. sampling.base_url=http://host:8000/v1), got {text!r}"
         )
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = load_yaml(raw) if raw.strip() else None
     except yaml.YAMLError:
         value = raw  # not YAML: take it as a string
     return section, key, value
@@ -423,6 +425,7 @@ def _rl_tune_locked(
     from datagen.rl_tuning.checkpoint import checkpoint_path, read_state, resume_config
     from datagen_gym.backends.base import BackendError
     from datagen_gym.config import Config
+    from datagen_gym.replay.cache import ReplayCacheError
 
     previous = _existing_run(ckpt_dir)
     resume_from = None
@@ -491,7 +494,7 @@ def _rl_tune_locked(
             tuner = RLTuner(config, target, validation)
     except BackendError as exc:
         raise CLIError(f"{_component(exc, config)} failed while starting: {exc}", 1) from exc
-    except (ValueError, TypeError, FileNotFoundError) as exc:
+    except (ValueError, TypeError, FileNotFoundError, ReplayCacheError) as exc:
         raise CLIError(str(exc), 2) from exc
 
     # ---- training
@@ -519,7 +522,9 @@ def _rl_tune_locked(
         except Exception as exc:  # noqa: BLE001 - report which component failed, keep the work
             where = f"{_component(exc, tuner.config)} failed at step {tuner.steps_done + 1}"
             message = f"{where}: {type(exc).__name__}: {_one_line(exc)}"
-            raise CLIError(_write_partial(tuner, output, ckpt_dir, message, resume_cmd), 1) from exc
+            code = 2 if isinstance(exc, ReplayCacheError) else 1  # an unreadable file, as elsewhere
+            line = _write_partial(tuner, output, ckpt_dir, message, resume_cmd)
+            raise CLIError(line, code) from exc
     elif resume_from is not None and Path(resume_from) != ckpt_dir:
         tuner.save(ckpt_dir)
 

@@ -234,10 +234,6 @@ def read_json(path: PathLike) -> Any:
         raise CheckpointError(f"{path} is a directory, expected a JSON file") from None
     except RecursionError:
         raise CheckpointError(f"{path} is nested too deeply to be a checkpoint") from None
-    except ValueError as exc:
-        if isinstance(exc, (CheckpointError, json.JSONDecodeError, UnicodeDecodeError)):
-            raise
-        raise CheckpointError(f"{path}: {' '.join(str(exc).split())[:120]}") from None
     except UnicodeDecodeError:
         raise CheckpointError(f"{path} is not a JSON text file (not UTF-8)") from None
     except json.JSONDecodeError as exc:
@@ -245,6 +241,10 @@ def read_json(path: PathLike) -> Any:
             f"{path} is not valid JSON ({exc.msg} at line {exc.lineno} "
             f"column {exc.colno}; truncated or corrupt?)"
         ) from None
+    except CheckpointError:
+        raise
+    except ValueError as exc:  # NaN / Infinity, an integer too long to convert
+        raise CheckpointError(f"{path}: {' '.join(str(exc).split())[:120]}") from None
 
 
 #: The largest JSON file :func:`read_json` reads (checkpoints are kilobytes to megabytes).

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +52,15 @@ class _BoundedLoader(yaml.SafeLoader):
                 )
         return super().compose_node(parent, index)
 
+    def construct_yaml_int(self, node: Any) -> Any:
+        try:
+            return super().construct_yaml_int(node)
+        except ValueError:  # more digits than Python converts (4300)
+            raise yaml.YAMLError(
+                f"the integer at line {node.start_mark.line + 1} has "
+                f"{len(str(node.value))} digits; expected a number of sensible size"
+            ) from None
+
     def construct_mapping(self, node: Any, deep: bool = False) -> Any:
         seen: set[Any] = set()
         for key_node, _ in node.value:
@@ -62,6 +72,21 @@ class _BoundedLoader(yaml.SafeLoader):
             if isinstance(key, str):
                 seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+
+_BoundedLoader.add_constructor("tag:yaml.org,2002:int", _BoundedLoader.construct_yaml_int)
+# YAML 1.1 (PyYAML) reads 3e-4 and 1e5 as strings, for want of a dot; YAML 1.2 and every user
+# read them as numbers (learning_rate: 3e-4).
+_BoundedLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def load_yaml(text: str) -> Any:
+    """YAML text as data, with the limits of a config file (aliases, duplicate keys, sizes)."""
+    return yaml.load(text, Loader=_BoundedLoader)  # noqa: S506 - a SafeLoader subclass
 
 
 _SECRET_QUERY_KEYS = ("key", "token", "secret", "password", "passwd", "sig", "auth", "credential")
@@ -240,7 +265,7 @@ class Config:
                 f"config file {path} is {size} bytes; a config is at most {MAX_CONFIG_BYTES}"
             )
         try:
-            data = yaml.load(path.read_text(encoding="utf-8"), Loader=_BoundedLoader)  # noqa: S506
+            data = load_yaml(path.read_text(encoding="utf-8"))
         except UnicodeDecodeError as exc:
             raise ConfigError(
                 f"config file {path} is not UTF-8 text ({exc.reason} at byte {exc.start})"

@@ -30,6 +30,7 @@ BOMB = "\n".join(
         ("sampling:\n  base_url: http://h/v1?api_key=sk-abc123\n", "holds credentials"),
         ("sampling:\n  base_url: ftp://h/v1\n", "http(s) URL"),
         ("rl_tuning:\n  seed: 1\n" + "#" * (1 << 20), "at most"),
+        ("rl_tuning:\n  batch_size: " + "9" * 5000 + "\n", "integer at line 2 has 5000 digits"),
     ],
 )
 def test_bad_configs_end_at_once_in_one_line(tmp_path, capsys, text, expected):
@@ -58,3 +59,19 @@ def test_json_readers_are_bounded(tmp_path):
         with pytest.raises(CheckpointError) as caught:
             read_json(tmp_path / name)
         assert expected in str(caught.value) and str(tmp_path / name) in str(caught.value)
+
+
+def test_exponent_floats_are_numbers_as_users_write_them():
+    """PyYAML (YAML 1.1) reads 3e-4 as a string; configs and --set read it as YAML 1.2 does."""
+    from datagen.cli import _assignment
+    from datagen_gym.config import Config, load_yaml
+
+    assert load_yaml("a: 3e-4\nb: 1e5\nc: '3e-4'\nd: 2") == {
+        "a": 3e-4,
+        "b": 1e5,
+        "c": "3e-4",
+        "d": 2,
+    }
+    config = Config.from_dict(load_yaml("sampling:\n  temperature: 7e-1\n"))
+    assert config.sampling.temperature == pytest.approx(0.7)
+    assert _assignment("sampling.top_p=5e-1")[2] == 0.5

@@ -290,6 +290,38 @@ def test_api_key_sent_but_never_leaked(server, monkeypatch, caplog):
     assert not [t for t in texts if FAKE_KEY in t]
 
 
+def test_a_key_echoed_into_a_completion_is_scrubbed(server, monkeypatch):
+    """A server (or proxy) that writes the request's key into its reply: the text the
+    generators see, and so data.jsonl and TensorBoard, never holds it."""
+    monkeypatch.setenv(KEY_ENV, FAKE_KEY)
+    for endpoint in ("completions", "chat"):
+        out = gen(make(server, endpoint=endpoint), [f"the header was Bearer {FAKE_KEY}"])
+        assert FAKE_KEY not in out[0] and "Bearer <redacted>" in out[0]
+
+
+def test_ctrl_c_during_a_batch_stops_at_once_and_sends_no_queued_prompt():
+    """16 prompts of 1 s each, 2 at a time, interrupted after 0.3 s: the interrupt is raised
+    within a second, and no prompt beyond the 2 in flight reaches the server (before, the
+    pool sent every queued prompt first: 8 s here, 50-100 s on a slow real server)."""
+    import os
+    import signal
+    import threading
+
+    with OpenAICompatServer(
+        EchoBackend(), model_name="echo", serialize_backend=False, latency_s=1.0
+    ) as srv:
+        backend = make(srv, timeout_s=10.0, max_concurrency=2)
+        timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+        t0 = time.monotonic()
+        timer.start()
+        with pytest.raises(KeyboardInterrupt):
+            gen(backend, [f"p{i}" for i in range(16)])
+        elapsed = time.monotonic() - t0
+        time.sleep(1.5)  # the abandoned in-flight requests finish; nothing else is sent
+        assert elapsed < 1.0, elapsed
+        assert len(srv.requests) <= 2, [r.body.get("prompt") for r in srv.requests]
+
+
 def test_missing_openai_gives_install_hint(monkeypatch):
     monkeypatch.setitem(sys.modules, "openai", None)  # makes `import openai` fail
     with pytest.raises(ImportError, match=r'pip install "datagen-gym\[openai\]"') as info:

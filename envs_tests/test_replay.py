@@ -222,24 +222,101 @@ def test_corrupt_cache_file_is_a_clear_error(tmp_path, live, content):
     assert str(path) in str(err.value)
 
 
-def test_sqlite_file_of_something_else_is_refused(tmp_path, live):
-    path = tmp_path / "other.sqlite"
+@pytest.mark.parametrize(
+    "schema",
+    [
+        [
+            "CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT)",
+            "INSERT INTO notes VALUES (1, 'x')",
+        ],
+        # a manifest of its own but no replicas table: still not ours
+        [
+            "CREATE TABLE manifest (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+            "INSERT INTO manifest VALUES ('format_version', '1')",
+        ],
+    ],
+)
+def test_a_users_own_database_is_refused_and_left_byte_identical(tmp_path, live, schema):
+    path = tmp_path / "mine.sqlite"
     with sqlite3.connect(path) as conn:
-        conn.execute("CREATE TABLE manifest (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-        conn.execute("INSERT INTO manifest VALUES ('format_version', '99')")
+        for statement in schema:
+            conn.execute(statement)
+    conn.close()
+    before = path.read_bytes()
+    for read_only in (False, True):
+        with pytest.raises(ReplayCacheError, match="not a replay cache") as err:
+            ReplayGenerator(live, path, store_misses=not read_only)
+        assert str(path) in str(err.value) and "left unchanged" in str(err.value)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.sqlite"]  # no journal either
+
+
+def test_cache_of_another_format_version_is_refused(tmp_path, live):
+    path = tmp_path / "other.sqlite"
+    ReplayGenerator(live, path).cache.close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE manifest SET value = '99' WHERE key = 'format_version'")
+    conn.close()
     with pytest.raises(ReplayCacheError, match=r"format_version='99'"):
         ReplayGenerator(live, path)
 
 
-def test_corrupt_replica_is_a_clear_error(tmp_path, live):
+@pytest.mark.parametrize(
+    "sql, expected",
+    [
+        ("UPDATE replicas SET records = '[{\"instruction\": '", "records are not valid JSON"),
+        ("UPDATE replicas SET records = '{\"a\": 1}'", "not a JSON list of records"),
+        ("UPDATE replicas SET records = '[NaN]'", "records are not valid JSON"),
+        (f"UPDATE replicas SET records = '{'[' * 100_000}{']' * 100_000}'", "nested too deeply"),
+        ("UPDATE replicas SET num_kept = 'abc'", "num_kept is 'abc', expected an integer"),
+        ("UPDATE replicas SET num_candidates = -4", "num_candidates is '-4'"),
+        ("UPDATE replicas SET num_kept = 1.5", "num_kept is '1.5'"),
+    ],
+)
+def test_corrupt_replica_is_one_line_naming_the_file_replica_and_field(
+    tmp_path, live, sql, expected
+):
     path = tmp_path / "c.sqlite"
     gen = ReplayGenerator(live, path)
     gen.generate(4)
     with sqlite3.connect(path) as conn:
-        conn.execute("UPDATE replicas SET records = '[{\"instruction\": '")
+        conn.execute(sql)
+    conn.close()
     gen.reset_pool()
-    with pytest.raises(ReplayCacheError, match=f"{path}: replica 1 holds invalid JSON"):
+    with pytest.raises(ReplayCacheError) as err:
         gen.generate(4)
+    message = str(err.value)
+    assert message.startswith(f"{path}: replica 1: ") and expected in message
+    assert "\n" not in message and len(message) < 300
+
+
+def test_a_cache_that_is_not_a_regular_file_is_refused(tmp_path, live):
+    (tmp_path / "dir.sqlite").mkdir()
+    with pytest.raises(ReplayCacheError, match="not a regular file"):
+        ReplayGenerator(live, tmp_path / "dir.sqlite")
+
+
+def test_rl_tune_with_a_corrupt_or_foreign_cache_exits_2(tmp_path, capsys):
+    from datagen.cli import main
+    from envs_tests.test_cli import assert_one_line_error, write_setup
+
+    cfg = write_setup(tmp_path)
+    corrupt = tmp_path / "corrupt.sqlite"
+    corrupt.write_bytes(b"this is not a database" * 100)
+    foreign = tmp_path / "foreign.sqlite"
+    with sqlite3.connect(foreign) as conn:
+        conn.execute("CREATE TABLE notes (text TEXT)")
+    conn.close()
+    for i, cache in enumerate((corrupt, foreign)):
+        before = cache.read_bytes()
+        argv = ["rl-tune", "--config", str(cfg), "--timesteps", "1", "--no-progress"]
+        rc = main(
+            [*argv, "--no-tensorboard", "--replay", str(cache), "--output", f"{tmp_path}/o{i}"]
+        )
+        err = capsys.readouterr().err
+        assert rc == 2, err
+        assert_one_line_error(err)
+        assert str(cache) in err and cache.read_bytes() == before
 
 
 def _writer(path, identity, worker, n):
@@ -255,17 +332,22 @@ def _writer(path, identity, worker, n):
         )
 
 
-def test_two_processes_writing_one_cache(tmp_path):
-    path = tmp_path / "shared.sqlite"
-    identity = {"teacher": "t" * 64, "world": "w" * 64}
+def _run_writers(writer, path, identity, *args) -> None:
+    """Two processes running ``writer(path, identity, worker, *args)`` at once."""
     # fork: the writers only use sqlite3, and a spawned child would re-import torch (seconds)
     ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-    procs = [ctx.Process(target=_writer, args=(path, identity, w, 60)) for w in range(2)]
+    procs = [ctx.Process(target=writer, args=(path, identity, w, *args)) for w in range(2)]
     for p in procs:
         p.start()
     for p in procs:
         p.join(60)
         assert p.exitcode == 0
+
+
+def test_two_processes_writing_one_cache(tmp_path):
+    path = tmp_path / "shared.sqlite"
+    identity = {"teacher": "t" * 64, "world": "w" * 64}
+    _run_writers(_writer, path, identity, 60)
     cache = ReplayCache(path, identity)
     ids = cache.replica_ids(cache.key("self_instruct", None, 1.0, 0.9, 4))
     assert len(ids) == 120
@@ -273,6 +355,43 @@ def test_two_processes_writing_one_cache(tmp_path):
     assert texts == {f"w{w} r{i}" for w in range(2) for i in range(60)}
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def _bounded_writer(path, identity, worker, n, limit):
+    cache = ReplayCache(path, identity)
+    key = cache.key("self_instruct", None, 1.0, 0.9, 4)
+    for i in range(n):
+        record = {"instruction": f"w{worker} r{i}", "input": "", "output": "x"}
+        cache.add(key, [record], 1, 1, origin=f"worker{worker}", max_replicas=limit)
+
+
+def test_two_builds_never_fill_a_key_past_its_replicas(tmp_path):
+    """The count and the store are one transaction: two writers racing on one key with
+    max_replicas=25 leave exactly 25 (before, two unsharded builds left 3 of 2, two of them
+    byte-identical)."""
+    path = tmp_path / "shared.sqlite"
+    identity = {"teacher": "t" * 64, "world": "w" * 64}
+    _run_writers(_bounded_writer, path, identity, 40, 25)
+    cache = ReplayCache(path, identity)
+    key = cache.key("self_instruct", None, 1.0, 0.9, 4)
+    assert len(cache.replica_ids(key)) == 25
+    assert cache.add(key, [{"instruction": "late"}], 1, 1, max_replicas=25) is None
+
+
+def test_a_second_build_of_the_same_shard_is_refused(tmp_path, capsys):
+    from filelock import FileLock
+
+    from datagen_gym.replay import build
+
+    path = tmp_path / "grid.sqlite"
+    argv = ["--cache", str(path), "--templates", "self_instruct", "--temperatures", "1.0"]
+    argv += ["--top-ps", "0.9", "--batch-size", "4", "--replicas", "1"]
+    holder = FileLock(f"{path}.shard-0-of-1.lock")  # another build, running
+    with holder:
+        with pytest.raises(SystemExit, match="another replay build of shard 0/1 is running"):
+            build.main(argv)
+        assert build.main([*argv, "--shard", "0/2"]) == 0  # another shard may run beside it
+    assert build.main(argv) == 0
 
 
 def test_read_only_cache_generates_misses_without_storing(tmp_path, live):

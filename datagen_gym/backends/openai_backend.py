@@ -15,10 +15,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
 import random
 import threading
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -209,11 +209,11 @@ class OpenAIBackend:
             for i in range(len(prompts)):
                 work(i)
         else:
-            with ThreadPoolExecutor(
-                max_workers=min(self.max_concurrency, len(prompts)),
-                thread_name_prefix="openai-backend",
-            ) as pool:
-                list(pool.map(work, range(len(prompts))))
+            try:
+                _run_concurrently(work, len(prompts), self.max_concurrency)
+            except BaseException:  # Ctrl-C: no queued prompt is sent, no retry waits
+                abort.set()
+                raise
         if errors:
             raise self._partial_error(results, errors, attempts)
         return [r if r is not None else "" for r in results]
@@ -287,7 +287,9 @@ class OpenAIBackend:
             return Completion("", reason), ""
         if not isinstance(text, str):
             return None, f"completion text is {type(text).__name__}, not a string"
-        return Completion(text, reason), ""
+        # A server or proxy that echoes the request's headers into the text must not put the
+        # key into the records, data.jsonl or TensorBoard.
+        return Completion(self._scrub(text), reason), ""
 
     def _before_retry(self, retry_after: float | None, cause: str) -> float:
         """Called by the client before each of its retries: waits here, so that a batch that
@@ -340,6 +342,48 @@ class OpenAIBackend:
             f"{done}/{len(results)} completions kept"
         )
         return PartialBatchError(self._scrub(msg), list(results), dict(errors), dict(attempts))
+
+
+def _run_concurrently(work: Callable[[int], None], n: int, max_workers: int) -> None:
+    """``work(0) ... work(n - 1)`` on up to ``max_workers`` daemon threads; returns when all
+    are done and re-raises the first exception a ``work`` raised.
+
+    Not a ``ThreadPoolExecutor``: its ``shutdown`` waits for every queued call and the
+    interpreter joins its threads at exit, so Ctrl-C during a batch would wait for every prompt
+    (or every in-flight request) to be answered. Here an interrupt of the waiting thread returns
+    at once: no queued index is started after it, and requests in flight are abandoned (their
+    daemon threads finish or die with the process; their results are never read)."""
+    todo: queue.SimpleQueue[int] = queue.SimpleQueue()
+    for i in range(n):
+        todo.put(i)
+    stop, done = threading.Event(), threading.Event()
+    lock = threading.Lock()
+    left = [n]
+    failures: list[BaseException] = []
+
+    def worker() -> None:
+        while not stop.is_set():
+            try:
+                i = todo.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                work(i)
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+                failures.append(exc)
+            with lock:
+                left[0] -= 1
+                if left[0] == 0:
+                    done.set()
+
+    for k in range(min(max_workers, n)):
+        threading.Thread(target=worker, name=f"openai-backend-{k}", daemon=True).start()
+    try:
+        done.wait()
+    finally:
+        stop.set()
+    if failures:
+        raise failures[0]
 
 
 def _client_class(openai: Any, backend: OpenAIBackend) -> type:

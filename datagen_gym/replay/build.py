@@ -10,7 +10,10 @@ resumes where it stopped, and a larger ``--replicas`` tops a cache up. Each repl
 with its own seed, derived from ``--seed`` and the key and replica index, so a resumed build
 writes what an uninterrupted one would have. ``--shard i/n`` builds every n-th key only, for
 several processes (or machines, merged later by copying rows) on one grid; processes may share
-one file. ``--info`` prints the manifest and counts of a cache and exits.
+one file. Builds on one file coordinate: a key is never filled past ``--replicas`` (the count and
+the store are one transaction), and a second build of the same shard is refused while the first
+runs (a ``<cache>.shard-i-of-n.lock`` file beside the cache). ``--info`` prints the manifest
+and counts of a cache and exits.
 
 Ranges are ``start:stop[:step]``, inclusive, the step defaulting to the cache's resolution (0.05);
 values are rounded to the cache's grid.
@@ -19,12 +22,13 @@ values are rounded to the cache's grid.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fnmatch
 import hashlib
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from datagen_gym.replay.cache import CacheKey, ReplayCacheError, quantise
 
@@ -60,6 +64,28 @@ def replica_seed(seed: int, key: CacheKey, index: int) -> int:
         [seed, key.template, key.focus, key.temperature_q, key.top_p_q, key.batch_size, index]
     )
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big") & 0x7FFFFFFF
+
+
+@contextlib.contextmanager
+def _shard_lock(cache: str, shard: int, n_shards: int) -> Iterator[None]:
+    """One build per (cache, shard) at a time: a second one would generate the same batches
+    (same seeds) only to have the store discard them. The lock is ``<cache>.shard-i-of-n.lock``
+    (filelock: released by the OS when a process dies)."""
+    from filelock import FileLock, Timeout
+
+    path = f"{cache}.shard-{shard}-of-{n_shards}.lock"
+    lock = FileLock(path, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise SystemExit(
+            f"{cache}: another replay build of shard {shard}/{n_shards} is running on this "
+            f"cache (lock {path}); wait for it, or build another --shard"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -223,12 +249,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     gen = ReplayGenerator(live, cache)
     t0 = time.perf_counter()
-    for key, index in tqdm(todo, unit="batch", desc="replay build", file=sys.stderr):
-        # Another process on the same file may have filled this key meanwhile.
-        if len(cache.replica_ids(key)) > index:
-            continue
-        live.reseed(replica_seed(args.seed, key, index))
-        gen.generate_replica(key, origin="build")
+    with _shard_lock(args.cache, shard, n_shards):
+        for key, index in tqdm(todo, unit="batch", desc="replay build", file=sys.stderr):
+            # Another build on the same file (another shard layout) may have filled this key
+            # meanwhile; the store itself refuses to overfill it.
+            if len(cache.replica_ids(key)) > index:
+                continue
+            live.reseed(replica_seed(args.seed, key, index))
+            gen.generate_replica(key, origin="build", max_replicas=index + 1)
     stats = cache.stats()
     print(
         json.dumps(

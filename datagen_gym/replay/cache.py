@@ -41,6 +41,9 @@ DEFAULT_RESOLUTION = 0.05
 # in ~1 s and holds the lock for milliseconds, so this is only reached if a process hangs).
 BUSY_TIMEOUT_S = 60.0
 ANY_FOCUS = ""  # the focus column's value for "any skill" (NULL would not compare equal)
+#: The longest records text a replica may hold (a batch of 64 records is about 30 kB).
+MAX_REPLICA_CHARS = 64 << 20
+_MAX_COUNT = 1 << 20  # a replica's candidate and kept counts (a batch is at most thousands)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS manifest (
@@ -65,6 +68,10 @@ CREATE INDEX IF NOT EXISTS replicas_by_key
 """
 # Identity fields a cache must match to be used; the others are informational.
 _MATCHED = ("teacher", "world")
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"holds {name}, which strict JSON does not allow")
 
 
 class ReplayCacheError(RuntimeError):
@@ -164,30 +171,29 @@ class ReplayCache:
     def _open(self, resolution: float | None, info: dict[str, str]) -> dict[str, str]:
         if self.read_only and not self.path.is_file():
             raise ReplayCacheError(f"{self.path}: replay cache not found")
+        if self.path.exists() and not self.path.is_file():
+            raise ReplayCacheError(f"{self.path}: not a regular file, expected a replay cache")
         if not self.path.exists():
             self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = self._connect()
         try:
-            if not self.read_only:
-                # Two processes creating the same new file: the write lock makes one of them
-                # write the schema and manifest, the other then reads them.
+            if self.read_only:
+                self._check_tables(conn)
+            else:
+                # The write lock makes the look at the schema and its creation one step: of two
+                # processes creating the same new file, one writes the schema and manifest, the
+                # other then reads them. Nothing is written into a file that holds anything but
+                # a cache of ours (a user's own database stays byte-identical).
                 conn.execute("BEGIN IMMEDIATE")
                 try:
-                    for statement in filter(str.strip, _SCHEMA.split(";")):
-                        conn.execute(statement)
-                    if conn.execute("SELECT COUNT(*) FROM manifest").fetchone()[0] == 0:
+                    if self._check_tables(conn):
+                        for statement in filter(str.strip, _SCHEMA.split(";")):
+                            conn.execute(statement)
                         self._write_manifest(conn, resolution, info)
                     conn.execute("COMMIT")
                 except BaseException:
                     conn.execute("ROLLBACK")
                     raise
-            tables = {
-                r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-            }
-            if not {"manifest", "replicas"} <= tables:
-                raise ReplayCacheError(
-                    f"{self.path}: not a replay cache (no manifest and replicas tables)"
-                )
             manifest = dict(conn.execute("SELECT key, value FROM manifest").fetchall())
         except sqlite3.DatabaseError as exc:
             raise ReplayCacheError(
@@ -195,6 +201,24 @@ class ReplayCache:
             ) from None
         self._check_manifest(manifest, resolution)
         return manifest
+
+    def _check_tables(self, conn: sqlite3.Connection) -> bool:
+        """True for an empty database (a new cache); raise unless it holds our tables."""
+        objects = {
+            (kind, name)
+            for kind, name in conn.execute("SELECT type, name FROM sqlite_master").fetchall()
+            if not name.startswith("sqlite_")  # SQLite's own (sqlite_sequence)
+        }
+        if not objects and not self.read_only:
+            return True
+        tables = {name for kind, name in objects if kind == "table"}
+        if tables != {"manifest", "replicas"}:
+            found = ", ".join(sorted(tables)[:5]) or "none"
+            raise ReplayCacheError(
+                f"{self.path}: not a replay cache (an SQLite database whose tables are "
+                f"{found}; expected manifest and replicas); left unchanged"
+            )
+        return False
 
     def _write_manifest(
         self, conn: sqlite3.Connection, resolution: float | None, info: dict[str, str]
@@ -295,23 +319,34 @@ class ReplayCache:
 
     def get(self, replica_id: int) -> Replica:
         rows = self._query(
-            "SELECT records, num_candidates, num_kept FROM replicas WHERE id = ?",
+            "SELECT length(records), num_candidates, num_kept FROM replicas WHERE id = ?",
             (int(replica_id),),
         )
         if not rows:
             raise ReplayCacheError(f"{self.path}: no replica with id {replica_id}")
-        text, num_candidates, num_kept = rows[0]
-        try:
-            records = json.loads(text)
-        except (TypeError, json.JSONDecodeError) as exc:
+        size, num_candidates, num_kept = rows[0]
+        where = f"{self.path}: replica {replica_id}"
+        if not isinstance(size, int) or size > MAX_REPLICA_CHARS:
             raise ReplayCacheError(
-                f"{self.path}: replica {replica_id} holds invalid JSON ({exc})"
-            ) from None
-        if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
-            raise ReplayCacheError(
-                f"{self.path}: replica {replica_id} is not a JSON list of records"
+                f"{where}: records are {size} characters, more than {MAX_REPLICA_CHARS}"
             )
-        return Replica(int(replica_id), records, int(num_candidates), int(num_kept))
+        (text,) = self._query("SELECT records FROM replicas WHERE id = ?", (int(replica_id),))[0]
+        try:
+            records = json.loads(text, parse_constant=_no_constant)
+        except RecursionError:
+            raise ReplayCacheError(f"{where}: records are nested too deeply") from None
+        except (TypeError, ValueError) as exc:
+            raise ReplayCacheError(f"{where}: records are not valid JSON ({exc})") from None
+        if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+            raise ReplayCacheError(f"{where}: records are not a JSON list of records")
+        counts = {"num_candidates": num_candidates, "num_kept": num_kept}
+        for field, value in counts.items():
+            if type(value) is not int or not 0 <= value <= _MAX_COUNT:
+                raise ReplayCacheError(
+                    f"{where}: {field} is {str(value)[:40]!r}, expected an integer in "
+                    f"0..{_MAX_COUNT}"
+                )
+        return Replica(int(replica_id), records, num_candidates, num_kept)
 
     def counts(self) -> dict[CacheKey, int]:
         """Replicas per key."""
@@ -344,21 +379,41 @@ class ReplayCache:
         num_candidates: int,
         num_kept: int,
         origin: str = "miss",
-    ) -> int:
+        max_replicas: int | None = None,
+    ) -> int | None:
         """Store one batch as a new replica of ``key``; returns its id.
 
         One short transaction: concurrent writers queue on SQLite's lock (busy timeout), so
-        every committed replica is complete and none is lost."""
+        every committed replica is complete and none is lost. With ``max_replicas`` the batch is
+        stored only while the key holds fewer (``None`` is returned otherwise): the count and
+        the insert are one transaction, so two builds filling one key never overfill it."""
         if self.read_only:
             raise ReplayCacheError(f"{self.path}: opened read-only; cannot store a replica")
         text = json.dumps(records, ensure_ascii=False, allow_nan=False)
+        conn = self._connect()
         try:
-            cur = self._connect().execute(
-                "INSERT INTO replicas (template, focus, temperature_q, top_p_q, batch_size, "
-                "num_candidates, num_kept, records, created_at, origin) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (*key._row(), int(num_candidates), int(num_kept), text, time.time(), origin),
-            )
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if max_replicas is not None:
+                    (held,) = conn.execute(
+                        "SELECT COUNT(*) FROM replicas WHERE template = ? AND focus = ? AND "
+                        "temperature_q = ? AND top_p_q = ? AND batch_size = ?",
+                        key._row(),
+                    ).fetchone()
+                    if held >= max_replicas:
+                        conn.execute("ROLLBACK")
+                        return None
+                cur = conn.execute(
+                    "INSERT INTO replicas (template, focus, temperature_q, top_p_q, batch_size, "
+                    "num_candidates, num_kept, records, created_at, origin) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (*key._row(), int(num_candidates), int(num_kept), text, time.time(), origin),
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
         except sqlite3.DatabaseError as exc:
             raise ReplayCacheError(
                 f"{self.path}: replay cache write failed (SQLite: {exc})"

@@ -213,9 +213,14 @@ class ReplayGenerator:
                 "the new teacher"
             )
 
-    def generate_replica(self, key: CacheKey, origin: str = "miss") -> Replica:
+    def generate_replica(
+        self, key: CacheKey, origin: str = "miss", max_replicas: int | None = None
+    ) -> Replica | None:
         """Generate a batch live with the key's exact settings from a fresh seed pool, store it
-        as a new replica (``origin``: ``"miss"`` or ``"build"``) and return it."""
+        as a new replica (``origin``: ``"miss"`` or ``"build"``) and return it.
+
+        With ``max_replicas`` (a build) the batch is stored only while the key holds fewer
+        replicas, and ``None`` is returned when another process filled the key meanwhile."""
         temperature, top_p = key.values(self.cache.resolution)
         # A coarse grid's end points can fall just outside the sampler's bounds.
         temperature = min(max(temperature, TEMPERATURE_RANGE[0]), TEMPERATURE_RANGE[1])
@@ -241,8 +246,10 @@ class ReplayGenerator:
         stored = [{k: v for k, v in r.items() if k != "step"} for r in batch.data]
         if self.store_misses:
             replica_id = self.cache.add(
-                key, stored, batch.num_candidates, batch.num_kept, origin=origin
+                key, stored, batch.num_candidates, batch.num_kept, origin, max_replicas
             )
+            if replica_id is None:
+                return None
         else:
             # Not stored: a negative id no stored replica has, unique within the episode.
             replica_id = -(len(self._used) + 1)

@@ -480,7 +480,7 @@ def _rl_tune_locked(
                 batch_size=args.batch_size,
                 num_iterations=args.num_iterations,
             )
-        target, validation = build_target(config)
+        target, validation, seeds = build_target(config)
     except (ValueError, TypeError, FileNotFoundError, IsADirectoryError) as exc:
         raise CLIError(str(exc), 2) from exc
 
@@ -489,9 +489,11 @@ def _rl_tune_locked(
         print(f"{PROG}: --overwrite: removed the previous run ({previous})", file=sys.stderr)
     try:
         if resume_from is not None:
-            tuner = RLTuner.load(resume_from, target, validation, config_changes=requested)
+            tuner = RLTuner.load(
+                resume_from, target, validation, config_changes=requested, seed_tasks=seeds
+            )
         else:
-            tuner = RLTuner(config, target, validation)
+            tuner = RLTuner(config, target, validation, seed_tasks=seeds)
     except BackendError as exc:
         raise CLIError(f"{_component(exc, config)} failed while starting: {exc}", 1) from exc
     except (ValueError, TypeError, FileNotFoundError, ReplayCacheError) as exc:
@@ -842,6 +844,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise CLIError(str(exc), 2) from exc
     _check_writable_dir("--output", output.parent)  # before the generation, not after
 
+    task = _generation_task(config)
     bar = _bar(n, "generate", args.no_progress)
     results = generate_with_settings(
         config,
@@ -851,6 +854,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         template,
         seed=seed,
         focus=settings.get("focus"),
+        seed_tasks=task.seed_tasks if task else None,
+        label_space=task.label_space if task else None,
         on_batch=lambda b: bar.update(len(b)),
     )
     bar.close()
@@ -869,6 +874,24 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _generation_task(config: Any) -> Any:
+    """The task ``datagen generate`` follows (:mod:`datagen_gym.task`): seeds and labels of the
+    validation file (never importing the target file) or of the built-in task; None: world."""
+    from datagen.rl_tuning.user_target import load_user_task
+    from datagen_gym.task import resolve_task
+
+    try:
+        validation, seeds = load_user_task(config)
+        builtin = None if validation is not None else config.rl_tuning.task
+        if validation is None:
+            from datagen_gym.targets import make_validation_set
+
+            validation = make_validation_set(builtin)
+        return resolve_task(config, validation, builtin_task=builtin, seed_tasks=seeds)
+    except (ValueError, FileNotFoundError) as exc:
+        raise CLIError(str(exc), 2) from exc
+
+
 def _tune_for_generate(config: Any, args: argparse.Namespace) -> dict[str, Any]:
     """``rl_tuning.enable_rl_tuning``: an in-memory tuning run with the config's algorithm,
     target and budget; returns its best settings (no checkpoint: ``rl-tune`` keeps one)."""
@@ -877,8 +900,8 @@ def _tune_for_generate(config: Any, args: argparse.Namespace) -> dict[str, Any]:
     from datagen_gym.envs.datagen_env import TargetModelError
 
     check_algorithm(config.rl_tuning.rl_algorithm)
-    target, validation = build_target(config)
-    tuner = RLTuner(config, target, validation)
+    target, validation, seeds = build_target(config)
+    tuner = RLTuner(config, target, validation, seed_tasks=seeds)
     total = args.timesteps or tuner.default_timesteps()
     print(
         f"{PROG}: rl_tuning.enable_rl_tuning is set: tuning with "

@@ -8,6 +8,7 @@ rejects unknown keys and out-of-range values with an error that names the field
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import re
@@ -163,6 +164,13 @@ class SamplingConfig:
     # The NAME of the environment variable holding the key; the key never goes in a config.
     api_key_env: str = "OPENAI_API_KEY"
     endpoint: str = field(default="completions", metadata=_choices("completions", "chat"))
+    # Stop sequences for every prompt; None: per-prompt defaults for completion prompts (the
+    # papers' stops: the next task, example or list item) and none for chat replies and the
+    # embedded teacher (whose world is generated without them). [] turns them off.
+    stop: list[str] | None = None
+    # Extra request fields for OpenAI-compatible servers and vLLM's SamplingParams, passed as
+    # given (e.g. {"repeat_penalty": 1.1, "min_p": 0.05} for llama.cpp, {"top_k": 40}).
+    extra_body: dict[str, Any] | None = None
     max_concurrency: int = field(default=8, metadata=_range(1, 1024))
     timeout_s: float = field(default=60.0, metadata=_range(0.0, 3600.0, lo_open=True))
     max_retries: int = field(default=4, metadata=_range(0, 100))
@@ -178,8 +186,16 @@ class GenerationConfig:
     """What the generators write and the Self-Instruct / Evol-Instruct filters they apply."""
 
     template: str = "self_instruct"  # checked against the template names at use
-    # Path to a JSONL file of human seed tasks; None uses the embedded world's seed tasks.
+    # Path to a JSONL file of human seed tasks; None: the task's own (see task_mode).
     seed_tasks_path: str | None = None
+    # What generation follows (datagen_gym.task): "task" (seeds of the user's task: the seed
+    # file, a split of the labelled data, or a built-in task's own tasks; classification
+    # records asked for and kept only with a label of the task), "world" (the embedded world's
+    # mixed seed pool: DataGen-v0's benchmark world), "auto" (task for a real teacher or a seed
+    # file, world for the embedded teacher).
+    task_mode: str = field(default="auto", metadata=_choices("auto", "task", "world"))
+    # Seeds split off the labelled data when the task has no seed file (at most a quarter).
+    num_seed_records: int = field(default=8, metadata=_range(1, 1000))
     num_prompt_instructions: int = field(default=8, metadata=_range(1, 32))
     num_machine_instructions: int = field(default=2, metadata=_range(0, 32))
     rouge_threshold: float = field(default=0.7, metadata=_range(0.0, 1.0))
@@ -387,6 +403,13 @@ def _check(name: str, value: Any, hint: Any, meta: Any) -> Any:
     elif origin is list:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"{name} must be a list of strings, got {_short(value)}")
+    elif origin is dict:
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise ConfigError(f"{name} must be a mapping with string keys, got {_short(value)}")
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name} must hold JSON values only, got {_short(value)}") from None
     if "range" in meta:
         lo, hi, lo_open = meta["range"]
         if value > hi or value < lo or (lo_open and value == lo):

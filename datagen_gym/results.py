@@ -116,11 +116,17 @@ class Results:
     """
 
     def __init__(
-        self, records: Iterable[dict[str, Any]] = (), num_candidates: int = 0, num_kept: int = 0
+        self,
+        records: Iterable[dict[str, Any]] = (),
+        num_candidates: int = 0,
+        num_kept: int = 0,
+        num_off_label: int = 0,
     ) -> None:
         self.data: list[dict[str, Any]] = list(records)
         self.num_candidates = num_candidates
         self.num_kept = num_kept
+        # instances dropped because their label is not one of the task's (see datagen_gym.task)
+        self.num_off_label = num_off_label
 
     def __len__(self) -> int:
         return len(self.data)
@@ -135,6 +141,7 @@ class Results:
         self.data.extend(other.data)
         self.num_candidates += other.num_candidates
         self.num_kept += other.num_kept
+        self.num_off_label += other.num_off_label
 
     @property
     def kept_fraction(self) -> float:

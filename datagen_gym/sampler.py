@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from datagen_gym.backends.base import LLMBackend
+from datagen_gym.backends.base import Completion, LLMBackend
 from datagen_gym.config import SamplingConfig
 
 TEMPERATURE_RANGE = (0.0, 2.0)
@@ -65,13 +65,34 @@ class Sampler:
             self._top_p = float(top_p)
 
     def generate(
-        self, prompts: Sequence[str], max_new_tokens: int | None = None, seed: int | None = None
+        self,
+        prompts: Sequence[str],
+        max_new_tokens: int | None = None,
+        seed: int | None = None,
+        stop: Sequence[str] | None = None,
     ) -> list[str]:
-        """Complete each prompt with the current temperature and top_p."""
-        return self.backend.generate(
+        """Complete each prompt with the current temperature and top_p.
+
+        ``stop``: each completion ends before the first of these strings. Backends that take
+        stop sequences (``accepts_stop``: the OpenAI-compatible and vLLM ones) stop there and
+        save the tokens; every completion is also cut here, so any backend honours them."""
+        stop = [s for s in (stop or ()) if s]
+        kwargs = {"stop": stop} if stop and getattr(self.backend, "accepts_stop", False) else {}
+        texts = self.backend.generate(
             prompts,
             temperature=self._temperature,
             top_p=self._top_p,
             max_new_tokens=max_new_tokens or self.max_new_tokens,
             seed=seed,
+            **kwargs,
         )
+        return [cut_at_stop(t, stop) for t in texts] if stop else texts
+
+
+def cut_at_stop(text: str, stop: Sequence[str]) -> str:
+    """``text`` up to the first of the ``stop`` strings (a :class:`Completion` that says it
+    stopped), or ``text`` itself when none occurs."""
+    if text is None:  # a failed prompt of a partial batch
+        return text
+    cut = min((i for i in (text.find(s) for s in stop) if i >= 0), default=-1)
+    return text if cut < 0 else Completion(text[:cut], "stop")

@@ -232,4 +232,8 @@ def test_smollm2_env_step_sends_the_instruct_prompts():
         gen.sampler.backend = backend
     assert truncated and info["reward"] == reward
     assert rec.seen and rec.seen[0][0].startswith("Come up with a series of classification")
-    assert "continuing the numbering from 9" in rec.seen[0][0]
+    # A real teacher on the built-in sentiment task: its own 4 seed tasks in context (issue 22)
+    seeds = env.unwrapped.task.seed_tasks
+    assert {t["skill"] for t in seeds} == {"sentiment"} and len(seeds) == 4
+    assert f"continuing the numbering from {len(seeds) + 1}" in rec.seen[0][0]
+    assert all(t["instruction"] in rec.seen[0][0] for t in seeds)

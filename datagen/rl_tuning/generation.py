@@ -10,6 +10,7 @@ from datagen_gym.config import Config
 from datagen_gym.generators.generator import Generator
 from datagen_gym.results import Results
 from datagen_gym.sampler import Sampler
+from datagen_gym.task import LabelSpace
 
 
 def generate_with_settings(
@@ -22,6 +23,7 @@ def generate_with_settings(
     focus: str | None = None,
     sampler: Sampler | None = None,
     seed_tasks: Sequence[dict[str, Any]] | None = None,
+    label_space: LabelSpace | None = None,
     max_rounds: int = 50,
     on_batch: Callable[[Results], None] | None = None,
 ) -> Results:
@@ -38,7 +40,9 @@ def generate_with_settings(
     if sampler is None:
         sampler = Sampler.from_config(config.sampling)
     sampler.set_params(temperature=float(temperature), top_p=float(top_p))
-    generator = Generator(config, sampler=sampler, seed_tasks=seed_tasks, seed=int(seed))
+    generator = Generator(
+        config, sampler=sampler, seed_tasks=seed_tasks, seed=int(seed), label_space=label_space
+    )
     generator.select_template(template)
     generator.set_focus(focus)
     results, empty, rounds = Results(), 0, 0

@@ -105,6 +105,7 @@ HISTORY_KEYS = (
     "kept_fraction",
     "correctness",
     "num_kept",
+    "num_off_label",
     "dataset_size",
     "all_filtered",
     "time_generation_s",
@@ -170,6 +171,9 @@ class RLTuner:
         rl_agent: ``None`` (``config.rl_tuning.rl_algorithm``), an agent name of
             :func:`agents.list_agents`, or an agent instance (re-attached to the tuner's env).
         agent_kwargs: extra constructor arguments for an agent created by name.
+        seed_tasks: human seed tasks of the user's task (see :mod:`datagen_gym.task`; the CLI
+            splits them off the validation file): default ``generation.seed_tasks_path``, a
+            built-in task's own, or the embedded world's (``generation.task_mode``).
 
     Example::
 
@@ -188,6 +192,7 @@ class RLTuner:
         generator: Generator | None = None,
         rl_agent: Any = None,
         agent_kwargs: dict[str, Any] | None = None,
+        seed_tasks: Sequence[dict[str, Any]] | None = None,
     ) -> None:
         self.config = as_config(config)
         rl = self.config.rl_tuning
@@ -198,6 +203,7 @@ class RLTuner:
             validation_dataset=validation_dataset,
             config=self.config,
             generator=generator,
+            seed_tasks=seed_tasks,
         )
         self.recorder = EpisodeRecorder(self.env)
         self.history: list[dict[str, Any]] = []
@@ -503,6 +509,7 @@ class RLTuner:
                 "kept_fraction": info.get("kept_fraction"),
                 "correctness": info.get("correctness"),
                 "num_kept": info.get("num_kept"),
+                "num_off_label": info.get("num_off_label", 0),
                 "dataset_size": info.get("dataset_size"),
                 "all_filtered": bool(info.get("all_filtered", False)),
                 "time_generation_s": info.get("time_generation_s"),
@@ -583,6 +590,7 @@ class RLTuner:
             seed=seed,
             sampler=sampler,
             seed_tasks=base.pool.human,
+            label_space=base.label_space,
             max_rounds=max_rounds,
             on_batch=on_batch,
         )
@@ -679,6 +687,7 @@ class RLTuner:
         validation_dataset: Sequence[dict[str, Any]] | None = None,
         generator: Generator | None = None,
         config_changes: dict[str, dict[str, Any]] | None = None,
+        seed_tasks: Sequence[dict[str, Any]] | None = None,
     ) -> RLTuner:
         """Rebuild a tuner from :meth:`save`: config, history, best, counters, agent, and the
         env's position (mid-episode checkpoints are replayed, see the module docstring).
@@ -698,7 +707,14 @@ class RLTuner:
         path = checkpoint_path(path)
         state = read_state(path)
         config, applied = resume_config(Config.from_dict(state["config"]), config_changes)
-        tuner = cls(config, target_model, validation_dataset, generator, rl_agent=_LOADING)
+        tuner = cls(
+            config,
+            target_model,
+            validation_dataset,
+            generator,
+            rl_agent=_LOADING,
+            seed_tasks=seed_tasks,
+        )
         tuner.resume_changes = applied
         try:
             tuner.agent = load_agent(path / AGENT_DIR, env=tuner.recorder)
@@ -853,6 +869,9 @@ class RLTuner:
                 "episodes": len({h["episode"] for h in self.history}),
                 "num_iterations": self.num_iterations,
                 "batch_size": self.batch_size,
+                # instances dropped for a label outside the task's (datagen_gym.task), all steps
+                "num_off_label": sum(int(h.get("num_off_label") or 0) for h in self.history),
+                "seed_source": self.env.task.source if self.env.task else "the embedded world",
             }
         )
 

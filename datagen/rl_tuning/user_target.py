@@ -143,14 +143,38 @@ def load_target_file(
     return target
 
 
-def build_target(config: Config) -> tuple[TargetModel | None, list[dict[str, Any]] | None]:
-    """The target model and validation data a config names (``(None, None)``: built-in)."""
+def load_user_task(
+    config: Config,
+) -> tuple[list[dict[str, Any]] | None, list[dict[str, Any]] | None]:
+    """The validation records and the seed tasks split off them (see :func:`build_target`)."""
+    from datagen_gym.task import split_seed_records, uses_task_seeds
+
     rl = config.rl_tuning
     validation = load_validation_data(rl.validation_data_path) if rl.validation_data_path else None
-    if rl.target_model_path:
-        return load_target_file(rl.target_model_path, validation), validation
+    if validation is None or not uses_task_seeds(config) or config.generation.seed_tasks_path:
+        return validation, None
+    try:
+        seeds, validation = split_seed_records(validation, config.generation.num_seed_records)
+    except ValueError as exc:
+        raise ConfigError(f"{rl.validation_data_path}: {exc}") from None
+    return validation, seeds
+
+
+def build_target(
+    config: Config,
+) -> tuple[TargetModel | None, list[dict[str, Any]] | None, list[dict[str, Any]] | None]:
+    """The target model, validation data and seed tasks a config names (``(None, None, None)``:
+    the built-in target, whose seeds the env picks).
+
+    When generation follows the user's task (``generation.task_mode``, see
+    :mod:`datagen_gym.task`) and no ``generation.seed_tasks_path`` is given, a few seed tasks
+    are split off the validation file first (:func:`~datagen_gym.task.split_seed_records`):
+    the target is built on, and scores, the rest only, so no seed is ever scored."""
+    validation, seeds = load_user_task(config)
+    if config.rl_tuning.target_model_path:
+        return load_target_file(config.rl_tuning.target_model_path, validation), validation, seeds
     if validation is not None:
         from datagen_gym.targets import SklearnClassifierTarget
 
-        return SklearnClassifierTarget(validation), validation
-    return None, None
+        return SklearnClassifierTarget(validation), validation, seeds
+    return None, None, None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 from functools import lru_cache
 from pathlib import Path
 
@@ -59,6 +60,7 @@ def _cached_vllm(
     tensor_parallel_size: int,
     gpu_memory_utilization: float,
     max_model_len: int | None,
+    extra_sampling: str = "{}",
 ):
     from datagen_gym.backends.vllm_backend import VLLMBackend
 
@@ -69,6 +71,7 @@ def _cached_vllm(
         tensor_parallel_size=tensor_parallel_size,
         gpu_memory_utilization=gpu_memory_utilization,
         max_model_len=max_model_len,
+        extra_sampling=json.loads(extra_sampling),
     )
 
 
@@ -101,6 +104,7 @@ def make_backend(config: SamplingConfig) -> LLMBackend:
             max_concurrency=config.max_concurrency,
             timeout_s=config.timeout_s,
             max_retries=config.max_retries,
+            extra_body=config.extra_body,
         )
     if config.backend == "vllm":
         model = config.model or config.model_path
@@ -115,6 +119,7 @@ def make_backend(config: SamplingConfig) -> LLMBackend:
             config.tensor_parallel_size,
             config.gpu_memory_utilization,
             config.max_model_len,
+            json.dumps(config.extra_body or {}, sort_keys=True),  # hashable, for the cache
         )
     raise ConfigError(f"sampling.backend={config.backend!r} is not supported")
 

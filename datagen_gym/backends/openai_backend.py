@@ -27,6 +27,7 @@ from datagen_gym.backends.base import BackendError, Completion, PartialBatchErro
 logger = logging.getLogger(__name__)
 
 ENDPOINTS = {"completions": "/completions", "chat": "/chat/completions"}
+MAX_STOP_SEQUENCES = 4  # OpenAI's API refuses more; vLLM and llama.cpp take any number
 INSTALL_HINT = 'the OpenAI backend needs the openai client: pip install "datagen-gym[openai]"'
 
 
@@ -75,6 +76,7 @@ class OpenAIBackend:
     """
 
     deterministic = False
+    accepts_stop = True
 
     def __init__(
         self,
@@ -167,10 +169,13 @@ class OpenAIBackend:
         top_p: float,
         max_new_tokens: int,
         seed: int | None = None,
+        stop: Sequence[str] | None = None,
     ) -> list[str]:
         """One completion per prompt, in prompt order (the continuation only).
 
-        Raises :class:`PartialBatchError` if any prompt fails after its retries.
+        ``stop``: the server stops at these strings (OpenAI's API takes at most 4; the
+        :class:`~datagen_gym.sampler.Sampler` cuts at the others). Raises
+        :class:`PartialBatchError` if any prompt fails after its retries.
         """
         prompts = list(prompts)
         if not prompts:
@@ -198,6 +203,8 @@ class OpenAIBackend:
             )
             if seeds[i] is not None:
                 kwargs["seed"] = seeds[i]
+            if stop:
+                kwargs["stop"] = list(stop)[:MAX_STOP_SEQUENCES]
             try:
                 results[i], attempts[i] = self._complete(prompts[i], kwargs, abort)
             except _Stop as exc:

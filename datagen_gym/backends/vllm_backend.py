@@ -49,6 +49,7 @@ class VLLMBackend:
         tensor_parallel_size: GPUs to shard the model over.
         gpu_memory_utilization: share of GPU memory vLLM may take (weights + KV cache).
         max_model_len: context length cap (lower it to fit a long-context model's KV cache).
+        extra_sampling: more ``SamplingParams`` fields for every request (``sampling.extra_body``).
         **llm_kwargs: passed on to ``vllm.LLM`` (``quantization``, ``enforce_eager``,
             ``download_dir``, ``trust_remote_code``...).
 
@@ -59,6 +60,7 @@ class VLLMBackend:
     """
 
     deterministic = False
+    accepts_stop = True
 
     def __init__(
         self,
@@ -67,6 +69,7 @@ class VLLMBackend:
         tensor_parallel_size: int = 1,
         gpu_memory_utilization: float = 0.9,
         max_model_len: int | None = None,
+        extra_sampling: dict[str, Any] | None = None,
         **llm_kwargs: Any,
     ) -> None:
         vllm = _import_vllm()
@@ -77,6 +80,8 @@ class VLLMBackend:
         if tensor_parallel_size < 1:
             raise ValueError(f"tensor_parallel_size must be >= 1, got {tensor_parallel_size}")
         self._SamplingParams = vllm.SamplingParams
+        # sampling.extra_body: more SamplingParams fields (top_k, min_p, repetition_penalty...)
+        self.extra_sampling = dict(extra_sampling or {})
         kwargs = dict(
             model=model,
             dtype=dtype,
@@ -102,17 +107,22 @@ class VLLMBackend:
         top_p: float,
         max_new_tokens: int,
         seed: int | None = None,
+        stop: Sequence[str] | None = None,
     ) -> list[str]:
-        """One completion per prompt (the continuation only), in prompt order."""
+        """One completion per prompt (the continuation only), in prompt order; ``stop``:
+        strings the engine stops at (not included in the text)."""
         prompts = list(prompts)
         if not prompts:
             return []
         greedy = temperature <= 0
         base = dict(
+            **self.extra_sampling,
             temperature=0.0 if greedy else float(temperature),
             top_p=1.0 if greedy else float(top_p),
             max_tokens=int(max_new_tokens),
         )
+        if stop:
+            base["stop"] = list(stop)
         if seed is None:
             params: Any = self._SamplingParams(**base)
         else:

@@ -20,6 +20,7 @@ from datagen_gym.generators import prompts
 from datagen_gym.generators.generator import Generator
 from datagen_gym.results import Results
 from datagen_gym.sampler import TEMPERATURE_RANGE, TOP_P_RANGE
+from datagen_gym.task import resolve_task
 from datagen_gym.world import checker
 
 TargetModel = Callable[[list[dict[str, Any]]], dict[str, float]]
@@ -47,6 +48,7 @@ INFO_LOG: dict[str, Any] = {
         "datagen/focus": "focus_index",
         "datagen/kept_fraction": "kept_fraction",
         "datagen/num_kept": "num_kept",
+        "datagen/num_off_label": "num_off_label",
         "datagen/unique_ratio": "unique_ratio",
         "datagen/correctness": "correctness",
         "datagen/all_filtered": "all_filtered",
@@ -187,6 +189,12 @@ class DataGenEnv(gym.Env):
     the ``skill`` fields of ``validation_dataset``); with ``focus`` each must be a ``skill`` of
     the seed tasks.
     ``observe_skills`` (default: ``focus``) adds the per-skill observation.
+    ``seed_tasks`` (human seed tasks, e.g. split off the user's labelled data with
+    :func:`datagen_gym.task.split_seed_records` before the target was built) and
+    ``config.generation.task_mode`` choose what generation follows (:mod:`datagen_gym.task`):
+    with a real teacher, the user's task (its seeds; classification records only with one of
+    the validation set's labels, ``info["num_off_label"]`` counting the others); with the
+    embedded teacher, the embedded world's mixed seed pool (the benchmark world).
     ``DataGen-Skills-v0`` is this env on the five-skill classification task with the focus.
     ``replay_cache`` (a SQLite file path, :mod:`datagen_gym.replay`) replays cached teacher
     batches of the current settings (rounded to the cache's grid) instead of generating, and
@@ -218,6 +226,7 @@ class DataGenEnv(gym.Env):
         generator: Generator | None = None,
         replay_cache: str | None = None,
         render_mode: str | None = None,
+        seed_tasks: Sequence[dict[str, Any]] | None = None,
     ) -> None:
         self.config = self._merge_config(
             config,
@@ -257,7 +266,18 @@ class DataGenEnv(gym.Env):
         self.target_model = target_model
         self.validation_dataset = list(validation_dataset or [])
 
-        self.generator = generator or Generator(self.config)
+        # What generation follows: the user's task (its seeds and labels) or the embedded world.
+        self.task = resolve_task(
+            self.config,
+            self.validation_dataset,
+            builtin_task=rl.task if builtin_skills else None,
+            seed_tasks=seed_tasks,
+        )
+        self.generator = generator or Generator(
+            self.config,
+            seed_tasks=self.task.seed_tasks if self.task else None,
+            label_space=self.task.label_space if self.task else None,
+        )
         if rl.replay_cache is not None:
             # The replay tier: cached teacher batches of the current settings, live on a miss.
             from datagen_gym.replay import ReplayGenerator
@@ -279,7 +299,10 @@ class DataGenEnv(gym.Env):
             for t in self.generator.pool.human
             if t.get("output")
         ]
-        self.check_correctness = self.config.generation.seed_tasks_path is None
+        # The world's checker knows the world's tasks: the built-in task's seeds, not a user's.
+        self.check_correctness = (
+            seed_tasks is None and self.config.generation.seed_tasks_path is None
+        )
 
         # Public action layout for generic agents (the bandits hold deltas at "keep" and pull
         # arms over the dimensions whose keep value is None).
@@ -506,6 +529,7 @@ class DataGenEnv(gym.Env):
             **self._settings(),
             "num_candidates": batch.num_candidates,
             "num_kept": batch.num_kept,
+            "num_off_label": batch.num_off_label,
             "num_records": len(batch),
             "dataset_size": len(self._episode_data),
             "kept_fraction": batch.kept_fraction,

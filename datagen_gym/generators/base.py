@@ -13,6 +13,7 @@ from datagen_gym.config import Config, GenerationConfig
 from datagen_gym.generators import chat_prompts, parsing, prompts
 from datagen_gym.generators.rouge_filter import RougeLFilter
 from datagen_gym.sampler import Sampler
+from datagen_gym.task import LabelSpace
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +65,10 @@ class BaseGenerator:
             ``is_classification``, ``group``); by default the embedded world's.
         seed: seeds the in-context sampling and the LM's sampling.
         pool: share an existing :class:`TaskPool` (the :class:`Generator` facade does).
+        label_space: the task's classes (:class:`~datagen_gym.task.LabelSpace`): every new
+            task is then a classification task of these labels, its instances are asked for
+            with them, and an instance whose label maps to none is dropped and counted
+            (``Results.num_off_label``). ``None``: labels as generated (the embedded world).
     """
 
     method = "base"
@@ -75,8 +80,11 @@ class BaseGenerator:
         seed_tasks: Sequence[dict[str, Any]] | None = None,
         seed: int | None = None,
         pool: TaskPool | None = None,
+        label_space: LabelSpace | None = None,
     ) -> None:
         self.config = config or Config()
+        self.label_space = label_space
+        self.num_off_label = 0  # instances dropped for a label outside label_space, last call
         self.gen_config: GenerationConfig = self.config.generation
         self.sampler = sampler or Sampler.from_config(self.config.sampling)
         if pool is None:
@@ -140,11 +148,40 @@ class BaseGenerator:
         """The module whose functions build the prompts: ``chat_prompts`` or ``prompts``."""
         return chat_prompts if self.instruct_prompts else prompts
 
-    def _lm(self, prompt_list: list[str], max_new_tokens: int) -> list[str]:
+    def stop_sequences(self, path: str) -> list[str]:
+        """The stop strings of one prompt path (``bootstrap``, ``classification_check``,
+        ``input_first``, ``output_first``, ``evol``): ``sampling.stop`` when set; else, for
+        completion prompts to a real teacher, the papers' (Self-Instruct stops the list at task
+        16 or a blank line, instances at the next ``Task:`` or the example past the last, the
+        check at the end of its line), so that a base model does not run on into the next
+        task; none for chat replies (the model ends its turn) and the embedded teacher (whose
+        world is generated without them)."""
+        sampling = self.config.sampling
+        if sampling.stop is not None:
+            return list(sampling.stop)
+        embedded = sampling.backend == "embedded" and sampling.teacher is None
+        if embedded or self.instruct_prompts:
+            return []
+        return {
+            "bootstrap": [
+                "\n\n",
+                f"\n{prompts.MAX_TASK_NUMBER}.",
+                f"\n{prompts.MAX_TASK_NUMBER} .",
+            ],
+            "classification_check": ["\n", "Task:"],
+            "input_first": ["Task:", f"Example {self.gen_config.max_instances_per_task + 1}"],
+            "output_first": ["Task:", "\n\n\n"],
+            "evol": ["\n\n", "#Given Prompt#", "#The Given Prompt#"],
+        }[path]
+
+    def _lm(self, prompt_list: list[str], max_new_tokens: int, path: str) -> list[str]:
         # A fresh torch seed per call, drawn from our RNG, makes the whole run repeatable.
         try:
             return self.sampler.generate(
-                prompt_list, max_new_tokens=max_new_tokens, seed=int(self.rng.integers(2**31 - 1))
+                prompt_list,
+                max_new_tokens=max_new_tokens,
+                seed=int(self.rng.integers(2**31 - 1)),
+                stop=self.stop_sequences(path),
             )
         except PartialBatchError as exc:
             if exc.num_completed == 0:
@@ -177,33 +214,59 @@ class BaseGenerator:
 
     def _instances(self, tasks: list[dict[str, Any]]) -> list[list[tuple[str, str]]]:
         """Self-Instruct instance generation: output-first for classification, else input-first."""
-        from datagen_gym.generators.instruction_filters import keep_instance
-
         if not tasks:
             return []
         formats = self.prompt_set
+        names = self.label_space.labels if self.label_space is not None else None
+        paths = ["output_first" if t["is_classification"] else "input_first" for t in tasks]
         prompt_list = [
-            formats.output_first_prompt(t["instruction"])
+            formats.output_first_prompt(t["instruction"], names)
             if t["is_classification"]
             else formats.input_first_prompt(t["instruction"])
             for t in tasks
         ]
-        texts = self._lm(prompt_list, max_new_tokens=64)
+        # One call for the batch (the embedded world's records depend on it), or one per prompt
+        # path when the two paths stop at different strings.
+        texts: list[str] = [""] * len(tasks)
+        if self.stop_sequences("output_first") == self.stop_sequences("input_first"):
+            texts = self._lm(prompt_list, max_new_tokens=64, path=paths[0])
+        else:
+            for path in ("output_first", "input_first"):
+                idx = [i for i, p in enumerate(paths) if p == path]
+                if idx:
+                    batch = self._lm([prompt_list[i] for i in idx], max_new_tokens=64, path=path)
+                    for i, text in zip(idx, batch):
+                        texts[i] = text
         chat = self.chat_replies
-        out = []
-        for task, text in zip(tasks, texts):
-            pairs = (
+        return [
+            self._keep_instances(
+                task["instruction"],
                 parsing.parse_output_first(text, chat)
                 if task["is_classification"]
-                else parsing.parse_input_first(text, chat)
+                else parsing.parse_input_first(text, chat),
             )
-            seen, kept = set(), []
-            for x, y in pairs:
-                if (x, y) not in seen and keep_instance(task["instruction"], x, y):
-                    seen.add((x, y))
-                    kept.append((x, y))
-            out.append(kept[: self.gen_config.max_instances_per_task])
-        return out
+            for task, text in zip(tasks, texts)
+        ]
+
+    def _keep_instances(
+        self, instruction: str, pairs: list[tuple[str, str]]
+    ) -> list[tuple[str, str]]:
+        """Self-Instruct's instance filters, then the label space (labels mapped onto it,
+        off-label instances dropped and counted), at most ``max_instances_per_task``."""
+        from datagen_gym.generators.instruction_filters import keep_instance
+
+        seen, kept = set(), []
+        for x, y in pairs:
+            if self.label_space is not None:
+                label = self.label_space.map(y)
+                if label is None:
+                    self.num_off_label += 1
+                    continue
+                y = label
+            if (x, y) not in seen and keep_instance(instruction, x, y):
+                seen.add((x, y))
+                kept.append((x, y))
+        return kept[: self.gen_config.max_instances_per_task]
 
 
 def load_seed_tasks(path: str | None) -> list[dict[str, Any]]:

@@ -29,6 +29,8 @@ The papers' filters are untouched.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from datagen_gym.generators import prompts
 
 #: New tokens for the classification check: room for "The answer is Yes." or "No, because".
@@ -80,12 +82,16 @@ def input_first_prompt(instruction: str) -> str:
     )
 
 
-def output_first_prompt(instruction: str) -> str:
+def output_first_prompt(instruction: str, labels: Sequence[str] | None = None) -> str:
     """Self-Instruct's output-first instance request: for each class label, a ``Class label:``
-    line and an ``Input:`` line with an input of that label."""
-    return (
+    line and an ``Input:`` line with an input of that label; ``labels``: the task's classes,
+    which the reply must use."""
+    text = (
         "Here is a classification task. Write one example for each of its class labels. Write "
         'each example as two lines: "Class label:" followed by the label, then "Input:" '
         "followed by an input that has that label.\n\n"
         f"Task: {instruction}"
     )
+    if labels:
+        text += f"\nClass labels (use exactly these): {', '.join(labels)}"
+    return text

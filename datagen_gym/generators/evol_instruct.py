@@ -87,7 +87,9 @@ class EvolInstructGenerator(BaseGenerator):
         """Evolve each instruction once with the template's operation (or ``operation``)."""
         operation = operation or self._operation()
         texts = self._lm(
-            [self.prompt_set.evol_prompt(operation, i) for i in instructions], max_new_tokens=64
+            [self.prompt_set.evol_prompt(operation, i) for i in instructions],
+            max_new_tokens=64,
+            path="evol",
         )
         chat = self.chat_replies
         out = []
@@ -106,6 +108,7 @@ class EvolInstructGenerator(BaseGenerator):
         # A focused skill may have fewer tasks than sources are needed: a task is then evolved
         # more than once (the LM samples a different evolution each time).
         picks = self.rng.choice(len(pool), size=num_sources, replace=len(pool) < num_sources)
+        self.num_off_label = 0
         sources = [pool[i] for i in picks]
         evolutions = self.evolve_instructions([s["instruction"] for s in sources])
         results = Results(num_candidates=len(evolutions))
@@ -115,7 +118,8 @@ class EvolInstructGenerator(BaseGenerator):
                 survivors.append(
                     {
                         "instruction": evo.evolved,
-                        "is_classification": False,  # answered input-first
+                        # answered input-first; output-first with the task's labels
+                        "is_classification": self.label_space is not None,
                         "group": src.get("group"),
                         "source": src["instruction"],
                         # In-breadth writes a task of another kind: no skill carries.
@@ -141,6 +145,7 @@ class EvolInstructGenerator(BaseGenerator):
                     )
                 )
         results.num_kept = len(answered)
+        results.num_off_label = self.num_off_label
         # Only evolutions with a usable response join the pool, where they can evolve again.
         self.pool.rouge.add([t["instruction"] for t in answered])
         self.pool.add_machine(answered)

@@ -12,6 +12,7 @@ from datagen_gym.generators.evol_instruct import EvolInstructGenerator
 from datagen_gym.generators.self_instruct import SelfInstructGenerator
 from datagen_gym.results import Results
 from datagen_gym.sampler import Sampler
+from datagen_gym.task import LabelSpace
 
 
 class Generator(BaseGenerator):
@@ -31,10 +32,12 @@ class Generator(BaseGenerator):
         sampler: Sampler | None = None,
         seed_tasks: Sequence[dict[str, Any]] | None = None,
         seed: int | None = None,
+        label_space: LabelSpace | None = None,
     ) -> None:
-        super().__init__(config, sampler, seed_tasks, seed)
-        self.self_instruct = SelfInstructGenerator(self.config, self.sampler, pool=self.pool)
-        self.evol_instruct = EvolInstructGenerator(self.config, self.sampler, pool=self.pool)
+        super().__init__(config, sampler, seed_tasks, seed, label_space=label_space)
+        shared = dict(pool=self.pool, label_space=label_space)
+        self.self_instruct = SelfInstructGenerator(self.config, self.sampler, **shared)
+        self.evol_instruct = EvolInstructGenerator(self.config, self.sampler, **shared)
         self._sync()
 
     @property

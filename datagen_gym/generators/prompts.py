@@ -11,6 +11,7 @@ so the real generators drive it.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 # ---------------------------------------------------------------------------- templates
@@ -142,8 +143,11 @@ def input_first_prompt(instruction: str) -> str:
     return f"{INPUT_FIRST_HEADER}\n\nTask: {instruction}\nExample 1\n"
 
 
-def output_first_prompt(instruction: str) -> str:
-    return f"{OUTPUT_FIRST_HEADER}\n\nTask: {instruction}\nClass label:"
+def output_first_prompt(instruction: str, labels: Sequence[str] | None = None) -> str:
+    """The output-first prompt; ``labels``: the task's classes, listed after the task (the
+    paper's tasks name their labels in the instruction; a user's task may not)."""
+    listed = f"\nClass labels: {', '.join(labels)}" if labels else ""
+    return f"{OUTPUT_FIRST_HEADER}\n\nTask: {instruction}{listed}\nClass label:"
 
 
 def parse_input_first(continuation: str) -> list[tuple[str, str]]:

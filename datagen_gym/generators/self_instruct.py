@@ -43,6 +43,8 @@ class SelfInstructGenerator(BaseGenerator):
         humans, machine = self.pool.of_skill(self.focus)
         if self.focus is None:  # a focus is narrower than the template's group
             humans = [t for t in humans if template.group in (None, t.get("group"))] or humans
+        # Seeds split off a user's labelled data share their instruction: list each once.
+        humans = list({t["instruction"]: t for t in humans}.values())
         cfg = self.gen_config
         formats = self.prompt_set
         out = []
@@ -76,12 +78,16 @@ class SelfInstructGenerator(BaseGenerator):
         return [c for c, ok in zip(ruled, novel) if ok]
 
     def classify(self, instructions: list[str]) -> list[bool]:
-        """Ask the LM, few-shot, whether each task is a classification task."""
+        """Ask the LM, few-shot, whether each task is a classification task. A task with a
+        label space needs no question: every new task is one of its classification tasks."""
+        if self.label_space is not None:
+            return [True] * len(instructions)
         # the papers' budget of 3 tokens is too short for an instruct model's "The answer is No."
         budget = chat_prompts.CLASSIFICATION_CHECK_TOKENS if self.instruct_prompts else 3
         answers = self._lm(
             [self.prompt_set.classification_check_prompt(i) for i in instructions],
             max_new_tokens=budget,
+            path="classification_check",
         )
         return [parsing.parse_classification_check(a, self.chat_replies) for a in answers]
 
@@ -90,13 +96,16 @@ class SelfInstructGenerator(BaseGenerator):
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
         results = Results()
+        self.num_off_label = 0
         for _ in range(self.max_rounds):
             need = n - len(results)
             if need <= 0:
                 break
             num_prompts = math.ceil(need * _PROMPTS_PER_RECORD)
             continuations = self._lm(
-                self.bootstrap_prompts(num_prompts), max_new_tokens=self.sampler.max_new_tokens
+                self.bootstrap_prompts(num_prompts),
+                max_new_tokens=self.sampler.max_new_tokens,
+                path="bootstrap",
             )
             chat = self.chat_replies
             candidates = [c for text in continuations for c in parsing.parse_bootstrap(text, chat)]
@@ -124,6 +133,7 @@ class SelfInstructGenerator(BaseGenerator):
             if not candidates:
                 break
         results.data = results.data[:n]
+        results.num_off_label = self.num_off_label
         return results
 
     generate = generate_from_seed

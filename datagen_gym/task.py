@@ -1,0 +1,270 @@
+"""The user's task: the seed tasks that drive generation and the label space records must use.
+
+Self-Instruct starts from human seed tasks *of the task at hand*; a target classifier learns only
+from records whose label is one of its classes. A :class:`TaskSpec` holds both, built by
+:func:`resolve_task` from what the user brings:
+
+- **seed tasks** (``generation.seed_tasks_path``: JSONL of ``instruction`` / ``input`` /
+  ``output``, Self-Instruct's 175-seed role) are used as given;
+- without them, a few seeds are **split off the labelled data** (:func:`split_seed_records`):
+  records picked by a stable hash of their input, at least one per label, and removed from the
+  data the target scores on; a seed never shares its input with a validation or test record
+  (checked by :func:`check_disjoint`);
+- a **built-in target task** (``rl_tuning.task``) seeds from the embedded world's seed tasks of
+  that task's skills (4 per skill), again checked against its validation and test splits.
+
+The **label space** is the set of the validation records' outputs when they look like classes
+(at most :data:`MAX_LABELS` distinct values, each used by two records or more on average).
+Generated labels are normalised (case, whitespace, quotes, surrounding punctuation and markdown,
+``Label:``-style prefixes, a trailing explanation) and mapped onto it; a record whose label
+maps to none is off-label: the generators drop it and count it (``num_off_label``).
+
+``generation.task_mode`` chooses: ``task`` (all of the above), ``world`` (the embedded world's
+mixed seed pool and labels as generated: the benchmark world of ``DataGen-v0``), ``auto``
+(``task`` for a real teacher or a seed file, ``world`` for the embedded teacher).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import zlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+MAX_LABELS = 32  # more distinct outputs than this is a generation task, not classification
+DEFAULT_NUM_SEEDS = 8  # seeds split off labelled data: "a few", Self-Instruct's 175 in miniature
+MAX_SEED_SHARE = 0.25  # ... but never more than this share of the user's labelled records
+
+# "Label:", "Class label:", "Answer -", "**Sentiment**:" ... before the label itself.
+_PREFIX = re.compile(
+    r"^\s*(?:[*_`#>]+\s*)?[A-Za-z][\w ]{0,24}?\s*(?:[*_`]+\s*)?[:=\-]\s+|^\s*[:=]\s*"
+)
+_EDGE = " \t\r\n\"'`*_.,;:!?()[]{}<>«»“”‘’"
+_SEPARATOR = re.compile(r"[\s.,;:!?()\[\]\-–—/]")
+
+
+class TaskError(ValueError):
+    """The task's seeds or labels cannot be built (one line naming what is missing)."""
+
+
+def normalise_label(text: str) -> str:
+    """``'  **Positive.** '`` -> ``'positive'``: case-folded, quotes, markdown and surrounding
+    punctuation removed, runs of whitespace collapsed."""
+    return " ".join(str(text).strip(_EDGE).split()).casefold().strip(_EDGE)
+
+
+class LabelSpace:
+    """The classes a classification task's records must use (see the module docstring)."""
+
+    def __init__(self, labels: Iterable[str]) -> None:
+        self.labels: tuple[str, ...] = tuple(dict.fromkeys(str(x).strip() for x in labels))
+        if not self.labels:
+            raise TaskError("a label space needs at least one label")
+        self._by_key: dict[str, str] = {}
+        for label in self.labels:
+            self._by_key.setdefault(normalise_label(label), label)
+
+    @classmethod
+    def of_records(cls, records: Sequence[dict[str, Any]]) -> LabelSpace | None:
+        """The label space of labelled records, or ``None`` if their outputs are not classes."""
+        outputs = [str(r.get("output", "")).strip() for r in records]
+        distinct = set(outputs)
+        if not outputs or "" in distinct or len(distinct) > MAX_LABELS:
+            return None
+        if len(outputs) < 2 * len(distinct):  # mostly unique outputs: answers, not classes
+            return None
+        return cls(sorted(distinct))
+
+    def map(self, text: str) -> str | None:
+        """The label ``text`` means, or ``None`` (off-label, or naming two labels)."""
+        first = str(text).strip().split("\n", 1)[0]
+        candidates = (_PREFIX.sub("", first, count=1), first)
+        for candidate in candidates:
+            key = normalise_label(candidate)
+            if key in self._by_key:
+                return self._by_key[key]
+        # "Positive - the reviewer loved it", "negative (sarcasm)": a label, then a separator.
+        for candidate in candidates:
+            label = self._leading_label(normalise_label(candidate))
+            if label is not None:
+                return label
+        return None
+
+    def _leading_label(self, key: str) -> str | None:
+        hits = [
+            k
+            for k in self._by_key
+            if key.startswith(k) and (len(key) == len(k) or _SEPARATOR.match(key[len(k)]))
+        ]
+        if not hits:
+            return None
+        longest = max(hits, key=len)
+        rest = key[len(longest) :]
+        if any(re.search(rf"\b{re.escape(k)}\b", rest) for k in self._by_key):
+            return None  # "positive, not negative": no single label
+        return self._by_key[longest]
+
+    def __repr__(self) -> str:
+        return f"LabelSpace({list(self.labels)!r})"
+
+
+@dataclass
+class TaskSpec:
+    """What generation follows: the human seed tasks and, for classification, the labels."""
+
+    seed_tasks: list[dict[str, Any]]
+    label_space: LabelSpace | None
+    source: str  # where the seeds came from, for logs and the summary
+
+
+def _input_key(record: dict[str, Any]) -> str:
+    words = str(record.get("input", "")).casefold().split()
+    return " ".join(words)
+
+
+def _text_key(record: dict[str, Any]) -> str:
+    return " ".join(f"{record.get('instruction', '')} {record.get('input', '')}".casefold().split())
+
+
+def check_disjoint(seeds: Sequence[dict[str, Any]], **splits: Sequence[dict[str, Any]]) -> None:
+    """Raise :class:`TaskError` if a seed shares its input (or its whole text) with a record of
+    any split (``validation=..., test=...``): seeds are trained on, the splits are scored."""
+    for name, records in splits.items():
+        inputs = {_input_key(r) for r in records} - {""}
+        texts = {_text_key(r) for r in records}
+        for i, seed in enumerate(seeds):
+            if _input_key(seed) in inputs or _text_key(seed) in texts:
+                raise TaskError(
+                    f"seed task {i} ({str(seed.get('input') or seed.get('instruction'))[:60]!r}) "
+                    f"also appears in the {name} records; seeds must not overlap what is scored"
+                )
+
+
+def split_seed_records(
+    records: Sequence[dict[str, Any]], n: int = DEFAULT_NUM_SEEDS
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Split labelled records into (seeds, rest): a few seeds for Self-Instruct, the rest to score.
+
+    The split is a pure function of the records: a stable hash (CRC-32) of each input orders
+    them, seeds are taken in that order round-robin over the labels (so every label has a seed
+    when there are enough), at most ``n`` and at most a quarter of the records. A record whose
+    input occurs more than once is never a seed (its twin would be scored), so seeds and rest
+    share no input; :func:`check_disjoint` confirms it."""
+    records = [dict(r) for r in records]
+    n = min(int(n), int(len(records) * MAX_SEED_SHARE))
+    if n < 1:
+        raise TaskError(
+            f"{len(records)} labelled records are too few to split off seed tasks; give "
+            "generation.seed_tasks_path (JSONL of instruction/input/output)"
+        )
+    counts: dict[str, int] = {}
+    for r in records:
+        counts[_text_key(r)] = counts.get(_text_key(r), 0) + 1
+        if _input_key(r):
+            counts["\0" + _input_key(r)] = counts.get("\0" + _input_key(r), 0) + 1
+    unique = [
+        i
+        for i, r in enumerate(records)
+        if counts[_text_key(r)] == 1 and (not _input_key(r) or counts["\0" + _input_key(r)] == 1)
+    ]
+    order = sorted(unique, key=lambda i: (zlib.crc32(_text_key(records[i]).encode()), i))
+    by_label: dict[str, list[int]] = {}
+    for i in order:
+        by_label.setdefault(str(records[i].get("output", "")).strip(), []).append(i)
+    picked: list[int] = []
+    while len(picked) < n and any(by_label.values()):
+        for label in sorted(by_label):
+            if by_label[label] and len(picked) < n:
+                picked.append(by_label[label].pop(0))
+    chosen = set(picked)
+    seeds = [records[i] for i in sorted(chosen)]
+    rest = [r for i, r in enumerate(records) if i not in chosen]
+    check_disjoint(seeds, scored=rest)
+    return seeds, rest
+
+
+def as_seed_tasks(
+    records: Sequence[dict[str, Any]], label_space: LabelSpace | None
+) -> list[dict[str, Any]]:
+    """Labelled records as human seed tasks (one instance each, as in Self-Instruct)."""
+    return [
+        {
+            "instruction": str(r["instruction"]),
+            "input": str(r.get("input") or ""),
+            "output": str(r["output"]),
+            "is_classification": bool(r.get("is_classification", label_space is not None)),
+            "group": r.get("group"),
+            "skill": r.get("skill"),
+        }
+        for r in records
+    ]
+
+
+def builtin_task_seeds(task: str) -> list[dict[str, Any]]:
+    """The embedded world's seed tasks of a built-in task's skills, disjoint from its splits."""
+    from datagen_gym.targets.builtin_tasks import make_test_set, make_validation_set, task_skills
+    from datagen_gym.world.seed_tasks import make_seed_tasks
+
+    skills = set(task_skills(task))
+    seeds = [t for t in make_seed_tasks() if t.get("skill") in skills]
+    scored = make_validation_set(task) + make_test_set(task)
+    inputs = {_input_key(r) for r in scored} - {""}
+    texts = {_text_key(r) for r in scored}
+    kept = [s for s in seeds if _input_key(s) not in inputs and _text_key(s) not in texts]
+    check_disjoint(kept, validation=make_validation_set(task), test=make_test_set(task))
+    return kept
+
+
+def uses_task_seeds(config: Any) -> bool:
+    """Whether ``generation.task_mode`` resolves to ``task`` for this config."""
+    mode = config.generation.task_mode
+    if mode != "auto":
+        return mode == "task"
+    sampling = config.sampling
+    real_teacher = sampling.backend != "embedded" or sampling.teacher is not None
+    return real_teacher or config.generation.seed_tasks_path is not None
+
+
+def resolve_task(
+    config: Any,
+    validation_dataset: Sequence[dict[str, Any]] | None,
+    builtin_task: str | None = None,
+    seed_tasks: Sequence[dict[str, Any]] | None = None,
+) -> TaskSpec | None:
+    """The :class:`TaskSpec` generation follows, or ``None`` for the embedded world.
+
+    ``seed_tasks`` (already split off the labelled data by the caller) win over
+    ``generation.seed_tasks_path``; a built-in task (``builtin_task``) seeds from its own tasks.
+    A user target without seeds cannot be split here (its validation data is already inside
+    it): ``task_mode: task`` then raises, ``auto`` falls back to the world with a warning."""
+    if not uses_task_seeds(config):
+        return None
+    from datagen_gym.generators.base import load_seed_tasks
+
+    labels = LabelSpace.of_records(validation_dataset) if validation_dataset else None
+    if seed_tasks is not None:
+        tasks, source = list(seed_tasks), "seed tasks split off the labelled data"
+    elif config.generation.seed_tasks_path is not None:
+        path = config.generation.seed_tasks_path
+        tasks, source = load_seed_tasks(path), f"seed tasks of {path}"
+    elif builtin_task is not None:
+        tasks, source = builtin_task_seeds(builtin_task), f"the built-in task {builtin_task!r}"
+    elif config.generation.task_mode == "task":
+        raise TaskError(
+            "generation.task_mode 'task' needs seed tasks: set generation.seed_tasks_path, or "
+            "split them off your labelled data with datagen_gym.task.split_seed_records before "
+            "building the target (the CLI does this for rl_tuning.validation_data_path)"
+        )
+    else:
+        logger.warning(
+            "no seed tasks of your task (generation.seed_tasks_path): generating from the "
+            "embedded world's seed tasks; give seed tasks so that the teacher writes your task"
+        )
+        return None
+    if validation_dataset:
+        check_disjoint(tasks, validation=validation_dataset)
+    return TaskSpec(as_seed_tasks(tasks, labels), labels, source)

@@ -566,8 +566,7 @@ def _rl_tune_locked(
     bar.close()
     if len(data) < n:
         print(
-            f"{PROG}: warning: only {len(data)} of {n} records passed the filters (the "
-            f"teacher stopped producing new instructions)",
+            f"{PROG}: warning: only {len(data)} of {n} records: {data.stages()}",
             file=sys.stderr,
         )
     summary = tuner.summary()
@@ -868,7 +867,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     )
     if len(results) < n:
         print(
-            f"{PROG}: warning: only {len(results)} of {n} records passed the filters",
+            f"{PROG}: warning: only {len(results)} of {n} records: {results.stages()}",
             file=sys.stderr,
         )
     return 0

@@ -127,6 +127,8 @@ class Results:
         self.num_kept = num_kept
         # instances dropped because their label is not one of the task's (see datagen_gym.task)
         self.num_off_label = num_off_label
+        # instance pairs the parsers found in the teacher's replies, before any instance filter
+        self.num_parsed = 0
 
     def __len__(self) -> int:
         return len(self.data)
@@ -142,6 +144,17 @@ class Results:
         self.num_candidates += other.num_candidates
         self.num_kept += other.num_kept
         self.num_off_label += other.num_off_label
+        self.num_parsed += other.num_parsed
+
+    def stages(self) -> str:
+        """Where the records went, stage by stage (for a warning that names the stage that
+        dropped them): instructions proposed -> kept by the filters -> instances parsed from
+        the replies -> off-label dropped -> records."""
+        return (
+            f"{self.num_candidates} instructions proposed, {self.num_kept} kept by the "
+            f"instruction filters, {self.num_parsed} instances parsed from the replies, "
+            f"{self.num_off_label} dropped for a label outside the task's, {len(self)} records"
+        )
 
     @property
     def kept_fraction(self) -> float:

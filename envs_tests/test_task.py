@@ -284,3 +284,13 @@ def test_task_seeds_benchmark_runs(tmp_path, capsys):
     task_seeds.main(["--seeds", "0", "--batch-size", "4", "--labelled", "40", "--out", str(out)])
     rows = [line for line in out.read_text().splitlines() if line.startswith("| task |")]
     assert len(rows) == 1 and "| world |" in out.read_text()
+
+
+def test_a_short_dataset_warning_names_the_stages(teacher):
+    gen = Generator(Config(), sampler=Sampler(teacher, max_new_tokens=64), seed=0)
+    gen.label_space = gen.self_instruct.label_space = LabelSpace(["no such label"])
+    results = gen.generate(8)
+    assert len(results) == 0 and results.num_parsed > 0
+    assert results.num_off_label == results.num_parsed  # every parsed instance was off-label
+    assert f"{results.num_parsed} instances parsed from the replies" in results.stages()
+    assert f"{results.num_off_label} dropped for a label outside the task's" in results.stages()

@@ -84,7 +84,9 @@ class BaseGenerator:
     ) -> None:
         self.config = config or Config()
         self.label_space = label_space
-        self.num_off_label = 0  # instances dropped for a label outside label_space, last call
+        # instances dropped for a label outside label_space, and instance pairs parsed, in the
+        # last generate call
+        self.num_off_label = self.num_parsed = 0
         self.gen_config: GenerationConfig = self.config.generation
         self.sampler = sampler or Sampler.from_config(self.config.sampling)
         if pool is None:
@@ -256,6 +258,7 @@ class BaseGenerator:
         from datagen_gym.generators.instruction_filters import keep_instance
 
         seen, kept = set(), []
+        self.num_parsed += len(pairs)
         for x, y in pairs:
             if self.label_space is not None:
                 label = self.label_space.map(y)

@@ -96,7 +96,7 @@ class SelfInstructGenerator(BaseGenerator):
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
         results = Results()
-        self.num_off_label = 0
+        self.num_off_label = self.num_parsed = 0
         for _ in range(self.max_rounds):
             need = n - len(results)
             if need <= 0:
@@ -134,6 +134,7 @@ class SelfInstructGenerator(BaseGenerator):
                 break
         results.data = results.data[:n]
         results.num_off_label = self.num_off_label
+        results.num_parsed = self.num_parsed
         return results
 
     generate = generate_from_seed

@@ -47,6 +47,7 @@ FIXED: dict[str, Settings] = {
     "embedded_best": EMBEDDED_BEST,
 }
 METHODS = (*FIXED, "random_search")
+SENTIMENT_LABELS = ("positive", "negative")  # the task's labels: a record "on task" has one
 
 
 class StepLog(gym.Wrapper):
@@ -72,12 +73,19 @@ class StepLog(gym.Wrapper):
                 "top_p": float(info["top_p"]),
                 "candidates": int(info["num_candidates"]),
                 "records": int(info["num_records"]),
+                "off_label": int(info.get("num_off_label", 0)),
                 "correct": info.get("correctness"),
             }
         )
         if terminated or truncated:
+            records = [
+                {k: r.get(k) for k in ("instruction", "input", "output", "template", "step")}
+                for r in self.env.unwrapped._episode_data
+            ]
             self.episodes.append(
                 {
+                    "records": records,
+                    "on_task": sum(r["output"] in SENTIMENT_LABELS for r in records),
                     "validation": float(info["metric"]),
                     "test": float(info["test_metric"]),
                     "baseline": float(info["baseline_metric"]),
@@ -107,10 +115,13 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     import datagen_gym  # noqa: F401  (registers DataGen-v0)
 
     settings = FIXED.get(job["method"])
-    config: dict[str, Any] = {"sampling": sampling_config(job["teacher"])}
+    config: dict[str, Any] = {
+        "sampling": sampling_config(job["teacher"]),
+        "generation": {"task_mode": job.get("task_mode", "auto")},
+    }
     if settings is not None:
         config["sampling"].update(temperature=settings[0], top_p=settings[1])
-        config["generation"] = {"template": settings[2]}
+        config["generation"]["template"] = settings[2]
     t0 = time.perf_counter()
     log = StepLog(
         gym.make(
@@ -141,6 +152,16 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _resolved_mode(mode: str, teacher: str) -> str:
+    """``auto`` as the library resolves it (the embedded teacher keeps the world)."""
+    return ("world" if teacher == "embedded" else "task") if mode == "auto" else mode
+
+
+def _run_key(run: dict[str, Any]) -> tuple[str, str, str, int]:
+    # runs written before task modes existed followed the embedded world
+    return (run["teacher"], run.get("task_mode", "world"), run["method"], run["seed"])
+
+
 def selected(run: dict[str, Any]) -> dict[str, Any] | None:
     """The episode with the best final validation metric (the first of equals)."""
     if not run["episodes"]:
@@ -165,16 +186,24 @@ def report(runs: list[dict[str, Any]], command: str) -> str:
         "`embedded_best` is the embedded world's best landscape setting (T 1.0, top_p 0.9, "
         "`self_instruct_classification`).",
         "",
-        "| teacher | method | seed | evaluations | selected test | mean test | baseline test | "
-        "selected validation | baseline validation | records / step | teacher s / step | "
-        "target s / step | minutes |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "*task mode*: `generation.task_mode` (`task`: the sentiment task's own seed tasks and "
+        "its labels, `world`: the embedded world's 44 mixed seed tasks; see `datagen_gym/task.py`"
+        "); *on task*: share of the episodes' records labelled positive or negative; "
+        "*off-label / step*: instances dropped for another label.",
+        "",
+        "| teacher | task mode | method | seed | evaluations | selected test | mean test | "
+        "baseline test | selected validation | baseline validation | records / step | on task | "
+        "off-label / step | teacher s / step | target s / step | minutes |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:
         best = selected(r)
         tests = [e["test"] for e in r["episodes"]]
+        n_records = sum(len(e.get("records", [])) for e in r["episodes"])
+        on_task = sum(e.get("on_task", 0) for e in r["episodes"]) / max(1, n_records)
         lines.append(
-            f"| {r['teacher']} | {r['method']} | {r['seed']} | {len(r['steps'])} | "
+            f"| {r['teacher']} | {r.get('task_mode', 'world')} | {r['method']} | {r['seed']} | "
+            f"{len(r['steps'])} | "
             + (
                 f"{best['test']:.3f} | {statistics.mean(tests):.3f} | "
                 f"{best.get('baseline_test', float('nan')):.3f} | {best['validation']:.3f} | "
@@ -182,7 +211,8 @@ def report(runs: list[dict[str, Any]], command: str) -> str:
                 if best
                 else "no episode | | | | | "
             )
-            + f"{statistics.mean(s['records'] for s in r['steps']):.1f} | "
+            + f"{statistics.mean(s['records'] for s in r['steps']):.1f} | {on_task:.2f} | "
+            f"{statistics.mean(s.get('off_label', 0) for s in r['steps']):.1f} | "
             f"{_median([s['time_generation_s'] for s in r['steps']]):.2f} | "
             f"{_median([s['time_target_s'] for s in r['steps']]):.3f} | "
             f"{r['seconds'] / 60:.1f} |"
@@ -193,7 +223,8 @@ def report(runs: list[dict[str, Any]], command: str) -> str:
             scores: dict[str, list[float]] = {}
             for r in runs:
                 if r["teacher"] == t and selected(r):
-                    scores.setdefault(r["method"], []).append(selected(r)["test"])
+                    key = f"{r['method']} ({r.get('task_mode', 'world')})"
+                    scores.setdefault(key, []).append(selected(r)["test"])
             order = sorted(scores, key=lambda m: -statistics.mean(scores[m]))
             lines.append(
                 f"- {t}: " + " > ".join(f"`{m}` {statistics.mean(scores[m]):.3f}" for m in order)
@@ -218,6 +249,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num-iterations", type=int, default=5)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--task-modes",
+        nargs="+",
+        default=["auto"],
+        choices=["auto", "task", "world"],
+        help="generation.task_mode of the runs (auto: task for smollm2, world for embedded)",
+    )
     parser.add_argument("--tensorboard-log", default=None)
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument(
@@ -240,21 +278,21 @@ def main(argv: list[str] | None = None) -> None:
             "batch_size": args.batch_size,
             "num_iterations": args.num_iterations,
             "tensorboard_log": args.tensorboard_log,
+            "task_mode": _resolved_mode(mode, t),
         }
         for t in args.teachers
+        for mode in args.task_modes
         for m in args.methods
         for s in args.seeds
     ]
     runs = map_jobs(run_job, jobs, args.workers)
     kept = []
     if saved.is_file():  # runs of other teachers / methods / seeds stay
-        done = {(r["teacher"], r["method"], r["seed"]) for r in runs}
-        kept = [
-            r
-            for r in json.loads(saved.read_text())["runs"]
-            if (r["teacher"], r["method"], r["seed"]) not in done
-        ]
-    runs = sorted(kept + runs, key=lambda r: (r["teacher"], METHODS.index(r["method"]), r["seed"]))
+        done = {_run_key(r) for r in runs}
+        kept = [r for r in json.loads(saved.read_text())["runs"] if _run_key(r) not in done]
+    runs = sorted(
+        kept + runs, key=lambda r: (*_run_key(r)[:2], METHODS.index(r["method"]), r["seed"])
+    )
     command = command_line("benchmarks.smollm2_loop", argv, prefix="OMP_NUM_THREADS=1 ")
     args.out.mkdir(parents=True, exist_ok=True)
     saved.write_text(json.dumps({"command": command, "runs": runs}))

@@ -310,4 +310,14 @@ def test_smollm2_loop_tiny(tmp_path: Path) -> None:
         assert all(s["time_generation_s"] > 0 for s in r["steps"])
     assert {s["template"] for s in runs[0]["steps"]} == {"self_instruct"}
     md = (tmp_path / "smollm2_loop.md").read_text()
-    assert "| embedded | static_alpaca | 0 | 4 |" in md and "| embedded | random_search |" in md
+    assert "| embedded | world | static_alpaca | 0 | 4 |" in md
+    assert "| embedded | world | random_search |" in md
+    # --task-modes task: the sentiment task's own seeds on the embedded teacher, all on task
+    smollm2_loop.main([*argv, "--methods", "static_alpaca", "--task-modes", "task"])
+    runs = json.loads((tmp_path / "smollm2_loop.json").read_text())["runs"]
+    task_run = next(r for r in runs if r["task_mode"] == "task")
+    records = [x for e in task_run["episodes"] for x in e["records"]]
+    assert records and all(x["output"] in ("positive", "negative") for x in records)
+    assert (
+        "| embedded | task | static_alpaca | 0 | 4 |" in (tmp_path / "smollm2_loop.md").read_text()
+    )

@@ -294,3 +294,17 @@ def test_a_short_dataset_warning_names_the_stages(teacher):
     assert results.num_off_label == results.num_parsed  # every parsed instance was off-label
     assert f"{results.num_parsed} instances parsed from the replies" in results.stages()
     assert f"{results.num_off_label} dropped for a label outside the task's" in results.stages()
+
+
+def test_both_env_checkers_pass_on_a_users_task(user_task):
+    """A user's task has no world checker: correctness is None (not NaN, which made two
+    identical steps' infos unequal for check_env's determinism test)."""
+    from gymnasium.utils.env_checker import check_env
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+    config = Config().replace(generation={"task_mode": "task"})
+    env = _user_env(user_task, config, batch_size=4, num_iterations=2)
+    check_env(env, skip_render_check=True)
+    sb3_check_env(env, warn=False)
+    _, info = env.reset(seed=0)
+    assert env.step(np.array([1, 1, 0]))[4]["correctness"] is None

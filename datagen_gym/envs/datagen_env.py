@@ -536,7 +536,11 @@ class DataGenEnv(gym.Env):
             "unique_ratio": batch.unique_ratio,
             "mean_length": batch.mean_length,
             "skill_counts": self._skill_counts(),
-            "correctness": checker.correctness(batch.data) if self.check_correctness else math.nan,
+            # None, not NaN, when not measured (a user's task, an empty batch): NaN != NaN
+            # would make two identical steps' infos unequal for both env checkers.
+            "correctness": (
+                checker.correctness(batch.data) if self.check_correctness and len(batch) else None
+            ),
             "all_filtered": scores is None,
             "examples": [
                 {k: r[k] for k in ("instruction", "input", "output")} for r in batch.data[:3]

@@ -8,13 +8,19 @@ The real-model strings below are SmolLM2-135M-Instruct replies to the generators
 first ones observed through ``sampling.teacher: smollm2``) and replies written in the style of
 small instruct models; each one is misread by the papers' parsers."""
 
+import functools
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 from support.recording import Recording
 
 from datagen_gym import Config, Sampler
+from datagen_gym.backends.base import Completion, finish_reason
 from datagen_gym.generators import chat_prompts, parsing, prompts
 from datagen_gym.generators.generator import Generator
+from datagen_gym.generators.instruction_filters import keep_instance
 from datagen_gym.world.corpus import DOC_WEIGHTS, make_parts
 
 BLACKLIST = Config().generation.blacklist
@@ -429,3 +435,117 @@ def test_evol_instruct_reads_chat_rewrites():
     for r in res:
         assert r["instruction"] == r["evolved_from"] + " Explain each step."
         assert (r["input"], r["output"]) == ("France", "Seine, Loire, Rhone")
+
+
+# ---------------------------------------------------------------------------- recorded replies
+# Replies of SmolLM2-135M-Instruct (chat) and Gemma 3 270M base (completion) from the committed
+# corpus benchmarks/results/real_replies.jsonl (``python -m benchmarks.record_replies``), one
+# per defect fixed in issue 22; test_real_replies.py scores the whole corpus.
+
+REAL_REPLIES = (
+    Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "real_replies.jsonl"
+)
+
+
+@functools.lru_cache(maxsize=1)
+def _corpus() -> list[dict]:
+    return [json.loads(line) for line in REAL_REPLIES.read_text(encoding="utf-8").splitlines()]
+
+
+def _reply(i: int) -> tuple[Completion, bool]:
+    """Corpus reply ``i`` (with its finish reason) and whether it is a chat reply."""
+    row = _corpus()[i]
+    chat = row["settings"]["prompt_format"] == "chat"
+    return Completion(row["reply"], row["finish_reason"]), chat
+
+
+def test_base_model_output_first_label_before_a_blank_line_or_a_new_task():
+    # (b) Gemma continues "Class label:" with a label, then a blank line or a new "Task:"; the
+    # papers' regex wanted the next "Class label:" or the end right after it and found none, or
+    # glued the next task into the input.
+    text, chat = _reply(374)  # " 1. sports, ...\n\nTask: Put the headline ..."
+    assert not chat and text.startswith(" 1. sports")
+    assert parsing.parse_output_first(text, chat) == [
+        ("", "1. sports, 2. politics, 3. science, 4. business")
+    ]
+    text, chat = _reply(423)  # " Business, Science, Politics, Sports\n\n<h2>Input</h2>..."
+    assert prompts.parse_output_first(text) == []
+    assert parsing.parse_output_first(text, chat) == [("", "Business, Science, Politics, Sports")]
+    text, chat = _reply(373)  # " positive\nTask: Classify the sentiment of ..." (run-on)
+    assert prompts.parse_output_first(text) == []
+    assert parsing.parse_output_first(text, chat) == [("", "positive")]
+    text, chat = _reply(372)  # ' "Business"\nInput: "Business"\nOutput: "Science"\nTask: ...'
+    assert parsing.parse_output_first(text, chat) == [('"Business"', '"Business"')]
+
+
+def test_chat_output_first_label_separated_from_its_input_by_a_blank_line():
+    # (a) The issue's SmolLM2 reply shape: a "Task label:" line of the model's own, then the
+    # real "Class label:" with its "Input:" after a blank line. (The recorded corpus has no
+    # such reply; this is the shape the issue's author measured.)
+    text = "Task label: Text classification\nClass label: Positive\n\nInput: I loved this phone."
+    assert parsing.parse_output_first(text) == [("I loved this phone.", "Positive")]
+
+
+def test_instance_filter_drops_run_on_outputs_and_inputs_holding_an_output():
+    # (c) What the papers' parsers made of real replies: an output that ran on into a new task
+    # (SmolLM2, reply 22) and an input that holds the output of the next format (Gemma, 372).
+    text, _ = _reply(22)
+    run_on = prompts.parse_input_first(text)[0][1]
+    assert "\n\nTask:" in run_on
+    assert not keep_instance("Determine if the product review is positive or negative.", "", run_on)
+    text, _ = _reply(372)
+    x, y = prompts.parse_output_first(text)[0]
+    assert "Output:" in x
+    assert not keep_instance("Is the headline about business or sports?", x, y)
+    assert keep_instance("Classify the review.", "I loved it.", "positive")
+
+
+def test_classification_check_reads_the_first_yes_or_no_word():
+    # (d) Gemma answers " Yes\n\nTask" in its 3 tokens; "Yesterday" is no answer.
+    text, chat = _reply(365)
+    assert str(text) == " Yes\n\nTask" and not chat
+    assert parsing.parse_classification_check(text, chat) is True
+    assert parsing.parse_classification_check(" No\n\nTask", False) is False
+    assert parsing.parse_classification_check(" Yesterday I", False) is False
+
+
+def test_base_model_rewrite_ends_at_the_next_slot_name():
+    # Gemma writes its rewrite, then starts the prompt's format over ("\n#Rewritten Prompt#:");
+    # the first paragraph held the slot name and WizardLM's elimination dropped a real rewrite.
+    text, chat = _reply(386)
+    evolved = parsing.parse_evol(text, chat)
+    assert evolved == (
+        'Is the headline "Cellar\'s new wine is a new wine" about business, science, '
+        "politics or sports?"
+    )
+    assert "#Rewritten Prompt#" in prompts.parse_evol(text)
+
+
+def test_chat_input_first_skips_the_shown_example_and_splits_outputs():
+    text, chat = _reply(23)  # the shown France/Paris example, then "Output: False" x 9
+    assert set(parsing.parse_input_first(text, chat)) == {("", "False")}  # deduplicated later
+    text, chat = _reply(139)  # the shown example in quotes, then the model's output
+    assert parsing.parse_input_first(text, chat) == [
+        ("", "No, no problem, this task can be answered with either option, so in this case both.")
+    ]
+    text, chat = _reply(81)  # "Output: positive\nOutput: positive\nOutput: negative"
+    assert parsing.parse_input_first(text, chat) == [
+        ("", "positive"),
+        ("", "positive"),
+        ("", "negative"),
+    ]
+    text, chat = _reply(22)  # "Output: Positive\n\nHere's an example of a task: ..."
+    assert parsing.parse_input_first(text, chat) == [("", "Positive")]
+
+
+def test_chat_output_first_bare_label_cut_by_the_budget_is_none():
+    text, chat = _reply(252)  # "In this task, ... (like 3 or 4 or" (cut)
+    assert chat and finish_reason(text) == "length"
+    assert parsing.parse_output_first(text, chat) == []
+
+
+def test_chat_bootstrap_heading_before_the_list_is_no_task():
+    text, chat = _reply(65)  # "A different set of questions:\n1. ..."
+    tasks = parsing.parse_bootstrap(text, chat)
+    assert tasks[0].startswith('The headline "Cells rejects new virus"')
+    assert all("different set" not in t for t in tasks)

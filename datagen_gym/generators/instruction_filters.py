@@ -39,11 +39,19 @@ def instruction_rejection(
 def keep_instance(
     instruction: str, input_text: str, output: str, max_input_words: int = 150
 ) -> bool:
-    """The paper's instance clean-up: drop empty or echoed outputs and runaway inputs."""
+    """The paper's instance clean-up: drop empty or echoed outputs, runaway inputs, and
+    instances that ran into the next one (a field label left in the output or the input)."""
     output = output.strip()
     if not output or output == input_text.strip() or output == instruction.strip():
         return False
     if len(input_text.split()) > max_input_words:
         return False
-    # A field label left in the output means the LM ran one example into the next.
-    return not re.search(r"\b(Input|Output|Class label|Example \d+)\s*:", output)
+    # A field label left in the output means the LM ran one example into the next; a "Task:"
+    # line after a blank line, that a small model ran on into a new task ("...\n\nTask:
+    # Replace every consonant ...").
+    if re.search(r"\b(Input|Output|Class label|Example \d+)\s*:", output):
+        return False
+    if re.search(r"^[ \t]*Task[ \t]*:", output, re.M):
+        return False
+    # An input holding an "Output:" label is an input and its output read as one input.
+    return not re.search(r"^[ \t]*(?:Output|Class label)[ \t]*:", input_text, re.M)

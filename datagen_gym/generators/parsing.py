@@ -256,6 +256,11 @@ def parse_bootstrap(continuation: str, chat: bool = True) -> list[str]:
 def _chat_list_items(continuation: str) -> list[str]:
     """The raw task items of a chat reply to the bootstrap prompt (see :func:`parse_bootstrap`)."""
     text, skipped = _skip_preamble(continuation)
+    lead, line, rest = _first_line_and_rest(text)
+    if not _MARKER.match(line) and _strip_markdown_line(line).endswith(":"):
+        # A heading of the model's own ("A different set of questions:") before its list.
+        if _MARKER.match(_first_line_and_rest(rest)[1]):
+            text, skipped = rest, True
     if _MARKER.match(_first_line_and_rest(text)[1]):
         return _list_items(text)
     if skipped:
@@ -290,7 +295,9 @@ def parse_classification_check(continuation: str, chat: bool = True) -> bool:
     is Yes."). A reply that says neither (a preamble cut by the token budget, "To answer this")
     is no, as in the paper."""
     if not chat:
-        return prompts.parse_classification_check(continuation)
+        # The first word, not the first letters: "Yesterday" is no answer. A base model writes
+        # " Yes\n\nTask" (the next example) in its 3 tokens: the rest does not count.
+        return bool(re.match(r"\s*yes\b", continuation, re.I))
     text = re.sub(r"^[\s*_\"'`]+", "", continuation)
     text = re.sub(r"^answer[ \t]*:[\s*_\"'`]*", "", text, flags=re.I)
     opening = _YES_NO.match(text)
@@ -346,14 +353,15 @@ def _separate_examples(text: str) -> str:
     between them: put one before each "Input:" that follows an "Output:"."""
     out, seen_output, k = [], False, 1
     for line in text.split("\n"):
-        if line.startswith("Output:"):
+        if line.startswith("Output:") and not seen_output:
             seen_output = True
-        elif line.startswith("Input:") and seen_output:
+        elif line.startswith(("Input:", "Output:")) and seen_output:
+            # an output after an output is a pair of its own ("Output: positive\nOutput: negative")
+            seen_output = line.startswith("Output:")
             k += 1
             while out and not out[-1].strip():
                 out.pop()
             out += ["", f"Example {k}"]
-            seen_output = False
         elif re.fullmatch(r"Example \d+", line):
             seen_output = False
         out.append(line)
@@ -385,20 +393,60 @@ def _bare_answer(text: str) -> str | None:
     return body
 
 
+def _cut_at_next_task(text: str, keep_first: bool = False) -> str:
+    """Small models run on into a new task: a "Task: ..." line (the prompts' own format for
+    the next task) after the answer starts one. Cut the text there. ``keep_first``: a first
+    "Task:" line before any field (a chat reply echoing its task) does not cut."""
+    for m in re.finditer(r"^[ \t]*(?:\*\*)?Task(?:\*\*)?[ \t]*:", text, re.M):
+        if keep_first and not re.search(r"^(?:Input|Output|Class label):", text[: m.start()], re.M):
+            continue
+        return text[: m.start()]
+    return text
+
+
+# The example task the instruct input-first prompt shows (chat_prompts.INPUT_FIRST_EXAMPLE):
+# small models copy it, pair and all, before or instead of their own example.
+_SHOWN_EXAMPLE = re.compile(
+    r"^[ \t]*Task:[ \t]*Give the capital city of the country\.?[ \t]*\n"
+    r"(?:[ \t]*\n)*Input:[ \t]*\"?France\"?[ \t]*\n(?:[ \t]*\n)*Output:[ \t]*\"?Paris\"?[ \t]*$",
+    re.M | re.I,
+)
+
+
+def _cut_outputs_at_blank_line(text: str) -> str:
+    """A small chat model writes commentary or another format after its answer, after a blank
+    line ("Output: Positive\n\nHere's an example of a task: ..."): an output ends at its first
+    blank line (the next "Input:" / "Example k" starts the next pair)."""
+    out, in_output, skipping = [], False, False
+    for line in text.split("\n"):
+        if re.match(r"(?:Input|Output):|Example \d+$", line):
+            in_output, skipping = line.startswith("Output:"), False
+        elif in_output and not line.strip():
+            in_output, skipping = False, True
+        elif skipping:
+            continue
+        out.append(line)
+    return "\n".join(out)
+
+
 def parse_input_first(continuation: str, chat: bool = True) -> list[tuple[str, str]]:
     """``(input, output)`` pairs from the LM's continuation of
     :func:`prompts.input_first_prompt`: the paper's ``Input:`` / ``Output:`` blocks, read after
-    the chat habits are undone; failing those, a bare one-paragraph answer as the output.
-    ``chat=False``: the papers' parser alone."""
+    the chat habits are undone; failing those, a bare one-paragraph answer as the output (not
+    one the token budget cut). A copy of the prompt's shown example is no pair; a "Task:" line
+    after the pairs (the model running on into another task) ends them, and an output ends at a
+    blank line. ``chat=False``: the papers' parser, on the text before a new "Task:" line."""
     if not chat:
-        return prompts.parse_input_first(continuation)
-    text, _ = _skip_preamble(continuation)
+        return prompts.parse_input_first(_cut_at_next_task(continuation))
+    text = _SHOWN_EXAMPLE.sub("", continuation)
+    text, _ = _skip_preamble(text)
     text = _drop_intro_clause(_strip_task_echo(text))
     text, _ = _skip_preamble(text)  # a preamble may also follow the echoed task line
     text = _normalise_example_headings(_normalise_field_labels(text, ("input", "output")))
-    text = _separate_examples(_cut_commentary(text))
+    text = _cut_at_next_task(text)
+    text = _separate_examples(_cut_commentary(_cut_outputs_at_blank_line(text)))
     pairs = [_clean_pair(x, y) for x, y in prompts.parse_input_first(text)]
-    if not pairs:
+    if not pairs and finish_reason(continuation) != "length":
         text = re.sub(r"\A\s*Example 1\n", "", text)  # the prompt's own heading, repeated
         bare = _bare_answer(text)
         pairs = [("", _strip_wrapping_emphasis(bare))] if bare else []
@@ -438,17 +486,46 @@ def parse_output_first(continuation: str, chat: bool = True) -> list[tuple[str, 
     "Label: input" list. Labels keep their quotes: a task may ask for the answer in quotes.
     ``chat=False``: the papers' parser alone."""
     if not chat:
-        return prompts.parse_output_first(continuation)
+        return prompts.parse_output_first(_pairs_only("Class label:" + continuation)[12:])
     text, _ = _skip_preamble(continuation)
-    text = _drop_intro_clause(text)
-    text = _normalise_field_labels(_cut_commentary(text), ("input", "class label"))
-    pairs = prompts.parse_output_first(_restart_class_label(text))
+    text = _drop_intro_clause(_strip_task_echo(text))
+    text = _normalise_field_labels(_cut_commentary(text), ("input", "output", "class label"))
+    if finish_reason(continuation) == "length" and not re.search(
+        r"^(?:Class label|Input):", text, re.M
+    ):
+        return []  # a bare label the token budget cut is a sentence that never ended
+    pairs = prompts.parse_output_first(_restart_class_label(_pairs_only(text)))
     return [_clean_pair(x, y) for x, y in pairs or _key_value_pairs(text)]
 
 
+def _pairs_only(text: str) -> str:
+    """The part of an output-first reply that holds its pairs, as the paper's parser reads
+    them. Small models (a base model continuing the prompt, an instruct model in chat) run on
+    into a new "Task:" or into the input-first format ("Output: ..."): the pairs end there.
+    They put a blank line between a label and its "Input:" (joined up) or after the last pair
+    (dropped, so that the last label still ends the text)."""
+    text = _cut_at_next_task(text)
+    output = re.search(r"^Output:", text, re.M)
+    if output and re.search(r"^Class label:", text[: output.start()], re.M):
+        text = text[: output.start()]
+    text = re.sub(r"^(Class label:[^\n]*)\n(?:[ \t]*\n)+(?=Input:)", r"\1\n", text, flags=re.M)
+    # After a label (and blank lines), a line that is neither its "Input:" nor the next label
+    # (commentary, a heading, "Text: 5000") ends the pairs.
+    m = re.search(r"^(Class label:[^\n]*)\n(?:[ \t]*\n)*(?!Input:|Class label:|\s*\Z)", text, re.M)
+    text = text[: m.end(1)] if m else text
+    return text.rstrip() if re.search(r"\n[ \t]*\n\s*\Z", text) else text
+
+
 def _restart_class_label(text: str) -> str:
-    """The prompt ends with "Class label:"; a chat reply writes its own first one."""
-    return re.sub(r"\A\s*Class label:", "", text)
+    """The prompt ends with "Class label:"; a chat reply writes its own first one, sometimes
+    after lines of its own ("Task label: Text classification"): the pairs start there."""
+    m = re.search(r"^[ \t]*Class label:", text, re.M)
+    if not m:
+        return text
+    before = [line for line in text[: m.start()].split("\n") if line.strip()]
+    if all(_KEY_VALUE_LINE.match(line) and not line.startswith("Input:") for line in before):
+        return text[m.end() :]
+    return text
 
 
 # ---------------------------------------------------------------------------- Evol-Instruct
@@ -485,14 +562,33 @@ def _skip_heading_line(text: str) -> str:
     return text
 
 
+# A line that is one of the evolving prompt's slot names ("#Rewritten Prompt#:", "#The Given
+# Prompt#:"): a base model that wrote its rewrite starts the prompt's format over there.
+_SLOT_LINE = re.compile(
+    r"\n[ \t]*#[ \t]*(?:the[ \t]+)?(?:given|rewritten|created)[ \t]+prompt[ \t]*#"
+    r"[ \t]*:?[ \t]*(?=\n|$)",
+    re.I,
+)
+
+
+def _cut_at_slot_label(text: str) -> str:
+    """A base model continues the rewrite with the prompt's format ("X\n#Rewritten Prompt#:\n
+    X\n..."): the rewrite ends at the first slot-name line after it. A text that opens with
+    one (the embedded teacher's "#Rewritten Prompt#:\n..." at high temperature) is unchanged:
+    WizardLM's elimination reads it whole."""
+    m = _SLOT_LINE.search(text)
+    return text[: m.start()] if m and text[: m.start()].strip() else text
+
+
 def parse_evol(continuation: str, chat: bool = True) -> str:
     """The evolved instruction from the LM's continuation of :func:`prompts.evol_prompt`: its
     first paragraph (the paper's format), after a preamble and an answer label are dropped,
     without surrounding quotes or markdown emphasis. ``chat=False``: the papers' parser
     alone."""
     if not chat:
-        return prompts.parse_evol(continuation)
+        return prompts.parse_evol(_cut_at_slot_label(continuation))
     text, _ = _skip_preamble(continuation)
     text = _skip_heading_line(_strip_evol_label(_drop_intro_clause(text)))
+    text = _cut_at_slot_label(text)
     evolved = prompts.parse_evol(text)
     return _strip_quotes(_strip_emphasis(evolved)) if evolved else evolved

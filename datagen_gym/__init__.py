@@ -31,21 +31,6 @@ if "DataGen-LM-v0" not in registry:
     register(id="DataGen-LM-v0", entry_point="datagen_gym.targets.lora_target:make_lm_env")
 
 
-def _deprecated_application_import(old: str, module: str, name: str):
-    """``name`` from the application package ``datagen`` under its pre-0.2 library path."""
-    import importlib
-    import warnings
-
-    warnings.warn(
-        f"{old} moved to {module}.{name} (the application layer: datagen_gym is the "
-        f"library, agents the algorithms, datagen the tuner and CLI); the old path "
-        f"will be removed",
-        DeprecationWarning,
-        stacklevel=3,
-    )
-    return getattr(importlib.import_module(module), name)
-
-
 def __getattr__(name):
     # Heavy modules (torch, transformers) load on first use, not on `import datagen_gym`.
     lazy = {
@@ -62,8 +47,6 @@ def __getattr__(name):
         "make_vec_env": "datagen_gym.envs.vector",
         "RayVecEnv": "datagen_gym.envs.ray_vec_env",
     }
-    if name == "RLTuner":  # the application layer; the library never imports it itself
-        return _deprecated_application_import("datagen_gym.RLTuner", "datagen.rl_tuning", name)
     if name in lazy:
         import importlib
 

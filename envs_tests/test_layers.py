@@ -1,6 +1,5 @@
 """Dependencies point one way: the library ``datagen_gym`` <- the algorithms ``agents`` <- the
-application ``datagen`` (tuner, CLI). The old application paths under ``datagen_gym`` still
-work, lazily and with a deprecation warning."""
+application ``datagen`` (tuner, CLI)."""
 
 import ast
 import subprocess
@@ -10,13 +9,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIMS = {
-    "datagen_gym/__init__.py",
-    "datagen_gym/cli.py",
-    "datagen_gym/rl_tuning/__init__.py",
-    "datagen_gym/rl_tuning/rl_tuner.py",
-    "datagen_gym/rl_tuning/user_target.py",
-}
 
 
 def _imported_packages(path: Path) -> set[str]:
@@ -37,8 +29,6 @@ def test_no_module_imports_a_layer_above_it(package, forbidden):
     offenders = {}
     for path in sorted((ROOT / package).rglob("*.py")):
         rel = path.relative_to(ROOT).as_posix()
-        if rel in SHIMS:
-            continue
         bad = _imported_packages(path) & forbidden
         if bad:
             offenders[rel] = sorted(bad)
@@ -58,23 +48,11 @@ def test_using_the_env_loads_neither_agents_nor_the_application():
     assert out.stdout.strip() == "[]", out.stdout
 
 
-def test_old_application_paths_work_and_warn():
+def test_the_application_is_not_reachable_from_the_library():
+    """The application lives in ``datagen`` only: no alias of it under the library."""
     import datagen_gym
-    from datagen.rl_tuning import RLTuner
 
-    with pytest.warns(DeprecationWarning, match="moved to datagen.rl_tuning.RLTuner"):
-        assert datagen_gym.RLTuner is RLTuner
-    import datagen_gym.rl_tuning as old
-
-    old.__dict__.pop("RLTuner", None)
-    with pytest.warns(DeprecationWarning, match="datagen_gym.rl_tuning.RLTuner moved"):
-        from datagen_gym.rl_tuning import RLTuner as via_old
-    assert via_old is RLTuner
-    out = subprocess.run(
-        [sys.executable, "-W", "always::DeprecationWarning", "-m", "datagen_gym.cli", "--help"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
-    assert out.returncode == 0 and "rl-tune" in out.stdout
-    assert "moved to datagen.cli.main" in out.stderr
+    with pytest.raises(AttributeError):
+        datagen_gym.RLTuner  # noqa: B018
+    assert not (ROOT / "datagen_gym" / "rl_tuning").exists()
+    assert not (ROOT / "datagen_gym" / "cli.py").exists()

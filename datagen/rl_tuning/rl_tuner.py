@@ -117,12 +117,6 @@ PathLike = str | os.PathLike
 
 
 # ---------------------------------------------------------------------------- helpers
-def as_config(config: Config | dict | str | os.PathLike | None) -> Config:
-    """A :class:`Config` from a Config, a dict of sections, a YAML path or ``None`` (defaults);
-    :meth:`Config.coerce`, kept under this name for existing callers."""
-    return Config.coerce(config)
-
-
 def round_setting(value: Any) -> Any:
     """``value`` rounded to :data:`SETTING_DECIMALS` if it is a number (else unchanged)."""
     if isinstance(value, (int, float, np.floating)) and not isinstance(value, bool):
@@ -194,7 +188,7 @@ class RLTuner:
         agent_kwargs: dict[str, Any] | None = None,
         seed_tasks: Sequence[dict[str, Any]] | None = None,
     ) -> None:
-        self.config = as_config(config)
+        self.config = Config.coerce(config)
         rl = self.config.rl_tuning
         self.target_model = target_model
         self.validation_dataset = list(validation_dataset) if validation_dataset else None

@@ -19,7 +19,6 @@ from gymnasium import spaces
 from test_agents import N_TEMPLATES, FakeDataGenEnv  # envs_tests/ is on sys.path
 
 from agents import RandomSearchAgent
-from agents.random_search.random_search import FORMAT1_LAYOUT, FORMAT_VERSION
 
 # (case, actions of 60 steps, deterministic prediction after them, counters), three digits per
 # action: the MultiDiscrete action, or for the Box (delta0 + 1, delta1 + 1, template argmax).
@@ -59,85 +58,6 @@ HEAD_RUNS = [
 ]
 
 
-# A format-1 agent.json (no layout) saved after 13 steps, what the old agent predicted right
-# after loading it, and its next 20 actions on a fresh env.
-FORMAT1_META: dict[str, Any] = {
-    "action_space": {
-        "dtype": "int64",
-        "nvec": [3, 3, 10],
-        "start": [0, 0, 0],
-        "type": "MultiDiscrete",
-    },
-    "agent": "random_search",
-    "env_id": None,
-    "format_version": 1,
-    "hyperparameters": {
-        "carry_template": True,
-        "mode": "datagen",
-        "p_template": 0.5,
-        "text_every": 10,
-    },
-    "num_episodes": 2,
-    "num_timesteps": 13,
-    "observation_space": {
-        "dtype": "float32",
-        "high": [1.0, 1.0, 1.0, 1.0],
-        "low": [0.0, 0.0, 0.0, 0.0],
-        "shape": [4],
-        "type": "Box",
-    },
-    "rng_state": {
-        "bit_generator": "PCG64",
-        "has_uint32": 0,
-        "state": {
-            "inc": 278272906083703887290699702293328866393,
-            "state": 155642479136600775533218572169380883841,
-        },
-        "uinteger": 4117079569,
-    },
-    "seed": 4,
-    "state": {
-        "best": {
-            "action": [2, 2, 5],
-            "metric": 0.95,
-            "reward": 0.020000000000000018,
-            "temperature": 1.0,
-            "template_index": 5,
-            "top_p": 0.8,
-        },
-        "counters": {"accepted": 7, "proposals": 11, "reverted": 4},
-        "current": {"temperature": 1.0, "template_index": 9, "top_p": 0.6},
-        "incumbent": {"temperature": 0.9, "template_index": 8, "top_p": 0.7},
-        "last_codes": [2, 0],
-        "pending": [0, 2, 8],
-        "phase": "revert",
-    },
-}
-FORMAT1_PRED, FORMAT1_DET = [0, 2, 8], [1, 2, 5]
-FORMAT1_NEXT_ACTIONS = [
-    [0, 0, 5],
-    [2, 2, 5],
-    [2, 2, 5],
-    [2, 2, 9],
-    [2, 0, 9],
-    [2, 2, 5],
-    [2, 0, 4],
-    [0, 2, 1],
-    [2, 0, 4],
-    [2, 2, 4],
-    [0, 0, 5],
-    [2, 2, 5],
-    [0, 0, 5],
-    [2, 2, 5],
-    [0, 2, 5],
-    [2, 0, 2],
-    [0, 0, 9],
-    [2, 2, 2],
-    [2, 0, 2],
-    [2, 2, 4],
-]
-
-
 def _full_action(code: str, continuous: bool) -> np.ndarray:
     digits = [int(c) for c in code]
     if not continuous:
@@ -168,20 +88,15 @@ def test_default_layout_is_bit_identical_to_the_old_agent(
     assert agent.counters == counters
 
 
-def test_format1_checkpoint_loads_as_the_default_layout(tmp_path: Path) -> None:
-    (tmp_path / "agent.json").write_text(json.dumps(FORMAT1_META))
+def test_a_checkpoint_of_another_format_is_one_line_naming_it(tmp_path: Path) -> None:
     env = FakeDataGenEnv(num_iterations=5)
-    agent = RandomSearchAgent.load(tmp_path, env=env)
-    assert agent.mode == "settings" and agent.layout == FORMAT1_LAYOUT
-    assert np.asarray(agent.predict(None)[0]).tolist() == FORMAT1_PRED
-    assert np.asarray(agent.predict(None, deterministic=True)[0]).tolist() == FORMAT1_DET
-    agent.learn(20)
-    assert [a.tolist() for a in env.actions] == FORMAT1_NEXT_ACTIONS
-    # Saving it again writes the current format, layout included.
-    agent.save(tmp_path / "again")
-    meta = json.loads((tmp_path / "again" / "agent.json").read_text())
-    assert meta["format_version"] == FORMAT_VERSION == 2
-    assert meta["layout"] == FORMAT1_LAYOUT
+    agent = RandomSearchAgent(env, seed=0)
+    agent.save(tmp_path)
+    meta = json.loads((tmp_path / "agent.json").read_text())
+    meta["format_version"] = 1  # written before the layout was stored
+    (tmp_path / "agent.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=r"agent\.json.*format version 1; this agent reads 2"):
+        RandomSearchAgent.load(tmp_path, env=env)
 
 
 class FocusFakeEnv(FakeDataGenEnv):

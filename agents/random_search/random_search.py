@@ -49,20 +49,12 @@ from agents.common.base import META_FILE, BaseAgent, MaybeCallback, checkpoint_d
 from agents.common.checkpoint import PathLike, atomic_write_json, space_from_dict, space_to_dict
 from agents.common.parsing import finite_float
 
-#: 2: the settings layout is stored (``"layout"``). 1: no layout; a ``"datagen"``-mode file
-#: implicitly used :data:`FORMAT1_LAYOUT`.
+#: The checkpoint format: ``agent.json`` stores the settings layout it searched (``"layout"``).
 FORMAT_VERSION = 2
 DOWN, KEEP, UP = 0, 1, 2  # internal delta codes: -d, no change, +d (value = keep + code - 1)
 _EPS = 1e-6  # settings closer than this count as equal (they are floats passed through the env)
 LAYOUT_ATTRIBUTES = ("action_dim_names", "action_dim_keep", "action_dim_info_keys")
 _RESERVED_KEYS = ("metric", "reward", "action")  # ``best`` also stores these
-#: The layout a format-1 checkpoint in ``"datagen"`` mode used without storing it (DataGen-v0's
-#: temperature and top_p deltas and template choice).
-FORMAT1_LAYOUT: dict[str, list[Any]] = {
-    "names": ["temperature", "top_p", "template"],
-    "keep": [1, 1, None],
-    "info_keys": ["temperature", "top_p", "template_index"],
-}
 
 
 def env_action_layout(env: gym.Env | None) -> dict[str, list[Any]] | None:
@@ -501,15 +493,14 @@ class RandomSearchAgent(BaseAgent):
     def load(cls, path: PathLike, env: gym.Env | None = None, **kwargs: Any) -> RandomSearchAgent:
         """Rebuild a saved search, continuing exactly where it stopped."""
         meta = cls._read_meta(path, cls.agent_name)
-        version = int(meta.get("format_version", 1))
-        if version > FORMAT_VERSION:
+        version = meta.get("format_version")
+        if version != FORMAT_VERSION:
             raise ValueError(
-                f"{path} has format version {version}; this agent reads up to {FORMAT_VERSION}"
+                f"{checkpoint_dir(path) / META_FILE} has format version {version!r}; this agent "
+                f"reads {FORMAT_VERSION}"
             )
         params = {**meta["hyperparameters"], **kwargs}
         layout = meta.get("layout")
-        if layout is None and params.get("mode") in ("settings", "datagen"):
-            layout = FORMAT1_LAYOUT  # format 1 did not store the layout it searched
         agent = cls(
             env=None,
             observation_space=space_from_dict(meta["observation_space"]),

@@ -19,10 +19,10 @@ episodes, discounted returns, baseline, normalised advantages, one gradient step
   Centring is itself a baseline, the batch mean of the returns: applied to ``"mean"`` and
   ``"none"`` it would cancel any constant baseline and make the two identical, so there it is
   left out and the baseline is the one the name says.
-* Log-probabilities are computed **in the autograd graph** at update time. An earlier
-  implementation computed them under ``no_grad`` and never learned; recomputing them from the
-  stored observations/actions in one batched forward pass is equivalent (the parameters do not
-  change between acting and updating) and makes that mistake impossible.
+* Log-probabilities are computed **in the autograd graph** at update time, recomputed from the
+  stored observations/actions in one batched forward pass (equivalent: the parameters do not
+  change between acting and updating); computed while acting, under ``no_grad``, they would
+  carry no gradient and the policy would never learn.
 * Observations are standardised with running statistics by default (see
   :class:`RunningMeanStd` for why not the Box bounds); the statistics are saved with the agent.
 * Episodes that are truncated (DataGen's always are, after ``num_iterations`` steps) are treated
@@ -235,7 +235,7 @@ class ReinforceAgent(BaseAgent):
     :param normalize_advantage: normalise the advantages within the batch (skipped for a single
         sample). They are always divided by their batch std (+1e-8), which makes the step size
         independent of the reward scale. Only ``baseline="value"`` also subtracts their batch mean
-        (standardisation, as PPO does; bit-identical to earlier releases): for ``"mean"`` and
+        (standardisation, as PPO does): for ``"mean"`` and
         ``"none"`` centring would replace the chosen baseline by the batch mean and make the two
         options the same. A batch whose advantages do not (numerically) vary is left unscaled,
         since dividing by a std of rounding noise would blow the advantages up.
@@ -482,8 +482,7 @@ class ReinforceAgent(BaseAgent):
         """Batch normalisation of the advantages (``normalize_advantage``; needs 2+ samples).
 
         ``baseline="value"``: centre and scale, as PPO does; the batch mean then acts as a second,
-        per-batch baseline on top of V(s). The formula is the one of earlier releases, unchanged,
-        so existing checkpoints and results reproduce bit for bit.
+        per-batch baseline on top of V(s).
 
         ``"mean"`` and ``"none"``: scale only. Subtracting the batch mean would remove any
         constant baseline (``(G - b) - mean(G - b) == G - mean(G)``), so the running mean would

@@ -71,10 +71,9 @@ from agents.sb3.skill_slot_policy import POLICY_CLASSES as SKILL_SLOT_CLASSES
 from agents.sb3.skill_slot_policy import SKILL_SLOT_POLICY
 
 MODEL_FILE = "model.zip"
-#: 2: ``algo_kwargs`` are authoritative (the model is rebuilt from them, never unpickled) and
-#: ``unstored_kwargs`` lists those that could not be stored. 1 is read the same way.
+#: The checkpoint format: ``algo_kwargs`` are authoritative (the model is rebuilt from them,
+#: never unpickled) and ``unstored_kwargs`` lists those that could not be stored.
 FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
 #: Plain counters of SB3's ``data`` entry that a resumed model needs, with their JSON types.
 #: Nothing else of ``data`` is read (hyper-parameters come from ``agent.json``).
 ZIP_COUNTERS: dict[str, type | tuple[type, ...]] = {
@@ -528,11 +527,10 @@ class SB3Agent(BaseAgent):
             raise CheckpointError(
                 f"{meta_path} holds a {meta['agent']!r} agent, not {cls.agent_name!r}"
             )
-        if meta.get("format_version") not in READABLE_VERSIONS:
+        if meta.get("format_version") != FORMAT_VERSION:
             raise CheckpointError(
-                f"{meta_path} has format_version "
-                f"{meta.get('format_version')!r}; this version reads "
-                f"{list(READABLE_VERSIONS)}"
+                f"{meta_path} has format_version {meta.get('format_version')!r}; this version "
+                f"reads {FORMAT_VERSION}"
             )
         try:
             algo = resolve_algo(meta["algo"])

@@ -280,7 +280,6 @@ class RLTuner:
                 "test_metric": None,
                 "iteration": None,
             }
-        # .get: checkpoints written before skills existed have no focus / test metric.
         return {
             k: self._best.get(k)
             for k in (
@@ -763,7 +762,7 @@ class RLTuner:
                 f"{file}: generator.template {gen_state['template']!r} is "
                 f"not a template of this version"
             )
-        focus = gen_state.get("focus")  # absent in checkpoints written before skills
+        focus = gen_state.get("focus")
         if focus is not None and focus not in self.env.generator.pool.skills():
             raise CheckpointError(
                 f"{file}: generator.focus {focus!r} is not a skill of the "

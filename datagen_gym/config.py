@@ -126,12 +126,17 @@ def _check_base_url(url: str) -> None:
         )
 
 
+#: The bounds the env moves the sampling settings within (0 is greedy decoding).
+TEMPERATURE_RANGE = (0.0, 2.0)
+TOP_P_RANGE = (0.05, 1.0)
+
+
 @dataclass
 class SamplingConfig:
     """How the teacher LM samples. The env moves temperature and top_p within these bounds."""
 
-    temperature: float = field(default=1.0, metadata=_range(0.0, 2.0))
-    top_p: float = field(default=0.9, metadata=_range(0.05, 1.0))
+    temperature: float = field(default=1.0, metadata=_range(*TEMPERATURE_RANGE))
+    top_p: float = field(default=0.9, metadata=_range(*TOP_P_RANGE))
     max_new_tokens: int = field(default=96, metadata=_range(1, 4096))
     backend: str = field(
         default="embedded", metadata=_choices("embedded", "transformers", "openai", "vllm")

@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from datagen_gym.backends.base import Completion, LLMBackend
-from datagen_gym.config import SamplingConfig
+from datagen_gym.config import TEMPERATURE_RANGE, TOP_P_RANGE, SamplingConfig
 
-TEMPERATURE_RANGE = (0.0, 2.0)
-TOP_P_RANGE = (0.05, 1.0)
+__all__ = ["TEMPERATURE_RANGE", "TOP_P_RANGE", "Sampler", "cut_at_stop"]
 
 
 class Sampler:

@@ -323,24 +323,30 @@ class DataGenEnv(gym.Env):
         else:
             n = 2 + n_t + (n_f if self.focus_enabled else 0)
             self.action_space = spaces.Box(-1.0, 1.0, shape=(n,), dtype=np.float32)
-        obs_dim = (
-            11
-            + n_t
-            + (n_f if self.focus_enabled else 0)
-            + (2 * len(self.skills) + 1 if self.observe_skills else 0)
-            + (EMBED_DIM if observe_embedding else 0)
+        # The observation's blocks in order, with their sizes: the one definition of the layout
+        # (the index table of the docstring); _obs fills them, in this order.
+        k = len(self.skills)
+        blocks = {"settings": 2, "template": n_t, "batch": 9}
+        if self.focus_enabled:
+            blocks["focus"] = n_f
+        if self.observe_skills:
+            blocks["skill_metric"], blocks["skill_records"] = k, k + 1
+        if observe_embedding:
+            blocks["embedding"] = EMBED_DIM
+        self._obs_blocks = blocks
+        starts = dict(zip(blocks, np.cumsum([0, *blocks.values()])[:-1].tolist()))
+        self.observation_space = spaces.Box(
+            -OBS_CLIP, OBS_CLIP, shape=(sum(blocks.values()),), dtype=np.float32
         )
-        self.observation_space = spaces.Box(-OBS_CLIP, OBS_CLIP, shape=(obs_dim,), dtype=np.float32)
         # Where the per-skill entries start in the observation (the index table's rows), for
         # policies that score every skill slot with one shared network; None without them.
         self.skill_observation: dict[str, int] | None = None
         if self.observe_skills:
-            metric = 11 + n_t + (n_f if self.focus_enabled else 0)
             self.skill_observation = {
-                "num_skills": len(self.skills),
-                "focus": 11 + n_t if self.focus_enabled else -1,  # "any"; skill i at +1+i
-                "metric": metric,
-                "records": metric + len(self.skills),
+                "num_skills": k,
+                "focus": starts.get("focus", -1),  # "any"; skill i at +1+i
+                "metric": starts["skill_metric"],
+                "records": starts["skill_records"],
             }
         self._baseline: dict[str, Any] | None = None
         self.last_step_seconds: dict[str, float] = {}
@@ -736,14 +742,14 @@ class DataGenEnv(gym.Env):
 
     def _obs(self) -> np.ndarray:
         p = self.generator.get_sampling_params()
-        onehot = np.zeros(len(self.templates), dtype=np.float32)
-        onehot[prompts.TEMPLATE_NAMES.index(self.generator.template.name)] = 1.0
         b = self._last_batch
         n_clf = sum(bool(r.get("is_classification")) for r in b.data)
-        parts = [
-            [p["temperature"] / TEMPERATURE_RANGE[1], p["top_p"]],
-            onehot,
-            [
+        values: dict[str, Any] = {
+            "settings": [p["temperature"] / TEMPERATURE_RANGE[1], p["top_p"]],
+            "template": _one_hot(
+                len(self.templates), prompts.TEMPLATE_NAMES.index(self.generator.template.name)
+            ),
+            "batch": [
                 self._metric,
                 self._last_reward,
                 float(np.mean(self._rewards)) if self._rewards else 0.0,
@@ -754,22 +760,29 @@ class DataGenEnv(gym.Env):
                 b.mean_length / 100.0,
                 n_clf / len(b) if len(b) else 0.0,
             ],
-        ]
-        if self.focus_enabled:
-            focus = np.zeros(1 + len(self.skills), dtype=np.float32)
-            focus[
-                0 if self.generator.focus is None else 1 + self.skills.index(self.generator.focus)
-            ] = 1.0
-            parts.append(focus)
-        if self.observe_skills:
+        }
+        if "focus" in self._obs_blocks:
+            focus = self.generator.focus
+            values["focus"] = _one_hot(
+                1 + len(self.skills), 0 if focus is None else 1 + self.skills.index(focus)
+            )
+        if "skill_metric" in self._obs_blocks:
             # -1: the target does not report this skill (a task without it).
-            parts.append([self._scores["skills"].get(s, -1.0) for s in self.skills])
+            values["skill_metric"] = [self._scores["skills"].get(s, -1.0) for s in self.skills]
             capacity = self.batch_size * self.num_iterations
-            parts.append([n / capacity for n in self._skill_counts().values()])
-        if self.observe_embedding:
-            parts.append(_embed(b.data))
-        obs = np.concatenate([np.asarray(x, dtype=np.float32) for x in parts])
+            values["skill_records"] = [n / capacity for n in self._skill_counts().values()]
+        if "embedding" in self._obs_blocks:
+            values["embedding"] = _embed(b.data)
+        obs = np.concatenate(
+            [np.asarray(values[name], dtype=np.float32) for name in self._obs_blocks]
+        )
         return np.clip(obs, -OBS_CLIP, OBS_CLIP).astype(np.float32)
+
+
+def _one_hot(n: int, index: int) -> np.ndarray:
+    out = np.zeros(n, dtype=np.float32)
+    out[index] = 1.0
+    return out
 
 
 def _real_number(value: Any) -> float | None:

@@ -3,6 +3,8 @@ worker processes."""
 
 from __future__ import annotations
 
+import math
+import statistics
 import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -21,3 +23,13 @@ def map_jobs(fn: Callable[[Any], Any], jobs: Sequence[Any], workers: int) -> lis
         return [fn(job) for job in jobs]
     with ProcessPoolExecutor(workers) as pool:
         return list(pool.map(fn, jobs))
+
+
+def t_ci(values: Sequence[float]) -> float:
+    """Half-width of the 95% t confidence interval of the mean (NaN for fewer than 2 values)."""
+    from scipy import stats
+
+    n = len(values)
+    if n < 2:
+        return math.nan
+    return float(stats.t.ppf(0.975, n - 1) * statistics.stdev(values) / math.sqrt(n))

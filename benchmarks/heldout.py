@@ -68,7 +68,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from benchmarks.common import command_line
+from benchmarks.common import command_line, t_ci
 from benchmarks.methods import BudgetExhausted, EvalBudget
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -511,16 +511,6 @@ def pretrain(
 
 
 # ---------------------------------------------------------------------------- report
-def t_ci(values: Sequence[float]) -> float:
-    """Half-width of the 95% t confidence interval of the mean."""
-    from scipy import stats
-
-    n = len(values)
-    if n < 2:
-        return math.nan
-    return float(stats.t.ppf(0.975, n - 1) * np.std(values, ddof=1) / math.sqrt(n))
-
-
 def summarise(
     runs: Sequence[dict[str, Any]], budgets: Sequence[int], heldout: Sequence[str]
 ) -> dict[str, Any]:

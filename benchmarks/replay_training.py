@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import command_line, map_jobs
+from benchmarks.common import command_line, map_jobs, t_ci
 from benchmarks.methods import AGENT_HYPERPARAMS
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -162,17 +162,6 @@ def evaluate(job: dict[str, Any]) -> dict[str, Any]:
             }
         )
     return {"name": job["name"], "train_seed": job.get("train_seed"), "episodes": rows}
-
-
-def t_ci(values: list[float]) -> float:
-    """Half-width of the 95% t interval of the mean."""
-    from scipy import stats
-
-    if len(values) < 2:
-        return float("nan")
-    return float(
-        stats.t.ppf(0.975, len(values) - 1) * statistics.stdev(values) / len(values) ** 0.5
-    )
 
 
 def summary(evals: list[dict[str, Any]]) -> dict[str, dict[str, float]]:

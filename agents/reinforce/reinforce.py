@@ -40,7 +40,7 @@ from gymnasium import spaces
 from torch import nn
 from torch.distributions import Categorical, Independent, Normal
 
-from agents.common.base import META_FILE, BaseAgent, MaybeCallback, checkpoint_dir
+from agents.common.base import META_FILE, BaseAgent, checkpoint_dir
 from agents.common.checkpoint import (
     PathLike,
     atomic_save_safetensors,
@@ -401,72 +401,51 @@ class ReinforceAgent(BaseAgent):
         return float(log_prob[0])
 
     # ---------------------------------------------------------------- learning
-    def learn(
-        self,
-        total_timesteps: int,
-        callback: MaybeCallback = None,
-        tb_log_name: str = "run",
-        progress_bar: bool = False,
-        reset_num_timesteps: bool = True,
-    ) -> ReinforceAgent:
-        """Collect ``n_episodes`` episodes, take one policy-gradient step, repeat.
+    # ------------------------------------------------------------------ the learn loop
+    # (BaseAgent.learn): collect ``n_episodes`` episodes, take one policy-gradient step,
+    # repeat. When ``total_timesteps`` ends mid-episode (or a callback stops the run) the
+    # partial episode is still used (as a truncated one): a DataGen step costs a generation and
+    # a target evaluation, too expensive to throw away. Each batch is a rollout for the
+    # callback: ``on_rollout_start`` before its first step, ``on_rollout_end`` before its update.
+    def _begin_learn(self, fresh_episode: bool) -> None:
+        self._obs_buf: list[torch.Tensor] = []
+        self._act_buf: list[torch.Tensor] = []
+        self._rew_buf: list[float] = []
+        self._done_buf: list[bool] = []
+        self._episodes_in_batch = 0
 
-        When ``total_timesteps`` ends mid-episode (or a callback stops the run) the partial
-        episode is still used (as a truncated one): a DataGen step costs a generation and a
-        target evaluation, too expensive to throw away. Each batch is a rollout for the
-        callback: ``on_rollout_start`` before its first step, ``on_rollout_end`` before its
-        update.
-        """
-        total_timesteps, callback = self._setup_learn(
-            total_timesteps, callback, tb_log_name, progress_bar, reset_num_timesteps
-        )
-        assert self.env is not None
-        obs_buf: list[torch.Tensor] = []
-        act_buf: list[torch.Tensor] = []
-        rew_buf: list[float] = []
-        done_buf: list[bool] = []
-        episodes_in_batch = 0
-        obs = self._last_obs
-        try:
-            callback.on_training_start(locals(), globals())
-            while self.num_timesteps < total_timesteps:
-                if not rew_buf:
-                    callback.on_rollout_start()
-                # Normalised with the statistics of the moment and stored as such, so the update
-                # re-evaluates exactly the distribution the action was sampled from.
-                obs_t = self._obs_tensor(obs, batch=False, update_stats=True)
-                with torch.no_grad():  # acting only; the update recomputes log-probs with grad
-                    raw = self.policy.act(obs_t, deterministic=False, generator=self.generator)
-                env_action = self._to_env_action(raw)[0]
-                next_obs, reward, terminated, truncated, info = self.env.step(env_action)
-                done = bool(terminated or truncated)
-                obs_buf.append(obs_t[0])
-                act_buf.append(raw[0])
-                rew_buf.append(float(reward))
-                done_buf.append(done)
-                keep_going = self._after_env_step(
-                    env_action, float(reward), bool(terminated), bool(truncated), info
-                )
-                if done:
-                    episodes_in_batch += 1
-                    obs, _ = self._reset_env()
-                else:
-                    obs = self._last_obs = next_obs
-                if episodes_in_batch >= self.n_episodes:
-                    callback.on_rollout_end()
-                    self._update(obs_buf, act_buf, rew_buf, done_buf)
-                    obs_buf, act_buf, rew_buf, done_buf = [], [], [], []
-                    episodes_in_batch = 0
-                self._dump_logs()
-                if not keep_going:
-                    break
-            if rew_buf:
-                callback.on_rollout_end()
-                self._update(obs_buf, act_buf, rew_buf, done_buf)
-            callback.on_training_end()
-        finally:
-            self._teardown_learn()
-        return self
+    def _begin_step(self, callback: Any) -> None:
+        if not self._rew_buf:
+            callback.on_rollout_start()
+
+    def _act(self) -> tuple[np.ndarray, dict[str, Any] | None]:
+        # Normalised with the statistics of the moment and stored as such, so the update
+        # re-evaluates exactly the distribution the action was sampled from.
+        obs_t = self._obs_tensor(self._last_obs, batch=False, update_stats=True)
+        with torch.no_grad():  # acting only; the update recomputes log-probs with grad
+            raw = self.policy.act(obs_t, deterministic=False, generator=self.generator)
+        self._obs_buf.append(obs_t[0])
+        self._act_buf.append(raw[0])
+        return self._to_env_action(raw)[0], None
+
+    def _record(self, action: Any, reward: float, done: bool, info: dict[str, Any]) -> None:
+        self._rew_buf.append(reward)
+        self._done_buf.append(done)
+        self._episodes_in_batch += int(done)
+
+    def _end_step(self, callback: Any) -> None:
+        if self._episodes_in_batch >= self.n_episodes:
+            self._flush(callback)
+
+    def _end_learn(self, callback: Any) -> None:
+        if self._rew_buf:
+            self._flush(callback)
+
+    def _flush(self, callback: Any) -> None:
+        """One policy-gradient step on the batch collected, which then starts afresh."""
+        callback.on_rollout_end()
+        self._update(self._obs_buf, self._act_buf, self._rew_buf, self._done_buf)
+        self._begin_learn(False)
 
     def _discounted_returns(self, rewards: list[float], dones: list[bool]) -> np.ndarray:
         """G_t = r_t + gamma * G_{t+1}, restarting at episode ends (and at the batch end)."""

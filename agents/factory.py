@@ -15,19 +15,33 @@ from agents.random_search.random_search import RandomSearchAgent
 from agents.reinforce.reinforce import ReinforceAgent
 from agents.sb3.sb3_agent import SB3_NAMES, SB3Agent, algo_class
 
+#: The hand-rolled agents: adding one means adding its class here (its ``agent_name`` and
+#: ``aliases`` are the names :func:`make_agent` takes; SB3's come from :data:`SB3_NAMES`).
+HAND_ROLLED: tuple[type[BaseAgent], ...] = (
+    RandomSearchAgent,
+    ReinforceAgent,
+    UCBAgent,
+    ThompsonAgent,
+    EXP3Agent,
+)
 _HAND_ROLLED: dict[str, type[BaseAgent]] = {
-    "random": RandomSearchAgent,
-    "random_search": RandomSearchAgent,
-    "reinforce": ReinforceAgent,
-    "ucb": UCBAgent,
-    "thompson": ThompsonAgent,
-    "exp3": EXP3Agent,
+    name: cls for cls in HAND_ROLLED for name in (cls.agent_name, *cls.aliases)
 }
 
 
 def list_agents() -> list[str]:
     """Every name :func:`make_agent` accepts (aliases included), sorted."""
     return sorted(set(_HAND_ROLLED) | set(SB3_NAMES))
+
+
+def agent_class(name: str) -> type[BaseAgent]:
+    """The class :func:`make_agent` builds for ``name`` (:class:`SB3Agent` for SB3's)."""
+    key = normalize_agent_name(name)
+    if key in _HAND_ROLLED:
+        return _HAND_ROLLED[key]
+    if key in SB3_NAMES:
+        return SB3Agent
+    raise ValueError(f"unknown agent {name!r}; valid names: {', '.join(list_agents())}")
 
 
 def agent_accepts(name: str, parameter: str) -> bool:
@@ -62,14 +76,7 @@ def load_agent(path: PathLike, env: gym.Env | None = None, **kwargs: Any) -> Bas
     ``.zip`` path, as ``CheckpointCallback`` reports it, names the same checkpoint)."""
     meta_path = checkpoint_dir(path, existing=True) / META_FILE
     kind = read_json_object(meta_path, {"agent": str})["agent"]
-    classes: dict[str, type[BaseAgent]] = {
-        RandomSearchAgent.agent_name: RandomSearchAgent,
-        ReinforceAgent.agent_name: ReinforceAgent,
-        SB3Agent.agent_name: SB3Agent,
-        UCBAgent.agent_name: UCBAgent,
-        ThompsonAgent.agent_name: ThompsonAgent,
-        EXP3Agent.agent_name: EXP3Agent,
-    }
+    classes = {cls.agent_name: cls for cls in (*HAND_ROLLED, SB3Agent)}
     if kind not in classes:
         raise ValueError(f"{path} does not hold a known agent checkpoint (agent={kind!r})")
     return classes[kind].load(path, env=env, **kwargs)

@@ -119,6 +119,8 @@ class BaseAgent(abc.ABC):
 
     #: name stored in ``agent.json`` so :func:`agents.factory.load_agent` can find the class.
     agent_name: ClassVar[str] = "base"
+    #: Other names :func:`agents.make_agent` accepts for this agent.
+    aliases: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,

@@ -132,6 +132,7 @@ class RandomSearchAgent(BaseAgent):
     """
 
     agent_name = "random_search"
+    aliases = ("random",)
 
     def __init__(
         self,

@@ -83,7 +83,6 @@ logger = logging.getLogger(__name__)
 SETTING_DECIMALS = 6
 #: Episodes a learning agent gets by default (random search gets one episode).
 DEFAULT_LEARNING_EPISODES = 20
-RANDOM_SEARCH_NAMES = ("random", "random_search")
 #: Keys of every history entry.
 HISTORY_KEYS = (
     "iteration",
@@ -259,7 +258,13 @@ class RLTuner:
     @property
     def is_random_search(self) -> bool:
         """Whether the agent is the design's MVP random search (no learning)."""
-        return self.algorithm in RANDOM_SEARCH_NAMES
+        from agents import RandomSearchAgent
+        from agents.factory import agent_class
+
+        try:
+            return agent_class(self.algorithm) is RandomSearchAgent
+        except ValueError:  # an agent instance of the user's own class
+            return False
 
     # ------------------------------------------------------------------ state
     @property

@@ -99,12 +99,28 @@ class StepLog(gym.Wrapper):
 
 
 def sampling_config(teacher: str) -> dict[str, Any]:
-    """The ``sampling`` section of a teacher (one torch thread: a worker per core)."""
+    """The ``sampling`` section of a teacher (one torch thread: a worker per core).
+
+    ``NAME@URL`` is a model behind an OpenAI-compatible chat server (e.g. llama-cpp-python's,
+    which answers one request at a time: one request in flight, a long timeout)."""
     if teacher == "smollm2":
         return {"teacher": "smollm2", "num_threads": 1}
     if teacher == "embedded":
         return {}
-    raise ValueError(f"--teachers: unknown teacher {teacher!r}; choose smollm2 or embedded")
+    if "@" in teacher:
+        name, url = teacher.split("@", 1)
+        return {
+            "backend": "openai",
+            "base_url": url,
+            "model": name,
+            "endpoint": "chat",
+            "max_concurrency": 1,
+            "timeout_s": 900.0,
+            "api_key_env": "DATAGEN_BENCH_NO_KEY",
+        }
+    raise ValueError(
+        f"--teachers: unknown teacher {teacher!r}; choose smollm2, embedded or NAME@URL"
+    )
 
 
 def run_job(job: dict[str, Any]) -> dict[str, Any]:
@@ -202,7 +218,8 @@ def report(runs: list[dict[str, Any]], command: str) -> str:
         n_records = sum(len(e.get("records", [])) for e in r["episodes"])
         on_task = sum(e.get("on_task", 0) for e in r["episodes"]) / max(1, n_records)
         lines.append(
-            f"| {r['teacher']} | {r.get('task_mode', 'world')} | {r['method']} | {r['seed']} | "
+            f"| {r['teacher'].split('@')[0]} | {r.get('task_mode', 'world')} | {r['method']} | "
+            f"{r['seed']} | "
             f"{len(r['steps'])} | "
             + (
                 f"{best['test']:.3f} | {statistics.mean(tests):.3f} | "

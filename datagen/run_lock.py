@@ -32,7 +32,8 @@ class RunLock:
 
     def __init__(self, directory: str | os.PathLike) -> None:
         self.directory = Path(directory)
-        self._lock = FileLock(self.directory / LOCK_FILE, mode=0o666)
+        # filelock's default mode honours the user's umask (an explicit mode is chmod-ed).
+        self._lock = FileLock(self.directory / LOCK_FILE)
 
     def acquire(self) -> None:
         try:

@@ -343,6 +343,18 @@ def test_a_second_run_on_the_same_output_is_refused(tmp_path, capsys):
     assert rc == 0, capsys.readouterr().err
 
 
+def test_lock_files_honour_the_umask(tmp_path):
+    from datagen.run_lock import LOCK_FILE, RunLock
+
+    old = os.umask(0o077)
+    try:
+        with RunLock(tmp_path):
+            pass
+    finally:
+        os.umask(old)
+    assert (tmp_path / LOCK_FILE).stat().st_mode & 0o777 == 0o600
+
+
 def test_stale_temp_files_of_a_killed_run_are_removed(finished, tmp_path, capsys):
     cfg, out = copy_run(finished, tmp_path)
     stale = [out / ".data.jsonl.0123456789ab.tmp", out / ".summary.json.ba9876543210.tmp"]

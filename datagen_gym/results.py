@@ -121,6 +121,7 @@ class Results:
         num_candidates: int = 0,
         num_kept: int = 0,
         num_off_label: int = 0,
+        num_parsed: int = 0,
     ) -> None:
         self.data: list[dict[str, Any]] = list(records)
         self.num_candidates = num_candidates
@@ -128,7 +129,7 @@ class Results:
         # instances dropped because their label is not one of the task's (see datagen_gym.task)
         self.num_off_label = num_off_label
         # instance pairs the parsers found in the teacher's replies, before any instance filter
-        self.num_parsed = 0
+        self.num_parsed = num_parsed
 
     def __len__(self) -> int:
         return len(self.data)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from datagen_gym.backends.base import Completion, LLMBackend
+from datagen_gym.backends.base import Completion, LLMBackend, PartialBatchError
 from datagen_gym.config import TEMPERATURE_RANGE, TOP_P_RANGE, SamplingConfig
 
 __all__ = ["TEMPERATURE_RANGE", "TOP_P_RANGE", "Sampler", "cut_at_stop"]
@@ -77,21 +77,26 @@ class Sampler:
         save the tokens; every completion is also cut here, so any backend honours them."""
         stop = [s for s in (stop or ()) if s]
         kwargs = {"stop": stop} if stop and getattr(self.backend, "accepts_stop", False) else {}
-        texts = self.backend.generate(
-            prompts,
-            temperature=self._temperature,
-            top_p=self._top_p,
-            max_new_tokens=max_new_tokens or self.max_new_tokens,
-            seed=seed,
-            **kwargs,
-        )
+        try:
+            texts = self.backend.generate(
+                prompts,
+                temperature=self._temperature,
+                top_p=self._top_p,
+                max_new_tokens=max_new_tokens or self.max_new_tokens,
+                seed=seed,
+                **kwargs,
+            )
+        except PartialBatchError as exc:  # the completions it keeps are cut as well
+            if stop:
+                exc.completions = [
+                    c if c is None else cut_at_stop(c, stop) for c in exc.completions
+                ]
+            raise
         return [cut_at_stop(t, stop) for t in texts] if stop else texts
 
 
 def cut_at_stop(text: str, stop: Sequence[str]) -> str:
     """``text`` up to the first of the ``stop`` strings (a :class:`Completion` that says it
     stopped), or ``text`` itself when none occurs."""
-    if text is None:  # a failed prompt of a partial batch
-        return text
     cut = min((i for i in (text.find(s) for s in stop) if i >= 0), default=-1)
     return text if cut < 0 else Completion(text[:cut], "stop")

@@ -11,7 +11,8 @@ from records whose label is one of its classes. A :class:`TaskSpec` holds both, 
   data the target scores on; a seed never shares its input with a validation or test record
   (checked by :func:`check_disjoint`);
 - a **built-in target task** (``rl_tuning.task``) seeds from the embedded world's seed tasks of
-  that task's skills (4 per skill), again checked against its validation and test splits.
+  that task's skills (4 per skill), less any that shares an input with its validation or test
+  split.
 
 The **label space** is the set of the validation records' outputs when they look like classes
 (at most :data:`MAX_LABELS` distinct values, each used by two records or more on average).
@@ -29,9 +30,13 @@ from __future__ import annotations
 import logging
 import re
 import zlib
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from datagen_gym.config import Config
 
 logger = logging.getLogger(__name__)
 
@@ -130,18 +135,25 @@ def _text_key(record: dict[str, Any]) -> str:
     return " ".join(f"{record.get('instruction', '')} {record.get('input', '')}".casefold().split())
 
 
+def _overlapping(seeds: Sequence[dict[str, Any]], records: Sequence[dict[str, Any]]) -> list[int]:
+    """Indices of the seeds that share their input (or their whole text) with a record."""
+    inputs = {_input_key(r) for r in records} - {""}
+    texts = {_text_key(r) for r in records}
+    return [i for i, s in enumerate(seeds) if _input_key(s) in inputs or _text_key(s) in texts]
+
+
 def check_disjoint(seeds: Sequence[dict[str, Any]], **splits: Sequence[dict[str, Any]]) -> None:
     """Raise :class:`TaskError` if a seed shares its input (or its whole text) with a record of
     any split (``validation=..., test=...``): seeds are trained on, the splits are scored."""
     for name, records in splits.items():
-        inputs = {_input_key(r) for r in records} - {""}
-        texts = {_text_key(r) for r in records}
-        for i, seed in enumerate(seeds):
-            if _input_key(seed) in inputs or _text_key(seed) in texts:
-                raise TaskError(
-                    f"seed task {i} ({str(seed.get('input') or seed.get('instruction'))[:60]!r}) "
-                    f"also appears in the {name} records; seeds must not overlap what is scored"
-                )
+        shared = _overlapping(seeds, records)
+        if shared:
+            i = shared[0]
+            text = str(seeds[i].get("input") or seeds[i].get("instruction"))[:60]
+            raise TaskError(
+                f"seed task {i} ({text!r}) "
+                f"also appears in the {name} records; seeds must not overlap what is scored"
+            )
 
 
 def split_seed_records(
@@ -161,15 +173,12 @@ def split_seed_records(
             f"{len(records)} labelled records are too few to split off seed tasks; give "
             "generation.seed_tasks_path (JSONL of instruction/input/output)"
         )
-    counts: dict[str, int] = {}
-    for r in records:
-        counts[_text_key(r)] = counts.get(_text_key(r), 0) + 1
-        if _input_key(r):
-            counts["\0" + _input_key(r)] = counts.get("\0" + _input_key(r), 0) + 1
+    texts = Counter(_text_key(r) for r in records)
+    inputs = Counter(_input_key(r) for r in records)
     unique = [
         i
         for i, r in enumerate(records)
-        if counts[_text_key(r)] == 1 and (not _input_key(r) or counts["\0" + _input_key(r)] == 1)
+        if texts[_text_key(r)] == 1 and (not _input_key(r) or inputs[_input_key(r)] == 1)
     ]
     order = sorted(unique, key=lambda i: (zlib.crc32(_text_key(records[i]).encode()), i))
     by_label: dict[str, list[int]] = {}
@@ -211,15 +220,11 @@ def builtin_task_seeds(task: str) -> list[dict[str, Any]]:
 
     skills = set(task_skills(task))
     seeds = [t for t in make_seed_tasks() if t.get("skill") in skills]
-    scored = make_validation_set(task) + make_test_set(task)
-    inputs = {_input_key(r) for r in scored} - {""}
-    texts = {_text_key(r) for r in scored}
-    kept = [s for s in seeds if _input_key(s) not in inputs and _text_key(s) not in texts]
-    check_disjoint(kept, validation=make_validation_set(task), test=make_test_set(task))
-    return kept
+    shared = set(_overlapping(seeds, make_validation_set(task) + make_test_set(task)))
+    return [s for i, s in enumerate(seeds) if i not in shared]
 
 
-def uses_task_seeds(config: Any) -> bool:
+def uses_task_seeds(config: Config) -> bool:
     """Whether ``generation.task_mode`` resolves to ``task`` for this config."""
     mode = config.generation.task_mode
     if mode != "auto":
@@ -230,7 +235,7 @@ def uses_task_seeds(config: Any) -> bool:
 
 
 def resolve_task(
-    config: Any,
+    config: Config,
     validation_dataset: Sequence[dict[str, Any]] | None,
     builtin_task: str | None = None,
     seed_tasks: Sequence[dict[str, Any]] | None = None,

@@ -15,6 +15,7 @@ from support.recording import Recording
 import datagen_gym  # noqa: F401  (registers the envs)
 from datagen_gym import Config, Sampler
 from datagen_gym.generators.generator import Generator
+from datagen_gym.results import Results
 from datagen_gym.sampler import cut_at_stop
 from datagen_gym.targets import SklearnClassifierTarget, make_test_set, make_validation_set
 from datagen_gym.task import (
@@ -171,10 +172,10 @@ def test_a_user_task_with_its_own_seeds_yields_records_on_that_task_only(teacher
 
 def test_generate_with_a_label_space_maps_case_variants(teacher):
     gen = Generator(Config(), sampler=Sampler(teacher), seed=0, label_space=SENTIMENT)
-    kept = gen._keep_instances(
-        "Is it positive?", [("a", "Positive"), ("b", "NEGATIVE."), ("c", "meh")]
-    )
-    assert kept == [("a", "positive"), ("b", "negative")] and gen.num_off_label == 1
+    results = Results()
+    pairs = [("a", "Positive"), ("b", "NEGATIVE."), ("c", "meh")]
+    kept = gen._keep_instances(results, "Is it positive?", pairs)
+    assert kept == [("a", "positive"), ("b", "negative")] and results.num_off_label == 1
 
 
 # ------------------------------------------------------------------------------ requests
@@ -308,3 +309,17 @@ def test_both_env_checkers_pass_on_a_users_task(user_task):
     sb3_check_env(env, warn=False)
     _, info = env.reset(seed=0)
     assert env.step(np.array([1, 1, 0]))[4]["correctness"] is None
+
+
+def test_stops_also_cut_the_completions_a_partial_batch_keeps():
+    from datagen_gym.backends.base import PartialBatchError
+
+    class HalfFailing:
+        deterministic = True
+
+        def generate(self, prompts, **kw):
+            raise PartialBatchError("one failed", ["kept\nTask: next", None], {1: "HTTP 500"}, {})
+
+    with pytest.raises(PartialBatchError) as err:
+        Sampler(HalfFailing()).generate(["a", "b"], stop=["\nTask:"])
+    assert err.value.completions == ["kept", None]

@@ -12,6 +12,7 @@ from datagen_gym.backends.base import PartialBatchError
 from datagen_gym.config import Config, GenerationConfig
 from datagen_gym.generators import chat_prompts, parsing, prompts
 from datagen_gym.generators.rouge_filter import RougeLFilter
+from datagen_gym.results import Results
 from datagen_gym.sampler import Sampler
 from datagen_gym.task import LabelSpace
 
@@ -84,9 +85,6 @@ class BaseGenerator:
     ) -> None:
         self.config = config or Config()
         self.label_space = label_space
-        # instances dropped for a label outside label_space, and instance pairs parsed, in the
-        # last generate call
-        self.num_off_label = self.num_parsed = 0
         self.gen_config: GenerationConfig = self.config.generation
         self.sampler = sampler or Sampler.from_config(self.config.sampling)
         if pool is None:
@@ -214,8 +212,11 @@ class BaseGenerator:
             **meta,
         }
 
-    def _instances(self, tasks: list[dict[str, Any]]) -> list[list[tuple[str, str]]]:
-        """Self-Instruct instance generation: output-first for classification, else input-first."""
+    def _instances(
+        self, tasks: list[dict[str, Any]], results: Results
+    ) -> list[list[tuple[str, str]]]:
+        """Self-Instruct instance generation: output-first for classification, else input-first.
+        ``results`` counts the instances parsed and those dropped off-label."""
         if not tasks:
             return []
         formats = self.prompt_set
@@ -242,6 +243,7 @@ class BaseGenerator:
         chat = self.chat_replies
         return [
             self._keep_instances(
+                results,
                 task["instruction"],
                 parsing.parse_output_first(text, chat)
                 if task["is_classification"]
@@ -251,19 +253,20 @@ class BaseGenerator:
         ]
 
     def _keep_instances(
-        self, instruction: str, pairs: list[tuple[str, str]]
+        self, results: Results, instruction: str, pairs: list[tuple[str, str]]
     ) -> list[tuple[str, str]]:
         """Self-Instruct's instance filters, then the label space (labels mapped onto it,
-        off-label instances dropped and counted), at most ``max_instances_per_task``."""
+        off-label instances dropped and counted in ``results``), at most
+        ``max_instances_per_task``."""
         from datagen_gym.generators.instruction_filters import keep_instance
 
         seen, kept = set(), []
-        self.num_parsed += len(pairs)
+        results.num_parsed += len(pairs)
         for x, y in pairs:
             if self.label_space is not None:
                 label = self.label_space.map(y)
                 if label is None:
-                    self.num_off_label += 1
+                    results.num_off_label += 1
                     continue
                 y = label
             if (x, y) not in seen and keep_instance(instruction, x, y):

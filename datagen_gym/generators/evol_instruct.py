@@ -108,7 +108,6 @@ class EvolInstructGenerator(BaseGenerator):
         # A focused skill may have fewer tasks than sources are needed: a task is then evolved
         # more than once (the LM samples a different evolution each time).
         picks = self.rng.choice(len(pool), size=num_sources, replace=len(pool) < num_sources)
-        self.num_off_label = self.num_parsed = 0
         sources = [pool[i] for i in picks]
         evolutions = self.evolve_instructions([s["instruction"] for s in sources])
         results = Results(num_candidates=len(evolutions))
@@ -127,7 +126,7 @@ class EvolInstructGenerator(BaseGenerator):
                     }
                 )
         answered = []
-        for task, pairs in zip(survivors, self._instances(survivors)):
+        for task, pairs in zip(survivors, self._instances(survivors, results)):
             pairs = [(x, y) for x, y in pairs if response_failure(y) is None]
             if not pairs:
                 continue
@@ -145,8 +144,6 @@ class EvolInstructGenerator(BaseGenerator):
                     )
                 )
         results.num_kept = len(answered)
-        results.num_off_label = self.num_off_label
-        results.num_parsed = self.num_parsed
         # Only evolutions with a usable response join the pool, where they can evolve again.
         self.pool.rouge.add([t["instruction"] for t in answered])
         self.pool.add_machine(answered)

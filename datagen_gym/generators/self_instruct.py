@@ -96,7 +96,6 @@ class SelfInstructGenerator(BaseGenerator):
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
         results = Results()
-        self.num_off_label = self.num_parsed = 0
         for _ in range(self.max_rounds):
             need = n - len(results)
             if need <= 0:
@@ -118,7 +117,7 @@ class SelfInstructGenerator(BaseGenerator):
                 for inst, flag in zip(kept, flags)
             ]
             self.pool.add_machine(tasks)
-            for task, pairs in zip(tasks, self._instances(tasks)):
+            for task, pairs in zip(tasks, self._instances(tasks, results)):
                 for x, y in pairs:
                     results.data.append(
                         self._record(
@@ -133,8 +132,6 @@ class SelfInstructGenerator(BaseGenerator):
             if not candidates:
                 break
         results.data = results.data[:n]
-        results.num_off_label = self.num_off_label
-        results.num_parsed = self.num_parsed
         return results
 
     generate = generate_from_seed

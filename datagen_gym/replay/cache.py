@@ -318,19 +318,20 @@ class ReplayCache:
         ]
 
     def get(self, replica_id: int) -> Replica:
+        # One query; an oversized text is measured in SQLite and never read into memory.
         rows = self._query(
-            "SELECT length(records), num_candidates, num_kept FROM replicas WHERE id = ?",
-            (int(replica_id),),
+            "SELECT length(records), CASE WHEN length(records) <= ? THEN records END, "
+            "num_candidates, num_kept FROM replicas WHERE id = ?",
+            (MAX_REPLICA_CHARS, int(replica_id)),
         )
         if not rows:
             raise ReplayCacheError(f"{self.path}: no replica with id {replica_id}")
-        size, num_candidates, num_kept = rows[0]
+        size, text, num_candidates, num_kept = rows[0]
         where = f"{self.path}: replica {replica_id}"
         if not isinstance(size, int) or size > MAX_REPLICA_CHARS:
             raise ReplayCacheError(
                 f"{where}: records are {size} characters, more than {MAX_REPLICA_CHARS}"
             )
-        (text,) = self._query("SELECT records FROM replicas WHERE id = ?", (int(replica_id),))[0]
         try:
             records = json.loads(text, parse_constant=_no_constant)
         except RecursionError:

@@ -146,14 +146,17 @@ class SamplingConfig:
     device: str = "cpu"
     dtype: str | None = field(default=None, metadata=_choices("float32", "float16", "bfloat16"))
     max_batch_size: int = field(default=128, metadata=_range(1, 4096))
-    # torch CPU threads while generating; None: 1 for the embedded teacher, torch's default
-    # for other models.
+    # torch CPU threads while generating; None: torch's setting (1 in a vector env's worker).
     num_threads: int | None = field(default=None, metadata=_range(1, 1024))
-    # Local models: "compact" drops finished rows from the batch (the same tokens as
-    # model.generate, less work); "generate" calls model.generate (see TransformersBackend).
-    decoder: str = field(default="compact", metadata=_choices("compact", "generate"))
-    # Compact decoder: compute the prompt prefix all prompts of a batch share once. Off, it
-    # returns exactly model.generate's tokens; on, its logits differ by float rounding only.
+    # Local models: "fused" is a hand-fused GPT-2 sampler on the CPU (the embedded teacher;
+    # the same distribution as model.generate, other random numbers); "compact" drops finished
+    # rows from the batch (the same tokens as model.generate, less work); "generate" calls
+    # model.generate. A model a decoder does not serve falls back to the next (see
+    # TransformersBackend).
+    decoder: str = field(default="fused", metadata=_choices("fused", "compact", "generate"))
+    # Fused and compact decoders: compute the prompt prefix all prompts of a batch share once.
+    # Off, the compact decoder returns exactly model.generate's tokens; on, its logits differ
+    # by float rounding only.
     share_prefix: bool = True
     # Local models: "chat" sends each prompt as one user turn in the tokenizer's chat template
     # (instruct models), "completion" as raw text to continue; "auto" is chat when the tokenizer

@@ -156,7 +156,7 @@ def test_backend_decoders_agree_and_generation_ends_at_max_tokens(teacher):
     from datagen_gym.backends import TransformersBackend
 
     hf = TransformersBackend(teacher.model_path, decoder="generate")
-    exact = TransformersBackend(teacher.model_path, share_prefix=False)
+    exact = TransformersBackend(teacher.model_path, decoder="compact", share_prefix=False)
     args = dict(temperature=1.0, top_p=0.9, max_new_tokens=40, seed=7)
     # Two backend batches in one call: the random stream stays aligned across them.
     exact.max_batch_size = hf.max_batch_size = 10

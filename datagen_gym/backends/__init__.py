@@ -80,7 +80,7 @@ def make_backend(config: SamplingConfig) -> LLMBackend:
     if config.teacher is not None:
         return _teacher_preset(config)
     if config.backend == "embedded":
-        return _local_transformers(config, str(EMBEDDED_TEACHER), config.num_threads or 1)
+        return _local_transformers(config, str(EMBEDDED_TEACHER))
     if config.backend == "transformers":
         if not config.model_path:
             raise ConfigError(

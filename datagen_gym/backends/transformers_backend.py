@@ -12,10 +12,10 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from datagen_gym.backends import EMBEDDED_TEACHER, compact_decoding
+from datagen_gym.backends import EMBEDDED_TEACHER, compact_decoding, fused_gpt2
 from datagen_gym.backends.base import BackendError, Completion
 
-DECODERS = ("compact", "generate")
+DECODERS = ("fused", "compact", "generate")
 PROMPT_FORMATS = ("auto", "completion", "chat")
 
 logger = logging.getLogger(__name__)
@@ -51,17 +51,19 @@ class TransformersBackend:
         device_map: passed to ``from_pretrained`` (e.g. ``"auto"`` to spread a large model).
         max_batch_size: prompts per ``generate`` call; larger requests are split.
         num_threads: torch CPU threads while generating (restored afterwards); ``None`` keeps
-            torch's setting. A tiny model gains nothing from more threads, and threads that
-            share cores with other processes stall, so the embedded teacher uses 1.
-        decoder: ``"compact"`` (default) samples with :func:`compact_decoding.sample`, which
-            returns the tokens ``model.generate`` returns for the same seed but stops computing
-            rows that have finished; ``"generate"`` calls ``model.generate``. Models the
-            compact decoder does not serve (``compact_decoding.unsupported_reason``: windowed
-            attention, a generation config with a repetition penalty, ...) use
-            ``model.generate`` automatically.
-        share_prefix: with the compact decoder, compute the prompt prefix that all prompts of
-            a batch share (the few-shot header of Evol-Instruct and classification prompts)
-            once instead of once per row. Off, the compact decoder returns exactly
+            torch's setting (a vector env's workers set 1 each, so they do not share cores).
+        decoder: ``"fused"`` (default) samples GPT-2 models on the CPU (the embedded teacher)
+            with :func:`fused_gpt2.sample`, a hand-fused forward pass and sampler that draws
+            from the same distribution as ``model.generate`` but not the same random
+            numbers; ``"compact"`` samples with :func:`compact_decoding.sample`, which returns
+            the tokens ``model.generate`` returns for the same seed but stops computing rows
+            that have finished; ``"generate"`` calls ``model.generate``. A model a decoder
+            does not serve falls back to the next one, with the reason logged (``fused``:
+            not GPT-2 or not on the CPU; ``compact``: windowed attention, a generation config
+            with a repetition penalty, ...: ``compact_decoding.unsupported_reason``).
+        share_prefix: with the fused or compact decoder, compute the prompt prefix that all
+            prompts of a batch share (the few-shot header of Evol-Instruct and classification
+            prompts) once instead of once per row. Off, the compact decoder returns exactly
             ``model.generate``'s tokens; on, its logits differ by float rounding only.
         prompt_format: ``"completion"`` feeds each prompt to the model as raw text to
             continue; ``"chat"`` renders it as one user turn with the tokenizer's chat
@@ -84,7 +86,7 @@ class TransformersBackend:
         device_map: str | None = None,
         max_batch_size: int = 128,
         num_threads: int | None = None,
-        decoder: str = "compact",
+        decoder: str = "fused",
         share_prefix: bool = True,
         prompt_format: str = "auto",
     ) -> None:
@@ -127,7 +129,21 @@ class TransformersBackend:
         self.max_batch_size = max_batch_size
         self.num_threads = num_threads
         self.decoder = decoder
-        reason = compact_decoding.unsupported_reason(self.model) if decoder == "compact" else None
+        self._fused: fused_gpt2.FusedGPT2 | None = None
+        if decoder == "fused":
+            reason = fused_gpt2.unsupported_reason(self.model)
+            if reason is None and self.device.type != "cpu":
+                reason = f"it runs on {self.device.type}"
+            if reason:
+                logger.info(
+                    "%s: decoding with the compact decoder, not the fused one: %s", path, reason
+                )
+                self.decoder = "compact"
+            else:
+                self._fused = fused_gpt2.FusedGPT2(self.model)
+        reason = (
+            compact_decoding.unsupported_reason(self.model) if self.decoder == "compact" else None
+        )
         if reason:
             logger.info(
                 "%s: decoding with model.generate, not the compact decoder: %s", path, reason
@@ -212,9 +228,10 @@ class TransformersBackend:
             **trunc,
         ).to(self.device)
         try:
-            if self.decoder == "compact":
-                new = compact_decoding.sample(
-                    self.model,
+            if self.decoder in ("fused", "compact"):
+                sample = fused_gpt2.sample if self.decoder == "fused" else compact_decoding.sample
+                new = sample(
+                    self._fused if self.decoder == "fused" else self.model,
                     enc["input_ids"],
                     enc["attention_mask"],
                     temperature=temperature,

@@ -29,7 +29,9 @@ from typing import Any
 # Bump when the generators' behaviour changes in a way the hashed files do not show (the
 # filters, the bootstrap / evol pipeline in self_instruct.py, evol_instruct.py, base.py).
 # 2: a bootstrap continuation the token budget cut loses its last task on the completion path too.
-PIPELINE_VERSION = 2
+# 3: the embedded teacher samples with the fused GPT-2 decoder (the same distribution, other
+#    random numbers, so other records for a seed).
+PIPELINE_VERSION = 3
 #: 2: world sources hashed by :func:`code_fingerprint` (1: their raw bytes).
 WORLD_HASH_SCHEME = 2
 _PACKAGE = Path(__file__).resolve().parent.parent

@@ -156,7 +156,7 @@ def test_lm_env(student):
         task="uppercase",
         student_path=student,
         n_validation=10,
-        batch_size=4,
+        batch_size=8,
         num_iterations=1,
     )
     assert env.unwrapped.reward_metric == "token_accuracy"

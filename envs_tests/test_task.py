@@ -195,7 +195,7 @@ def test_stop_sequences_and_extra_body_reach_a_loopback_server(teacher):
         gen.generate(4)
         bodies = [r.body for r in srv.requests]
     assert bodies and all(b["min_p"] == 0.05 and b["repeat_penalty"] == 1.1 for b in bodies)
-    bootstrap = [b for b in bodies if str(b.get("prompt", "")).startswith("Come up with")]
+    bootstrap = [b for b in bodies if str(b.get("prompt", "")).startswith("Come up with a series")]
     assert bootstrap and all(b["stop"] == ["\n\n", "\n16.", "\n16 ."] for b in bootstrap)
     checks = [b for b in bodies if "Is it classification?" in str(b.get("prompt", ""))]
     assert all(b["stop"] == ["\n", "Task:"] for b in checks)

@@ -73,6 +73,20 @@ INFO_LOG: dict[str, Any] = {
 }
 
 
+_IMMUTABLE = (str, int, float, bool, type(None))
+
+
+def _copy_records(data: list[Any]) -> list[Any]:
+    """A deep copy of a list of records, fast for flat records of text and numbers (a tenth of
+    ``copy.deepcopy``'s time: it is paid at every target call, replay steps included)."""
+    return [
+        {k: v if type(v) in _IMMUTABLE else copy.deepcopy(v) for k, v in r.items()}
+        if type(r) is dict
+        else copy.deepcopy(r)
+        for r in data
+    ]
+
+
 class DataGenEnv(gym.Env):
     """Control a teacher LM's sampling and prompt template to generate data for a target model.
 
@@ -670,10 +684,10 @@ class DataGenEnv(gym.Env):
         """Call the target model, check what it returns and sort its metrics: ``metric``
         (the reward metric), ``metrics`` (validation), ``skills`` (``skill/<name>``), ``test``
         (``test/<key>``, prefix removed)."""
-        # A deep copy, a fresh list of fresh records at every call: the target may edit what it
-        # gets (drop fields, clear the list), and the env's seeds, episode data and examples
-        # must not change with it. About 4 ms for 700 records, against a ~1 s step.
-        records = copy.deepcopy(data)
+        # A fresh list of fresh records at every call: the target may edit what it gets (drop
+        # fields, clear the list), and the env's seeds, episode data and examples must not
+        # change with it.
+        records = _copy_records(data)
         try:
             result = self.target_model(records)
         except Exception as exc:

@@ -12,7 +12,7 @@
   the same settings and generator seed (both start from ``reset(seed)``; the metrics are checked
   equal so the two did the same work);
 * SB3 ``SubprocVecEnv`` with 2 workers (forkserver, 1 teacher thread each) against
-  ``DummyVecEnv`` with 1 env (teacher on 1 thread, its default, and on every core), in env
+  ``DummyVecEnv`` with 1 env (teacher on 1 thread, and on every core, its default), in env
   steps per second;
 * resident memory over a long run, sampled from ``/proc/self/status`` (VmRSS) and
   ``resource.getrusage`` (peak) in a fresh process, with its least-squares slope.
@@ -70,7 +70,7 @@ def make_default_env(
 ):
     """Build the default DataGen-v0 env (a top-level function, so it pickles for subprocesses).
 
-    ``teacher_threads`` sets ``sampling.num_threads`` (None: the embedded teacher's 1 thread).
+    ``teacher_threads`` sets ``sampling.num_threads`` (None: torch's setting, every core).
     """
     import gymnasium as gym
 
@@ -100,8 +100,8 @@ def throughput(p: StepCostParams) -> dict[str, float]:
     make_default_env(p.task, p.batch_size).close()  # load the teacher outside the timing
     cpu = time.process_time()
     r = bench_env(p.steps, p.batch_size)
-    # CPU time barely depends on other load (the teacher and the target use one thread each),
-    # so it estimates the step time on an idle machine; it includes one env build and reset.
+    # CPU time barely depends on other load, so it estimates the step's cost on an idle machine
+    # (summed over the teacher's threads); it includes one env build and reset.
     cpu_per_step = (time.process_time() - cpu) / p.steps
     return {**r, "steps_per_s": 1.0 / r["step"], "cpu_per_step": cpu_per_step}
 
@@ -404,8 +404,8 @@ def write_report(saved: dict[str, Any], out: Path) -> dict[str, Any]:
         "",
         f"Vec envs: {p.vec_steps} env steps each after one warm-up step, random actions. With "
         f"{cores} cores, 2 worker processes are the ceiling; a single env whose teacher uses "
-        f"{cores} threads (`sampling.num_threads`) is the other way to use both cores; 1 thread "
-        "is the embedded teacher's default. The target (scikit-learn) is single-threaded "
+        f"{cores} threads (`sampling.num_threads`, the default outside a vector env's workers) is "
+        "the other way to use both cores. The target (scikit-learn) is single-threaded "
         "throughout. Threads that share cores with other processes stall, so the multi-thread "
         "row is very sensitive to other load on the machine.",
         "",

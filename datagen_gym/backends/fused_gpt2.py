@@ -332,15 +332,23 @@ def _nucleus_sample(
     if top_p >= 1.0:
         return _invert(cum, uniforms[:, 0])
     top, tokens = probs.max(dim=-1)
-    pending = (top < top_p).nonzero().squeeze(1)
-    for r in range(uniforms.shape[1] - 1):
+    one_token = top >= top_p  # the top token alone reaches top_p: the nucleus is that token
+    rounds = uniforms.shape[1] - 1
+    if rounds:
+        # The first draw for every row at once (most rows keep it), without gathering rows.
+        proposal = _invert(cum, uniforms[:, 0])
+        mass = probs.gather(1, proposal[:, None])
+        inside = probs.masked_fill(probs <= mass, 0.0).sum(-1) < top_p
+        tokens = torch.where(one_token, tokens, proposal)
+        one_token |= inside
+    pending = (~one_token).nonzero().squeeze(1)
+    for r in range(1, rounds):
         if not len(pending):
             return tokens
         row_probs = probs[pending]
         proposal = _invert(cum[pending], uniforms[pending, r])
         mass = row_probs.gather(1, proposal[:, None])
-        above = row_probs.masked_fill(row_probs <= mass, 0.0).sum(-1)
-        inside = above < top_p
+        inside = row_probs.masked_fill(row_probs <= mass, 0.0).sum(-1) < top_p
         tokens[pending[inside]] = proposal[inside]
         pending = pending[~inside]
     if len(pending):

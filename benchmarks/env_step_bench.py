@@ -14,7 +14,8 @@ Writes benchmarks/results/env_step.md, in one run:
    tokenising, prefilling the prompts and decoding the text.
 2. **The floor**: FLOPs per generated token (and for the prompt tokens the batch prefills),
    divided by the GFLOP/s this machine measures for matmuls of the model's own shapes at the
-   batch size: the tokens/s the arithmetic alone allows.
+   batch size: the tokens/s the arithmetic alone allows; and the KV cache a token's decode
+   step reads, divided by the memory bandwidth: the tokens/s memory alone allows.
 3. **The env step** at the batch size (random actions, median), with each decoder, split into
    decoding (the backend's calls), the ROUGE-L novelty filter, prompting / parsing / the other
    filters (the rest of generation), the target's fit and evaluation, and the env's own work.
@@ -240,7 +241,18 @@ def floor(batch_size: int, prompt_tokens: float, context: float) -> dict[str, fl
     per_token_s = decode_flops / (decode_peak * 1e9) + prompt_tokens * prefill_flops / (
         prefill_peak * 1e9
     )
+    # Memory: a decode step reads every cached key and value of its row once per layer.
+    kv_bytes = layers * 2 * context * width * 4
+    big = torch.ones(64 * 2**20)  # 256 MB, past every cache
+    big.sum()
+    t0 = time.perf_counter()
+    for _ in range(5):
+        big.sum()
+    bandwidth = 5 * big.numel() * 4 / (time.perf_counter() - t0)
     return {
+        "kv_bytes": kv_bytes,
+        "bandwidth_gbs": bandwidth / 1e9,
+        "memory_tokens_per_s": bandwidth / kv_bytes,
         "decode_mflop": decode_flops / 1e6,
         "prefill_mflop": prefill_flops / 1e6,
         "decode_gflops": decode_peak,
@@ -350,6 +362,9 @@ def main(argv: list[str] | None = None) -> None:
         f"{fl['decode_gflops']:.0f} |",
         f"| matmul GFLOP/s at the prefill shapes (1024 rows) | {fl['prefill_gflops']:.0f} |",
         f"| arithmetic floor | {fl['floor_tokens_per_s']:.0f} tokens/s |",
+        f"| KV cache read per generated token | {fl['kv_bytes'] / 1e3:.0f} kB |",
+        f"| memory bandwidth (sum over 256 MB) | {fl['bandwidth_gbs']:.1f} GB/s |",
+        f"| memory floor (KV reads alone) | {fl['memory_tokens_per_s']:.0f} tokens/s |",
         f"| fused decoder / floor | {fused_rate / fl['floor_tokens_per_s']:.2f} |",
         f"| fused decoder / compact decoder | {fused_rate / base:.2f}x |",
         "",

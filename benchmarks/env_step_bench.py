@@ -28,10 +28,12 @@ Writes benchmarks/results/env_step.md, in one run:
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import math
 import os
 import platform
+import shutil
 import statistics
 import tempfile
 import time
@@ -129,16 +131,26 @@ def _prompts(batch_size: int) -> list[str]:
     return gen.self_instruct.bootstrap_prompts(batch_size)
 
 
-def _time_repeats(run: Callable[[int], int], repeats: int) -> dict[str, float]:
-    """Median seconds and tokens of ``run(seed) -> tokens generated`` after a warm-up run."""
-    run(-1)
-    seconds, tokens = [], []
+def _time_interleaved(runs: dict[str, Callable[[int], int]], repeats: int) -> dict[str, dict]:
+    """Median seconds and tokens of each ``run(seed) -> tokens generated``, after a warm-up
+    run each; the repeats take turns, so a change of machine load falls on every one alike."""
+    for run in runs.values():
+        run(-1)
+    seconds: dict[str, list[float]] = {name: [] for name in runs}
+    tokens: dict[str, list[int]] = {name: [] for name in runs}
     for r in range(repeats):
-        t0 = time.perf_counter()
-        tokens.append(run(r))
-        seconds.append(time.perf_counter() - t0)
-    s, n = statistics.median(seconds), statistics.median(tokens)
-    return {"seconds": s, "tokens": n, "tokens_per_s": n / s}
+        for name, run in runs.items():
+            # Thread pools spin for a while after their work (OpenMP's, CTranslate2's): let
+            # the previous run's go idle so they do not take this one's cores.
+            time.sleep(0.3)
+            t0 = time.perf_counter()
+            tokens[name].append(run(r))
+            seconds[name].append(time.perf_counter() - t0)
+    out = {}
+    for name in runs:
+        s, n = statistics.median(seconds[name]), statistics.median(tokens[name])
+        out[name] = {"seconds": s, "tokens": n, "tokens_per_s": n / s}
+    return out
 
 
 def bench_decoders(batch_size: int, repeats: int) -> dict[str, dict[str, float]]:
@@ -146,12 +158,11 @@ def bench_decoders(batch_size: int, repeats: int) -> dict[str, dict[str, float]]
     from datagen_gym.backends import EMBEDDED_TEACHER, TransformersBackend
 
     prompts = _prompts(batch_size)
-    out = {}
+    runs = {}
     for decoder in ("fused", "compact", "generate"):
         backend = TransformersBackend(EMBEDDED_TEACHER, decoder=decoder)
-        tok = backend.tokenizer
 
-        def run(seed: int, backend=backend, tok=tok) -> int:
+        def run(seed: int, backend=backend) -> int:
             texts = backend.generate(
                 prompts,
                 temperature=TEMPERATURE,
@@ -159,15 +170,30 @@ def bench_decoders(batch_size: int, repeats: int) -> dict[str, dict[str, float]]
                 max_new_tokens=NEW_TOKENS,
                 seed=max(seed, 0),
             )
-            return sum(len(tok(t)["input_ids"]) for t in texts)
+            return sum(len(backend.tokenizer(t)["input_ids"]) for t in texts)
 
-        out[decoder] = _time_repeats(run, repeats)
-    out.update(_bench_ctranslate2(prompts, repeats))
+        runs[decoder] = run
+    out = _time_interleaved(runs, repeats)
+    # CTranslate2 in a process of its own: once its thread pool has run, this process's torch
+    # decoders ran 30-50% slower (measured), which would bias every comparison after it.
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        out.update(
+            pool.submit(_bench_ctranslate2, batch_size, repeats, torch.get_num_threads()).result()
+        )
     return out
 
 
-def _bench_ctranslate2(prompts: list[str], repeats: int) -> dict[str, dict[str, float]]:
-    """CTranslate2's generator on the same prompts, when the package is installed."""
+def _bench_ctranslate2(batch_size: int, repeats: int, threads: int) -> dict[str, dict]:
+    torch.set_num_threads(threads)
+    return _time_interleaved(_ctranslate2_runs(_prompts(batch_size)), repeats)
+
+
+def _ctranslate2_runs(prompts: list[str]) -> dict[str, Callable[[int], int]]:
+    """CTranslate2's generator on the same prompts, when the package is installed (the model
+    converted into a folder that lasts as long as the process)."""
     try:
         import ctranslate2
         from ctranslate2.converters import TransformersConverter
@@ -177,35 +203,36 @@ def _bench_ctranslate2(prompts: list[str], repeats: int) -> dict[str, dict[str, 
 
     tok = TransformersBackend(EMBEDDED_TEACHER).tokenizer
     tokens = [tok.convert_ids_to_tokens(tok(p)["input_ids"]) for p in prompts]
-    out = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        with contextlib.redirect_stderr(open(os.devnull, "w")):
-            TransformersConverter(str(EMBEDDED_TEACHER)).convert(tmp, force=True)
-        for compute_type in ("float32", "int8"):
-            generator = ctranslate2.Generator(
-                tmp,
-                device="cpu",
-                compute_type=compute_type,
-                intra_threads=torch.get_num_threads(),
-                inter_threads=1,
+    folder = tempfile.mkdtemp(prefix="datagen_ct2_")
+    atexit.register(shutil.rmtree, folder, True)
+    with contextlib.redirect_stderr(open(os.devnull, "w")):
+        TransformersConverter(str(EMBEDDED_TEACHER)).convert(folder, force=True)
+    runs = {}
+    for compute_type in ("float32", "int8"):
+        generator = ctranslate2.Generator(
+            folder,
+            device="cpu",
+            compute_type=compute_type,
+            intra_threads=torch.get_num_threads(),
+            inter_threads=1,
+        )
+
+        def run(seed: int, generator=generator) -> int:
+            ctranslate2.set_random_seed(max(seed, 0))
+            results = generator.generate_batch(
+                tokens,
+                max_length=NEW_TOKENS,
+                sampling_topk=0,
+                sampling_topp=TOP_P,
+                sampling_temperature=TEMPERATURE,
+                include_prompt_in_result=False,
+                end_token=tok.eos_token,
             )
+            texts = tok.batch_decode([r.sequences_ids[0] for r in results])
+            return sum(len(tok(t)["input_ids"]) for t in texts)
 
-            def run(seed: int, generator=generator) -> int:
-                ctranslate2.set_random_seed(max(seed, 0))
-                results = generator.generate_batch(
-                    tokens,
-                    max_length=NEW_TOKENS,
-                    sampling_topk=0,
-                    sampling_topp=TOP_P,
-                    sampling_temperature=TEMPERATURE,
-                    include_prompt_in_result=False,
-                    end_token=tok.eos_token,
-                )
-                texts = tok.batch_decode([r.sequences_ids[0] for r in results])
-                return sum(len(tok(t)["input_ids"]) for t in texts)
-
-            out[f"ctranslate2 {compute_type}"] = _time_repeats(run, repeats)
-    return out
+        runs[f"ctranslate2 {compute_type}"] = run
+    return runs
 
 
 # ---------------------------------------------------------------------------------- floor

@@ -90,3 +90,13 @@ def test_records_are_copied_deeply_and_fast_for_flat_records():
     copied[1].append("more")
     assert data == [{"instruction": "a", "output": "b", "n": 1, "meta": {"tags": ["x"]}}, ["odd"]]
     assert copy.deepcopy(data) == data
+
+
+def test_target_stays_picklable_after_a_fit():
+    """Subprocess vector envs pickle it and check_env deep-copies it with the env's kwargs."""
+    import pickle
+
+    target, _ = make_builtin_target("sentiment")
+    before = target(_training_data(60))
+    for clone in (pickle.loads(pickle.dumps(target)), copy.deepcopy(target)):
+        assert clone(_training_data(60)) == before

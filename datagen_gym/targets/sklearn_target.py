@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,6 +28,14 @@ _NGRAM_CACHE_SIZE = 100_000
 def _label(record: dict[str, Any], label_set: set[str]) -> str:
     out = str(record.get("output", "")).strip()
     return out if out in label_set else OTHER
+
+
+@functools.cache
+def _threadpools() -> ThreadpoolController:
+    """The process's BLAS / OpenMP libraries, found once (at the first fit, when they are
+    loaded): finding them reads the process's memory map, which took a tenth of a fit. Kept
+    out of the target, which must stay picklable for subprocess envs."""
+    return ThreadpoolController()
 
 
 class SklearnClassifierTarget:
@@ -72,9 +81,6 @@ class SklearnClassifierTarget:
         self._ngrams: dict[str, list[str]] = {}
         for scored in self.splits.values():
             scored.count_ngrams(self._cached_ngrams)
-        # The process's BLAS / OpenMP libraries, found once: finding them reads the process's
-        # memory map, which took a tenth of a fit.
-        self._threadpools = ThreadpoolController()
 
     @property
     def skills(self) -> tuple[str, ...]:
@@ -84,7 +90,7 @@ class SklearnClassifierTarget:
     def __call__(self, data: Sequence[dict[str, Any]]) -> dict[str, float]:
         # Small fits gain nothing from BLAS threads, and threads that share cores with the
         # teacher (or other envs) stall: one thread was ~5x faster under load here.
-        with self._threadpools.limit(limits=1):
+        with _threadpools().limit(limits=1):
             return self._fit_and_score(data)
 
     def _fit_and_score(self, data: Sequence[dict[str, Any]]) -> dict[str, float]:

@@ -340,3 +340,20 @@ def test_real_teacher_speed_tiny(tmp_path: Path) -> None:
     )
     rows = [line for line in out.read_text().splitlines() if line.startswith("| transformers")]
     assert len(rows) == 2 and all(float(r.split("|")[3]) > 0 for r in rows)
+
+
+def test_env_step_bench_splits_the_step_and_measures_the_floor() -> None:
+    from benchmarks import env_step_bench
+
+    r = env_step_bench.bench_env(3, 8)
+    assert r["decoding"] > 0 and r["target"] > 0 and len(r["rewards"]) == 3
+    # The parts of generation are measured inside it: decoding and the filter fit in it.
+    assert r["decoding"] + r["rouge"] <= r["generation"] + 1e-3
+    fl = env_step_bench.floor(8, prompt_tokens=2.0, context=100)
+    # Per token: 4 layers of (3 + 1 + 4 + 4) x 160^2 multiply-adds, the LM head, attention.
+    assert fl["decode_mflop"] == pytest.approx(
+        (4 * (12 * 160**2 * 2 + 4 * 100 * 160) + 2 * 160 * 2048) / 1e6
+    )
+    assert 0 < fl["floor_tokens_per_s"] and 0 < fl["memory_tokens_per_s"]
+    c = env_step_bench.compare([1.0, 2.0, 3.0], [1.0, 2.0, 3.0])
+    assert c["a"] == c["b"] == 2.0 and c["p"] == pytest.approx(1.0)

@@ -395,9 +395,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     given = sys.argv[1:] if argv is None else argv
     command = " ".join(["python -m benchmarks.replay_bench", *given])
     if args.ppo_only:
-        from datagen_gym.envs.vector import _limit_threads
+        from datagen_gym.envs.vector import limit_threads
 
-        _limit_threads(args.threads)
+        limit_threads(args.threads)
         data = json.loads((args.out / "replay.json").read_text())
         data["ppo"] = run_ppo(args.cache, args.ppo_steps, args.task, args.batch_size, args.steps)
         data["ppo"]["command"] = command
@@ -409,9 +409,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(md)
         return data["summary"]
 
-    from datagen_gym.envs.vector import _limit_threads
+    from datagen_gym.envs.vector import limit_threads
 
-    _limit_threads(args.threads)
+    limit_threads(args.threads)
     from datagen_gym.envs import DataGenEnv
 
     settings = [_setting(s) for s in args.settings]

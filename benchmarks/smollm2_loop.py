@@ -80,7 +80,7 @@ class StepLog(gym.Wrapper):
         if terminated or truncated:
             records = [
                 {k: r.get(k) for k in ("instruction", "input", "output", "template", "step")}
-                for r in self.env.unwrapped._episode_data
+                for r in self.env.unwrapped.dataset
             ]
             self.episodes.append(
                 {

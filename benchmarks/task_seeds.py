@@ -47,7 +47,7 @@ def run(mode: str, seed: int, labelled: int, batch: int) -> dict[str, float]:
     for action in ACTIONS:
         _, _, _, _, info = env.step(np.array(action))
         off_label += info["num_off_label"]
-    records = env._episode_data
+    records = env.dataset
     on_task = sum(r["output"] in ("positive", "negative") for r in records)
     return {
         "records": len(records) / len(ACTIONS),

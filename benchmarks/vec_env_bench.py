@@ -97,9 +97,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-ray", action="store_true")
     args = parser.parse_args(argv)
 
-    from datagen_gym.envs.vector import _limit_threads
+    from datagen_gym.envs.vector import limit_threads
 
-    _limit_threads(1)  # the Dummy baseline gets one torch and one BLAS thread, like each worker
+    limit_threads(1)  # the Dummy baseline gets one torch and one BLAS thread, like each worker
     import torch
 
     env_kwargs = {"batch_size": args.batch_size, "num_iterations": 1000}

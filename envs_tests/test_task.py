@@ -155,7 +155,7 @@ def test_a_user_task_with_its_own_seeds_yields_records_on_that_task_only(teacher
     for template in (0, 1, 4):  # self_instruct, self_instruct_classification, evol
         _, _, _, _, info = env.step(np.array([1, 1, template]))
         off_label += info["num_off_label"]
-    records = env._episode_data
+    records = env.dataset
     assert records, "the teacher produced no record at all"
     assert {r["output"] for r in records} <= {"positive", "negative"}
     assert off_label >= 0  # counted (test_generate_with_a_label_space... drops some)
@@ -272,7 +272,7 @@ def test_a_real_small_teacher_on_a_users_task_writes_that_task_only(user_task):
     env.generator.sampler.backend = rec
     env.reset(seed=0)
     _, _, _, _, info = env.step(np.array([1, 1, 1]))
-    assert {r["output"] for r in env._episode_data} <= {"positive", "negative"}
+    assert {r["output"] for r in env.dataset} <= {"positive", "negative"}
     prompt = rec.seen[0][0]
     assert seeds[0]["instruction"] in prompt
     assert info["num_off_label"] >= 0

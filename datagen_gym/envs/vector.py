@@ -67,7 +67,7 @@ def make_env(
     import datagen_gym  # noqa: F401  (registers the env ids in a freshly started process)
 
     if torch_threads:
-        _limit_threads(int(torch_threads))
+        limit_threads(int(torch_threads))
     env = gym.make(env_id, **dict(env_kwargs or {}))
     if monitor:
         from stable_baselines3.common.monitor import Monitor
@@ -76,7 +76,7 @@ def make_env(
     return env
 
 
-def _limit_threads(n: int) -> None:
+def limit_threads(n: int) -> None:
     """Cap torch's and the BLAS/OpenMP thread pools of this (worker) process at ``n``."""
     import torch
 

@@ -224,3 +224,48 @@ def test_prompt_past_the_context_is_refused(fused):
             eos_token_id=0,
             pad_token_id=0,
         )
+
+
+@pytest.mark.parametrize(
+    "case", ["one_row", "eos_list", "no_eos", "one_token", "identical_prompts", "long_output"]
+)
+def test_edge_cases_match_the_compact_decoder_greedily(teacher, fused, case):
+    """Greedy decoding has no randomness, so the decoders must agree token for token on the
+    shapes the env rarely makes: one row, several or no EOS ids, one new token, rows that
+    are all the same prompt (the shared prefix is all but one token), and a long generation
+    (200 new tokens, most rows finished and dropped long before the last)."""
+    tok = teacher.tokenizer
+    texts = {"one_row": TASKS[:1], "identical_prompts": [TASKS[0]] * 4}.get(case, TASKS[:6])
+    enc = tok(texts, return_tensors="pt", padding=True)
+    eos = {"eos_list": [0, 5], "no_eos": None}.get(case, 0)
+    new_tokens = {"one_token": 1, "long_output": 200}.get(case, 24)
+    args = dict(
+        temperature=0.0, top_p=1.0, max_new_tokens=new_tokens, eos_token_id=eos, pad_token_id=0
+    )
+    ref = compact_decoding.sample(teacher.model, enc["input_ids"], enc["attention_mask"], **args)
+    ours = fused_gpt2.sample(fused, enc["input_ids"], enc["attention_mask"], **args)
+    assert torch.equal(ours, ref)
+
+
+@pytest.mark.parametrize("temperature,top_p", [(1.0, 1.0), (0.5, 0.05), (2.0, 0.9)])
+def test_sampling_ends_and_pads_like_the_reference(teacher, fused, temperature, top_p):
+    """Sampled rows end at their first EOS and are padded after it; the shape follows the
+    longest row, as in model.generate."""
+    enc = _batches(teacher.tokenizer)["shared"]
+    out = fused_gpt2.sample(
+        fused,
+        enc["input_ids"],
+        enc["attention_mask"],
+        temperature=temperature,
+        top_p=top_p,
+        max_new_tokens=30,
+        eos_token_id=0,
+        pad_token_id=0,
+        generator=torch.Generator().manual_seed(5),
+    )
+    assert out.shape[0] == len(TASKS) and 1 <= out.shape[1] <= 30
+    for row in out.tolist():
+        if 0 in row:
+            assert all(t == 0 for t in row[row.index(0) :])
+    if out.shape[1] < 30:
+        assert all(0 in row for row in out.tolist())  # it stopped because every row ended

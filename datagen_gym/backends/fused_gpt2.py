@@ -6,7 +6,7 @@ objects and mask rebuilds per layer and token, and a sampler that sorts and draw
 over the whole vocabulary for every row. :func:`sample` runs the same network with
 
 - the weights laid out once for ``addmm`` (``x @ W + b``; GPT-2's ``Conv1D`` stores ``W`` as
-  ``in x out`` already) and the tied LM head transposed once;
+  ``in x out`` already), the tied LM head read through ``F.linear`` as it is stored;
 - a preallocated KV cache per layer, written in place;
 - a prompt prefix shared by every row (the few-shot header of Evol-Instruct and
   classification prompts) computed and stored once, with batch 1: each row's queries attend
@@ -115,7 +115,7 @@ class FusedGPT2:
 
         self.wte = t.wte.weight.detach()
         self.wpe = t.wpe.weight.detach()
-        self.head_t = model.lm_head.weight.detach().t().contiguous()  # (width, vocab)
+        self.head = model.lm_head.weight.detach()  # (vocab, width): the tied embedding
         self.ln_f = pair(t.ln_f)
         self.layers = [
             _Layer(
@@ -187,7 +187,9 @@ class FusedGPT2:
         if not last_only:
             return x.view(batch, new, self.width)
         last = x.view(batch, new, self.width)[:, -1]
-        return F.layer_norm(last, (self.width,), *self.ln_f, self.eps) @ self.head_t
+        # F.linear on the (vocab, width) weight: 10-30% faster here than a matmul with its
+        # transpose, and no copy of the weights.
+        return F.linear(F.layer_norm(last, (self.width,), *self.ln_f, self.eps), self.head)
 
     def prefill_prefix(self, ids: torch.Tensor, cache: _Cache) -> None:
         """Compute a shared prefix, ``ids`` of shape (1, prefix), into ``cache``'s batch-1

@@ -68,7 +68,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from benchmarks.common import command_line, t_ci
+from benchmarks.common import command_line, read_result_json, t_ci, write_result_json
 from benchmarks.methods import BudgetExhausted, EvalBudget
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -772,7 +772,7 @@ def write_report(result: dict[str, Any], out_dir: Path) -> None:
         lines.append("")
     lines += result.get("notes", [])
     (out_dir / "heldout.md").write_text("\n".join(lines) + "\n")
-    (out_dir / "heldout.json").write_text(json.dumps(result, indent=1, default=str))
+    write_result_json(out_dir / "heldout.json.gz", result)
     plot(result, out_dir)
 
 
@@ -933,7 +933,7 @@ def main(argv: list[str] | None = None) -> None:
         type=Path,
         default=None,
         help="re-render the report (tables, analysis, plots) of a finished "
-        "run's heldout.json into --out; runs nothing",
+        "run's heldout.json.gz (or heldout.json) into --out; runs nothing",
     )
     args = parser.parse_args(argv)
     if args.from_json is not None:
@@ -1071,7 +1071,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def rerender(path: Path, out_dir: Path) -> None:
     """The report of a finished run from its JSON, with this version's tables and analysis."""
-    result = json.loads(path.read_text(encoding="utf-8"))
+    result = read_result_json(path)
     runs, budgets = result["runs"], result["budgets"]
     result["table"] = summarise(runs, budgets, result["heldout"])
     result["best_policy"] = best_policy_comparison(result["table"], runs, budgets)

@@ -31,7 +31,6 @@ tasks.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from collections import defaultdict
@@ -40,7 +39,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from benchmarks.common import map_jobs
+from benchmarks.common import map_jobs, read_result_json, write_result_json
 from benchmarks.methods import AGENT_HYPERPARAMS as HYPERPARAMS
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -301,7 +300,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--merge",
         action="store_true",
-        help="replace only these --algos' runs in <out>/learning_curves.json",
+        help="replace only these --algos' runs in <out>/learning_curves.json.gz",
     )
     parser.add_argument("--note", help="a line for the report (e.g. what was re-run)")
     parser.add_argument(
@@ -313,12 +312,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--report-only",
         action="store_true",
-        help="re-render the report and plot from <out>/learning_curves.json",
+        help="re-render the report and plot from <out>/learning_curves.json.gz",
     )
     args = parser.parse_args(argv)
-    saved = args.out / f"{_stem(args)}.json"
+    saved = args.out / f"{_stem(args)}.json.gz"
     if args.report_only:
-        write_outputs(json.loads(saved.read_text()), args)
+        write_outputs(read_result_json(saved), args)
         return
 
     jobs = [
@@ -332,12 +331,12 @@ def main(argv: list[str] | None = None) -> None:
         new = {(r["algo"], r["seed"]): r for r in runs}
         old = [
             r
-            for r in json.loads(saved.read_text())
+            for r in read_result_json(saved)
             if r["algo"] not in args.algos or (r["algo"], r["seed"]) in new
         ]
         runs = [new.pop((r["algo"], r["seed"]), r) for r in old] + list(new.values())
         args.algos = list(dict.fromkeys(r["algo"] for r in runs))
-    saved.write_text(json.dumps(runs))
+    write_result_json(saved, runs)
     print(write_outputs(runs, args))
 
 

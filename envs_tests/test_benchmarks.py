@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import methods, run, sample_efficiency
+from benchmarks.common import read_result_json
 
 TINY = [
     "--quick",
@@ -133,7 +134,7 @@ def test_learning_curves_tiny(tmp_path: Path) -> None:
             str(tmp_path),
         ]
     )
-    runs = json.loads((tmp_path / "learning_curves.json").read_text())
+    runs = read_result_json(tmp_path / "learning_curves.json.gz")
     assert [r["algo"] for r in runs] == ["uniform", "reinforce"]
     for r in runs:
         assert len(r["steps"]) == 4 and len(r["episodes"]) == 2
@@ -180,13 +181,13 @@ def test_heldout_tiny(tmp_path: Path) -> None:
         "--hold-temperature",
     ]
     heldout.main(argv)
-    result = json.loads((tmp_path / "heldout.json").read_text())
+    result = read_result_json(tmp_path / "heldout.json.gz")
     # A rerun with the same options reuses every finished cell, policy and run.
     logs = {p: p.read_text() for p in (tmp_path / "heldout_work").glob("*.jsonl")}
     assert len(logs) == 4  # train grid, hindsight grid, pre-training, runs
     heldout.main(argv)
     assert {p: p.read_text() for p in logs} == logs
-    assert json.loads((tmp_path / "heldout.json").read_text())["table"] == result["table"]
+    assert read_result_json(tmp_path / "heldout.json.gz")["table"] == result["table"]
     assert set(result["table"]) == set(heldout.METHODS)
     for r in result["runs"]:
         assert r["evals"] <= 4, r  # the budget is enforced for every method
@@ -214,7 +215,9 @@ def test_heldout_tiny(tmp_path: Path) -> None:
         and "paired with each rival" in (tmp_path / "heldout.md").read_text()
     )
     # the report re-renders from the run's JSON alone, identically
-    heldout.main(["--from-json", str(tmp_path / "heldout.json"), "--out", str(tmp_path / "again")])
+    heldout.main(
+        ["--from-json", str(tmp_path / "heldout.json.gz"), "--out", str(tmp_path / "again")]
+    )
     assert (tmp_path / "again" / "heldout.md").read_text() == (tmp_path / "heldout.md").read_text()
 
 
@@ -259,7 +262,7 @@ def test_learning_curves_on_replay(tmp_path: Path) -> None:
     argv = ["--algos", "uniform", "--timesteps", "4", "--batch-size", "4", "--num-iterations"]
     argv += ["2", "--seeds", "0", "--workers", "1", "--out", str(tmp_path), "--replay", str(cache)]
     learning_curves.main(argv)
-    runs = json.loads((tmp_path / "learning_curves_replay.json").read_text())
+    runs = read_result_json(tmp_path / "learning_curves_replay.json.gz")
     assert runs[0]["misses"] >= 1 and len(runs[0]["steps"]) == 4
     assert all("test_metric" in e for e in runs[0]["episodes"])
     md = (tmp_path / "learning_curves_replay.md").read_text()
@@ -357,3 +360,14 @@ def test_env_step_bench_splits_the_step_and_measures_the_floor() -> None:
     assert 0 < fl["floor_tokens_per_s"] and 0 < fl["memory_tokens_per_s"]
     c = env_step_bench.compare([1.0, 2.0, 3.0], [1.0, 2.0, 3.0])
     assert c["a"] == c["b"] == 2.0 and c["p"] == pytest.approx(1.0)
+
+
+def test_result_json_is_written_compressed_and_read_either_way(tmp_path: Path) -> None:
+    from benchmarks.common import write_result_json
+
+    (tmp_path / "r.json").write_text(json.dumps({"old": 1}))
+    assert read_result_json(tmp_path / "r.json.gz") == {"old": 1}  # an older plain file
+    write_result_json(tmp_path / "r.json.gz", {"runs": [1.5, "x"]})
+    assert not (tmp_path / "r.json").exists()  # the stale plain file is gone
+    assert read_result_json(tmp_path / "r.json.gz") == {"runs": [1.5, "x"]}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json.gz"]

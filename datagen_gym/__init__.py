@@ -28,7 +28,7 @@ if "DataGen-Skills-v0" not in registry:
     )
 if "DataGen-LM-v0" not in registry:
     # DataGenEnv with a LoRA-fine-tuned causal LM as the target (needs peft).
-    register(id="DataGen-LM-v0", entry_point="datagen_gym.targets.lora_target:make_lm_env")
+    register(id="DataGen-LM-v0", entry_point="datagen_gym.envs.lm_env:make_lm_env")
 
 
 def __getattr__(name):
@@ -42,7 +42,7 @@ def __getattr__(name):
         "TransformersBackend": "datagen_gym.backends.transformers_backend",
         "SklearnClassifierTarget": "datagen_gym.targets.sklearn_target",
         "LoRATarget": "datagen_gym.targets.lora_target",
-        "make_lm_env": "datagen_gym.targets.lora_target",
+        "make_lm_env": "datagen_gym.envs.lm_env",
         "VLLMBackend": "datagen_gym.backends.vllm_backend",
         "make_vec_env": "datagen_gym.envs.vector",
         "RayVecEnv": "datagen_gym.envs.ray_vec_env",
@@ -69,7 +69,6 @@ __all__ = [
     "EvolInstructGenerator",
     "TransformersBackend",
     "SklearnClassifierTarget",
-    "RLTuner",
     "LoRATarget",
     "make_lm_env",
     "VLLMBackend",

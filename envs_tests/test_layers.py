@@ -56,3 +56,33 @@ def test_the_application_is_not_reachable_from_the_library():
         datagen_gym.RLTuner  # noqa: B018
     assert not (ROOT / "datagen_gym" / "rl_tuning").exists()
     assert not (ROOT / "datagen_gym" / "cli.py").exists()
+
+
+def _imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names = set()
+    for node in ast.walk(tree):  # imports inside functions count too
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+    return names
+
+
+@pytest.mark.parametrize("sub", ["backends", "generators", "targets", "replay", "world"])
+def test_the_parts_under_the_env_do_not_import_it(sub):
+    """Inside the library the env is on top: what it is built from never builds an env."""
+    offenders = {
+        path.relative_to(ROOT).as_posix(): sorted(bad)
+        for path in sorted((ROOT / "datagen_gym" / sub).rglob("*.py"))
+        if (bad := {m for m in _imported_modules(path) if m.startswith("datagen_gym.envs")})
+    }
+    assert not offenders, offenders
+
+
+def test_star_import_gives_every_public_name():
+    namespace: dict = {}
+    exec("from datagen_gym import *", namespace)
+    import datagen_gym
+
+    assert set(datagen_gym.__all__) <= set(namespace)

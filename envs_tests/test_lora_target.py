@@ -11,12 +11,12 @@ import torch
 pytest.importorskip("peft", reason="LoRATarget needs peft (pip install peft)")
 
 import datagen_gym  # noqa: E402,F401
+from datagen_gym.envs.lm_env import make_lm_env  # noqa: E402
 from datagen_gym.targets.lora_target import (  # noqa: E402
     GENERATIVE_TASKS,
     LoRATarget,
     format_prompt,
     make_generative_validation_set,
-    make_lm_env,
     make_tiny_student,
 )
 from datagen_gym.world.tasks import FAMILY_BY_NAME  # noqa: E402
@@ -150,7 +150,7 @@ def test_lm_env(student):
     from gymnasium.envs.registration import register, registry
 
     if "DataGen-LM-v0" not in registry:  # registered by datagen_gym once the patch is in
-        register(id="DataGen-LM-v0", entry_point="datagen_gym.targets.lora_target:make_lm_env")
+        register(id="DataGen-LM-v0", entry_point="datagen_gym.envs.lm_env:make_lm_env")
     env = gym.make(
         "DataGen-LM-v0",
         task="uppercase",

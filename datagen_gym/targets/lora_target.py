@@ -10,9 +10,8 @@ CPU it runs on a ~1M-parameter GPT-2 student (:func:`make_tiny_student`); on a G
 Hugging Face causal-LM directory or hub id (``device="cuda"`` or ``device_map="auto"``, and a
 ``dtype``).
 
-:func:`make_lm_env` builds ``DataGen-LM-v0``: ``DataGenEnv`` with this target on a generative
-task (``uppercase`` by default), rewarded by the change of validation exact match (or of
-``token_accuracy``: see its docstring).
+:func:`datagen_gym.envs.lm_env.make_lm_env` builds ``DataGen-LM-v0``: ``DataGenEnv`` with this
+target on a generative task.
 """
 
 from __future__ import annotations
@@ -129,7 +128,7 @@ def _teacher_fingerprint() -> str:
 
 
 def default_student_path(init: str = "teacher", seed: int = 0) -> Path:
-    """Where :func:`make_lm_env` keeps its tiny student (``$DATAGEN_GYM_CACHE``, else
+    """Where ``make_lm_env`` keeps its tiny student (``$DATAGEN_GYM_CACHE``, else
     ``~/.cache/datagen_gym``); a teacher-initialised student is keyed by the teacher's weights,
     so a retrained teacher gets a fresh student."""
     tag = f"teacher-{_teacher_fingerprint()}" if init == "teacher" else f"random-s{seed}"
@@ -627,75 +626,11 @@ def _check_records(data: Any, what: str) -> list[dict[str, Any]]:
     return out
 
 
-# ---------------------------------------------------------------------------- env
-def make_lm_env(
-    task: str = "uppercase",
-    n_validation: int = 50,
-    validation_seed: int = VALIDATION_SEED,
-    n_test: int = 50,
-    student_path: str | Path | None = None,
-    student_init: str = "teacher",
-    target_kwargs: dict[str, Any] | None = None,
-    reward_metric: str | None = "token_accuracy",
-    **env_kwargs: Any,
-):
-    """``DataGen-LM-v0``: :class:`~datagen_gym.envs.DataGenEnv` whose target is a
-    :class:`LoRATarget` on the tiny student, scored on a generative task's validation set.
-
-    Args:
-        task: a generative family (``uppercase``, ``reverse``, ``count_words``, ``addition``,
-            ``sort_numbers``, ``max_number``), several joined by ``+`` (one skill each; the
-            headline is the mean over skills) or ``"generative"`` (all six).
-        n_validation, validation_seed: the validation set per skill
-            (:func:`make_generative_validation_set`); ``validation_dataset=`` overrides it.
-        n_test: the test split per skill (:func:`make_generative_test_set`; 0: none); it
-            costs one more evaluation per step.
-        student_path: a model directory (any causal LM); None builds/reuses the tiny student
-            (:func:`make_tiny_student` with ``student_init``).
-        target_kwargs: more :class:`LoRATarget` arguments (``epochs``, ``learning_rate``,
-            ``device``...).
-        reward_metric: the target metric whose change is the reward: ``"token_accuracy"``
-            (share of gold answer tokens predicted first; partial credit; the default) or
-            ``"accuracy"`` (= validation exact match); overrides ``config``'s
-            ``rl_tuning.reward_metric``; ``None`` keeps the config's.
-        **env_kwargs: :class:`DataGenEnv` arguments (``batch_size``, ``num_iterations``,
-            ``config``, ``data_mode``...).
-
-    On the CPU's ~1M-parameter student, exact match stays near 0 on ``uppercase`` and
-    ``reverse`` (the student cannot spell the answers whatever the data), so an exact-match
-    reward is almost always 0; that is why the default reward is ``token_accuracy``. A real
-    model on a GPU (``student_path=``, ``target_kwargs={"device": "cuda"}``) makes exact match
-    meaningful.
-    """
-    from datagen_gym.envs.datagen_env import DataGenEnv
-
-    validation = env_kwargs.pop("validation_dataset", None) or make_generative_validation_set(
-        task, n_validation, validation_seed
-    )
-    test = make_generative_test_set(task, n_test) if n_test else None
-    from datagen_gym.config import Config
-
-    config = Config.coerce(env_kwargs.pop("config", None))
-    if reward_metric is not None:
-        config = config.replace(rl_tuning={"reward_metric": reward_metric})
-    metric = config.rl_tuning.reward_metric
-    kwargs = {
-        "skill_metric": metric if metric in ("token_accuracy", "val_loss") else "exact_match",
-        **(target_kwargs or {}),
-    }
-    path = student_path if student_path is not None else make_tiny_student(init=student_init)
-    target = LoRATarget(path, validation, test_dataset=test, **kwargs)
-    return DataGenEnv(
-        target_model=target, validation_dataset=validation, task=task, config=config, **env_kwargs
-    )
-
-
 __all__ = [
     "LoRATarget",
     "make_tiny_student",
     "make_generative_validation_set",
     "make_generative_test_set",
-    "make_lm_env",
     "format_prompt",
     "default_student_path",
     "GENERATIVE_TASKS",

@@ -105,8 +105,9 @@ class FusedGPT2:
         self.eps = config.layer_norm_epsilon
         self.max_positions = config.n_positions
         self.exact_gelu = config.activation_function == "gelu"
-        # The KV cache's memory, kept between calls; the lock makes calls from several threads
-        # take turns with it.
+        # The KV cache's memory, kept between calls (about 80 MB for the embedded teacher at
+        # 64 prompts of 150 tokens and 96 new tokens); the lock makes calls from several
+        # threads take turns with it.
         self.workspace: list[torch.Tensor] = []
         self.lock = threading.Lock()
 

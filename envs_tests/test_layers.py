@@ -69,6 +69,17 @@ def _imported_modules(path: Path) -> set[str]:
     return names
 
 
+def test_the_generators_do_not_import_the_world_built_on_their_prompts():
+    """world/corpus.py trains the teacher on the generators' prompts; the generators read the
+    world's seed pool as data, so the two packages form no circle."""
+    offenders = {
+        path.relative_to(ROOT).as_posix(): sorted(bad)
+        for path in sorted((ROOT / "datagen_gym" / "generators").rglob("*.py"))
+        if (bad := {m for m in _imported_modules(path) if m.startswith("datagen_gym.world")})
+    }
+    assert not offenders, offenders
+
+
 @pytest.mark.parametrize("sub", ["backends", "generators", "targets", "replay", "world"])
 def test_the_parts_under_the_env_do_not_import_it(sub):
     """Inside the library the env is on top: what it is built from never builds an env."""

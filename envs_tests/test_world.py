@@ -158,3 +158,13 @@ def test_seed_tasks():
 def test_modifier_phrases_are_distinct():
     assert len({m.phrase for m in MODIFIERS}) == len(MODIFIERS)
     assert set(CLASSIFICATION_TASKS) >= {"sentiment", "topic", "spam"}
+
+
+def test_the_shipped_seed_task_file_is_the_world_pool():
+    """The generators read the embedded pool from a data file (they do not import the world);
+    ``python -m datagen_gym.world.seed_tasks`` writes it from make_seed_tasks."""
+    from datagen_gym.generators.base import load_seed_tasks
+
+    shipped = load_seed_tasks(None)
+    assert shipped == make_seed_tasks()
+    assert [list(t) for t in shipped] == [list(t) for t in make_seed_tasks()]  # key order too

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -275,13 +276,16 @@ class BaseGenerator:
         return kept[: self.gen_config.max_instances_per_task]
 
 
+# The embedded world's human seed pool, shipped as data (see datagen_gym.world.seed_tasks).
+EMBEDDED_SEED_TASKS = Path(__file__).resolve().parent / "seed_tasks.jsonl"
+
+
 def load_seed_tasks(path: str | None) -> list[dict[str, Any]]:
     """Seed tasks from a JSONL file, or the embedded world's pool for ``None``."""
-    if path is None:
-        from datagen_gym.world.seed_tasks import make_seed_tasks
-
-        return make_seed_tasks()
     from datagen_gym.results import read_jsonl
+
+    if path is None:
+        return read_jsonl(EMBEDDED_SEED_TASKS)
 
     rows = read_jsonl(path)
     for i, row in enumerate(rows, start=1):

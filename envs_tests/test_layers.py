@@ -97,3 +97,41 @@ def test_star_import_gives_every_public_name():
     import datagen_gym
 
     assert set(datagen_gym.__all__) <= set(namespace)
+
+
+def test_the_library_packages_import_each_other_without_a_circle():
+    """Inside datagen_gym, each sub-package or top module (backends, generators, targets,
+    task, world, ...) is a node, each import between two of them an edge: the graph has no
+    cycle (the root package, which only registers the envs and imports config, results and
+    the sampler, is left out)."""
+
+    def unit(module: str) -> str:
+        parts = module.split(".")
+        return parts[1] if parts[0] == "datagen_gym" and len(parts) > 1 else ""
+
+    edges: dict[str, set[str]] = {}
+    for path in (ROOT / "datagen_gym").rglob("*.py"):
+        module = path.relative_to(ROOT).with_suffix("").as_posix().replace("/", ".")
+        source = unit(module.removesuffix(".__init__"))
+        for target in map(unit, _imported_modules(path)):
+            if source and target and target != source and target in _library_units():
+                edges.setdefault(source, set()).add(target)
+
+    def reachable(start: str) -> set[str]:
+        seen, stack = set(), [start]
+        while stack:
+            for nxt in edges.get(stack.pop(), ()):
+                if nxt not in seen:
+                    seen.add(nxt)
+                    stack.append(nxt)
+        return seen
+
+    circles = sorted((a, b) for a in edges for b in edges[a] if a in reachable(b))
+    assert not circles, circles
+
+
+def _library_units() -> set[str]:
+    package = ROOT / "datagen_gym"
+    return {p.stem for p in package.glob("*.py") if p.stem != "__init__"} | {
+        p.name for p in package.iterdir() if (p / "__init__.py").is_file()
+    }

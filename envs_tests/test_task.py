@@ -15,12 +15,11 @@ from support.recording import Recording
 import datagen_gym  # noqa: F401  (registers the envs)
 from datagen_gym import Config, Sampler
 from datagen_gym.generators.generator import Generator
+from datagen_gym.labels import LabelSpace, TaskError
 from datagen_gym.results import Results
 from datagen_gym.sampler import cut_at_stop
 from datagen_gym.targets import SklearnClassifierTarget, make_test_set, make_validation_set
 from datagen_gym.task import (
-    LabelSpace,
-    TaskError,
     builtin_task_seeds,
     check_disjoint,
     resolve_task,

@@ -8,9 +8,9 @@ from typing import Any
 
 from datagen_gym.config import Config
 from datagen_gym.generators.generator import Generator
+from datagen_gym.labels import LabelSpace
 from datagen_gym.results import Results
 from datagen_gym.sampler import Sampler
-from datagen_gym.task import LabelSpace
 
 
 def generate_with_settings(

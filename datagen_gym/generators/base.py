@@ -13,9 +13,9 @@ from datagen_gym.backends.base import PartialBatchError
 from datagen_gym.config import Config, GenerationConfig
 from datagen_gym.generators import chat_prompts, parsing, prompts
 from datagen_gym.generators.rouge_filter import RougeLFilter
+from datagen_gym.labels import LabelSpace
 from datagen_gym.results import Results
 from datagen_gym.sampler import Sampler
-from datagen_gym.task import LabelSpace
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ class BaseGenerator:
             ``is_classification``, ``group``); by default the embedded world's.
         seed: seeds the in-context sampling and the LM's sampling.
         pool: share an existing :class:`TaskPool` (the :class:`Generator` facade does).
-        label_space: the task's classes (:class:`~datagen_gym.task.LabelSpace`): every new
+        label_space: the task's classes (:class:`~datagen_gym.labels.LabelSpace`): every new
             task is then a classification task of these labels, its instances are asked for
             with them, and an instance whose label maps to none is dropped and counted
             (``Results.num_off_label``). ``None``: labels as generated (the embedded world).

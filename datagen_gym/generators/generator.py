@@ -10,9 +10,9 @@ from datagen_gym.generators import prompts
 from datagen_gym.generators.base import BaseGenerator
 from datagen_gym.generators.evol_instruct import EvolInstructGenerator
 from datagen_gym.generators.self_instruct import SelfInstructGenerator
+from datagen_gym.labels import LabelSpace
 from datagen_gym.results import Results
 from datagen_gym.sampler import Sampler
-from datagen_gym.task import LabelSpace
 
 
 class Generator(BaseGenerator):

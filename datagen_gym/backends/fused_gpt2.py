@@ -393,9 +393,8 @@ def sample(
         )
     if input_ids.device.type != "cpu":
         raise ValueError("the fused GPT-2 decoder runs on the CPU")
-    tokens = torch.full((batch, max_new_tokens), pad_token_id, dtype=torch.long)
     if max_new_tokens == 0 or batch == 0:
-        return tokens
+        return torch.full((batch, max_new_tokens), pad_token_id, dtype=torch.long)
     eos = torch.tensor(
         []
         if eos_token_id is None
@@ -418,36 +417,36 @@ def sample(
         return _decode(
             fused,
             input_ids,
-            attention_mask,
             lengths,
-            prefix,
-            own,
-            temperature,
-            top_p,
-            max_new_tokens,
-            eos,
-            tokens,
-            generator,
+            prefix=prefix,
+            own=own,
+            temperature=temperature,
+            top_p=top_p,
+            max_new_tokens=max_new_tokens,
+            eos=eos,
+            pad_token_id=pad_token_id,
+            generator=generator,
         )
 
 
 def _decode(
     fused: FusedGPT2,
     input_ids: torch.Tensor,
-    attention_mask: torch.Tensor,
     lengths: torch.Tensor,
+    *,
     prefix: int,
     own: int,
     temperature: float,
     top_p: float,
     max_new_tokens: int,
     eos: torch.Tensor,
-    tokens: torch.Tensor,
+    pad_token_id: int,
     generator: torch.Generator | None,
 ) -> torch.Tensor:
-    """The body of :func:`sample`, holding ``fused``'s lock."""
+    """The body of :func:`sample`, holding ``fused``'s lock: ``prefix`` tokens shared by every
+    row, ``own`` tokens of the longest row after them (``lengths``: each row's prompt)."""
     batch, width = input_ids.shape
-    pad_token_id = int(tokens[0, 0])
+    tokens = torch.full((batch, max_new_tokens), pad_token_id, dtype=torch.long)
     cache = _Cache(fused, batch, own + max_new_tokens, fused.workspace)
     if prefix:
         start = width - int(lengths[0])
@@ -460,18 +459,18 @@ def _decode(
     bias = torch.zeros((batch, own, own)).masked_fill_(~allowed, _MASKED)
     # In pieces of rows: the activations of a piece stay in the CPU's caches (a whole batch's
     # are tens of MB, fetched page by page from the OS at every layer).
-    rows = max(1, PREFILL_TOKENS // max(own, 1))
+    piece = max(1, PREFILL_TOKENS // max(own, 1))
     logits = torch.cat(
         [
             fused.forward(
-                own_ids[r : r + rows],
-                positions[r : r + rows],
+                own_ids[r : r + piece],
+                positions[r : r + piece],
                 cache,
-                bias[r : r + rows],
+                bias[r : r + piece],
                 last_only=True,
                 first_row=r,
             )
-            for r in range(0, batch, rows)
+            for r in range(0, batch, piece)
         ]
     )
     cache.length = own

@@ -240,9 +240,11 @@ def floor(batch_size: int, prompt_tokens: float, context: float) -> dict[str, fl
     """The arithmetic floor: FLOPs per generated token and per prefilled prompt token against
     the GFLOP/s of this machine's matmuls at the model's shapes (``batch_size`` rows for
     decoding, a prefill piece's rows for prompts). ``context``: the mean attended length."""
-    from datagen_gym.backends import EMBEDDED_TEACHER, TransformersBackend
+    from transformers import AutoConfig
 
-    config = TransformersBackend(EMBEDDED_TEACHER).model.config
+    from datagen_gym.backends import EMBEDDED_TEACHER
+
+    config = AutoConfig.from_pretrained(EMBEDDED_TEACHER, local_files_only=True)
     width, inner, layers, vocab = config.n_embd, config.n_inner, config.n_layer, config.vocab_size
     shapes = [(width, 3 * width), (width, width), (width, inner), (inner, width)]
     attention = 2 * 2 * context * width  # scores and weighted values, per layer

@@ -2,25 +2,13 @@
 
 import pytest
 import torch
+from support.prompts import TASKS
 from transformers.cache_utils import DynamicCache
 
 from datagen_gym.backends import compact_decoding
 from datagen_gym.backends.compact_decoding import GrowingCacheLayer, common_prefix_length, sample
 from datagen_gym.config import Config, ConfigError
 from datagen_gym.generators import prompts
-
-# Prompts of different lengths (left padding) whose continuations end at different steps, so
-# rows finish early and the batch is compacted several times.
-TASKS = [
-    "Is this email spam or not spam?",
-    "Reverse the word.",
-    "Count the vowels in the sentence.",
-    "What is the sum of the two numbers?",
-    "Convert the text to upper case.",
-    "Classify the topic of the news headline.",
-    "Is the sentiment of the review positive or negative?",
-    "Name the animal described.",
-]
 
 
 def _instance_prompts():

@@ -5,21 +5,11 @@ it does not serve."""
 import pytest
 import torch
 from scipy.stats import chisquare
+from support.prompts import TASKS
 from transformers.generation.logits_process import TemperatureLogitsWarper, TopPLogitsWarper
 
 from datagen_gym.backends import compact_decoding, fused_gpt2
 from datagen_gym.generators import prompts
-
-TASKS = [
-    "Is this email spam or not spam?",
-    "Reverse the word.",
-    "Count the vowels in the sentence.",
-    "What is the sum of the two numbers?",
-    "Convert the text to upper case.",
-    "Classify the topic of the news headline.",
-    "Is the sentiment of the review positive or negative?",
-    "Name the animal described.",
-]
 
 
 def _batches(tok):

@@ -246,23 +246,11 @@ def sample(
     global one, which ``model.generate`` uses).
     """
     batch = input_ids.shape[0]
-    if input_ids.shape[1] and not bool(attention_mask[:, -1].all()):
-        raise ValueError(
-            "sample() needs left-padded prompts (padding_side='left'): the last "
-            "column of attention_mask must be all ones"
-        )
+    check_left_padded(input_ids, attention_mask)
     device = input_ids.device
     greedy = temperature == 0
     warpers = None if greedy else logits_warpers(temperature, top_p)
-    eos = torch.tensor(
-        []
-        if eos_token_id is None
-        else [eos_token_id]
-        if isinstance(eos_token_id, int)
-        else list(eos_token_id),
-        dtype=torch.long,
-        device=device,
-    )
+    eos = eos_ids(eos_token_id, device)
     tokens = torch.full((batch, max_new_tokens), pad_token_id, dtype=torch.long, device=device)
     if max_new_tokens == 0:
         return tokens
@@ -322,6 +310,24 @@ def sample(
             use_cache=True,
         )
         next_pos = next_pos + 1
+
+
+def check_left_padded(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> None:
+    """Refuse right-padded prompts: a decoder continues every row from the right edge."""
+    if input_ids.shape[1] and not bool(attention_mask[:, -1].all()):
+        raise ValueError(
+            "sample() needs left-padded prompts (padding_side='left'): the last "
+            "column of attention_mask must be all ones"
+        )
+
+
+def eos_ids(eos_token_id: int | Sequence[int] | None, device: torch.device) -> torch.Tensor:
+    """The EOS token ids as a tensor (empty for ``None``), for ``torch.isin``."""
+    if eos_token_id is None:
+        ids = []
+    else:
+        ids = [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id)
+    return torch.tensor(ids, dtype=torch.long, device=device)
 
 
 def common_prefix_length(attention_mask: torch.Tensor, input_ids: torch.Tensor) -> int:

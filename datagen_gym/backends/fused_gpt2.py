@@ -175,7 +175,6 @@ class FusedGPT2:
                     1,
                 )
             ctx = _attend(q, keys[:, :, :end], values[:, :, :end], bias, cache, i)
-            del qkv, q
             x = torch.addmm(x, ctx.transpose(1, 2).reshape(batch * new, self.width), layer.proj[0])
             x += layer.proj[1]
             m = self._gelu(
@@ -385,24 +384,13 @@ def sample(
     ``generator`` is the random source (default: torch's global one).
     """
     fused = model if isinstance(model, FusedGPT2) else FusedGPT2(model)
-    batch, width = input_ids.shape
-    if width and not bool(attention_mask[:, -1].all()):
-        raise ValueError(
-            "sample() needs left-padded prompts (padding_side='left'): the last "
-            "column of attention_mask must be all ones"
-        )
+    batch = input_ids.shape[0]
+    compact_decoding.check_left_padded(input_ids, attention_mask)
     if input_ids.device.type != "cpu":
         raise ValueError("the fused GPT-2 decoder runs on the CPU")
     if max_new_tokens == 0 or batch == 0:
         return torch.full((batch, max_new_tokens), pad_token_id, dtype=torch.long)
-    eos = torch.tensor(
-        []
-        if eos_token_id is None
-        else [eos_token_id]
-        if isinstance(eos_token_id, int)
-        else list(eos_token_id),
-        dtype=torch.long,
-    )
+    eos = compact_decoding.eos_ids(eos_token_id, torch.device("cpu"))
     lengths = attention_mask.sum(-1)
     prefix = compact_decoding.common_prefix_length(attention_mask, input_ids) if share_prefix else 0
     if batch == 1 or prefix < MIN_SHARED_PREFIX:
